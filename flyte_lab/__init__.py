@@ -1,0 +1,42 @@
+"""flyte_lab: typed notebook workflows for Jupyter.
+
+`%load_ext flyte_lab` registers the `%%flyte_setup`, `%%flyte_task`,
+`%flyte_graph` and `%flyte_run` magics. The Python API below is what the CLI
+uses; it imports heavy packages (Dask, papermill) only when called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flyte_lab.errors import FlyteLabError
+
+__all__ = ["FlyteLabError", "get_run", "load_ipython_extension", "run", "validate"]
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from flyte_lab.kernel_ext.magics import register
+
+    register(ipython)
+
+
+def validate(path: str, params: dict[str, str] | None = None) -> Any:
+    """Parse and validate a notebook; returns a `Workflow` with its diagnostics."""
+    from flyte_lab.graph.validate import validate_notebook
+
+    return validate_notebook(path, cli_params=params)
+
+
+def run(path: str, params: dict[str, Any] | None = None, **options: Any) -> Any:
+    """Validate then run a notebook; returns the run record (as `show --json`)."""
+    from flyte_lab.engine.api import run_notebook
+
+    return run_notebook(path, params or {}, **options)
+
+
+def get_run(run_id: str) -> Any:
+    """The record of one run (as `show --json`)."""
+    from flyte_lab.engine.api import get_run as _get_run
+
+    return _get_run(run_id)

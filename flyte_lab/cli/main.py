@@ -1,0 +1,98 @@
+"""`flyte-lab`: one entry point; every `FlyteLabError` becomes one line and its exit code.
+
+Imports stay lazy so `--help` and `validate` never load Dask or papermill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from flyte_lab.errors import FlyteLabError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own errors also exit 2, in one line
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"flyte-lab: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="flyte-lab", description="Typed notebook workflows on Dask.")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def params(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="a workflow input value (repeatable)")
+
+    p = sub.add_parser("validate", help="check a notebook's task graph without running it")
+    p.add_argument("notebook")
+    params(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="flyte_lab.cli.validate_command:validate")
+
+    p = sub.add_parser("run", help="validate then run a notebook's tasks on Dask")
+    p.add_argument("notebook")
+    params(p)
+    p.add_argument("--cluster", default="local", help="local | tcp://HOST:PORT | k8s")
+    p.add_argument("--workers", type=int, default=None, help="most workers the local cluster adapts to")
+    p.add_argument("--no-cache", action="store_true", help="do not look up cached task outputs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="flyte_lab.cli.launch_commands:run")
+
+    p = sub.add_parser("runs", help="list runs, newest first")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(handler="flyte_lab.cli.run_commands:runs")
+
+    p = sub.add_parser("show", help="one run's tasks, attempts and errors")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="flyte_lab.cli.run_commands:show")
+
+    p = sub.add_parser("outputs", help="one run's task outputs")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="flyte_lab.cli.run_commands:outputs")
+
+    p = sub.add_parser("resume", help="finish a failed or interrupted run, reusing what succeeded")
+    p.add_argument("run_id")
+    p.add_argument("--cluster", default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="flyte_lab.cli.launch_commands:resume")
+    return parser
+
+
+def _load(spec: str) -> Callable[[argparse.Namespace], int]:
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _load(args.handler)(args)
+    except FlyteLabError as exc:
+        if args.debug:
+            raise
+        print(f"flyte-lab: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # `flyte-lab ... | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("flyte-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

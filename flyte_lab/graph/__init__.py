@@ -1,0 +1,1 @@
+"""Notebook -> typed task graph: parsing, static types, validation (no user imports)."""

@@ -1,0 +1,338 @@
+"""Parse a `%%flyte_task NAME(INPUTS) -> OUTPUTS [OPTIONS]` header with `ast`.
+
+The header is split at bracket depth zero (strings respected) into the
+parameter list, the outputs and the options, so defaults like `"a -> b"` or
+`"--x"` never confuse it. Nothing is evaluated: defaults go through
+`ast.literal_eval`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from typing import Any
+
+from flyte_lab.errors import HeaderError
+from flyte_lab.graph.model import HeaderSpec, TaskOptions
+
+TASK_MAGIC = "%%flyte_task"
+SETUP_MAGIC = "%%flyte_setup"
+
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_MEM = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T|k|B)?$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_FLAG_OPTIONS = {"--cache"}
+_VALUE_OPTIONS = {
+    "--cpu", "--mem", "--gpu", "--retries", "--timeout", "--cache-version", "--image", "--env", "--map-over",
+}
+
+
+def split_header(source: str) -> tuple[str, int]:
+    """The header text (continuations joined) and how many cell lines it spans."""
+    lines = source.split("\n")
+    parts: list[str] = []
+    count = 0
+    for line in lines:
+        count += 1
+        stripped = line.rstrip()
+        if stripped.endswith("\\"):
+            parts.append(stripped[:-1])
+            continue
+        parts.append(stripped)
+        break
+    return " ".join(p.strip() for p in parts).strip(), count
+
+
+def parse_header(source: str) -> HeaderSpec:
+    """Parse the header at the top of a task cell's source; raise `HeaderError`."""
+    text, nlines = split_header(source)
+    if not text.startswith(TASK_MAGIC):
+        raise HeaderError(f"a task cell must start with `{TASK_MAGIC}`")
+    rest = text[len(TASK_MAGIC):].strip()
+    match = _IDENT.match(rest)
+    if not match:
+        raise HeaderError(f"expected a task name after `{TASK_MAGIC}`, got `{rest[:30] or 'nothing'}`")
+    name = match.group(0)
+    rest = rest[match.end():].lstrip()
+    if not rest.startswith("("):
+        raise HeaderError(f"task `{name}`: expected `(` with the inputs after the name")
+    close = _matching_paren(rest, 0)
+    if close < 0:
+        raise HeaderError(f"task `{name}`: the input list has no closing `)`")
+    inputs_text = rest[1:close]
+    rest = rest[close + 1:].strip()
+    outputs_text, options_text = _split_options(rest)
+    if outputs_text and not outputs_text.startswith("->"):
+        raise HeaderError(
+            f"task `{name}`: expected `-> OUTPUTS` or `--option` after the inputs, got `{outputs_text[:30]}`")
+    outputs_text = _unwrap_outputs(outputs_text[2:].strip()) if outputs_text else ""
+    # one compile for both lists (the common case); on error, parse each alone to say which is wrong
+    try:
+        both = ast.parse(f"def _f({inputs_text}): pass\ndef _g({outputs_text}): pass").body
+    except SyntaxError:
+        both = None
+    inputs = _parse_inputs(name, inputs_text, both[0] if both else None)
+    outputs = _parse_outputs(name, outputs_text, both[1] if both else None)
+    options = _parse_options(name, options_text, {i[0] for i in inputs})
+    names = [i[0] for i in inputs]
+    for out_name, _ in outputs:
+        if out_name in names:
+            raise HeaderError(f"task `{name}`: `{out_name}` is both an input and an output; rename one")
+    return HeaderSpec(name=name, inputs=inputs, outputs=outputs, options=options, header_lines=nlines)
+
+
+_SPECIAL = re.compile(r"""[()\[\]{}'"\\]|-""")
+
+
+def _scan(text: str, start: int, stop_at: str | None = None) -> int:
+    """Index of the bracket closing text[start] (or of `stop_at` at depth 0); -1 if none.
+
+    Jumps between brackets, quotes and dashes with a regex instead of walking
+    every character: headers are scanned once per task and notebooks can hold thousands.
+    """
+    depth = 0
+    quote: str | None = None
+    pos = start
+    while True:
+        match = _SPECIAL.search(text, pos)
+        if match is None:
+            return -1
+        i = match.start()
+        ch = text[i]
+        pos = i + 1
+        if quote:
+            if ch == "\\":
+                pos = i + 2
+            elif text.startswith(quote, i):
+                pos = i + len(quote)
+                quote = None
+        elif ch in "'\"":
+            quote = text[i:i + 3] if text[i:i + 3] in ("\'\'\'", '"""') else ch
+            pos = i + len(quote)
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0 and stop_at is None:
+                return i
+            if depth < 0:
+                return -1
+        elif stop_at and depth == 0 and ch == "-" and text.startswith(stop_at, i - 1):
+            return i - 1
+
+
+def _matching_paren(text: str, start: int) -> int:
+    return _scan(text, start)
+
+
+def _split_options(text: str) -> tuple[str, str]:
+    """Split `-> outputs --opt v` at the first ` --` outside brackets and strings."""
+    probe = " " + text
+    idx = _scan(probe, 0, stop_at=" --")
+    if idx < 0:
+        return text.strip(), ""
+    return probe[:idx].strip(), probe[idx:].strip()
+
+
+def _segment(text: str, node: ast.expr) -> str:
+    """Source text of an annotation in `def _f(TEXT)` (col offsets count UTF-8 bytes)."""
+    if node.lineno != node.end_lineno:
+        return ast.unparse(node)
+    line = text.encode() if node.lineno == 1 else None
+    if line is None:
+        return ast.unparse(node)
+    offset = len("def _f(")
+    return line[node.col_offset - offset:node.end_col_offset - offset].decode()  # type: ignore[operator]
+
+
+def _parse_inputs(task: str, text: str, fn: ast.stmt | None) -> tuple[tuple[str, str, bool, Any], ...]:
+    if fn is None:
+        try:
+            fn = ast.parse(f"def _f({text}): pass").body[0]
+        except SyntaxError as exc:
+            raise HeaderError(
+                f"task `{task}`: the inputs `({text})` are not a valid parameter list: {exc.msg}") from None
+    assert isinstance(fn, ast.FunctionDef)
+    args = fn.args
+    if args.vararg or args.kwarg or args.posonlyargs:
+        raise HeaderError(f"task `{task}`: inputs cannot use `*args`, `**kwargs` or `/`; name each input")
+    params = args.args + args.kwonlyargs
+    defaults: list[ast.expr | None] = [None] * (len(args.args) - len(args.defaults)) + list(args.defaults)
+    defaults += list(args.kw_defaults)
+    out = []
+    for param, default in zip(params, defaults, strict=True):
+        if param.annotation is None:
+            raise HeaderError(f"task `{task}`: input `{param.arg}` has no type; write `{param.arg}: TYPE`")
+        ann = _segment(text, param.annotation)
+        if default is None:
+            out.append((param.arg, ann, False, None))
+            continue
+        try:
+            value = ast.literal_eval(default)
+        except (ValueError, SyntaxError, TypeError):
+            raise HeaderError(
+                f"task `{task}`: the default of input `{param.arg}` must be a literal, not `{ast.unparse(default)}`"
+            ) from None
+        out.append((param.arg, ann, True, value))
+    return tuple(out)
+
+
+_NO_OUTPUTS = "\0none"
+
+
+def _unwrap_outputs(text: str) -> str:
+    if text in ("None", "(None)", "()"):
+        return ""
+    if not text:
+        return _NO_OUTPUTS  # `->` with nothing after it
+    if text.startswith("(") and _matching_paren(text, 0) == len(text) - 1:
+        return text[1:-1].strip()
+    return text
+
+
+def _parse_outputs(task: str, text: str, fn: ast.stmt | None) -> tuple[tuple[str, str], ...]:
+    if text == _NO_OUTPUTS:
+        raise HeaderError(f"task `{task}`: `->` must be followed by outputs (`name: type, ...`) or `None`")
+    if not text:
+        return ()
+    if fn is None:
+        try:
+            fn = ast.parse(f"def _f({text}): pass").body[0]
+        except SyntaxError:
+            raise HeaderError(f"task `{task}`: the outputs `{text}` must read `name: type, ...`") from None
+    assert isinstance(fn, ast.FunctionDef)
+    args = fn.args
+    if args.vararg or args.kwarg or args.posonlyargs or args.kwonlyargs or args.defaults:
+        raise HeaderError(f"task `{task}`: outputs are `name: type` pairs without defaults")
+    outs = []
+    for arg in args.args:
+        if arg.annotation is None:
+            raise HeaderError(f"task `{task}`: output `{arg.arg}` has no type; write `{arg.arg}: TYPE`")
+        outs.append((arg.arg, _segment(text, arg.annotation)))
+    return tuple(outs)
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `30s`, `10m`, `2h`, `500ms` -> seconds; raise ValueError otherwise."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _parse_options(task: str, text: str, inputs: set[str]) -> TaskOptions:
+    try:
+        # shlex only when quoting is used; plain options split on whitespace much faster
+        tokens = shlex.split(text) if any(c in text for c in "'\"\\") else text.split()
+    except ValueError as exc:
+        raise HeaderError(f"task `{task}`: cannot read the options `{text}`: {exc}") from None
+    values: dict[str, Any] = {}
+    env: list[tuple[str, str]] = []
+    i = 0
+    while i < len(tokens):
+        opt = tokens[i]
+        if opt in _FLAG_OPTIONS:
+            values["cache"] = True
+            i += 1
+            continue
+        if opt not in _VALUE_OPTIONS:
+            known = ", ".join(sorted(_FLAG_OPTIONS | _VALUE_OPTIONS))
+            raise HeaderError(f"task `{task}`: unknown option `{opt}`; options are {known}")
+        if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+            raise HeaderError(f"task `{task}`: option `{opt}` needs a value")
+        value = tokens[i + 1]
+        i += 2
+        key = opt[2:].replace("-", "_")
+        if opt == "--env":
+            k, sep, v = value.partition("=")
+            if not sep or not _IDENT.fullmatch(k):
+                raise HeaderError(f"task `{task}`: `--env {value}` must read `--env NAME=VALUE`")
+            env.append((k, v))
+            continue
+        if key in values:
+            raise HeaderError(f"task `{task}`: option `{opt}` is given twice")
+        values[key] = _option_value(task, opt, value, inputs)
+    if env:
+        values["env"] = tuple(env)
+    if "timeout" in values:
+        values["timeout_s"] = values.pop("timeout")
+    return TaskOptions(**values)
+
+
+def _option_value(task: str, opt: str, value: str, inputs: set[str]) -> Any:
+    bad = f"task `{task}`: `{opt} {value}`"
+    if opt == "--cpu":
+        try:
+            cpu = float(value)
+        except ValueError:
+            raise HeaderError(f"{bad}: CPU count must be a positive number like 2 or 0.5") from None
+        if cpu <= 0:
+            raise HeaderError(f"{bad}: CPU count must be a positive number like 2 or 0.5")
+        return int(cpu) if cpu.is_integer() else cpu
+    if opt in ("--gpu", "--retries"):
+        if not value.isdigit():
+            raise HeaderError(f"{bad}: must be a whole number >= 0")
+        return int(value)
+    if opt == "--mem":
+        if not _MEM.match(value):
+            raise HeaderError(f"{bad}: memory must read like 512Mi, 4Gi or 2G")
+        return value
+    if opt == "--timeout":
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise HeaderError(f"{bad}: a timeout reads like 90, 30s, 10m or 2h") from None
+        if seconds <= 0:
+            raise HeaderError(f"{bad}: a timeout must be longer than zero")
+        return seconds
+    if opt == "--map-over":
+        if value not in inputs:
+            raise HeaderError(f"{bad}: `{value}` is not an input of `{task}`")
+        return value
+    if opt == "--image" and (not value or any(c.isspace() for c in value)):
+        raise HeaderError(f"{bad}: an image reads like REPO:TAG")
+    return value
+
+
+def memory_bytes(text: str) -> float:
+    """`4Gi` -> bytes, for Dask's MEMORY resource."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "k": 1e3, "M": 1e6,
+             "G": 1e9, "T": 1e12, "B": 1, None: 1}
+    match = re.match(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|k|M|G|T|B)?$", text)
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * units[match.group(2)]
+
+
+def format_header(spec: HeaderSpec) -> str:
+    """Render a header back to text (the inverse of `parse_header`, on one line)."""
+    ins = []
+    for name, ann, has_default, default in spec.inputs:
+        ins.append(f"{name}: {ann}" + (f" = {default!r}" if has_default else ""))
+    text = f"{TASK_MAGIC} {spec.name}({', '.join(ins)})"
+    if spec.outputs:
+        text += " -> (" + ", ".join(f"{n}: {t}" for n, t in spec.outputs) + ")"
+    opts = spec.options
+    parts: list[str] = []
+    for key in ("cpu", "mem", "gpu"):
+        if getattr(opts, key) is not None:
+            parts += [f"--{key}", str(getattr(opts, key))]
+    if opts.retries:
+        parts += ["--retries", str(opts.retries)]
+    if opts.timeout_s is not None:
+        parts += ["--timeout", f"{opts.timeout_s:g}s"]
+    if opts.cache:
+        parts.append("--cache")
+    if opts.cache_version is not None:
+        parts += ["--cache-version", opts.cache_version]
+    if opts.image is not None:
+        parts += ["--image", opts.image]
+    for k, v in opts.env:
+        parts += ["--env", f"{k}={v}"]
+    if opts.map_over is not None:
+        parts += ["--map-over", opts.map_over]
+    if parts:
+        text += " " + " ".join(shlex.quote(p) for p in parts)
+    return text

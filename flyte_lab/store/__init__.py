@@ -1,0 +1,7 @@
+"""The durable run store (SQLite in WAL mode, or any SQLAlchemy URL such as PostgreSQL)."""
+
+from __future__ import annotations
+
+from flyte_lab.store.run_store import RunStore, ScheduledRunExists, new_run_id
+
+__all__ = ["RunStore", "ScheduledRunExists", "new_run_id"]

@@ -1,0 +1,126 @@
+"""Opening the run store's database: the engine, its SQLite pragmas, migrations.
+
+Kept apart from `run_store.py` so the API reads as queries only. Everything
+dialect-specific lives here, behind `dialect == "sqlite"` / `"postgresql"`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Execution option that asks for a write transaction (BEGIN IMMEDIATE on SQLite).
+WRITE_OPTION = "flyte_lab_write"
+# Arbitrary constant naming the run store's migration lock on PostgreSQL.
+_PG_MIGRATION_LOCK = 7_262_017_311
+_SQLITE_BUSY_MS = 30_000
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite files get WAL, a busy timeout and foreign keys."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = parsed.database
+    if not database or database == ":memory:":
+        # one shared connection, or every checkout would see its own empty database
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"timeout": _SQLITE_BUSY_MS / 1000, "check_same_thread": False}
+        )
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Take transaction control away from pysqlite: it would otherwise defer
+    # BEGIN until the first write, and a read-then-write transaction could then
+    # fail with "database is locked" instead of waiting its turn.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+        _set_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _set_wal(cursor: Any) -> None:
+    # Switching a fresh file to WAL needs an exclusive lock; when several
+    # processes open it at once SQLite may answer "locked" without waiting.
+    deadline = time.monotonic() + _SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.fetchall()
+            return
+        except Exception as err:  # sqlite3.OperationalError, driver-agnostic
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # Writers take the write lock up front so concurrent writers queue on
+    # busy_timeout; readers use a plain (deferred) snapshot transaction.
+    if conn.get_execution_options().get(WRITE_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    """An alembic `Config` built in code: no alembic.ini is needed at run time."""
+    cfg = Config()
+    # ConfigParser interpolates `%`; escape it in paths and URLs
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
+    if url is not None:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """`alembic upgrade head`, safe when several processes open a fresh store at once."""
+    head = head_revision()
+    if current_revision(engine) == head:
+        return  # the common case: nothing to do, and no write lock taken
+    write_engine = engine.execution_options(**{WRITE_OPTION: True})
+    try:
+        with write_engine.begin() as conn:
+            # One transaction holds the lock for the whole upgrade, so a second
+            # process waits here, then finds the tables made and does nothing.
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            command.upgrade(alembic_config(connection=conn), "head")
+    except (exc.OperationalError, exc.ProgrammingError, exc.IntegrityError):
+        # Another process won a race this dialect does not serialise ("table
+        # already exists", a duplicate alembic_version row): fine if it finished.
+        if current_revision(engine) != head:
+            raise

@@ -1,0 +1,496 @@
+"""The run store: the one durable record of runs, tasks, attempts and outputs.
+
+The driver is its only writer of run state and writes *before* acting, so every
+write method is one short transaction committed before it returns, and every
+state update is idempotent (a write retried after a lost acknowledgement leaves
+the same row). Monitoring (CLI, widget, dashboard, REST) only reads.
+
+Dictionaries returned by `get_run` and `list_runs` are the `show --json` and
+`runs --json` shapes of DESIGN.md section 3, timestamps as ISO-8601 UTC strings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, delete, exc, insert, select, update
+
+from flyte_lab.errors import FlyteLabError, RunNotFound, UserInputError
+from flyte_lab.store import database
+from flyte_lab.store.cache import CacheMixin
+from flyte_lab.store.rows import (
+    dumps,
+    hash_file,
+    iso,
+    loads,
+    new_run_id,
+    now_utc,
+    to_db_time,
+)
+from flyte_lab.store.schema import Attempt, Output, Run, Task
+from flyte_lab.store.views import record_view, show_view, summary_view, task_state_view
+
+RUN_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "cancelled"})
+RUN_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+TASK_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "cached", "skipped"})
+TASK_TERMINAL = frozenset({"succeeded", "failed", "cached", "skipped"})
+ATTEMPT_KINDS = frozenset({"user", "infra"})
+
+
+class ScheduledRunExists(FlyteLabError):
+    """A run for this (schedule, fire time) is already in the store."""
+
+    def __init__(self, message: str, *, run_id: str, **data: Any) -> None:
+        super().__init__(message, run_id=run_id, **data)
+        self.run_id = run_id
+
+
+class RunStore(CacheMixin):
+    """Runs, tasks, attempts, outputs and the task cache, in one SQL database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.home: Path | None = None
+        self._engine = database.create_store_engine(url)
+        # same pool, but its transactions take the write lock at BEGIN
+        self._write_engine = self._engine.execution_options(**{database.WRITE_OPTION: True})
+        self._pid = os.getpid()
+        database.upgrade(self._engine)
+
+    @classmethod
+    def from_env(cls, home: str | Path | None = None) -> RunStore:
+        """The store of `home` (else $FLYTE_LAB_HOME, else ~/.flyte_lab); $FLYTE_LAB_DB_URL wins."""
+        home_path = Path(home or os.environ.get("FLYTE_LAB_HOME") or "~/.flyte_lab").expanduser()
+        home_path.mkdir(parents=True, exist_ok=True)
+        url = os.environ.get("FLYTE_LAB_DB_URL") or f"sqlite:///{home_path / 'store.db'}"
+        store = cls(url)
+        store.home = home_path
+        return store
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({self._display_url()!r})"
+
+    # -- connections ---------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        # A forked child must not reuse its parent's pooled connections.
+        if os.getpid() != self._pid:
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One short write transaction, committed when the block ends."""
+        self._check_fork()
+        with self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """One read transaction: a consistent snapshot for several queries."""
+        self._check_fork()
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _display_url(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+    def _not_found(self, run_id: str) -> RunNotFound:
+        return RunNotFound(
+            f"no run `{run_id}` in the store at {self._display_url()}; `flyte-lab runs` lists them",
+            run_id=run_id,
+        )
+
+    def _resolve(self, conn: Connection, run_id: str) -> str:
+        """The full id of `run_id`, which may be a unique prefix."""
+        if conn.execute(select(Run.run_id).where(Run.run_id == run_id)).first():
+            return run_id
+        if not run_id:
+            raise self._not_found(run_id)
+        escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches = conn.scalars(
+            select(Run.run_id).where(Run.run_id.like(f"{escaped}%", escape="\\")).limit(6)
+        ).all()
+        if not matches:
+            raise self._not_found(run_id)
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
+            raise RunNotFound(
+                f"run id prefix `{run_id}` matches several runs ({shown}); give more characters",
+                run_id=run_id,
+            )
+        return matches[0]
+
+    # -- runs ----------------------------------------------------------------
+
+    def create_run(
+        self,
+        notebook: str,
+        params: dict[str, Any],
+        graph_json: dict[str, Any],
+        tasks: list[dict[str, Any]],
+        cluster: str,
+        schedule: str | None = None,
+        scheduled_time: datetime | str | None = None,
+        *,
+        notebook_hash: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Record a queued run and its queued tasks; returns the new run id.
+
+        `tasks` are `{"name", "cell", "resources"}` in graph order. Raises
+        `ScheduledRunExists` if (schedule, scheduled_time) already has a run.
+        """
+        run_id = run_id or new_run_id()
+        now = now_utc()
+        fire_time = to_db_time(scheduled_time)
+        run_row = {
+            "run_id": run_id,
+            "notebook": str(notebook),
+            "status": "queued",
+            "params_json": dumps(params),
+            "created_at": now,
+            "schedule": schedule,
+            "scheduled_time": fire_time,
+            "driver_host": socket.gethostname(),
+            "cluster": cluster,
+            "notebook_hash": notebook_hash or hash_file(notebook),
+            "graph_json": dumps(graph_json),
+        }
+        task_rows = [
+            {
+                "run_id": run_id,
+                "name": t["name"],
+                "position": i,
+                "cell": t.get("cell"),
+                "status": "queued",
+                "attempts": 0,
+                "resources_json": dumps(t.get("resources") or {}),
+            }
+            for i, t in enumerate(tasks)
+        ]
+        try:
+            with self._write() as conn:
+                conn.execute(insert(Run), [run_row])
+                if task_rows:
+                    conn.execute(insert(Task), task_rows)
+        except exc.IntegrityError:
+            if schedule is None:
+                raise
+            with self._read() as conn:
+                existing = conn.scalar(
+                    select(Run.run_id).where(Run.schedule == schedule, Run.scheduled_time == fire_time)
+                )
+            if existing is None:
+                raise
+            raise ScheduledRunExists(
+                f"schedule `{schedule}` already has run `{existing}` for {iso(fire_time)}",
+                run_id=existing,
+            ) from None
+        return run_id
+
+    def set_run_status(self, run_id: str, status: str, *, error: dict[str, Any] | None = None) -> None:
+        """Move a run to `status`; records this process as its driver."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}; expected one of {sorted(RUN_STATUSES)}")
+        with self._write() as conn:
+            row = conn.execute(
+                select(Run.status, Run.started_at, Run.finished_at).where(Run.run_id == run_id)
+            ).first()
+            if row is None:
+                raise self._not_found(run_id)
+            now = now_utc()
+            values: dict[str, Any] = {
+                "status": status,
+                "driver_pid": os.getpid(),
+                "driver_host": socket.gethostname(),
+            }
+            if status == "running":
+                # started_at is the first start; a resume keeps it but reopens the run
+                if row.started_at is None:
+                    values["started_at"] = now
+                values["finished_at"] = None
+                values["error_json"] = None
+            elif status in RUN_TERMINAL:
+                if row.status != status or row.finished_at is None:
+                    values["finished_at"] = now
+            else:
+                values["finished_at"] = None
+            if error is not None:
+                values["error_json"] = dumps(error)
+            conn.execute(update(Run).where(Run.run_id == run_id).values(**values))
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The `show --json` object, plus `schedule`, `scheduled_time`, `error`, `attempts_detail`."""
+        with self._read() as conn:
+            run_id = self._resolve(conn, run_id)
+            run = conn.execute(select(Run).where(Run.run_id == run_id)).one()
+            tasks = conn.execute(select(Task).where(Task.run_id == run_id).order_by(Task.position)).all()
+            outputs = conn.execute(
+                select(Output).where(Output.run_id == run_id).order_by(Output.task, Output.name)
+            ).all()
+            attempts = conn.execute(
+                select(Attempt).where(Attempt.run_id == run_id).order_by(Attempt.task, Attempt.number)
+            ).all()
+        return show_view(run, tasks, outputs, attempts)
+
+    def run_record(self, run_id: str) -> dict[str, Any]:
+        """The run's own row (driver pid/host, cluster, notebook hash…), for resume and ops."""
+        with self._read() as conn:
+            run_id = self._resolve(conn, run_id)
+            run = conn.execute(select(Run).where(Run.run_id == run_id)).one()
+        return record_view(run)
+
+    def list_runs(
+        self,
+        limit: int = 100,
+        status: str | None = None,
+        notebook: str | None = None,
+        schedule: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The `runs --json` array, newest first, optionally filtered."""
+        query = select(
+            Run.run_id,
+            Run.notebook,
+            Run.status,
+            Run.schedule,
+            Run.scheduled_time,
+            Run.created_at,
+            Run.finished_at,
+        )
+        if status is not None:
+            query = query.where(Run.status == status)
+        if notebook is not None:
+            query = query.where(Run.notebook == str(notebook))
+        if schedule is not None:
+            query = query.where(Run.schedule == schedule)
+        # run ids sort by time too, and break ties within one clock tick
+        query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [summary_view(r) for r in rows]
+
+    def get_graph(self, run_id: str) -> dict[str, Any]:
+        """The validated graph JSON stored at launch: all `resume` needs."""
+        with self._read() as conn:
+            run_id = self._resolve(conn, run_id)
+            text = conn.scalar(select(Run.graph_json).where(Run.run_id == run_id))
+        return loads(text)
+
+    # -- tasks and attempts ------------------------------------------------------
+
+    def run_tasks(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Every task's state, in graph order."""
+        with self._read() as conn:
+            run_id = self._resolve(conn, run_id)
+            rows = conn.execute(select(Task).where(Task.run_id == run_id).order_by(Task.position)).all()
+        return {t.name: task_state_view(t) for t in rows}
+
+    def set_task_status(
+        self,
+        run_id: str,
+        task: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+        output_notebook: str | None = None,
+        cache_key: str | None = None,
+    ) -> None:
+        """Move a task to `status`; terminal statuses stamp finished_at and duration_s."""
+        if status not in TASK_STATUSES:
+            raise ValueError(f"unknown task status {status!r}; expected one of {sorted(TASK_STATUSES)}")
+        with self._write() as conn:
+            row = conn.execute(
+                select(Task.status, Task.started_at, Task.finished_at).where(
+                    Task.run_id == run_id, Task.name == task
+                )
+            ).first()
+            if row is None:
+                raise self._missing_task(conn, run_id, task)
+            now = now_utc()
+            values: dict[str, Any] = {"status": status}
+            if status == "running":
+                if row.status != "running" or row.started_at is None:
+                    # a new start (first run, or rerun by resume): reset the clock
+                    values.update(started_at=now, finished_at=None, duration_s=None, error_json=None)
+            elif status in TASK_TERMINAL:
+                if row.status != status or row.finished_at is None:
+                    values["finished_at"] = now
+                    values["duration_s"] = (
+                        round((now - row.started_at).total_seconds(), 6)
+                        if row.started_at is not None
+                        else None
+                    )
+                if status != "failed":
+                    values["error_json"] = None
+            else:  # queued again (resume)
+                values.update(finished_at=None, duration_s=None, error_json=None)
+            if error is not None:
+                values["error_json"] = dumps(error)
+            if output_notebook is not None:
+                values["output_notebook"] = output_notebook
+            if cache_key is not None:
+                values["cache_key"] = cache_key
+            conn.execute(update(Task).where(Task.run_id == run_id, Task.name == task).values(**values))
+
+    def _missing_task(self, conn: Connection, run_id: str, task: str) -> FlyteLabError:
+        if conn.execute(select(Run.run_id).where(Run.run_id == run_id)).first() is None:
+            return self._not_found(run_id)
+        return UserInputError(
+            f"run `{run_id}` has no task `{task}`; `flyte-lab show {run_id}` lists its tasks",
+            run_id=run_id,
+            task=task,
+        )
+
+    def start_attempt(self, run_id: str, task: str, worker: str | None, resources: dict[str, Any]) -> int:
+        """Record a new running attempt of `task`; returns its 1-based number."""
+        with self._write() as conn:
+            attempts = conn.scalar(select(Task.attempts).where(Task.run_id == run_id, Task.name == task))
+            if attempts is None:
+                raise self._missing_task(conn, run_id, task)
+            number = attempts + 1
+            conn.execute(update(Task).where(Task.run_id == run_id, Task.name == task).values(attempts=number))
+            conn.execute(
+                insert(Attempt).values(
+                    run_id=run_id,
+                    task=task,
+                    number=number,
+                    status="running",
+                    worker=worker,
+                    started_at=now_utc(),
+                    resources_json=dumps(resources),
+                )
+            )
+        return number
+
+    def finish_attempt(
+        self,
+        run_id: str,
+        task: str,
+        number: int,
+        status: str,
+        *,
+        kind: str | None = None,
+        error: dict[str, Any] | None = None,
+        output_notebook: str | None = None,
+    ) -> None:
+        """Close attempt `number`; `kind` says who is at fault ("user" or "infra")."""
+        if kind is not None and kind not in ATTEMPT_KINDS:
+            raise ValueError(f"unknown attempt kind {kind!r}; expected 'user', 'infra' or None")
+        where = (Attempt.run_id == run_id, Attempt.task == task, Attempt.number == number)
+        with self._write() as conn:
+            found = conn.execute(select(Attempt.finished_at).where(*where)).first()
+            if found is None:
+                raise UserInputError(
+                    f"task `{task}` of run `{run_id}` has no attempt {number}",
+                    run_id=run_id,
+                    task=task,
+                )
+            values: dict[str, Any] = {
+                "status": status,
+                "kind": kind,
+                "error_json": None if error is None else dumps(error),
+            }
+            if found.finished_at is None:
+                values["finished_at"] = now_utc()
+            if output_notebook is not None:
+                values["output_notebook"] = output_notebook
+            conn.execute(update(Attempt).where(*where).values(**values))
+            if output_notebook is not None:
+                # the task shows the executed notebook of its latest attempt
+                conn.execute(
+                    update(Task)
+                    .where(Task.run_id == run_id, Task.name == task, Task.attempts == number)
+                    .values(output_notebook=output_notebook)
+                )
+
+    # -- outputs -----------------------------------------------------------------
+
+    def save_outputs(self, run_id: str, task: str, outputs: dict[str, dict[str, Any]]) -> None:
+        """Record a task's outputs (replacing any saved before under the same names).
+
+        Each value is `{"type", "uri", "codec", "content_hash", "preview"}` plus an
+        optional `"value"`: the JSON value of a JSON-able output.
+        """
+        rows = [
+            {
+                "run_id": run_id,
+                "task": task,
+                "name": name,
+                "type_text": str(o.get("type", "")),
+                "uri": o.get("uri"),
+                "codec": o.get("codec"),
+                "content_hash": o.get("content_hash"),
+                "preview": o.get("preview"),
+                "value_json": dumps(o["value"]) if "value" in o else None,
+            }
+            for name, o in outputs.items()
+        ]
+        with self._write() as conn:
+            known = conn.execute(select(Task.name).where(Task.run_id == run_id, Task.name == task)).first()
+            if known is None:
+                raise self._missing_task(conn, run_id, task)
+            if rows:
+                # delete + insert: the same upsert on every dialect
+                conn.execute(
+                    delete(Output).where(
+                        Output.run_id == run_id,
+                        Output.task == task,
+                        Output.name.in_([r["name"] for r in rows]),
+                    )
+                )
+                conn.execute(insert(Output), rows)
+
+    def get_outputs(self, run_id: str, task: str) -> dict[str, dict[str, Any]]:
+        """`{name: {"type", "uri", "codec", "content_hash", "preview"[, "value"]}}`.
+
+        `"value"` is present only for outputs saved with a JSON value.
+        """
+        with self._read() as conn:
+            run_id = self._resolve(conn, run_id)
+            rows = conn.execute(
+                select(Output).where(Output.run_id == run_id, Output.task == task).order_by(Output.name)
+            ).all()
+        result: dict[str, dict[str, Any]] = {}
+        for o in rows:
+            entry: dict[str, Any] = {
+                "type": o.type_text,
+                "uri": o.uri,
+                "codec": o.codec,
+                "content_hash": o.content_hash,
+                "preview": o.preview,
+            }
+            if o.value_json is not None:
+                entry["value"] = json.loads(o.value_json)
+            result[o.name] = entry
+        return result
+
+    def run_outputs(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The `outputs --json` object: JSON values where known, else previews."""
+        tasks = self.run_tasks(run_id)
+        full_id = self._full_id(run_id)
+        result: dict[str, dict[str, Any]] = {}
+        for name in tasks:
+            outs = self.get_outputs(full_id, name)
+            result[name] = {k: o["value"] if "value" in o else o["preview"] for k, o in outs.items()}
+        return result
+
+    def _full_id(self, run_id: str) -> str:
+        with self._read() as conn:
+            return self._resolve(conn, run_id)

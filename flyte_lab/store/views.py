@@ -1,0 +1,116 @@
+"""Rows to the public dictionaries: the `show --json` and `runs --json` shapes.
+
+DESIGN.md section 3 is the contract for these keys; keep them in step with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flyte_lab.store.rows import iso, loads
+
+
+def show_view(
+    run: Any, tasks: Sequence[Any], outputs: Sequence[Any], attempts: Sequence[Any]
+) -> dict[str, Any]:
+    """The `show --json` object, plus `schedule`, `scheduled_time`, `error` and `attempts_detail`."""
+    task_outputs: dict[str, dict[str, Any]] = {}
+    for o in outputs:
+        task_outputs.setdefault(o.task, {})[o.name] = {
+            "type": o.type_text,
+            "uri": o.uri,
+            "preview": o.preview,
+        }
+    detail: dict[str, list[dict[str, Any]]] = {t.name: [] for t in tasks}
+    for a in attempts:
+        detail.setdefault(a.task, []).append(attempt_view(a))
+    return {
+        "run_id": run.run_id,
+        "notebook": run.notebook,
+        "status": run.status,
+        "params": loads(run.params_json),
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "tasks": {
+            t.name: {
+                "status": t.status,
+                "attempts": t.attempts,
+                "cell": t.cell,
+                "duration_s": t.duration_s,
+                "resources": loads(t.resources_json),
+                "output_notebook": t.output_notebook,
+                "outputs": task_outputs.get(t.name, {}),
+                "error": loads(t.error_json),
+            }
+            for t in tasks
+        },
+        "schedule": run.schedule,
+        "scheduled_time": iso(run.scheduled_time),
+        "error": loads(run.error_json),
+        "attempts_detail": detail,
+    }
+
+
+def summary_view(run: Any) -> dict[str, Any]:
+    """One element of the `runs --json` array."""
+    return {
+        "run_id": run.run_id,
+        "notebook": run.notebook,
+        "status": run.status,
+        "schedule": run.schedule,
+        "scheduled_time": iso(run.scheduled_time),
+        "created_at": iso(run.created_at),
+        "finished_at": iso(run.finished_at),
+    }
+
+
+def record_view(run: Any) -> dict[str, Any]:
+    """The whole run row but the graph: driver pid/host, cluster, notebook hash…"""
+    return {
+        "run_id": run.run_id,
+        "notebook": run.notebook,
+        "status": run.status,
+        "params": loads(run.params_json),
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "schedule": run.schedule,
+        "scheduled_time": iso(run.scheduled_time),
+        "driver_pid": run.driver_pid,
+        "driver_host": run.driver_host,
+        "cluster": run.cluster,
+        "notebook_hash": run.notebook_hash,
+        "error": loads(run.error_json),
+    }
+
+
+def task_state_view(task: Any) -> dict[str, Any]:
+    """A task's state as the driver and `resume` need it."""
+    return {
+        "status": task.status,
+        "attempts": task.attempts,
+        "cell": task.cell,
+        "resources": loads(task.resources_json),
+        "cache_key": task.cache_key,
+        "output_notebook": task.output_notebook,
+        "error": loads(task.error_json),
+        "started_at": iso(task.started_at),
+        "finished_at": iso(task.finished_at),
+        "duration_s": task.duration_s,
+    }
+
+
+def attempt_view(a: Any) -> dict[str, Any]:
+    """One element of `attempts_detail[task]`."""
+    return {
+        "number": a.number,
+        "status": a.status,
+        "kind": a.kind,
+        "worker": a.worker,
+        "started_at": iso(a.started_at),
+        "finished_at": iso(a.finished_at),
+        "error": loads(a.error_json),
+        "output_notebook": a.output_notebook,
+    }

@@ -1,0 +1,123 @@
+"""Regenerate the notebook fixtures: `python tests/notebooks/build_fixtures.py`.
+
+Each fixture is named by the behaviour it shows; `EXPECTED` in
+tests/test_diagnostics.py lists the diagnostic each must produce.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+SETUP = "%%flyte_setup\nimport pandas as pd\nimport numpy as np\n"
+
+
+def params(source: str) -> nbformat.NotebookNode:
+    cell = new_code_cell(source)
+    cell.metadata["tags"] = ["parameters"]
+    return cell
+
+
+def write(name: str, *cells: nbformat.NotebookNode | str) -> None:
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [c if not isinstance(c, str) else new_code_cell(c) for c in cells]
+    nbformat.write(nb, HERE / f"{name}.ipynb")
+
+
+FIXTURES = {
+    "valid_pipeline": [
+        new_markdown_cell("# A valid pipeline"), "%load_ext flyte_lab", SETUP, params("n = 10\nseed = 3"),
+        "%%flyte_task make(n: int, seed: int) -> raw: pd.DataFrame\n"
+        "raw = pd.DataFrame({'x': np.random.default_rng(seed).normal(size=n)})",
+        "%%flyte_task stats(raw: pd.DataFrame) -> (mean: float, count: int)\n"
+        "mean = float(raw['x'].mean())\ncount = len(raw)",
+    ],
+    "type_mismatch": [
+        SETUP, "%%flyte_task produce() -> count: str\ncount = '3'",
+        "%%flyte_task consume(count: int) -> None\nprint(count)",
+    ],
+    "int_to_float_mismatch": [
+        SETUP, "%%flyte_task produce() -> x: int\nx = 1", "%%flyte_task consume(x: float) -> None\nprint(x)",
+    ],
+    "optional_output_to_plain_input": [
+        SETUP, "%%flyte_task produce() -> x: int | None\nx = None",
+        "%%flyte_task consume(x: int) -> None\nprint(x)",
+    ],
+    "schema_columns_mismatch": [
+        "%%flyte_setup\nimport pandera as pa\nfrom pandera.typing import DataFrame, Series\n"
+        "class Raw(pa.DataFrameModel):\n    x: Series[float]\n"
+        "class Features(pa.DataFrameModel):\n    x: Series[float]\n    x2: Series[float]\n",
+        "%%flyte_task make() -> frame: DataFrame[Raw]\nimport pandas as pd\nframe = pd.DataFrame({'x': [1.0]})",
+        "%%flyte_task use(frame: DataFrame[Features]) -> None\nprint(frame)",
+    ],
+    "cycle": [
+        "%%flyte_task alpha(b: int) -> a: int\na = b + 1", "%%flyte_task beta(a: int) -> b: int\nb = a + 1",
+    ],
+    "duplicate_output": [
+        "%%flyte_task one() -> x: int\nx = 1", "%%flyte_task two() -> x: int\nx = 2",
+    ],
+    "missing_input": [
+        "%%flyte_task needs(threshold: float) -> None\nprint(threshold)",
+    ],
+    "unassigned_output": [
+        "%%flyte_task fit() -> (coef: float, r2: float)\ncoef = 1.0\ndef helper():\n    r2 = 0.5\n",
+    ],
+    "undefined_name": [
+        "%%flyte_task clean() -> y: int\ny = undefined_thing + 1",
+    ],
+    "hidden_state_from_exploration": [
+        SETUP, "threshold = 0.5  # set while exploring",
+        "%%flyte_task clean() -> y: float\ny = threshold * 2",
+    ],
+    "bad_header_unknown_option": [
+        "%%flyte_task t() -> x: int --gpus 2\nx = 1",
+    ],
+    "bad_header_unknown_type": [
+        "%%flyte_task t() -> x: Frobnicator\nx = 1",
+    ],
+    "bad_header_syntax": [
+        "%%flyte_task t(x int) -> y: int\ny = 1",
+    ],
+    "duplicate_task_name": [
+        "%%flyte_task t() -> x: int\nx = 1", "%%flyte_task t() -> y: int\ny = 1",
+    ],
+    "body_syntax_error": [
+        "%%flyte_task t() -> x: int\nx = (1 +",
+    ],
+    "pickled_class_output": [
+        "%%flyte_setup\nclass Model:\n    pass\n", "%%flyte_task t() -> m: Model\nm = Model()",
+    ],
+    "map_over": [
+        SETUP, params("items = [1, 2, 3]"),
+        "%%flyte_task square(items: int) -> sq: int --map-over items\nsq = items * items",
+        "%%flyte_task total(sq: list[int]) -> s: int\ns = sum(sq)",
+    ],
+    "many_errors": [
+        "%%flyte_task a() -> x: str\nx = 'a'", "%%flyte_task b(x: int) -> y: int\ny = nope",
+        "%%flyte_task c() -> y: int\ny = 2",
+    ],
+}
+
+
+def main() -> None:
+    for name, cells in FIXTURES.items():
+        write(name, *cells)
+    (HERE / "not_json.ipynb").write_text("this is { not json")
+    (HERE / "empty.ipynb").write_text("")
+    (HERE / "png_renamed.ipynb").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\xff\xfe")
+    (HERE / "schema_invalid.ipynb").write_text(
+        '{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "code", "source": 3}]}')
+    v3 = {"nbformat": 3, "nbformat_minor": 0, "metadata": {"name": "old"}, "worksheets": [{"cells": [
+        {"cell_type": "code", "input": "%%flyte_task t() -> x: int\nx = 1", "language": "python",
+         "outputs": [], "metadata": {}}], "metadata": {}}]}
+    import json
+
+    (HERE / "nbformat_v3.ipynb").write_text(json.dumps(v3))
+
+
+if __name__ == "__main__":
+    main()

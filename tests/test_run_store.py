@@ -1,0 +1,563 @@
+"""The run store against real SQLite files: schema, life cycle, concurrency, crashes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+
+from flyte_lab.errors import RunNotFound, UserInputError
+from flyte_lab.store import RunStore, ScheduledRunExists
+from flyte_lab.store.database import head_revision
+
+# fork: children inherit the imported package, and start in milliseconds
+CTX = mp.get_context("fork")
+PROCESS_TIMEOUT_S = 60
+
+SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
+EXTRA_KEYS = {"schedule", "scheduled_time", "error", "attempts_detail"}
+TASK_KEYS = {
+    "status",
+    "attempts",
+    "cell",
+    "duration_s",
+    "resources",
+    "output_notebook",
+    "outputs",
+    "error",
+}
+RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at"}
+ATTEMPT_KEYS = {"number", "status", "kind", "worker", "started_at", "finished_at", "error", "output_notebook"}
+
+TASKS = [
+    {"name": "make_data", "cell": 4, "resources": {}},
+    {"name": "fit", "cell": 7, "resources": {"cpu": 2, "mem": "4Gi"}},
+    {"name": "report", "cell": 9, "resources": {}},
+]
+GRAPH = {
+    "tasks": [{"name": t["name"], "cell": t["cell"]} for t in TASKS],
+    "edges": [["make_data", "fit", "raw"]],
+}
+ERROR = {
+    "type": "ValueError",
+    "message": "bad lr",
+    "cell": 7,
+    "line": 3,
+    "traceback": "ValueError: bad lr",
+}
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def store(url: str):
+    s = RunStore(url)
+    yield s
+    s.close()
+
+
+def _new_run(store: RunStore, notebook: str = "pipeline.ipynb", **kw: Any) -> str:
+    return store.create_run(notebook, {"n": 400, "seed": 11}, GRAPH, TASKS, "local", **kw)
+
+
+def _parse_iso(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    assert parsed.utcoffset() == timedelta(0), value
+    return parsed
+
+
+# -- schema and connection settings ---------------------------------------------
+
+
+def test_migration_creates_schema_with_alembic_version(store: RunStore, tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "store.db")
+    try:
+        versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    assert versions == [(head_revision(),)]
+    assert head_revision() == "0001"
+    assert {"runs", "tasks", "attempts", "outputs", "cache_entries", "cache_locks"} <= tables
+
+
+def test_schema_matches_declarative_models(store: RunStore) -> None:
+    from flyte_lab.store.schema import Base
+
+    insp = inspect(store._engine)
+    for table in Base.metadata.sorted_tables:
+        db_cols = {c["name"]: c["nullable"] for c in insp.get_columns(table.name)}
+        model_cols = {c.name: c.nullable for c in table.columns}
+        assert db_cols == model_cols, table.name
+
+
+def test_reopening_an_up_to_date_store_keeps_its_data(url: str) -> None:
+    with RunStore(url) as first:
+        run_id = _new_run(first)
+    with RunStore(url) as second:
+        assert second.get_run(run_id)["status"] == "queued"
+
+
+def test_sqlite_is_in_wal_mode_with_the_documented_pragmas(store: RunStore, tmp_path: Path) -> None:
+    raw = sqlite3.connect(tmp_path / "store.db")
+    try:
+        # journal_mode=WAL is persistent in the file, so any connection sees it
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        raw.close()
+    with store._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_from_env_uses_flyte_lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home" / "nested"
+    monkeypatch.setenv("FLYTE_LAB_HOME", str(home))
+    monkeypatch.delenv("FLYTE_LAB_DB_URL", raising=False)
+    with RunStore.from_env() as s:
+        assert s.home == home
+        assert (home / "store.db").exists()
+        assert s.url == f"sqlite:///{home / 'store.db'}"
+
+
+def test_from_env_db_url_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("FLYTE_LAB_DB_URL", f"sqlite:///{other}")
+    with RunStore.from_env(home=tmp_path / "h") as s:
+        assert s.home == tmp_path / "h"
+        assert (tmp_path / "h").is_dir()
+        _new_run(s)
+    assert other.exists()
+    assert not (tmp_path / "h" / "store.db").exists()
+
+
+def test_in_memory_store_works() -> None:
+    with RunStore("sqlite://") as s:
+        run_id = _new_run(s)
+        assert s.get_run(run_id)["tasks"]["fit"]["status"] == "queued"
+
+
+# -- life cycle and the show --json shape -----------------------------------------
+
+
+def test_new_run_is_queued_with_queued_tasks(store: RunStore) -> None:
+    run_id = _new_run(store)
+    run = store.get_run(run_id)
+    assert set(run) == SHOW_KEYS | EXTRA_KEYS
+    assert run["status"] == "queued"
+    assert run["params"] == {"n": 400, "seed": 11}
+    assert run["started_at"] is None and run["finished_at"] is None
+    _parse_iso(run["created_at"])
+    assert list(run["tasks"]) == ["make_data", "fit", "report"]  # graph order
+    for task in run["tasks"].values():
+        assert set(task) == TASK_KEYS
+        assert task["status"] == "queued"
+        assert task["attempts"] == 0
+        assert task["outputs"] == {} and task["error"] is None
+    assert run["tasks"]["fit"]["resources"] == {"cpu": 2, "mem": "4Gi"}
+    assert run["attempts_detail"] == {"make_data": [], "fit": [], "report": []}
+    assert store.get_graph(run_id) == GRAPH
+
+
+def test_full_life_cycle_matches_design_shape(store: RunStore) -> None:
+    run_id = _new_run(store)
+    store.set_run_status(run_id, "running")
+
+    store.set_task_status(run_id, "make_data", "cached", cache_key="k-make")
+    store.set_task_status(run_id, "fit", "running")
+    first = store.start_attempt(run_id, "fit", "tcp://10.0.0.5:4000", {"CPU": 2, "MEMORY": 4e9})
+    store.finish_attempt(run_id, "fit", first, "failed", kind="infra", error={"type": "KilledWorker"})
+    second = store.start_attempt(run_id, "fit", "tcp://10.0.0.6:4000", {"CPU": 2, "MEMORY": 4e9})
+    store.finish_attempt(run_id, "fit", second, "succeeded", output_notebook="/tmp/fit-2.ipynb")
+    store.save_outputs(
+        run_id,
+        "fit",
+        {
+            "r2": {
+                "type": "float",
+                "uri": "file:///a/r2",
+                "codec": "json",
+                "content_hash": "sha256:1",
+                "preview": "0.93",
+                "value": 0.93,
+            },
+            "coef": {
+                "type": "list[float]",
+                "uri": "file:///a/coef",
+                "codec": "json",
+                "content_hash": "sha256:2",
+                "preview": "[0.1, 0.2]",
+                "value": [0.1, 0.2],
+            },
+        },
+    )
+    store.set_task_status(run_id, "fit", "succeeded")
+    store.set_task_status(run_id, "report", "running")
+    third = store.start_attempt(run_id, "report", None, {})
+    store.finish_attempt(run_id, "report", third, "failed", kind="user", error=ERROR)
+    store.set_task_status(run_id, "report", "failed", error=ERROR, output_notebook="/tmp/report-1.ipynb")
+    store.set_run_status(run_id, "failed", error={"message": "task `report` failed"})
+
+    run = store.get_run(run_id)
+    assert set(run) == SHOW_KEYS | EXTRA_KEYS
+    assert run["status"] == "failed"
+    assert run["error"] == {"message": "task `report` failed"}
+    created, started, finished = (_parse_iso(run[k]) for k in ("created_at", "started_at", "finished_at"))
+    assert created <= started <= finished
+
+    fit = run["tasks"]["fit"]
+    assert set(fit) == TASK_KEYS
+    assert fit["status"] == "succeeded"
+    assert fit["attempts"] == 2
+    assert fit["cell"] == 7
+    assert isinstance(fit["duration_s"], float) and fit["duration_s"] >= 0
+    assert fit["output_notebook"] == "/tmp/fit-2.ipynb"
+    assert fit["outputs"] == {
+        "coef": {"type": "list[float]", "uri": "file:///a/coef", "preview": "[0.1, 0.2]"},
+        "r2": {"type": "float", "uri": "file:///a/r2", "preview": "0.93"},
+    }
+    assert fit["error"] is None
+
+    assert run["tasks"]["make_data"]["status"] == "cached"
+    assert run["tasks"]["make_data"]["attempts"] == 0
+    report = run["tasks"]["report"]
+    assert report["status"] == "failed" and report["error"] == ERROR
+    assert report["output_notebook"] == "/tmp/report-1.ipynb"
+
+    fit_attempts = run["attempts_detail"]["fit"]
+    assert [a["number"] for a in fit_attempts] == [1, 2]
+    assert all(set(a) == ATTEMPT_KEYS for a in fit_attempts)
+    assert fit_attempts[0]["status"] == "failed" and fit_attempts[0]["kind"] == "infra"
+    assert fit_attempts[0]["worker"] == "tcp://10.0.0.5:4000"
+    assert fit_attempts[0]["error"] == {"type": "KilledWorker"}
+    assert fit_attempts[1]["status"] == "succeeded" and fit_attempts[1]["kind"] is None
+    assert fit_attempts[1]["output_notebook"] == "/tmp/fit-2.ipynb"
+    for a in fit_attempts:
+        assert _parse_iso(a["started_at"]) <= _parse_iso(a["finished_at"])
+    assert run["attempts_detail"]["report"][0]["kind"] == "user"
+    assert run["attempts_detail"]["make_data"] == []
+
+    tasks = store.run_tasks(run_id)
+    assert tasks["fit"]["attempts"] == 2 and tasks["make_data"]["cache_key"] == "k-make"
+    record = store.run_record(run_id)
+    assert record["driver_pid"] == os.getpid() and record["cluster"] == "local"
+
+
+def test_outputs_keep_json_values_and_fall_back_to_previews(store: RunStore) -> None:
+    run_id = _new_run(store)
+    store.save_outputs(
+        run_id,
+        "make_data",
+        {
+            "raw": {"type": "pd.DataFrame", "uri": "file:///a/raw", "codec": "parquet", "preview": "400x1"},
+            "none_value": {"type": "None", "uri": None, "codec": "json", "preview": "None", "value": None},
+        },
+    )
+    outs = store.get_outputs(run_id, "make_data")
+    assert "value" not in outs["raw"]
+    assert outs["raw"]["codec"] == "parquet"
+    assert outs["none_value"]["value"] is None
+    assert store.run_outputs(run_id) == {
+        "make_data": {"none_value": None, "raw": "400x1"},
+        "fit": {},
+        "report": {},
+    }
+    # saving again replaces, it does not duplicate
+    store.save_outputs(run_id, "make_data", {"raw": {"type": "pd.DataFrame", "uri": "u2", "preview": "p2"}})
+    assert store.get_outputs(run_id, "make_data")["raw"]["uri"] == "u2"
+    assert len(store.get_outputs(run_id, "make_data")) == 2
+
+
+def test_unknown_task_and_bad_status_are_refused(store: RunStore) -> None:
+    run_id = _new_run(store)
+    with pytest.raises(UserInputError, match="has no task `nope`"):
+        store.set_task_status(run_id, "nope", "running")
+    with pytest.raises(UserInputError, match="has no task `nope`"):
+        store.save_outputs(run_id, "nope", {"x": {"type": "int"}})
+    with pytest.raises(UserInputError, match="no attempt 5"):
+        store.finish_attempt(run_id, "fit", 5, "failed")
+    with pytest.raises(RunNotFound):
+        store.set_run_status("19990101-000000-000000", "running")
+    with pytest.raises(ValueError, match="unknown run status"):
+        store.set_run_status(run_id, "done")
+    with pytest.raises(ValueError, match="unknown task status"):
+        store.set_task_status(run_id, "fit", "done")
+    assert store.get_run(run_id)["status"] == "queued"
+
+
+def test_a_second_run_for_the_same_fire_time_is_refused(store: RunStore) -> None:
+    fire = datetime(2025, 3, 1, 6, 0, tzinfo=UTC)
+    first = _new_run(store, schedule="nightly", scheduled_time=fire)
+    with pytest.raises(ScheduledRunExists) as info:
+        _new_run(store, schedule="nightly", scheduled_time=fire.isoformat())
+    assert info.value.run_id == first
+    other = _new_run(store, schedule="nightly", scheduled_time=fire + timedelta(days=1))
+    run = store.get_run(other)
+    assert run["schedule"] == "nightly"
+    assert run["scheduled_time"] == "2025-03-02T06:00:00+00:00"
+    # runs without a schedule never clash
+    _new_run(store)
+    _new_run(store)
+
+
+# -- idempotence ------------------------------------------------------------------
+
+
+def test_status_writes_are_idempotent(store: RunStore) -> None:
+    run_id = _new_run(store)
+    store.set_run_status(run_id, "running")
+    store.set_task_status(run_id, "fit", "running")
+    before, tasks_before = store.get_run(run_id), store.run_tasks(run_id)
+
+    store.set_run_status(run_id, "running")  # a retried write after a lost ack
+    store.set_task_status(run_id, "fit", "running")
+    assert store.get_run(run_id) == before
+    assert store.run_tasks(run_id) == tasks_before
+    assert tasks_before["fit"]["started_at"] is not None
+
+    store.set_task_status(run_id, "fit", "succeeded")
+    store.set_run_status(run_id, "succeeded")
+    done = store.get_run(run_id)
+    store.set_task_status(run_id, "fit", "succeeded")
+    store.set_run_status(run_id, "succeeded")
+    assert store.get_run(run_id) == done
+    assert done["finished_at"] is not None
+    assert done["tasks"]["fit"]["duration_s"] is not None
+
+
+def test_resume_reopens_a_failed_run_and_task(store: RunStore) -> None:
+    run_id = _new_run(store)
+    store.set_run_status(run_id, "running")
+    store.set_task_status(run_id, "fit", "running")
+    store.set_task_status(run_id, "fit", "failed", error=ERROR)
+    store.set_run_status(run_id, "failed")
+    first_start = store.get_run(run_id)["started_at"]
+
+    store.set_run_status(run_id, "running")
+    store.set_task_status(run_id, "fit", "queued")
+    run = store.get_run(run_id)
+    assert run["status"] == "running" and run["finished_at"] is None
+    assert run["started_at"] == first_start
+    assert run["tasks"]["fit"]["status"] == "queued"
+    assert run["tasks"]["fit"]["error"] is None and run["tasks"]["fit"]["duration_s"] is None
+
+
+# -- lookups and listing ----------------------------------------------------------
+
+
+def test_run_ids_sort_by_time_and_prefixes_resolve(store: RunStore) -> None:
+    run_id = _new_run(store)
+    date_part, time_part, hex_part = run_id.split("-")
+    assert len(date_part) == 8 and len(time_part) == 6 and len(hex_part) == 6
+    assert store.get_run(run_id[:-2])["run_id"] == run_id
+    assert store.get_graph(run_id[:-1]) == GRAPH
+
+
+def test_unknown_run_raises_run_not_found_with_a_helpful_message(store: RunStore, url: str) -> None:
+    with pytest.raises(RunNotFound) as info:
+        store.get_run("nope")
+    assert str(info.value) == f"no run `nope` in the store at {url}; `flyte-lab runs` lists them"
+    assert info.value.exit_code == 2
+    with pytest.raises(RunNotFound):
+        store.get_graph("nope")
+    with pytest.raises(RunNotFound):
+        store.run_tasks("")
+    # LIKE wildcards in user input are literal
+    _new_run(store)
+    with pytest.raises(RunNotFound):
+        store.get_run("%")
+    with pytest.raises(RunNotFound):
+        store.get_run("_")
+
+
+def test_ambiguous_prefix_names_the_candidates(store: RunStore) -> None:
+    a = _new_run(store, run_id="20250101-000000-aaaaaa")
+    b = _new_run(store, run_id="20250101-000000-aaaabb")
+    with pytest.raises(RunNotFound, match="matches several runs") as info:
+        store.get_run("20250101-000000-aaaa")
+    assert a in str(info.value) and b in str(info.value)
+    assert store.get_run("20250101-000000-aaaab")["run_id"] == b
+
+
+def test_list_runs_newest_first_with_filters(store: RunStore) -> None:
+    fire = datetime(2025, 1, 1, tzinfo=UTC)
+    first = _new_run(store, "a.ipynb")
+    second = _new_run(store, "b.ipynb", schedule="hourly", scheduled_time=fire)
+    third = _new_run(store, "a.ipynb")
+    store.set_run_status(second, "running")
+    store.set_run_status(second, "succeeded")
+
+    runs = store.list_runs()
+    assert [r["run_id"] for r in runs] == [third, second, first]
+    assert all(set(r) == RUNS_KEYS for r in runs)
+    assert runs[1] == {
+        "run_id": second,
+        "notebook": "b.ipynb",
+        "status": "succeeded",
+        "schedule": "hourly",
+        "scheduled_time": "2025-01-01T00:00:00+00:00",
+        "created_at": runs[1]["created_at"],
+        "finished_at": runs[1]["finished_at"],
+    }
+    assert runs[1]["finished_at"] is not None and runs[0]["finished_at"] is None
+    assert runs[0]["schedule"] is None and runs[0]["scheduled_time"] is None
+
+    assert [r["run_id"] for r in store.list_runs(notebook="a.ipynb")] == [third, first]
+    assert [r["run_id"] for r in store.list_runs(status="succeeded")] == [second]
+    assert [r["run_id"] for r in store.list_runs(schedule="hourly")] == [second]
+    assert [r["run_id"] for r in store.list_runs(limit=2)] == [third, second]
+    assert store.list_runs(status="cancelled") == []
+
+
+# -- cache ------------------------------------------------------------------------
+
+
+def test_cache_put_and_get(store: RunStore) -> None:
+    run_id = _new_run(store)
+    assert store.cache_get("k1") is None
+    store.cache_put("k1", "fit", {"r2": {"uri": "file:///a", "content_hash": "h"}}, run_id)
+    hit = store.cache_get("k1")
+    assert hit is not None
+    assert hit["outputs"] == {"r2": {"uri": "file:///a", "content_hash": "h"}}
+    assert hit["task"] == "fit" and hit["run_id"] == run_id
+    store.cache_put("k1", "fit", {"r2": {"uri": "file:///b"}}, run_id)  # a re-put replaces
+    assert store.cache_get("k1")["outputs"] == {"r2": {"uri": "file:///b"}}
+
+
+def test_cache_lock_contention_between_two_stores(url: str) -> None:
+    with RunStore(url) as one, RunStore(url) as two:
+        assert one.cache_lock("key", "run-1", ttl_s=60)
+        assert not two.cache_lock("key", "run-2", ttl_s=60)
+        assert one.cache_lock("key", "run-1", ttl_s=60)  # the holder renews its lease
+        two.cache_unlock("key", "run-2")  # not the owner: nothing happens
+        assert not two.cache_lock("key", "run-2", ttl_s=60)
+        one.cache_unlock("key", "run-1")
+        assert two.cache_lock("key", "run-2", ttl_s=60)
+        assert not one.cache_lock("key", "run-1", ttl_s=60)
+
+
+def test_an_expired_cache_lock_is_taken_over(url: str) -> None:
+    with RunStore(url) as one, RunStore(url) as two:
+        # a negative ttl: the lease is already over, as if its owner had died
+        assert one.cache_lock("key", "dead-driver", ttl_s=-1)
+        assert two.cache_lock("key", "run-2", ttl_s=60)
+        assert not one.cache_lock("key", "dead-driver", ttl_s=60)
+
+
+def _lock_worker(url: str, barrier: Any, keys: list[str], owner: str, results: Any) -> None:
+    store = RunStore(url)
+    barrier.wait(timeout=PROCESS_TIMEOUT_S)
+    won = [key for key in keys if store.cache_lock(key, owner, ttl_s=60)]
+    store.close()
+    results.put((owner, won))
+
+
+def test_cache_lock_has_one_winner_across_processes(url: str) -> None:
+    RunStore(url).close()
+    keys = [f"key-{i}" for i in range(30)]
+    n = 4
+    barrier = CTX.Barrier(n)
+    results = CTX.Queue()
+    procs = [CTX.Process(target=_lock_worker, args=(url, barrier, keys, f"p{i}", results)) for i in range(n)]
+    for p in procs:
+        p.start()
+    outcome = dict(results.get(timeout=PROCESS_TIMEOUT_S) for _ in procs)
+    for p in procs:
+        p.join(PROCESS_TIMEOUT_S)
+        assert p.exitcode == 0
+    winners = [key for won in outcome.values() for key in won]
+    assert sorted(winners) == sorted(keys)  # every key won exactly once
+
+
+# -- concurrent first opens and crashes --------------------------------------------
+
+
+def _open_worker(url: str, barrier: Any, results: Any) -> None:
+    try:
+        barrier.wait(timeout=PROCESS_TIMEOUT_S)
+        with RunStore(url) as store:
+            run_id = _new_run(store)
+        results.put(("ok", run_id))
+    except BaseException as err:  # report it to the parent, which asserts
+        results.put(("error", repr(err)))
+
+
+def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh' / 'store.db'}"
+    n = 4
+    barrier = CTX.Barrier(n)
+    results = CTX.Queue()
+    procs = [CTX.Process(target=_open_worker, args=(url, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    outcome = [results.get(timeout=PROCESS_TIMEOUT_S) for _ in procs]
+    for p in procs:
+        p.join(PROCESS_TIMEOUT_S)
+    assert [kind for kind, _ in outcome] == ["ok"] * n, outcome
+    with RunStore(url) as store:
+        assert len(store.list_runs()) == n
+        with store._engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+def _write_loop(url: str, run_id: str, progressed: Any) -> None:
+    store = RunStore(url)
+    i = 0
+    while True:  # until killed
+        task = TASKS[i % len(TASKS)]["name"]
+        store.set_task_status(run_id, task, "running")
+        number = store.start_attempt(run_id, task, f"worker-{i}", {"CPU": 1})
+        store.save_outputs(run_id, task, {f"out{i % 5}": {"type": "int", "preview": str(i), "value": i}})
+        store.finish_attempt(run_id, task, number, "succeeded")
+        store.set_task_status(run_id, task, "succeeded")
+        i += 1
+        if i == 20:
+            progressed.set()
+
+
+def test_sigkill_mid_write_loop_leaves_a_consistent_store(url: str, tmp_path: Path) -> None:
+    with RunStore(url) as store:
+        run_id = _new_run(store)
+    progressed = CTX.Event()
+    proc = CTX.Process(target=_write_loop, args=(url, run_id, progressed))
+    proc.start()
+    try:
+        assert progressed.wait(PROCESS_TIMEOUT_S), "the writer made no progress"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(PROCESS_TIMEOUT_S)
+    assert proc.exitcode == -signal.SIGKILL
+
+    raw = sqlite3.connect(tmp_path / "store.db")
+    try:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+        # start_attempt bumps the counter and adds the row in one transaction
+        counters = dict(raw.execute("SELECT name, attempts FROM tasks WHERE run_id = ?", (run_id,)))
+        rows = dict(
+            raw.execute("SELECT task, count(*) FROM attempts WHERE run_id = ? GROUP BY task", (run_id,))
+        )
+    finally:
+        raw.close()
+    assert counters == rows
+    assert sum(rows.values()) >= 20
+
+    with RunStore(url) as store:
+        run = store.get_run(run_id)
+        for name, task in run["tasks"].items():
+            numbers = [a["number"] for a in run["attempts_detail"][name]]
+            assert numbers == list(range(1, task["attempts"] + 1))
+        # the store stays writable after the crash
+        store.set_run_status(run_id, "failed", error={"message": "driver lost"})
+        assert store.get_run(run_id)["status"] == "failed"
