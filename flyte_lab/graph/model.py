@@ -185,3 +185,25 @@ class Workflow:
             if any(o.name == name for o in task.outputs):
                 return task.name
         return None
+
+
+def typeref_to_json(ref: TypeRef) -> dict[str, Any]:
+    """Plain data for a TypeRef, to cross into a task's kernel."""
+    out: dict[str, Any] = {"name": ref.name, "text": ref.text}
+    if ref.args:
+        out["args"] = [typeref_to_json(a) for a in ref.args]
+    if ref.columns is not None:
+        out["columns"] = sorted(ref.columns)
+    if ref.defined_as:
+        out["defined_as"] = ref.defined_as
+    return out
+
+
+def typeref_from_json(data: dict[str, Any]) -> TypeRef:
+    return TypeRef(
+        name=data["name"],
+        args=tuple(typeref_from_json(a) for a in data.get("args", ())),
+        text=data.get("text", ""),
+        columns=frozenset(data["columns"]) if "columns" in data else None,
+        defined_as=data.get("defined_as"),
+    )

@@ -1,0 +1,251 @@
+"""Pure renderers of run-store data: dicts in (the `runs`/`show --json` shapes), rich renderables or text out.
+
+The CLI prints these; the dashboard and the widget reuse them, so nothing here
+reads the store, the clock (unless asked) or the terminal.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLES: dict[str, str] = {
+    "succeeded": "green",
+    "cached": "cyan",
+    "failed": "bold red",
+    "running": "yellow",
+    "queued": "blue",
+    "skipped": "magenta",
+    "cancelled": "magenta",
+}
+
+# Wide enough that piped output (grep, logs) keeps one line per row instead of wrapping at 80.
+PLAIN_WIDTH = 200
+
+
+# -- small formatters -----------------------------------------------------------
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO-8601 string from the store as an aware UTC datetime (None stays None)."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: str | None) -> str:
+    """`2025-01-01 12:00:00` (UTC, to the second) or `-`."""
+    parsed = parse_time(value)
+    return "-" if parsed is None else parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration(seconds: float | None) -> str:
+    """`0.42s`, `12.3s`, `4m05s`, `2h03m`, or `-` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def run_duration(run: Mapping[str, Any], now: datetime | None = None) -> float | None:
+    """Seconds from start (else creation) to finish; to `now` for a live run if `now` is given."""
+    start = parse_time(run.get("started_at")) or parse_time(run.get("created_at"))
+    end = parse_time(run.get("finished_at")) or now
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def status_text(status: str | None) -> Text:
+    """The status word, coloured (colour is dropped by a console without a terminal)."""
+    word = status or "-"
+    return Text(word, style=STATUS_STYLES.get(word, ""))
+
+
+def format_params(params: Mapping[str, Any] | None) -> str:
+    if not params:
+        return "-"
+    return " ".join(f"{k}={v!r}" for k, v in params.items())
+
+
+def format_resources(resources: Mapping[str, Any] | None) -> str:
+    if not resources:
+        return "-"
+    return " ".join(f"{k}={v}" for k, v in resources.items())
+
+
+# -- `runs` ---------------------------------------------------------------------
+
+
+def runs_table(runs: Iterable[Mapping[str, Any]], now: datetime | None = None) -> Table:
+    """One row per run (a `runs --json` element): id, status, notebook, created, duration."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("run id", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("notebook", overflow="fold")
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    for run in runs:
+        notebook = str(run.get("notebook") or "-")
+        if run.get("schedule"):
+            notebook += f"  [{run['schedule']}]"  # plain text cell: brackets are not markup here
+        table.add_row(
+            str(run["run_id"]),
+            status_text(run.get("status")),
+            Text(notebook),
+            format_time(run.get("created_at")),
+            format_duration(run_duration(run, now)),
+        )
+    return table
+
+
+# -- `show` ---------------------------------------------------------------------
+
+
+def run_header(run: Mapping[str, Any], now: datetime | None = None) -> Table:
+    """Run id, notebook, status, params and times, as aligned `key value` lines."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("run", Text(str(run["run_id"])))
+    grid.add_row("notebook", Text(str(run.get("notebook") or "-")))
+    grid.add_row("status", status_text(run.get("status")))
+    grid.add_row("params", Text(format_params(run.get("params"))))
+    if run.get("schedule"):
+        grid.add_row("schedule", Text(f"{run['schedule']} at {format_time(run.get('scheduled_time'))}"))
+    grid.add_row("created", format_time(run.get("created_at")))
+    grid.add_row("started", format_time(run.get("started_at")))
+    grid.add_row("finished", format_time(run.get("finished_at")))
+    grid.add_row("duration", format_duration(run_duration(run, now)))
+    return grid
+
+
+def tasks_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table:
+    """One row per task of a `show --json` object, in graph order."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("task", no_wrap=True)
+    table.add_column("cell", justify="right")
+    table.add_column("status", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("cached")
+    table.add_column("resources")
+    for name, task in tasks.items():
+        cell = task.get("cell")
+        table.add_row(
+            Text(name),
+            "-" if cell is None else str(cell),
+            status_text(task.get("status")),
+            str(task.get("attempts", 0)),
+            format_duration(task.get("duration_s")),
+            "yes" if task.get("status") == "cached" else "no",
+            Text(format_resources(task.get("resources"))),
+        )
+    return table
+
+
+def task_error_line(name: str, task: Mapping[str, Any]) -> str:
+    """`task `fit` failed at cell 7, line 3: ValueError: bad lr` (parts left out when unknown)."""
+    error = task.get("error") or {}
+    cell = error.get("cell", task.get("cell"))
+    where = ""
+    if cell is not None:
+        where = f" at cell {cell}"
+        if error.get("line") is not None:
+            where += f", line {error['line']}"
+    kind, message = error.get("type"), error.get("message")
+    what = ": ".join(str(p) for p in (kind, message) if p) or "no error recorded"
+    return f"task `{name}` failed{where}: {what}"
+
+
+def task_error(name: str, task: Mapping[str, Any]) -> Group:
+    """A failed task's one-line error, its traceback and where its executed notebook is."""
+    parts: list[RenderableType] = [Text(task_error_line(name, task), style="bold red")]
+    traceback = (task.get("error") or {}).get("traceback")
+    if traceback:
+        parts.append(Text(str(traceback).rstrip("\n")))
+    if task.get("output_notebook"):
+        parts.append(Text(f"executed notebook: {task['output_notebook']}"))
+    return Group(*parts)
+
+
+def run_error_line(run: Mapping[str, Any]) -> str | None:
+    """The run's own error (driver or infrastructure, not a task's), if one was recorded."""
+    error = run.get("error")
+    if not error:
+        return None
+    if isinstance(error, Mapping):
+        text = ": ".join(str(p) for p in (error.get("type"), error.get("message")) if p)
+        return f"run error: {text or error}"
+    return f"run error: {error}"
+
+
+def run_report(run: Mapping[str, Any], now: datetime | None = None) -> Group:
+    """Everything `flyte-lab show` prints for one `show --json` object."""
+    parts: list[RenderableType] = [run_header(run, now), Text("")]
+    tasks = run.get("tasks") or {}
+    parts.append(tasks_table(tasks) if tasks else Text("no tasks"))
+    for name, task in tasks.items():
+        if task.get("status") == "failed":
+            parts.extend([Text(""), task_error(name, task)])
+    line = run_error_line(run)
+    if line:
+        parts.extend([Text(""), Text(line, style="bold red")])
+    return Group(*parts)
+
+
+# -- `outputs` ------------------------------------------------------------------
+
+
+def outputs_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table | None:
+    """task / output / type / preview for the `tasks` of a `show --json` object; None if there are none."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("task", no_wrap=True)
+    table.add_column("output", no_wrap=True)
+    table.add_column("type")
+    table.add_column("preview", overflow="fold")
+    for name, task in tasks.items():
+        for out_name, out in (task.get("outputs") or {}).items():
+            preview = out.get("preview")
+            table.add_row(Text(name), Text(out_name), Text(str(out.get("type") or "-")),
+                          Text("-" if preview is None else str(preview)))
+    return table if table.row_count else None
+
+
+# -- consoles -------------------------------------------------------------------
+
+
+def make_console(file: Any = None) -> Console:
+    """A console for the CLI: colours on a terminal, plain text and wide lines otherwise."""
+    stream = file if file is not None else sys.stdout
+    is_tty = bool(getattr(stream, "isatty", lambda: False)())
+    return Console(
+        file=file,
+        highlight=False,  # never colour numbers or paths the user did not ask for
+        width=None if is_tty else PLAIN_WIDTH,
+        color_system="auto" if is_tty else None,
+    )
+
+
+def render_text(renderable: RenderableType, width: int = 120) -> str:
+    """A renderable as plain text (for logs, notifications, tests, non-HTML views)."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, highlight=False, force_terminal=False)
+    console.print(renderable)
+    return buffer.getvalue()

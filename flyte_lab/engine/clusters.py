@@ -1,0 +1,71 @@
+"""Where tasks run: a local adaptive Dask cluster, or any Dask scheduler at tcp://HOST:PORT."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from flyte_lab.errors import UserInputError
+
+
+def machine_resources() -> dict[str, float]:
+    import psutil
+
+    return {"CPU": float(os.cpu_count() or 1), "MEMORY": float(psutil.virtual_memory().total)}
+
+
+@contextlib.contextmanager
+def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
+    """A connected `distributed.Client`; a local cluster lives exactly as long as the block."""
+    from distributed import Client, LocalCluster
+
+    if cluster == "local":
+        n = max(1, workers or min(os.cpu_count() or 1, 4))
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address="127.0.0.1:0", resources=machine_resources(),
+                          silence_logs=logging.ERROR) as local:
+            # short target/interval: the default 5 s target never scales short tasks past one worker
+            local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
+            with Client(local) as client:
+                yield client
+        return
+    if cluster.startswith("tcp://"):
+        try:
+            client = Client(cluster, timeout=10)
+        except OSError as exc:
+            raise UserInputError(f"--cluster {cluster}: cannot reach a Dask scheduler there ({exc})") from None
+        with client:
+            yield client
+        return
+    if cluster == "k8s":
+        raise UserInputError("--cluster k8s: Kubernetes clusters are not supported yet; use local or tcp://HOST:PORT")
+    raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
+
+
+def dask_resources(resources: dict[str, Any]) -> dict[str, float]:
+    from flyte_lab.graph.header import memory_bytes
+
+    out: dict[str, float] = {}
+    if "cpu" in resources:
+        out["CPU"] = float(resources["cpu"])
+    if "mem" in resources:
+        out["MEMORY"] = memory_bytes(str(resources["mem"]))
+    if resources.get("gpu"):
+        out["GPU"] = float(resources["gpu"])
+    return out
+
+
+def unplaceable(client: Any, wanted: dict[str, float]) -> str | None:
+    """Why no worker can take a task with these resources (Dask would wait forever, silently)."""
+    if not wanted:
+        return None
+    workers = client.scheduler_info().get("workers", {}).values()
+    offers = [w.get("resources", {}) for w in workers]
+    if any(all(offer.get(k, 0) >= v for k, v in wanted.items()) for offer in offers):
+        return None
+    best = ", ".join(sorted({f"{k}={v:g}" for offer in offers for k, v in offer.items()})) or "no resources"
+    asks = ", ".join(f"{k}={v:g}" for k, v in wanted.items())
+    return f"asks for {asks} but no worker offers that much (workers offer {best})"

@@ -1,0 +1,46 @@
+"""Turn one task of a workflow into the small notebook papermill executes.
+
+Cells: papermill `parameters` (the run context is injected after it), a
+prelude, the setup cells, input loading, the body exactly as written (so
+traceback lines map back to the user's cell) and the output check-and-save.
+Each generated cell is tagged so an error can be traced to its origin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+from flyte_lab.graph.model import Workflow
+
+BODY_TAG = "flyte-body"
+OUTPUTS_TAG = "flyte-outputs"
+INPUTS_TAG = "flyte-inputs"
+
+
+def _cell(source: str, *tags: str) -> Any:
+    cell = new_code_cell(source)
+    cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def build_task_notebook(wf: Workflow, task_name: str) -> Any:
+    task = wf.tasks[task_name]
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": wf.kernel_name, "display_name": wf.kernel_name, "language": "python"}
+    nb.metadata["flyte_lab"] = {"task": task.name, "cell": task.cell, "body_line": task.body_line,
+                                "notebook": wf.path}
+    cells = [
+        _cell("flyte_context = {}", "parameters"),
+        _cell("from flyte_lab.engine import task_runtime as _flyte_runtime\n_flyte_runtime.enter(flyte_context)",
+              "flyte-prelude"),
+    ]
+    for setup in wf.setup:
+        cells.append(_cell(setup.source, f"flyte-setup-cell-{setup.cell}"))
+    cells.append(_cell("globals().update(_flyte_runtime.load_inputs(flyte_context, globals()))", INPUTS_TAG))
+    cells.append(_cell(task.body, BODY_TAG))
+    cells.append(_cell("_flyte_runtime.save_outputs(flyte_context, globals())", OUTPUTS_TAG))
+    nb.cells = cells
+    return nbformat.from_dict(nb)

@@ -1,0 +1,98 @@
+"""Runs inside a task's kernel: load typed inputs, then check and save typed outputs.
+
+The task notebook calls `enter`, `load_inputs` and `save_outputs` with the
+`flyte_context` papermill injected. Values travel only as artifacts; the
+result (output artifact references) is written as JSON next to the executed
+notebook, never parsed back out of printed text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from flyte_lab.engine.artifacts import ArtifactStore, load_or_create_key
+from flyte_lab.errors import TaskTypeError
+from flyte_lab.graph.model import typeref_from_json
+from flyte_lab.kernel_ext.runtime_types import check_value, describe, type_error_message
+
+
+def open_store(ctx: dict[str, Any]) -> ArtifactStore:
+    key_hex = os.environ.get("FLYTE_LAB_ARTIFACT_KEY")
+    key = bytes.fromhex(key_hex) if key_hex else load_or_create_key(os.path.join(ctx["home"], "artifact.key"))
+    return ArtifactStore(ctx["artifacts"], key, cache_dir=os.path.join(ctx["home"], "artifact-cache"))
+
+
+def enter(ctx: dict[str, Any]) -> None:
+    """Work where the source notebook lives, as it does in Jupyter."""
+    if ctx.get("cwd") and os.path.isdir(ctx["cwd"]):
+        os.chdir(ctx["cwd"])
+
+
+def _annotation(text: str, namespace: dict[str, Any]) -> Any:
+    # the user's own annotation, evaluated in the user's own task kernel after the setup cells ran
+    try:
+        return eval(text, namespace)  # noqa: S307
+    except Exception:
+        return None  # unknown at run time: the value is still decoded by its static type
+
+
+def load_inputs(ctx: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
+    store = open_store(ctx)
+    values: dict[str, Any] = {}
+    for spec in ctx["inputs"]:
+        ref = typeref_from_json(spec["type"])
+        if spec.get("mapped"):
+            items = store.get(spec["uri"], typeref_from_json({"name": "list", "args": [spec["type"]]}), namespace)
+            value = items[ctx["map_index"]]
+        else:
+            value = store.get(spec["uri"], ref, namespace)
+        annotation = _annotation(ref.text or ref.canonical(), namespace)
+        if annotation is not None:
+            reason = check_value(value, annotation, spec["name"])
+            if reason:
+                raise TaskTypeError(type_error_message(ctx["task"], "input", spec["name"], ref.display(), reason))
+        values[spec["name"]] = value
+    return values
+
+
+def save_outputs(ctx: dict[str, Any], namespace: dict[str, Any]) -> None:
+    store = open_store(ctx)
+    result: dict[str, Any] = {}
+    for spec in ctx["outputs"]:
+        name = spec["name"]
+        ref = typeref_from_json(spec["type"])
+        if name not in namespace:
+            raise TaskTypeError(f"task `{ctx['task']}`: output `{name}: {ref.display()}` was not assigned by the body")
+        value = namespace[name]
+        annotation = _annotation(ref.text or ref.canonical(), namespace)
+        if annotation is not None:
+            reason = check_value(value, annotation, name)
+            if reason:
+                raise TaskTypeError(type_error_message(ctx["task"], "output", name, ref.display(), reason))
+        art = store.put(value, ref, namespace)
+        entry = {"type": ref.display(), "uri": art.uri, "codec": art.codec, "content_hash": art.content_hash,
+                 "preview": art.preview}
+        if art.codec == "json" and _plain(value):
+            entry["value"] = value
+        if art.warning:
+            print(f"flyte_lab: {art.warning}")
+        result[name] = entry
+    path = Path(ctx["result_path"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)
+
+
+def _plain(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+__all__ = ["describe", "enter", "load_inputs", "open_store", "save_outputs"]

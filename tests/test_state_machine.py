@@ -1,0 +1,491 @@
+"""The run state machine, driven by hand: events in, instructions out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flyte_lab.engine.state_machine import (
+    CacheMiss,
+    CheckCache,
+    FinishRun,
+    Instruction,
+    MarkTask,
+    RunCancelled,
+    RunStarted,
+    RunStateMachine,
+    Submit,
+    TaskCacheHit,
+    TaskFailed,
+    TaskPlan,
+    TaskStarted,
+    TaskSucceeded,
+)
+
+ERR = {"type": "ValueError", "message": "boom"}
+LOST = {"type": "WorkerLost", "message": "worker died"}
+
+
+def plan(name: str, *upstream: str, retries: int = 0, cache: bool = False) -> TaskPlan:
+    return TaskPlan(name=name, upstream=tuple(upstream), retries=retries, cache=cache)
+
+
+def run_ok(sm: RunStateMachine, task: str, attempt: int = 1) -> list[Instruction]:
+    """Start then succeed one attempt; returns what the success produced."""
+    assert sm.handle(TaskStarted(task, attempt)) == [MarkTask(task, "running")]
+    return sm.handle(TaskSucceeded(task, attempt))
+
+
+def run_fail(sm: RunStateMachine, task: str, attempt: int, kind: Any = "user", error: Any = None):
+    sm.handle(TaskStarted(task, attempt))
+    return sm.handle(TaskFailed(task, attempt, kind, error or ERR))
+
+
+# --- scenarios ---------------------------------------------------------------------
+
+
+def test_linear_chain_succeeds() -> None:
+    sm = RunStateMachine([plan("a"), plan("b", "a"), plan("c", "b")])
+    assert sm.run_status == "queued"
+    assert sm.handle(RunStarted()) == [Submit("a", 1)]
+    assert sm.run_status == "running"
+    assert sm.task_status == {"a": "queued", "b": "queued", "c": "queued"}
+    assert run_ok(sm, "a") == [MarkTask("a", "succeeded"), Submit("b", 1)]
+    assert run_ok(sm, "b") == [MarkTask("b", "succeeded"), Submit("c", 1)]
+    assert run_ok(sm, "c") == [MarkTask("c", "succeeded"), FinishRun("succeeded")]
+    assert sm.done and sm.run_status == "succeeded"
+    assert sm.attempts == {"a": 1, "b": 1, "c": 1}
+
+
+def test_diamond_waits_for_both_branches() -> None:
+    sm = RunStateMachine([plan("a"), plan("b", "a"), plan("c", "a"), plan("d", "b", "c")])
+    assert sm.handle(RunStarted()) == [Submit("a", 1)]
+    assert run_ok(sm, "a") == [MarkTask("a", "succeeded"), Submit("b", 1), Submit("c", 1)]
+    assert run_ok(sm, "c") == [MarkTask("c", "succeeded")]  # d still waits for b
+    assert run_ok(sm, "b") == [MarkTask("b", "succeeded"), Submit("d", 1)]
+    assert run_ok(sm, "d") == [MarkTask("d", "succeeded"), FinishRun("succeeded")]
+
+
+def test_empty_plan_finishes_at_once() -> None:
+    sm = RunStateMachine([])
+    assert sm.handle(RunStarted()) == [FinishRun("succeeded")]
+    assert sm.done
+
+
+def test_failure_skips_dependants_and_independent_branch_finishes() -> None:
+    sm = RunStateMachine([plan("a"), plan("b", "a"), plan("c", "b"), plan("x"), plan("y", "x")])
+    assert sm.handle(RunStarted()) == [Submit("a", 1), Submit("x", 1)]
+    assert run_fail(sm, "a", 1) == [
+        MarkTask("a", "failed", ERR),
+        MarkTask("b", "skipped"),
+        MarkTask("c", "skipped"),
+    ]
+    assert not sm.done
+    assert run_ok(sm, "x") == [MarkTask("x", "succeeded"), Submit("y", 1)]
+    assert run_ok(sm, "y") == [MarkTask("y", "succeeded"), FinishRun("failed")]
+    assert sm.task_status == {
+        "a": "failed",
+        "b": "skipped",
+        "c": "skipped",
+        "x": "succeeded",
+        "y": "succeeded",
+    }
+    assert sm.run_status == "failed"
+
+
+def test_user_retry_then_success() -> None:
+    sm = RunStateMachine([plan("a", retries=1)])
+    sm.handle(RunStarted())
+    assert run_fail(sm, "a", 1) == [MarkTask("a", "queued"), Submit("a", 2)]
+    assert sm.task_status["a"] == "queued"
+    assert run_ok(sm, "a", 2) == [MarkTask("a", "succeeded"), FinishRun("succeeded")]
+    assert sm.attempts == {"a": 2}
+
+
+def test_user_retries_run_out() -> None:
+    sm = RunStateMachine([plan("a", retries=2)])
+    sm.handle(RunStarted())
+    assert run_fail(sm, "a", 1)[-1] == Submit("a", 2)
+    assert run_fail(sm, "a", 2)[-1] == Submit("a", 3)
+    assert run_fail(sm, "a", 3) == [MarkTask("a", "failed", ERR), FinishRun("failed")]
+    assert sm.attempts == {"a": 3}
+
+
+def test_no_retries_fails_at_once() -> None:
+    sm = RunStateMachine([plan("a"), plan("b", "a")])
+    sm.handle(RunStarted())
+    assert run_fail(sm, "a", 1) == [
+        MarkTask("a", "failed", ERR),
+        MarkTask("b", "skipped"),
+        FinishRun("failed"),
+    ]
+    assert sm.attempts == {"a": 1, "b": 0}
+
+
+def test_infra_error_retried_three_times_then_fails() -> None:
+    sm = RunStateMachine([plan("a")])  # no user retries: infra retries do not need them
+    sm.handle(RunStarted())
+    for attempt in (1, 2, 3):
+        assert run_fail(sm, "a", attempt, "infra", LOST) == [
+            MarkTask("a", "queued"),
+            Submit("a", attempt + 1),
+        ]
+    assert run_fail(sm, "a", 4, "infra", LOST) == [MarkTask("a", "failed", LOST), FinishRun("failed")]
+    assert sm.attempts == {"a": 4}
+
+
+def test_infra_retries_is_configurable() -> None:
+    sm = RunStateMachine([plan("a", retries=5)], infra_retries=0)
+    sm.handle(RunStarted())
+    assert run_fail(sm, "a", 1, "infra", LOST) == [MarkTask("a", "failed", LOST), FinishRun("failed")]
+
+
+def test_infra_and_user_counters_are_independent() -> None:
+    sm = RunStateMachine([plan("a", retries=1)], infra_retries=1)
+    sm.handle(RunStarted())
+    assert run_fail(sm, "a", 1, "infra", LOST)[-1] == Submit("a", 2)  # infra 1/1
+    assert run_fail(sm, "a", 2, "user")[-1] == Submit("a", 3)  # user 1/1
+    # Both budgets are now spent; each kind fails on its own next error.
+    assert run_fail(sm, "a", 3, "user") == [MarkTask("a", "failed", ERR), FinishRun("failed")]
+
+    sm = RunStateMachine([plan("a", retries=1)], infra_retries=1)
+    sm.handle(RunStarted())
+    assert run_fail(sm, "a", 1, "user")[-1] == Submit("a", 2)
+    assert run_fail(sm, "a", 2, "infra", LOST)[-1] == Submit("a", 3)
+    assert run_fail(sm, "a", 3, "infra", LOST) == [MarkTask("a", "failed", LOST), FinishRun("failed")]
+
+
+def test_timeout_counts_as_user_error() -> None:
+    timeout = {"type": "TaskTimeout", "message": "exceeded 10m"}
+    sm = RunStateMachine([plan("a")])
+    sm.handle(RunStarted())
+    assert run_fail(sm, "a", 1, "timeout", timeout) == [
+        MarkTask("a", "failed", timeout),
+        FinishRun("failed"),
+    ]
+
+    sm = RunStateMachine([plan("a", retries=1)])
+    sm.handle(RunStarted())
+    assert run_fail(sm, "a", 1, "timeout", timeout)[-1] == Submit("a", 2)
+    assert run_fail(sm, "a", 2, "user") == [MarkTask("a", "failed", ERR), FinishRun("failed")]
+
+
+def test_cache_hit_skips_submit_and_unblocks_downstream() -> None:
+    sm = RunStateMachine([plan("a", cache=True), plan("b", "a")])
+    assert sm.handle(RunStarted()) == [CheckCache("a")]
+    assert sm.handle(TaskCacheHit("a")) == [MarkTask("a", "cached"), Submit("b", 1)]
+    assert sm.attempts["a"] == 0
+    assert run_ok(sm, "b") == [MarkTask("b", "succeeded"), FinishRun("succeeded")]
+    assert sm.task_status == {"a": "cached", "b": "succeeded"}
+    assert sm.run_status == "succeeded"
+
+
+def test_cache_miss_submits_and_retries_do_not_ask_again() -> None:
+    sm = RunStateMachine([plan("a", retries=1, cache=True)])
+    assert sm.handle(RunStarted()) == [CheckCache("a")]
+    assert sm.handle(TaskStarted("a", 1)) == []  # not submitted yet
+    assert sm.handle(CacheMiss("a")) == [Submit("a", 1)]
+    assert sm.handle(CacheMiss("a")) == []  # answered once already
+    assert run_fail(sm, "a", 1) == [MarkTask("a", "queued"), Submit("a", 2)]
+    assert run_ok(sm, "a", 2) == [MarkTask("a", "succeeded"), FinishRun("succeeded")]
+
+
+def test_cache_answer_for_a_task_never_asked_is_ignored() -> None:
+    sm = RunStateMachine([plan("a"), plan("b", "a", cache=True)])
+    sm.handle(RunStarted())
+    assert sm.handle(TaskCacheHit("b")) == []
+    assert sm.handle(TaskCacheHit("a")) == []
+    assert sm.task_status == {"a": "queued", "b": "queued"}
+
+
+def test_resume_keeps_done_tasks_and_reruns_the_rest() -> None:
+    plans = [plan("a"), plan("b", "a"), plan("c", "b"), plan("d", "a")]
+    prior = {"a": "succeeded", "b": "failed", "c": "skipped", "d": "cached"}
+    sm = RunStateMachine(plans, prior=prior)
+    assert sm.task_status == {"a": "succeeded", "b": "queued", "c": "queued", "d": "cached"}
+    assert sm.handle(RunStarted()) == [MarkTask("b", "queued"), MarkTask("c", "queued"), Submit("b", 1)]
+    assert run_ok(sm, "b") == [MarkTask("b", "succeeded"), Submit("c", 1)]
+    assert run_ok(sm, "c") == [MarkTask("c", "succeeded"), FinishRun("succeeded")]
+    assert sm.attempts == {"a": 0, "b": 1, "c": 1, "d": 0}
+
+
+def test_resume_continues_attempt_numbers() -> None:
+    sm = RunStateMachine([plan("a")], prior={"a": "running"}, prior_attempts={"a": 2})
+    assert sm.handle(RunStarted()) == [MarkTask("a", "queued"), Submit("a", 3)]
+    assert sm.handle(TaskSucceeded("a", 2)) == []  # the old driver's attempt is stale
+    assert run_ok(sm, "a", 3) == [MarkTask("a", "succeeded"), FinishRun("succeeded")]
+
+
+def test_resume_of_a_finished_run_finishes_at_once() -> None:
+    sm = RunStateMachine([plan("a"), plan("b", "a")], prior={"a": "succeeded", "b": "cached"})
+    assert sm.handle(RunStarted()) == [FinishRun("succeeded")]
+
+
+def test_stale_duplicate_and_unknown_events_are_ignored() -> None:
+    sm = RunStateMachine([plan("a", retries=1), plan("b", "a")])
+    assert sm.handle(TaskStarted("a", 1)) == []  # before the run started
+    sm.handle(RunStarted())
+    assert sm.handle(RunStarted()) == []
+    assert sm.handle(TaskStarted("nope", 1)) == []
+    assert sm.handle(TaskStarted("b", 1)) == []  # never submitted
+    assert sm.handle(TaskStarted("a", 2)) == []  # future attempt
+    assert sm.handle(TaskStarted("a", 1)) == [MarkTask("a", "running")]
+    assert sm.handle(TaskStarted("a", 1)) == []  # duplicate start
+    assert sm.handle(TaskFailed("a", 1, "user", ERR)) == [MarkTask("a", "queued"), Submit("a", 2)]
+    assert sm.handle(TaskFailed("a", 1, "user", ERR)) == []  # duplicate failure
+    assert sm.handle(TaskSucceeded("a", 1)) == []  # late success of the old attempt
+    assert sm.handle(TaskSucceeded("a", 2)) == [MarkTask("a", "succeeded"), Submit("b", 1)]
+    assert sm.handle(TaskSucceeded("a", 2)) == []  # duplicate completion
+    assert sm.handle(TaskFailed("a", 2, "infra", LOST)) == []
+    assert sm.handle(TaskSucceeded("b", 1)) == [MarkTask("b", "succeeded"), FinishRun("succeeded")]
+    # After FinishRun nothing moves.
+    assert sm.handle(TaskSucceeded("b", 1)) == []
+    assert sm.handle(RunCancelled()) == []
+    assert sm.run_status == "succeeded"
+
+
+def test_completion_without_start_is_accepted() -> None:
+    # A lost or reordered start event must not wedge the run.
+    sm = RunStateMachine([plan("a")])
+    sm.handle(RunStarted())
+    assert sm.handle(TaskSucceeded("a", 1)) == [MarkTask("a", "succeeded"), FinishRun("succeeded")]
+
+
+def test_cancel_fails_running_and_skips_queued() -> None:
+    sm = RunStateMachine([plan("a"), plan("b", "a"), plan("x"), plan("y")])
+    sm.handle(RunStarted())
+    sm.handle(TaskStarted("a", 1))
+    run_ok(sm, "x")
+    # y was submitted but never started: still queued.
+    assert sm.handle(RunCancelled()) == [
+        MarkTask("a", "failed", {"type": "Cancelled", "message": "run cancelled"}),
+        MarkTask("b", "skipped"),
+        MarkTask("y", "skipped"),
+        FinishRun("cancelled"),
+    ]
+    assert sm.run_status == "cancelled" and sm.done
+    assert sm.handle(TaskSucceeded("a", 1)) == []
+    assert sm.task_status == {"a": "failed", "b": "skipped", "x": "succeeded", "y": "skipped"}
+
+
+def test_cancel_before_start() -> None:
+    sm = RunStateMachine([plan("a")])
+    assert sm.handle(RunCancelled()) == [MarkTask("a", "skipped"), FinishRun("cancelled")]
+    assert sm.handle(RunStarted()) == []
+
+
+@pytest.mark.parametrize(
+    "plans",
+    [
+        [plan("a"), plan("a")],
+        [plan("a", "missing")],
+        [plan("a", "b"), plan("b", "a")],
+        [plan("a", "a")],
+    ],
+    ids=["duplicate", "unknown-upstream", "cycle", "self-loop"],
+)
+def test_bad_plans_are_refused(plans: list[TaskPlan]) -> None:
+    with pytest.raises(ValueError):
+        RunStateMachine(plans)
+
+
+# --- properties ---------------------------------------------------------------------
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> list[TaskPlan]:
+    n = draw(st.integers(min_value=1, max_value=8))
+    plans = []
+    for i in range(n):
+        upstream = draw(st.sets(st.integers(min_value=0, max_value=i - 1), max_size=3)) if i else set()
+        plans.append(
+            TaskPlan(
+                name=f"t{i}",
+                upstream=tuple(f"t{j}" for j in sorted(upstream)),
+                retries=draw(st.integers(min_value=0, max_value=2)),
+                cache=draw(st.booleans()),
+            )
+        )
+    # Plan order need not be topological.
+    return draw(st.permutations(plans))
+
+
+def descendants(plans: list[TaskPlan], roots: set[str]) -> set[str]:
+    dependants: dict[str, set[str]] = {p.name: set() for p in plans}
+    for p in plans:
+        for up in p.upstream:
+            dependants[up].add(p.name)
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        for d in dependants[stack.pop()]:
+            if d not in seen:
+                seen.add(d)
+                stack.append(d)
+    return seen
+
+
+class Driver:
+    """A fake driver: carries out instructions and checks every invariant on the way."""
+
+    def __init__(self, sm: RunStateMachine, plans: list[TaskPlan]) -> None:
+        self.sm = sm
+        self.plans = {p.name: p for p in plans}
+        self.cache_pending: list[str] = []
+        self.attempts_pending: dict[str, tuple[int, bool]] = {}  # task -> (attempt, started)
+        self.delivered: list[Any] = []
+        self.marked: dict[str, str] = {}
+        self.finishes: list[FinishRun] = []
+        self.submitted: list[Submit] = []
+        self.failures: dict[str, list[str]] = {}  # task -> failure kinds, in order
+
+    def send(self, event: Any) -> list[Instruction]:
+        out = self.sm.handle(event)
+        self.delivered.append(event)
+        for instr in out:
+            assert not self.finishes, "an instruction after FinishRun"
+            if isinstance(instr, Submit):
+                status = self.sm.task_status
+                assert all(status[up] in ("succeeded", "cached") for up in self.plans[instr.task].upstream)
+                assert instr.attempt == self.sm.attempts[instr.task]
+                assert instr.task not in self.attempts_pending and instr.task not in self.cache_pending
+                self.submitted.append(instr)
+                self.attempts_pending[instr.task] = (instr.attempt, False)
+            elif isinstance(instr, CheckCache):
+                assert self.plans[instr.task].cache
+                assert instr.task not in self.cache_pending
+                self.cache_pending.append(instr.task)
+            elif isinstance(instr, MarkTask):
+                self.marked[instr.task] = instr.status
+                assert self.sm.task_status[instr.task] == instr.status
+                if instr.status in ("failed", "skipped", "succeeded", "cached"):
+                    self.attempts_pending.pop(instr.task, None)
+                    if instr.task in self.cache_pending:
+                        self.cache_pending.remove(instr.task)
+            else:
+                assert isinstance(instr, FinishRun)
+                self.finishes.append(instr)
+        return out
+
+    def idle(self) -> bool:
+        return not self.cache_pending and not self.attempts_pending
+
+    def step(self, draw: st.DrawFn) -> None:
+        # Sometimes redeliver an old event first (at-least-once delivery): it must change nothing.
+        if self.delivered and draw(st.integers(min_value=0, max_value=4)) == 0:
+            old = draw(st.sampled_from(self.delivered))
+            before = (self.sm.task_status, self.sm.attempts, self.sm.run_status)
+            assert self.sm.handle(old) == []
+            assert (self.sm.task_status, self.sm.attempts, self.sm.run_status) == before
+        choices = [("cache", t) for t in self.cache_pending] + [("run", t) for t in self.attempts_pending]
+        kind, task = draw(st.sampled_from(sorted(choices)))
+        if kind == "cache":
+            self.cache_pending.remove(task)
+            self.send(TaskCacheHit(task) if draw(st.booleans()) else CacheMiss(task))
+            return
+        attempt, started = self.attempts_pending[task]
+        if not started:
+            self.attempts_pending[task] = (attempt, True)
+            self.send(TaskStarted(task, attempt))
+            return
+        del self.attempts_pending[task]
+        outcome = draw(st.sampled_from(["ok", "ok", "user", "infra", "timeout"]))
+        if outcome == "ok":
+            self.send(TaskSucceeded(task, attempt))
+        else:
+            self.failures.setdefault(task, []).append("infra" if outcome == "infra" else "user")
+            self.send(TaskFailed(task, attempt, outcome, {"type": outcome}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(plans=dags(), infra_retries=st.integers(min_value=0, max_value=2), data=st.data())
+def test_random_runs_terminate_consistently(plans: list[TaskPlan], infra_retries: int, data: st.DataObject) -> None:
+    sm = RunStateMachine(plans, infra_retries=infra_retries)
+    driver = Driver(sm, plans)
+    driver.send(RunStarted())
+    # Each step moves one cache lookup or one attempt forward, so this bounds a terminating run.
+    bound = sum(1 + 2 * (p.retries + infra_retries + 1) for p in plans)
+    for _ in range(bound):
+        if driver.idle():
+            break
+        driver.step(data.draw)
+    assert driver.idle()
+
+    assert len(driver.finishes) == 1
+    assert sm.done
+    status = sm.task_status
+    assert all(s in ("succeeded", "cached", "failed", "skipped") for s in status.values())
+    assert driver.marked == status  # every final status was persisted through MarkTask
+    failed = {t for t, s in status.items() if s == "failed"}
+    assert {t for t, s in status.items() if s == "skipped"} == descendants(plans, failed)
+    assert driver.finishes[0].status == sm.run_status == ("failed" if failed else "succeeded")
+    for p in plans:
+        # Each kind of failure spends its own budget, and a task fails exactly when one runs out.
+        kinds = driver.failures.get(p.name, [])
+        user, infra = kinds.count("user"), kinds.count("infra")
+        if status[p.name] == "failed":
+            last_infra = kinds[-1] == "infra"
+            assert infra == infra_retries + 1 if last_infra else infra <= infra_retries
+            assert user <= p.retries if last_infra else user == p.retries + 1
+        else:
+            assert user <= p.retries and infra <= infra_retries
+        if status[p.name] in ("succeeded", "failed"):
+            assert sm.attempts[p.name] == len(kinds) + (status[p.name] == "succeeded")
+        if status[p.name] == "cached":
+            assert sm.attempts[p.name] == 0
+    assert sorted((s.task, s.attempt) for s in driver.submitted) == sorted(
+        (p.name, a) for p in plans for a in range(1, sm.attempts[p.name] + 1)
+    )
+    # Nothing moves once the run is finished.
+    assert sm.handle(RunCancelled()) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(plans=dags(), data=st.data())
+def test_cancel_at_any_point_finishes_once(plans: list[TaskPlan], data: st.DataObject) -> None:
+    sm = RunStateMachine(plans)
+    driver = Driver(sm, plans)
+    driver.send(RunStarted())
+    for _ in range(data.draw(st.integers(min_value=0, max_value=30))):
+        if driver.idle():
+            break
+        driver.step(data.draw)
+    before = sm.task_status
+    driver.send(RunCancelled())
+    assert len(driver.finishes) == 1
+    if before and all(s in ("succeeded", "cached", "failed", "skipped") for s in before.values()):
+        assert driver.finishes[0].status in ("succeeded", "failed")  # finished before the cancel
+    else:
+        assert driver.finishes[0] == FinishRun("cancelled")
+        for task, s in before.items():
+            expected = {"running": "failed", "queued": "skipped"}.get(s, s)
+            assert sm.task_status[task] == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    plans=dags(),
+    prior_statuses=st.lists(st.sampled_from(["succeeded", "cached", "failed", "skipped", "running", "queued"])),
+    data=st.data(),
+)
+def test_resume_never_resubmits_done_tasks(
+    plans: list[TaskPlan], prior_statuses: list[str], data: st.DataObject
+) -> None:
+    prior = {p.name: s for p, s in zip(plans, prior_statuses, strict=False)}
+    sm = RunStateMachine(plans, prior=prior)
+    driver = Driver(sm, plans)
+    driver.send(RunStarted())
+    for _ in range(200):
+        if driver.idle():
+            break
+        driver.step(data.draw)
+    assert driver.idle()
+    assert len(driver.finishes) == 1
+    kept = {t for t, s in prior.items() if s in ("succeeded", "cached")}
+    assert not kept & {s.task for s in driver.submitted}
+    assert not kept & set(driver.marked)
+    for t in kept:
+        assert sm.task_status[t] == prior[t]
