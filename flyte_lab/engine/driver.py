@@ -262,6 +262,8 @@ class RunDriver:
             ref = self.artifacts.put(values, as_list(out.type))
             gathered[out.name] = {"type": as_list(out.type).display(), "uri": ref.uri, "codec": ref.codec,
                                   "content_hash": ref.content_hash, "preview": ref.preview}
+            if ref.codec == "json" and all("value" in r["outputs"][out.name] for r in results):
+                gathered[out.name]["value"] = [r["outputs"][out.name]["value"] for r in results]
         summary = {"status": "succeeded", "output_notebook": results[0]["output_notebook"] if results else None,
                    "worker": results[0].get("worker") if results else None}
         return self._conclude(record, summary, gathered)
@@ -279,7 +281,9 @@ class RunDriver:
             self.store.finish_attempt(self.run_id, task, record.number, "succeeded",
                                       output_notebook=result.get("output_notebook"))
             return self.machine.handle(sm.TaskSucceeded(task, record.attempt))
-        self.store.finish_attempt(self.run_id, task, record.number, "failed", kind=result["kind"],
+        # the store records who is at fault: a timeout is the task's own ("user"); its error type says "Timeout"
+        fault = "user" if result["kind"] == "timeout" else result["kind"]
+        self.store.finish_attempt(self.run_id, task, record.number, "failed", kind=fault,
                                   error=result["error"], output_notebook=result.get("output_notebook"))
         out = self.machine.handle(sm.TaskFailed(task, record.attempt, result["kind"], result["error"]))
         if self.machine.task_status.get(task) == "failed":

@@ -82,9 +82,12 @@ def _user_error(exc: Any, out_path: Path, spec: dict[str, Any]) -> dict[str, Any
 
     tags: list[str] = []
     try:
+        # papermill inserts marker cells into the executed notebook, so find the cell that holds the error
         executed = nbformat.read(out_path, as_version=4)
-        tags = executed.cells[exc.cell_index].metadata.get("tags", [])
-    except (OSError, IndexError, ValueError):
+        for cell in executed.cells:
+            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                tags = cell.metadata.get("tags", [])
+    except (OSError, ValueError):
         pass
     lines = [ANSI.sub("", t) for t in (exc.traceback or [])]
     text = "\n".join(lines)
