@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from flyte_lab.graph.params import split_params
@@ -103,5 +104,8 @@ def summary(record: dict[str, Any]) -> str:
             lines.append(f"  task `{name}` failed at {where}: {error.get('type')}: {error.get('message')}")
             if task.get("output_notebook"):
                 lines.append(f"    executed notebook: {task['output_notebook']}")
+    notebooks = {Path(t["output_notebook"]).parent.parent for t in record["tasks"].values() if t.get("output_notebook")}
+    if notebooks:
+        lines.append(f"executed notebooks: {sorted(notebooks)[0]}")
     lines.append(f"details: flyte-lab show {record['run_id']}   outputs: flyte-lab outputs {record['run_id']}")
     return "\n".join(lines)
