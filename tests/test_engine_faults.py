@@ -219,6 +219,8 @@ def test_resume_after_driver_sigkill(home: Path, tmp_path: Path, procs: list[sub
         return None
 
     run_id = _wait_for(a_done_b_running, 90, "`a` succeeded and `b` running in the store")
+    kernels = _home_processes(home, only_kernels=True)
+    assert kernels, "b's kernel must be visible by its FLYTE_LAB_HOME (else the leftover check below proves nothing)"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(timeout=10)
     (marks / "release").touch()
@@ -249,6 +251,7 @@ def test_resume_after_driver_sigkill(home: Path, tmp_path: Path, procs: list[sub
 
     # the killed driver's workers and kernels, and the resumer's, are all gone (orphaned kernels poll their parent)
     _wait_no_home_processes(home, 15)
+    assert not any(k.is_running() for k in kernels)
 
 
 # -- 2. a worker lost mid-task on a tcp:// cluster ------------------------------------------------------------------
@@ -306,6 +309,8 @@ def test_worker_lost_mid_task_is_an_infra_attempt(home: Path, tmp_path: Path,
     printed = _json_tail(out)
     assert printed["status"] == "succeeded" and printed["tasks"]["slow"]["status"] == "succeeded"
     assert nanny.is_running(), "the nanny must survive and restart its worker"
+    assert not psutil.pid_exists(pid) or pid not in {c.pid for c in nanny.children()}
+    assert nanny.children(), "the nanny restarted its worker"
 
     show = subprocess.run([*CLI, "show", printed["run_id"], "--json"], env=cli_env(home), capture_output=True,
                           text=True, timeout=60)

@@ -50,11 +50,11 @@ def test_mixed_pipeline_values_failures_and_secrets(tmp_path: Path) -> None:
         "arr = np.arange(n, dtype=float).reshape(n, 1)",
         "%%flyte_task summarise(frame: pd.DataFrame, arr: np.ndarray) -> (stats: dict[str, float], cols: list[str])\n"
         "stats = {'sum': float(frame['x'].sum()), 'arr': float(arr.sum())}\ncols = list(frame.columns)",
-        "%%flyte_task boom(stats: dict[str, float]) -> later: int\nvalue = 1\nraise ValueError(f'bad stats {len(stats)}')"
-        "\nlater = 2",
+        "%%flyte_task boom(stats: dict[str, float]) -> later: int\n"
+        "value = 1\nraise ValueError(f'bad stats {len(stats)}')\nlater = 2",
         "%%flyte_task after_boom(later: int) -> done: int\ndone = later",
         "%%flyte_task wrong_type() -> count: int\ncount = 'three'",
-        f"%%flyte_task uses_secret(n: int) -> token_len: int --env TOKEN=$FLYTE_TEST_SECRET\n"
+        "%%flyte_task uses_secret(n: int) -> token_len: int --env TOKEN=$FLYTE_TEST_SECRET\n"
         "token_len = len(os.environ['TOKEN'])\nprint('token length', token_len)",
         parameters="n = 4",
     )

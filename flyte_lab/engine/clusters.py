@@ -30,6 +30,7 @@ def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
             # short target/interval: the default 5 s target never scales short tasks past one worker
             local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
             with Client(local) as client:
+                _warm(client)
                 yield client
         return
     if cluster.startswith("tcp://"):
@@ -38,11 +39,22 @@ def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
         except OSError as exc:
             raise UserInputError(f"--cluster {cluster}: cannot reach a Dask scheduler there ({exc})") from None
         with client:
+            _warm(client)
             yield client
         return
     if cluster == "k8s":
         raise UserInputError("--cluster k8s: Kubernetes clusters are not supported yet; use local or tcp://HOST:PORT")
     raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
+
+
+def _warm(client: Any) -> None:
+    """Start each worker's kernel pool now, while the driver records and plans the run."""
+    from flyte_lab.engine.kernels import warm_up
+
+    try:
+        client.run(warm_up, wait=False)
+    except Exception:  # noqa: S110 - an optimisation only; tasks start kernels themselves otherwise
+        pass
 
 
 def dask_resources(resources: dict[str, Any]) -> dict[str, float]:

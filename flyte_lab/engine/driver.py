@@ -256,7 +256,7 @@ class RunDriver:
         if failed is not None:
             return self._conclude(record, failed, None)
         task = self.wf.tasks[record.task]
-        gathered = {}
+        gathered: dict[str, dict[str, Any]] = {}
         for out in task.outputs:
             values = [self.artifacts.get(r["outputs"][out.name]["uri"], out.type) for r in results]
             ref = self.artifacts.put(values, as_list(out.type))
