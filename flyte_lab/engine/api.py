@@ -139,8 +139,13 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
 
 def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, home: Path, refs: Any, secrets: Any, cluster: str,
            workers: int | None, use_cache: bool, on_change: Any, **prior: Any) -> None:
-    from flyte_lab.engine.clusters import connect
+    from flyte_lab.engine.clusters import connect, local_workers
     from flyte_lab.engine.driver import RunDriver
+
+    if cluster == "local":
+        from flyte_lab.engine.kernels import reserve
+
+        reserve(local_workers(workers))  # kernels start while the cluster does
 
     try:
         with connect(cluster, workers) as client:

@@ -17,14 +17,20 @@ def machine_resources() -> dict[str, float]:
     return {"CPU": float(os.cpu_count() or 1), "MEMORY": float(psutil.virtual_memory().total)}
 
 
+def local_workers(workers: int | None) -> int:
+    return max(1, workers or min(os.cpu_count() or 1, 4))
+
+
 @contextlib.contextmanager
 def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
     """A connected `distributed.Client`; a local cluster lives exactly as long as the block."""
     from distributed import Client, LocalCluster
 
     if cluster == "local":
-        n = max(1, workers or min(os.cpu_count() or 1, 4))
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+        n = local_workers(workers)
+        # threads, not processes: task code runs in its own kernel process, the worker only drives papermill,
+        # and in-process workers start in ~0.2 s instead of ~1.5 s
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
                           dashboard_address="127.0.0.1:0", resources=machine_resources(),
                           silence_logs=logging.ERROR) as local:
             # short target/interval: the default 5 s target never scales short tasks past one worker
@@ -52,7 +58,7 @@ def _warm(client: Any) -> None:
     from flyte_lab.engine.kernels import warm_up
 
     try:
-        client.run(warm_up, wait=False)
+        client.run(warm_up)  # returns at once: the pool fills in a background thread
     except Exception:  # noqa: S110 - an optimisation only; tasks start kernels themselves otherwise
         pass
 

@@ -17,10 +17,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from queue import Empty
 from typing import Any
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 from jupyter_client.manager import AsyncKernelManager
+from traitlets import DottedObjectName, Type
 
 POOL_SIZE = int(os.environ.get("FLYTE_LAB_KERNEL_POOL", "1"))
 
@@ -54,7 +58,9 @@ class KernelPool:
         env["JPY_PARENT_PID"] = str(os.getpid())  # the kernel exits when this worker dies
         env.pop("PYDEVD_USE_FRAME_EVAL", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ipykernel_launcher", "-f", conn_file],
+            # the task runtime is imported while the kernel waits in the pool, off the task's critical path
+            [sys.executable, "-m", "ipykernel_launcher", "-f", conn_file,
+             "--IPKernelApp.exec_lines=import flyte_lab.engine.task_runtime"],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -112,6 +118,7 @@ def _kill(pooled: _Pooled) -> None:
 
 _pool: KernelPool | None = None
 _pool_lock = threading.Lock()
+_owners: set[str] = set()  # workers served by this process: threaded local clusters put several in one
 
 
 def pool() -> KernelPool | None:
@@ -120,12 +127,53 @@ def pool() -> KernelPool | None:
         return None
     with _pool_lock:
         if _pool is None:
-            _pool = KernelPool(POOL_SIZE)
+            _pool = KernelPool(max(POOL_SIZE, len(_owners)))
+        else:
+            _pool.size = max(_pool.size, POOL_SIZE, len(_owners))
         return _pool
+
+
+class FastReadyClient(AsyncKernelClient):
+    """Ready as soon as the kernel answers kernel_info and IOPub flows.
+
+    jupyter_client then waits for 0.2 s of IOPub silence, a fixed cost per
+    task; nbclient ignores stray IOPub messages by parent id, so we only drain
+    what is already queued.
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else 60.0)
+        while True:
+            self.kernel_info()
+            try:
+                msg = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                msg = None
+            if msg is not None and msg["msg_type"] == "kernel_info_reply":
+                try:
+                    # short: a SUB socket that just connected misses the first messages (slow joiner); ask again
+                    await self.iopub_channel.get_msg(timeout=0.02)
+                except Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(msg)
+                    break
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+        while True:
+            try:
+                await self.iopub_channel.get_msg(timeout=0.001)
+            except Empty:
+                return
 
 
 class TaskKernelManager(AsyncKernelManager):
     """A kernel manager that adopts a pre-started kernel when one is ready."""
+
+    client_class = DottedObjectName("flyte_lab.engine.kernels.FastReadyClient")
+    client_factory = Type(klass=AsyncKernelClient, default_value=FastReadyClient)
 
     extra_env: dict[str, str] = {}
     use_pool = True
@@ -156,6 +204,16 @@ def kernel_manager_for(env: dict[str, str] | None) -> type[TaskKernelManager]:
     return type("TaskKernelManagerWithEnv", (TaskKernelManager,), {"extra_env": dict(env)})
 
 
-def warm_up() -> None:
-    """Start the pool early (called when a worker first sees flyte_lab work)."""
+def reserve(kernels: int) -> None:
+    """Keep at least this many kernels ready in this process (a threaded local cluster's workers share it)."""
+    with _pool_lock:
+        _owners.update(f"reserved-{i}" for i in range(kernels))
+    pool()
+
+
+def warm_up(dask_worker: Any = None) -> None:
+    """Start the pool early, one ready kernel per worker of this process (`client.run` passes the worker)."""
+    if dask_worker is not None:
+        with _pool_lock:
+            _owners.add(str(dask_worker.address))
     pool()

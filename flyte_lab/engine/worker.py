@@ -9,6 +9,7 @@ error instead, which is also `infra`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -28,6 +29,10 @@ def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
 
     from flyte_lab.engine.kernels import kernel_manager_for
 
+    # the outcome is reported through the result; nbclient's own error logs (and asyncio's complaints about
+    # the poller it abandons on a timeout) would only repeat it on the driver's terminal
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     worker = _announce(spec)
     started = time.time()
     out_path = Path(spec["output_notebook"])
@@ -40,6 +45,7 @@ def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
             nb, str(out_path), parameters={"flyte_context": spec["context"]}, kernel_name=spec["kernel_name"],
             progress_bar=False, log_output=False, execution_timeout=spec.get("timeout_s"),
             kernel_manager_class=kernel_manager_for(spec.get("env")), shutdown_kernel="immediate",
+            request_save_on_cell_execute=False,  # one write at the end (papermill also writes on failure)
         )
     except PapermillExecutionError as exc:
         result.update(status="failed", kind="user", error=_user_error(exc, out_path, spec))
@@ -69,7 +75,7 @@ def _announce(spec: dict[str, Any]) -> str | None:
         return None
     from flyte_lab.engine.kernels import warm_up
 
-    warm_up()
+    warm_up(worker)
     worker.log_event(EVENT_TOPIC, {"key": spec["key"], "worker": worker.address, "pid": os.getpid()})
     return str(worker.address)
 
