@@ -146,3 +146,15 @@ def test_structured_junk_is_a_header_error_never_a_crash(junk: str) -> None:
         parse_header("%%flyte_task t" + junk)
     except HeaderError:
         pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(headers())
+def test_the_fast_path_agrees_with_the_ast_path(spec: HeaderSpec) -> None:
+    from flyte_lab.graph.header import _parse_inputs, _simple_params
+
+    text = format_header(spec)
+    inputs_text = text[text.index("(") + 1:text.index(")")] if "->" not in text.split(")")[0] else ""
+    fast = _simple_params(inputs_text, defaults=True)
+    if fast is not None:
+        assert fast == _parse_inputs(spec.name, inputs_text, None)

@@ -9,6 +9,7 @@ parameter list, the outputs and the options, so defaults like `"a -> b"` or
 from __future__ import annotations
 
 import ast
+import keyword
 import re
 import shlex
 from typing import Any
@@ -31,6 +32,10 @@ _VALUE_OPTIONS = {
 
 def split_header(source: str) -> tuple[str, int]:
     """The header text (continuations joined) and how many cell lines it spans."""
+    end = source.find("\n")
+    first = source if end < 0 else source[:end]
+    if not first.rstrip().endswith("\\"):  # the usual one-line header
+        return first.strip(), 1
     lines = source.split("\n")
     parts: list[str] = []
     count = 0
@@ -68,13 +73,19 @@ def parse_header(source: str) -> HeaderSpec:
         raise HeaderError(
             f"task `{name}`: expected `-> OUTPUTS` or `--option` after the inputs, got `{outputs_text[:30]}`")
     outputs_text = _unwrap_outputs(outputs_text[2:].strip()) if outputs_text else ""
-    # one compile for both lists (the common case); on error, parse each alone to say which is wrong
-    try:
-        both = ast.parse(f"def _f({inputs_text}): pass\ndef _g({outputs_text}): pass").body
-    except SyntaxError:
-        both = None
-    inputs = _parse_inputs(name, inputs_text, both[0] if both else None)
-    outputs = _parse_outputs(name, outputs_text, both[1] if both else None)
+    simple_in = _simple_params(inputs_text, defaults=True)
+    simple_out = _simple_params(outputs_text, defaults=False) if outputs_text != _NO_OUTPUTS else None
+    if simple_in is not None and simple_out is not None:
+        inputs = simple_in
+        outputs = tuple((n, t) for n, t, _, _ in simple_out)
+    else:
+        # one compile for both lists; on error, parse each alone to say which is wrong
+        try:
+            both = ast.parse(f"def _f({inputs_text}): pass\ndef _g({outputs_text}): pass").body
+        except SyntaxError:
+            both = None
+        inputs = _parse_inputs(name, inputs_text, both[0] if both else None)
+        outputs = _parse_outputs(name, outputs_text, both[1] if both else None)
     options = _parse_options(name, options_text, {i[0] for i in inputs})
     names = [i[0] for i in inputs]
     for out_name, _ in outputs:
@@ -138,13 +149,81 @@ def _split_options(text: str) -> tuple[str, str]:
 
 def _segment(text: str, node: ast.expr) -> str:
     """Source text of an annotation in `def _f(TEXT)` (col offsets count UTF-8 bytes)."""
-    if node.lineno != node.end_lineno:
+    if node.end_col_offset is None or node.lineno != node.end_lineno:
         return ast.unparse(node)
-    line = text.encode() if node.lineno == 1 else None
-    if line is None:
-        return ast.unparse(node)
-    offset = len("def _f(")
-    return line[node.col_offset - offset:node.end_col_offset - offset].decode()  # type: ignore[operator]
+    offset = len("def _f(")  # `def _g(` on line 2 has the same length
+    return text.encode()[node.col_offset - offset:node.end_col_offset - offset].decode()
+
+
+# The fast path: plain `name: Type[...] = number` lists need no AST per task (notebooks hold thousands).
+# Anything else (strings, containers as defaults, `*args`, odd spacing) takes the `ast` path.
+_SIMPLE_PARAM = re.compile(r"\s*([A-Za-z_]\w*)\s*:\s*([A-Za-z_][\w.\[\], |]*?)\s*(?:=\s*(\S+)\s*)?$")
+_SIMPLE_DEFAULT = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+_NOT_SIMPLE = re.compile(r"""['"*/#()]""")
+_BRACKETS_AND_COMMAS = re.compile(r"[\[\],]")
+_CONSTANTS = {"True": True, "False": False, "None": None}
+_checked_annotations: dict[str, bool] = {}
+
+
+def _annotation_ok(text: str) -> bool:
+    ok = _checked_annotations.get(text)
+    if ok is None:
+        try:
+            ast.parse(text, mode="eval")
+            ok = True
+        except SyntaxError:
+            ok = False
+        _checked_annotations[text] = ok
+    return ok
+
+
+def _simple_params(text: str, defaults: bool) -> tuple[tuple[str, str, bool, Any], ...] | None:
+    if not text.strip():
+        return ()
+    if _NOT_SIMPLE.search(text) or (not defaults and "=" in text):
+        return None
+    if "[" not in text:
+        parts = text.split(",")
+    else:
+        parts = []
+        depth, start = 0, 0
+        for match in _BRACKETS_AND_COMMAS.finditer(text):
+            ch = match.group()
+            if ch == "[":
+                depth += 1
+            elif ch == "]":
+                depth -= 1
+            elif depth == 0:
+                parts.append(text[start:match.start()])
+                start = match.end()
+        parts.append(text[start:])
+    out: list[tuple[str, str, bool, Any]] = []
+    seen: set[str] = set()
+    seen_default = False
+    for part in parts:
+        found = _SIMPLE_PARAM.match(part)
+        if not found or keyword.iskeyword(found.group(1)) or found.group(1) in seen:
+            return None
+        name, ann, default = found.groups()
+        seen.add(name)
+        if not _annotation_ok(ann):
+            return None
+        if default is None:
+            if seen_default:
+                return None  # a non-default after a default: let `ast` word the error
+            out.append((name, ann, False, None))
+            continue
+        if not defaults:
+            return None
+        seen_default = True
+        if default in _CONSTANTS:
+            out.append((name, ann, True, _CONSTANTS[default]))
+        elif _SIMPLE_DEFAULT.match(default):
+            number = float(default) if any(c in default for c in ".eE") else int(default)
+            out.append((name, ann, True, number))
+        else:
+            return None
+    return tuple(out)
 
 
 def _parse_inputs(task: str, text: str, fn: ast.stmt | None) -> tuple[tuple[str, str, bool, Any], ...]:

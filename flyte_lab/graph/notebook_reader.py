@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -55,8 +56,13 @@ def read_notebook(path: str) -> Any:
         # JSON is already parsed: convert and validate once, quietly
         with warnings.catch_warnings():  # nbformat warns about missing cell ids; not the user's problem
             warnings.simplefilter("ignore")
-            nb = nbformat.convert(nbformat.from_dict(data), 4)
-            nbformat.validate(nb)
+            if major == 4:
+                # validated as plain data: the graph builder reads cells by key, no NotebookNode needed
+                nbformat.validate(data)
+                nb = data
+            else:
+                nb = nbformat.convert(nbformat.from_dict(data), 4)
+                nbformat.validate(nb)
     except nbformat.ValidationError as exc:
         where = "/".join(str(p) for p in getattr(exc, "absolute_path", ()))
         raise NotebookReadError(
@@ -74,9 +80,9 @@ def _short(exc: Exception) -> str:
 
 def classify(nb: Any) -> list[Cell]:
     cells = []
-    for i, cell in enumerate(nb.cells, start=1):
-        source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
-        if cell.cell_type != "code":
+    for i, cell in enumerate(nb["cells"], start=1):
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        if cell["cell_type"] != "code":
             cells.append(Cell(i, "markdown", source))
             continue
         first = source.lstrip("\n").split("\n", 1)[0].strip()
@@ -97,10 +103,12 @@ def kernel_name(nb: Any) -> str:
     return nb.get("metadata", {}).get("kernelspec", {}).get("name") or "python3"
 
 
+_IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|\?\s*$", re.MULTILINE)
+
+
 def to_python(source: str) -> str:
     """IPython syntax (`%magic`, `!cmd`) to plain Python, only when the cell uses it."""
-    if not any(line.lstrip().startswith(("%", "!")) or line.rstrip().endswith("?")
-               for line in source.split("\n")):
+    if not _IPYTHON_SYNTAX.search(source):
         return source
     from IPython.core.inputtransformer2 import TransformerManager
 
