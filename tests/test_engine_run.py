@@ -147,3 +147,33 @@ def test_the_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     outputs = json.loads(flyte(home, "outputs", run_id, "--json").stdout)
     assert outputs["summarize"]["summary"]["r2"] > 0.8
     assert os.path.isfile(store_of(home).get_run(run_id)["tasks"]["fit"]["output_notebook"])
+
+
+def test_two_identical_concurrent_runs_compute_a_cached_task_once(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    nb = write_notebook(
+        tmp_path / "shared.ipynb",
+        "%%flyte_setup\nimport pathlib\nimport time\nimport uuid\n",
+        "%%flyte_task slow(marks: str) -> value: int --cache\n"
+        "(pathlib.Path(marks) / f'computed-{uuid.uuid4().hex}').touch()\ntime.sleep(3)\nvalue = 7",
+        parameters=f"marks = {str(marks)!r}",
+    )
+    env = cli_env(home)
+    procs = [subprocess.Popen([*CLI, "run", str(nb), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1][-2000:] for r in results]
+    statuses = sorted(json.loads(out)["tasks"]["slow"]["status"] for out, _ in results)
+    assert statuses == ["cached", "succeeded"]
+    assert len(list(marks.iterdir())) == 1
+
+
+def test_the_python_api_runs_and_reads_back(home: Path) -> None:
+    import flyte_lab
+
+    record = flyte_lab.run(str(NOTEBOOKS / "map_over.ipynb"), {"items": "[2, 3]"})
+    assert record["status"] == "succeeded"
+    assert record["tasks"]["total"]["outputs"]["s"]["preview"] == "13"
+    assert flyte_lab.get_run(record["run_id"])["run_id"] == record["run_id"]

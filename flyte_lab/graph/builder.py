@@ -160,10 +160,23 @@ def _make_task(cell: Cell, scope: TypeScope, diags: _Collector, tasks: dict[str,
             outputs.append(Param(name, ref))
     if not ok:
         return None
-    lines = cell.source.split("\n")
-    return Task(name=spec.name, cell=cell.index, header=" ".join(lines[:spec.header_lines]),
-                body="\n".join(lines[spec.header_lines:]), body_line=spec.header_lines + 1,
+    header, body = _split_cell(cell.source, spec.header_lines)
+    return Task(name=spec.name, cell=cell.index, header=header, body=body, body_line=spec.header_lines + 1,
                 inputs=inputs, outputs=outputs, options=spec.options, source=cell.source)
+
+
+def _split_cell(source: str, header_lines: int) -> tuple[str, str]:
+    """Header text (continuations joined, backslashes dropped) and the body below it."""
+    end = -1
+    for _ in range(header_lines):
+        end = source.find("\n", end + 1)
+        if end < 0:
+            end = len(source)
+            break
+    head = source[:end]
+    if header_lines > 1:
+        head = " ".join(line.rstrip().removesuffix("\\").strip() for line in head.split("\n"))
+    return head, source[end + 1:]
 
 
 def delivered_type(task: Task, output: Param) -> TypeRef:

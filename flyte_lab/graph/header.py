@@ -140,6 +140,8 @@ def _matching_paren(text: str, start: int) -> int:
 
 def _split_options(text: str) -> tuple[str, str]:
     """Split `-> outputs --opt v` at the first ` --` outside brackets and strings."""
+    if "--" not in text:
+        return text.strip(), ""
     probe = " " + text
     idx = _scan(probe, 0, stop_at=" --")
     if idx < 0:
@@ -160,6 +162,7 @@ def _segment(text: str, node: ast.expr) -> str:
 _SIMPLE_PARAM = re.compile(r"\s*([A-Za-z_]\w*)\s*:\s*([A-Za-z_][\w.\[\], |]*?)\s*(?:=\s*(\S+)\s*)?$")
 _SIMPLE_DEFAULT = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 _NOT_SIMPLE = re.compile(r"""['"*/#()]""")
+_COMMA_IN_BRACKETS = re.compile(r"\[[^\]]*,")
 _BRACKETS_AND_COMMAS = re.compile(r"[\[\],]")
 _CONSTANTS = {"True": True, "False": False, "None": None}
 _checked_annotations: dict[str, bool] = {}
@@ -182,7 +185,7 @@ def _simple_params(text: str, defaults: bool) -> tuple[tuple[str, str, bool, Any
         return ()
     if _NOT_SIMPLE.search(text) or (not defaults and "=" in text):
         return None
-    if "[" not in text:
+    if "[" not in text or not _COMMA_IN_BRACKETS.search(text):
         parts = text.split(",")
     else:
         parts = []
@@ -301,7 +304,12 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
+_NO_OPTIONS = TaskOptions()
+
+
 def _parse_options(task: str, text: str, inputs: set[str]) -> TaskOptions:
+    if not text:
+        return _NO_OPTIONS
     try:
         # shlex only when quoting is used; plain options split on whitespace much faster
         tokens = shlex.split(text) if any(c in text for c in "'\"\\") else text.split()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import _symtable
 import ast
 import builtins
+from collections.abc import Container
 from dataclasses import dataclass
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"get_ipython", "display", "__file__", "In", "Out", "exit", "quit"}
@@ -34,7 +35,7 @@ class ScopeReport:
     unbound_reads: list[NameUse]  # reads of names that nothing binds, in source order
 
 
-def analyse(source: str, known: set[str] | frozenset[str] = frozenset()) -> ScopeReport:
+def analyse(source: str, known: Container[str] = frozenset()) -> ScopeReport:
     """Module-level bindings of `source` and its reads of names neither bound nor `known`.
 
     Raises SyntaxError when the source does not compile.
@@ -60,7 +61,7 @@ def analyse(source: str, known: set[str] | frozenset[str] = frozenset()) -> Scop
                 bound.add(name)
             if flags & _symtable.USE:
                 read_globally.add(name)
-    missing = read_globally - bound - set(known) - BUILTIN_NAMES
+    missing = {n for n in read_globally if n not in bound and n not in BUILTIN_NAMES and n not in known}
     if not missing:
         return ScopeReport(bound, [])
     return ScopeReport(bound, _first_reads(source, missing))
