@@ -251,7 +251,8 @@ def test_resume_after_driver_sigkill(home: Path, tmp_path: Path, procs: list[sub
 
     # the killed driver's workers and kernels, and the resumer's, are all gone (orphaned kernels poll their parent)
     _wait_no_home_processes(home, 15)
-    assert not any(k.is_running() for k in kernels)
+    alive = [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [(k.pid, k.status()) for k in alive]
 
 
 # -- 2. a worker lost mid-task on a tcp:// cluster ------------------------------------------------------------------

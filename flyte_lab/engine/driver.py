@@ -11,6 +11,7 @@ import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class RunDriver:
         self.cache_keys: dict[str, str] = {}
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.starts: dict[str, int] = {}
+        self.started_at: dict[str, datetime] = {}  # task -> when its worker began it (worker clock)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> str:
@@ -103,8 +105,9 @@ class RunDriver:
                 notebook = None
                 if attempt and attempt.results:
                     notebook = next(iter(attempt.results.values())).get("output_notebook")
+                at = self.started_at.pop(ins.task, None) if ins.status == "running" else None
                 self.store.set_task_status(self.run_id, ins.task, ins.status, error=ins.error,
-                                           output_notebook=notebook, cache_key=self.cache_keys.get(ins.task))
+                                           output_notebook=notebook, cache_key=self.cache_keys.get(ins.task), at=at)
                 self._changed()
             elif isinstance(ins, sm.FinishRun):
                 self.store.set_run_status(self.run_id, ins.status)
@@ -195,10 +198,11 @@ class RunDriver:
         self.by_task[task] = record
         for future in futures:
             self.inflight[future.key] = record
-        out = self.machine.handle(sm.TaskStarted(task, attempt))
+        # the task is marked running when a worker reports it started (`_drain_events`), so durations
+        # exclude time spent queued
         if size == 0:
-            out += self._finish_map(record)
-        return out
+            return [*self.machine.handle(sm.TaskStarted(task, attempt)), *self._finish_map(record)]
+        return []
 
     # -- outcomes ---------------------------------------------------------------------------------------------
     def _drain_events(self) -> None:
@@ -214,7 +218,11 @@ class RunDriver:
                 continue
             count = self.starts.get(key, 0) + 1
             self.starts[key] = count
-            if count > 1:
+            if count == 1:
+                if "time" in event:
+                    self.started_at[record.task] = datetime.fromtimestamp(event["time"], UTC)
+                self._apply(self.machine.handle(sm.TaskStarted(record.task, record.attempt)))
+            else:
                 error = {"type": "WorkerLost", "message": f"the worker running task `{record.task}` was lost; "
                          f"Dask reran it on {event.get('worker')}", "cell": None, "line": None, "traceback": ""}
                 self.store.finish_attempt(self.run_id, record.task, record.number, "failed", kind="infra",
@@ -270,6 +278,11 @@ class RunDriver:
 
     def _conclude(self, record: _Attempt, result: dict[str, Any], outputs: dict[str, Any] | None) -> list[Any]:
         task = record.task
+        self._drain_events()  # a start event still in flight is recorded before the outcome
+        if self.machine.task_status.get(task) == "queued":  # its start event is late or lost
+            if result.get("started"):
+                self.started_at[task] = datetime.fromtimestamp(result["started"], UTC)
+            self._apply(self.machine.handle(sm.TaskStarted(task, record.attempt)))
         if result["status"] == "succeeded":
             assert outputs is not None
             self.store.save_outputs(self.run_id, task, outputs)

@@ -76,7 +76,8 @@ def _announce(spec: dict[str, Any]) -> str | None:
     from flyte_lab.engine.kernels import warm_up
 
     warm_up(worker)
-    worker.log_event(EVENT_TOPIC, {"key": spec["key"], "worker": worker.address, "pid": os.getpid()})
+    worker.log_event(EVENT_TOPIC, {"key": spec["key"], "worker": worker.address, "pid": os.getpid(),
+                                   "time": time.time()})
     return str(worker.address)
 
 

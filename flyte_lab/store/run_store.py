@@ -311,8 +311,12 @@ class RunStore(CacheMixin):
         error: dict[str, Any] | None = None,
         output_notebook: str | None = None,
         cache_key: str | None = None,
+        at: datetime | None = None,
     ) -> None:
-        """Move a task to `status`; terminal statuses stamp finished_at and duration_s."""
+        """Move a task to `status`; terminal statuses stamp finished_at and duration_s.
+
+        `at` is when it happened, if not now (a worker's own clock for the start of a task).
+        """
         if status not in TASK_STATUSES:
             raise ValueError(f"unknown task status {status!r}; expected one of {sorted(TASK_STATUSES)}")
         with self._write() as conn:
@@ -323,7 +327,7 @@ class RunStore(CacheMixin):
             ).first()
             if row is None:
                 raise self._missing_task(conn, run_id, task)
-            now = now_utc()
+            now = at or now_utc()
             values: dict[str, Any] = {"status": status}
             if status == "running":
                 if row.status != "running" or row.started_at is None:
