@@ -10,7 +10,7 @@ from typing import Any
 
 from flyte_lab.errors import UserInputError, ValidationFailed
 from flyte_lab.graph.model import Workflow
-from flyte_lab.graph.validate import graph_json, resolve_params, validate_notebook
+from flyte_lab.graph.validate import graph_json, jsonable, resolve_params, validate_notebook
 
 Progress = Callable[[str, dict[str, str]], None]
 
@@ -92,7 +92,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     artifacts = ArtifactStore.from_env(str(home))
     refs = _input_refs(wf, values, artifacts)
     tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()} for n in wf.order]
-    run_id = store.create_run(str(Path(path).resolve()), _jsonable(values), graph_json(wf), tasks, cluster,
+    run_id = store.create_run(str(Path(path).resolve()), jsonable(values), graph_json(wf), tasks, cluster,
                               notebook_hash=notebook_hash(path))
     if on_created:
         on_created(run_id)
@@ -160,9 +160,3 @@ def get_run(run_id: str) -> dict[str, Any]:
     from flyte_lab.store import RunStore
 
     return RunStore.from_env(str(flyte_home())).get_run(run_id)
-
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    from flyte_lab.graph.validate import _jsonable as plain
-
-    return {k: plain(v) for k, v in values.items()}

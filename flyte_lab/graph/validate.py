@@ -58,18 +58,18 @@ def graph_json(wf: Workflow) -> dict[str, Any]:
         ],
         "edges": [list(e) for e in wf.edges],
         "workflow_inputs": {
-            name: {"type": spec.type.display(), "default": _jsonable(spec.default)}
+            name: {"type": spec.type.display(), "default": jsonable(spec.default)}
             for name, spec in wf.workflow_inputs.items()
         },
         "diagnostics": [d.as_json() for d in wf.diagnostics],
     }
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     return repr(value)
