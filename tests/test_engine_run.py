@@ -141,7 +141,7 @@ def test_the_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     home = tmp_path / "home"
     example = Path(__file__).parent.parent / "example_notebooks" / "quickstart.ipynb"
     proc = flyte(home, "run", str(example))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[0].startswith("run ")
     run_id = proc.stdout.splitlines()[0].split()[1]
     outputs = json.loads(flyte(home, "outputs", run_id, "--json").stdout)
@@ -177,3 +177,15 @@ def test_the_python_api_runs_and_reads_back(home: Path) -> None:
     assert record["status"] == "succeeded"
     assert record["tasks"]["total"]["outputs"]["s"]["preview"] == "13"
     assert flyte_lab.get_run(record["run_id"])["run_id"] == record["run_id"]
+
+
+def test_a_task_no_worker_can_hold_fails_instead_of_waiting_forever(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    nb = write_notebook(tmp_path / "huge.ipynb", "%%flyte_task huge() -> x: int --cpu 4096\nx = 1",
+                        "%%flyte_task small() -> y: int --cpu 1\ny = 2")
+    proc = flyte(home, "run", str(nb), "--json")
+    assert proc.returncode == 1, proc.stderr
+    tasks = json.loads(proc.stdout)["tasks"]
+    assert tasks["huge"]["error"]["type"] == "Unschedulable"
+    assert "CPU=4096" in tasks["huge"]["error"]["message"]
+    assert tasks["small"]["status"] == "succeeded"

@@ -36,6 +36,8 @@ def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
             # short target/interval: the default 5 s target never scales short tasks past one worker
             local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
             with Client(local) as client:
+                # adapt() adds and removes workers, all alike: judge placement by their configuration
+                client.flyte_lab_offers = [machine_resources()]
                 _warm(client)
                 yield client
         return
@@ -80,10 +82,18 @@ def unplaceable(client: Any, wanted: dict[str, float]) -> str | None:
     """Why no worker can take a task with these resources (Dask would wait forever, silently)."""
     if not wanted:
         return None
-    workers = client.scheduler_info().get("workers", {}).values()
-    offers = [w.get("resources", {}) for w in workers]
+    offers = getattr(client, "flyte_lab_offers", None)
+    if offers is None:
+        # ask the scheduler, not the client's periodically refreshed copy of its state
+        offers = client.run_on_scheduler(_worker_resources)
+        if not offers:
+            return None  # no workers yet: tasks wait for them, as Dask does
     if any(all(offer.get(k, 0) >= v for k, v in wanted.items()) for offer in offers):
         return None
     best = ", ".join(sorted({f"{k}={v:g}" for offer in offers for k, v in offer.items()})) or "no resources"
     asks = ", ".join(f"{k}={v:g}" for k, v in wanted.items())
     return f"asks for {asks} but no worker offers that much (workers offer {best})"
+
+
+def _worker_resources(dask_scheduler: Any) -> list[dict[str, float]]:
+    return [dict(ws.resources) for ws in dask_scheduler.workers.values()]
