@@ -61,6 +61,11 @@ class Run(Base):
     notebook_hash: Mapped[str | None] = mapped_column(String(128))
     graph_json: Mapped[str] = mapped_column(Text)
     error_json: Mapped[str | None] = mapped_column(Text)
+    fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
+    options_json: Mapped[str | None] = mapped_column(Text)
 
 
 class Task(Base):
@@ -148,4 +153,5 @@ class CacheLock(Base):
 
     cache_key: Mapped[str] = mapped_column(String(128), primary_key=True)
     owner: Mapped[str] = mapped_column(String(255))
+    task: Mapped[str | None] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(DateTime)
