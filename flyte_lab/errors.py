@@ -81,3 +81,19 @@ class RunFailed(FlyteLabError):
     """A run ended with a failed task (after its retries)."""
 
     exit_code = 1
+
+
+class RunBusy(UserInputError):
+    """Another live driver holds the run's lease (e.g. `resume` of a run still running)."""
+
+
+class LeaseLostError(FlyteLabError):
+    """This driver's lease on a run was taken over: its writes are refused (fencing)."""
+
+    exit_code = 1
+
+
+class DriverError(FlyteLabError):
+    """The driver hit an unexpected error; the run was recorded `failed` with it."""
+
+    exit_code = 1

@@ -9,7 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flyte_lab.engine.state_machine import (
+    Abandon,
+    CacheBusy,
+    CacheLocked,
     CacheMiss,
+    CancelRequested,
+    DriverCrashed,
+    KillAttempts,
+    LeaseLost,
+    ReleaseCacheLock,
+    RenewLeases,
+    Retrying,
+    Tick,
     CheckCache,
     FinishRun,
     Instruction,
@@ -99,7 +110,7 @@ def test_failure_skips_dependants_and_independent_branch_finishes() -> None:
 def test_user_retry_then_success() -> None:
     sm = RunStateMachine([plan("a", retries=1)])
     sm.handle(RunStarted())
-    assert run_fail(sm, "a", 1) == [MarkTask("a", "queued"), Submit("a", 2)]
+    assert run_fail(sm, "a", 1) == [MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), Submit("a", 2)]
     assert sm.task_status["a"] == "queued"
     assert run_ok(sm, "a", 2) == [MarkTask("a", "succeeded"), FinishRun("succeeded")]
     assert sm.attempts == {"a": 2}
@@ -131,6 +142,7 @@ def test_infra_error_retried_three_times_then_fails() -> None:
     for attempt in (1, 2, 3):
         assert run_fail(sm, "a", attempt, "infra", LOST) == [
             MarkTask("a", "queued"),
+            Retrying("a", attempt, attempt + 1, 4, LOST),
             Submit("a", attempt + 1),
         ]
     assert run_fail(sm, "a", 4, "infra", LOST) == [MarkTask("a", "failed", LOST), FinishRun("failed")]
@@ -189,8 +201,10 @@ def test_cache_miss_submits_and_retries_do_not_ask_again() -> None:
     assert sm.handle(TaskStarted("a", 1)) == []  # not submitted yet
     assert sm.handle(CacheMiss("a")) == [Submit("a", 1)]
     assert sm.handle(CacheMiss("a")) == []  # answered once already
-    assert run_fail(sm, "a", 1) == [MarkTask("a", "queued"), Submit("a", 2)]
-    assert run_ok(sm, "a", 2) == [MarkTask("a", "succeeded"), FinishRun("succeeded")]
+    assert run_fail(sm, "a", 1) == [MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), Submit("a", 2)]
+    # the finishing transaction writes the cache entry and releases the lock it holds
+    assert run_ok(sm, "a", 2) == [MarkTask("a", "succeeded", cache=True), FinishRun("succeeded")]
+    assert sm.held_locks == frozenset()
 
 
 def test_cache_answer_for_a_task_never_asked_is_ignored() -> None:
@@ -234,7 +248,8 @@ def test_stale_duplicate_and_unknown_events_are_ignored() -> None:
     assert sm.handle(TaskStarted("a", 2)) == []  # future attempt
     assert sm.handle(TaskStarted("a", 1)) == [MarkTask("a", "running")]
     assert sm.handle(TaskStarted("a", 1)) == []  # duplicate start
-    assert sm.handle(TaskFailed("a", 1, "user", ERR)) == [MarkTask("a", "queued"), Submit("a", 2)]
+    assert sm.handle(TaskFailed("a", 1, "user", ERR)) == [
+        MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), Submit("a", 2)]
     assert sm.handle(TaskFailed("a", 1, "user", ERR)) == []  # duplicate failure
     assert sm.handle(TaskSucceeded("a", 1)) == []  # late success of the old attempt
     assert sm.handle(TaskSucceeded("a", 2)) == [MarkTask("a", "succeeded"), Submit("b", 1)]
@@ -261,6 +276,7 @@ def test_cancel_fails_running_and_skips_queued() -> None:
     run_ok(sm, "x")
     # y was submitted but never started: still queued.
     assert sm.handle(RunCancelled()) == [
+        KillAttempts(("a", "y")),
         MarkTask("a", "failed", {"type": "Cancelled", "message": "run cancelled"}),
         MarkTask("b", "skipped"),
         MarkTask("y", "skipped"),
@@ -365,6 +381,11 @@ class Driver:
                     self.attempts_pending.pop(instr.task, None)
                     if instr.task in self.cache_pending:
                         self.cache_pending.remove(instr.task)
+            elif isinstance(instr, KillAttempts):
+                for task in instr.tasks:
+                    self.attempts_pending.pop(task, None)
+            elif isinstance(instr, ReleaseCacheLock | Retrying | RenewLeases):
+                pass
             else:
                 assert isinstance(instr, FinishRun)
                 self.finishes.append(instr)
@@ -489,3 +510,86 @@ def test_resume_never_resubmits_done_tasks(
     assert not kept & set(driver.marked)
     for t in kept:
         assert sm.task_status[t] == prior[t]
+
+
+# --- protocols: cache waiting, leases, cancel, lease loss, crashes ---------------------
+
+
+def test_busy_cache_key_waits_and_asks_again_on_ticks() -> None:
+    sm = RunStateMachine([plan("a", cache=True), plan("b", "a")], cache_recheck_s=0.5, lease_ttl_s=60)
+    assert sm.handle(RunStarted()) == [CheckCache("a")]
+    assert sm.handle(CacheBusy("a", "other-run")) == []
+    assert sm.waiting_on_cache == {"a": "other-run"}
+    assert sm.handle(Tick(100.0)) == [RenewLeases(()), CheckCache("a")]
+    assert sm.handle(Tick(100.2)) == []  # too soon to ask again or renew
+    assert sm.handle(CacheBusy("a", "other-run")) == []
+    assert sm.handle(Tick(100.6)) == [CheckCache("a")]
+    # the holder committed: the re-check is a hit, and the waiter never computes
+    assert sm.handle(TaskCacheHit("a")) == [MarkTask("a", "cached"), Submit("b", 1)]
+    assert sm.waiting_on_cache == {} and sm.attempts["a"] == 0
+
+
+def test_waiter_takes_over_a_lapsed_lock_and_renews_it() -> None:
+    sm = RunStateMachine([plan("a", cache=True)], cache_recheck_s=0.5, lease_ttl_s=30)
+    sm.handle(RunStarted())
+    sm.handle(CacheBusy("a", "dead-run"))
+    assert sm.handle(Tick(1.0)) == [RenewLeases(()), CheckCache("a")]
+    assert sm.handle(CacheLocked("a")) == [Submit("a", 1)]  # the store let us take over
+    assert sm.held_locks == {"a"}
+    assert sm.handle(Tick(5.0)) == []
+    assert sm.handle(Tick(11.0)) == [RenewLeases(("a",))]  # every ttl/3 while it runs
+
+
+def test_failed_task_releases_its_cache_lock() -> None:
+    sm = RunStateMachine([plan("a", cache=True), plan("b", "a")])
+    sm.handle(RunStarted())
+    sm.handle(CacheLocked("a"))
+    assert run_fail(sm, "a", 1) == [MarkTask("a", "failed", ERR), ReleaseCacheLock("a"), MarkTask("b", "skipped"),
+                                    FinishRun("failed")]
+    assert sm.held_locks == frozenset()
+
+
+def test_cancel_kills_running_attempts_and_releases_locks() -> None:
+    sm = RunStateMachine([plan("a", cache=True), plan("b", cache=True), plan("c", "a")])
+    sm.handle(RunStarted())
+    sm.handle(CacheLocked("a"))
+    sm.handle(CacheBusy("b", "other"))
+    sm.handle(TaskStarted("a", 1))
+    out = sm.handle(CancelRequested("cancelled by Ctrl-C"))
+    cancelled = {"type": "Cancelled", "message": "cancelled by Ctrl-C"}
+    assert out == [KillAttempts(("a",)), MarkTask("a", "failed", cancelled), MarkTask("b", "skipped"),
+                   MarkTask("c", "skipped"), ReleaseCacheLock("a"), FinishRun("cancelled")]
+    assert sm.done and sm.held_locks == frozenset() and sm.waiting_on_cache == {}
+    assert sm.handle(TaskSucceeded("a", 1)) == []  # the killed attempt's late answer changes nothing
+
+
+def test_driver_crash_ends_the_run_failed_with_its_error() -> None:
+    sm = RunStateMachine([plan("a", cache=True), plan("b", "a")])
+    sm.handle(RunStarted())
+    sm.handle(CacheLocked("a"))
+    sm.handle(TaskStarted("a", 1))
+    error = {"type": "DriverError", "message": "the driver failed: KeyError: 'x'"}
+    assert sm.handle(DriverCrashed(error)) == [KillAttempts(("a",)), MarkTask("a", "failed", error),
+                                               MarkTask("b", "skipped"), ReleaseCacheLock("a"),
+                                               FinishRun("failed", error)]
+    assert sm.run_status == "failed" and sm.done
+
+
+def test_lost_lease_abandons_without_writing() -> None:
+    sm = RunStateMachine([plan("a"), plan("b", "a")])
+    sm.handle(RunStarted())
+    sm.handle(TaskStarted("a", 1))
+    out = sm.handle(LeaseLost("host:42:1"))
+    assert out == [KillAttempts(("a",)), Abandon("host:42:1")]  # no MarkTask, no FinishRun: not ours now
+    assert sm.done and sm.abandoned
+    assert sm.handle(TaskSucceeded("a", 1)) == [] and sm.handle(Tick(99.0)) == []
+
+
+def test_worker_loss_of_the_current_attempt_is_recorded() -> None:
+    from flyte_lab.engine.state_machine import AttemptRestarted, RecordWorkerLost
+
+    sm = RunStateMachine([plan("a")])
+    sm.handle(RunStarted())
+    sm.handle(TaskStarted("a", 1))
+    assert sm.handle(AttemptRestarted("a", 1, "tcp://w2")) == [RecordWorkerLost("a", "tcp://w2")]
+    assert sm.handle(AttemptRestarted("a", 7, "tcp://w2")) == []  # not the current attempt

@@ -1,10 +1,11 @@
-"""`flyte-lab run` and `flyte-lab resume`: the run id first, live progress, then a summary."""
+"""`flyte-lab run`, `resume` and `cancel`: the run id first, live progress, then a summary."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,31 +13,39 @@ from flyte_lab.graph.params import split_params
 
 
 class _Progress:
-    """A rich progress bar on a terminal; plain status lines otherwise."""
+    """A rich progress bar on a terminal (finished/all tasks, map-over elements counted); plain
+    status lines otherwise. Retries and other notes are printed as lines in both cases."""
 
-    def __init__(self, total: int, quiet: bool) -> None:
+    def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.total = total
         self.last: dict[str, str] = {}
         self.bar: Any = None
         if not quiet and sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), transient=True)
-            self.bar_task = self.bar.add_task("running", total=total)
+                                TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+            self.bar_task = self.bar.add_task("starting", total=None)
             self.bar.start()
 
-    def update(self, status: dict[str, str]) -> None:
-        done = sum(s in ("succeeded", "failed", "cached", "skipped") for s in status.values())
+    def update(self, progress: Any) -> None:
         if self.bar is not None:
-            running = ", ".join(t for t, s in status.items() if s == "running")
-            self.bar.update(self.bar_task, completed=done, description=running or "running")
+            self.bar.update(self.bar_task, completed=progress.done, total=progress.total,
+                            description=", ".join(progress.running) or "running")
         elif not self.quiet:
-            for task, state in status.items():
+            for task, state in progress.status.items():
                 if self.last.get(task) != state and state != "queued":
                     print(f"  {task}: {state}", file=sys.stderr, flush=True)
-        self.last = dict(status)
+        self.last = dict(progress.status)
+
+    def note(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.console.print(f"  {text}")
+        else:
+            print(f"  {text}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -47,25 +56,25 @@ def run(args: argparse.Namespace) -> int:
     from flyte_lab.engine.api import run_notebook
 
     params = split_params(args.param)
-    progress: _Progress | None = None
+    progress = _Progress(quiet=args.json)
+    run_id = ""
 
-    def created(run_id: str) -> None:
-        nonlocal progress
+    def created(new_id: str) -> None:
+        nonlocal run_id
+        run_id = new_id
         if not args.json:
-            print(f"run {run_id}", flush=True)
-        progress = _Progress(0, quiet=args.json)
-
-    def changed(status: dict[str, str]) -> None:
-        if progress is not None:
-            progress.total = len(status)
-            progress.update(status)
+            print(f"run {new_id}", flush=True)
 
     try:
         record = run_notebook(args.notebook, params, cluster=args.cluster, workers=args.workers,
-                              use_cache=not args.no_cache, on_created=created, on_change=changed)
+                              use_cache=not args.no_cache, on_created=created, on_change=progress.update,
+                              on_event=progress.note)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"flyte-lab: interrupted; run {run_id} cancelled", file=sys.stderr)
+        return 130
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
     return _finish(record, args.json)
 
 
@@ -74,12 +83,41 @@ def resume(args: argparse.Namespace) -> int:
 
     if not args.json:
         print(f"resuming run {args.run_id}", flush=True)
-    progress = _Progress(0, quiet=args.json)
+    progress = _Progress(quiet=args.json)
     try:
-        record = resume_run(args.run_id, cluster=args.cluster, workers=args.workers, on_change=progress.update)
+        record = resume_run(args.run_id, cluster=args.cluster, workers=args.workers, on_change=progress.update,
+                            on_event=progress.note)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"flyte-lab: interrupted; run {args.run_id} cancelled", file=sys.stderr)
+        return 130
     finally:
         progress.close()
     return _finish(record, args.json)
+
+
+def cancel(args: argparse.Namespace) -> int:
+    from flyte_lab.engine.api import cancel_run, get_run
+
+    run_id, outcome = cancel_run(args.run_id)
+    if outcome in ("succeeded", "failed", "cancelled") and outcome != "cancelled":
+        print(f"run {run_id} already {outcome}; nothing to cancel")
+        return 0
+    if outcome == "cancelled":
+        print(f"run {run_id} cancelled (no live driver held it)")
+        return 0
+    if args.no_wait:
+        print(f"run {run_id}: cancel requested")
+        return 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = get_run(run_id)["status"]
+        if status not in ("queued", "running"):
+            print(f"run {run_id} {status}")
+            return 0
+        time.sleep(0.2)
+    print(f"run {run_id}: cancel requested; its driver has not stopped yet", file=sys.stderr)
+    return 1
 
 
 def _finish(record: dict[str, Any], as_json: bool) -> int:
@@ -97,6 +135,9 @@ def summary(record: dict[str, Any]) -> str:
         counts[task["status"]] = counts.get(task["status"], 0) + 1
     lines = [f"run {record['run_id']} {record['status']}: "
              + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+    run_error = record.get("error")
+    if record["status"] == "failed" and run_error and run_error.get("type") == "DriverError":
+        lines.append(f"  {run_error.get('message')}")
     for name, task in record["tasks"].items():
         error = task.get("error")
         if task["status"] == "failed" and error:
@@ -104,7 +145,8 @@ def summary(record: dict[str, Any]) -> str:
             lines.append(f"  task `{name}` failed at {where}: {error.get('type')}: {error.get('message')}")
             if task.get("output_notebook"):
                 lines.append(f"    executed notebook: {task['output_notebook']}")
-    notebooks = {Path(t["output_notebook"]).parent.parent for t in record["tasks"].values() if t.get("output_notebook")}
+    notebooks = {str(Path(t["output_notebook"]).parent.parent) for t in record["tasks"].values()
+                 if t.get("output_notebook")}
     if notebooks:
         lines.append(f"executed notebooks: {sorted(notebooks)[0]}")
     lines.append(f"details: flyte-lab show {record['run_id']}   outputs: flyte-lab outputs {record['run_id']}")

@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler="flyte_lab.cli.launch_commands:resume")
+
+    p = sub.add_parser("cancel", help="stop a run from any process: kill its running tasks, release its locks")
+    p.add_argument("run_id")
+    p.add_argument("--no-wait", action="store_true", help="return once the cancel is requested")
+    p.set_defaults(handler="flyte_lab.cli.launch_commands:cancel")
     return parser
 
 

@@ -1,4 +1,7 @@
-"""Launching and resuming runs: validate, record, connect to Dask, drive. The CLI and notebooks call this."""
+"""Launching, resuming and cancelling runs: validate, record, claim, connect to Dask, drive.
+
+The CLI, notebooks, the scheduler and the REST layer call this.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
 from flyte_lab.errors import UserInputError, ValidationFailed
 from flyte_lab.graph.model import Workflow
 from flyte_lab.graph.validate import graph_json, jsonable, resolve_params, validate_notebook
 
-Progress = Callable[[str, dict[str, str]], None]
+OnChange = Callable[[Any], None]
+OnEvent = Callable[[str], None]
 
 
-def flyte_home() -> Path:
-    home = Path(os.environ.get("FLYTE_LAB_HOME") or Path.home() / ".flyte_lab")
-    home.mkdir(parents=True, exist_ok=True)
+def lease_ttl() -> float:
+    """Seconds a driver's (and a cache lock's) lease lasts without renewal; tests shorten it."""
+    from flyte_lab.engine.state_machine import LEASE_TTL_S
+
+    return float(os.environ.get("FLYTE_LAB_LEASE_TTL") or LEASE_TTL_S)
+
+
+def flyte_home(create: bool = True) -> Path:
+    home = Path(os.environ.get("FLYTE_LAB_HOME") or Path.home() / ".flyte_lab").expanduser()
+    if create and not home.is_dir():
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
     return home
 
 
@@ -34,9 +47,11 @@ def _validated(path: str, params: dict[str, Any]) -> tuple[Workflow, dict[str, A
     return wf, resolve_params(wf, params)
 
 
-def _secrets(wf: Workflow) -> dict[str, dict[str, str]]:
-    """`--env K=$NAME` reads NAME from the launching environment; plain `--env K=V` is passed as written."""
+def secret_env(wf: Workflow) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Each task's `--env` (K=$NAME read from the launching environment), and the names no other
+    task's kernel may see: every $NAME source and every key that carries a secret."""
     out: dict[str, dict[str, str]] = {}
+    scrub: set[str] = set()
     for task in wf.tasks.values():
         env = {}
         for key, value in task.options.env:
@@ -46,11 +61,12 @@ def _secrets(wf: Workflow) -> dict[str, dict[str, str]]:
                     raise UserInputError(f"task `{task.name}` (cell {task.cell}): `--env {key}={value}` needs "
                                          f"`{name}` set in the environment that launches the run")
                 env[key] = os.environ[name]
+                scrub.update((name, key))
             else:
                 env[key] = value
         if env:
             out[task.name] = env
-    return out
+    return out, sorted(scrub)
 
 
 def _input_refs(wf: Workflow, values: dict[str, Any], artifacts: Any) -> dict[tuple[str, str], dict[str, Any]]:
@@ -72,73 +88,117 @@ def _input_refs(wf: Workflow, values: dict[str, Any], artifacts: Any) -> dict[tu
                 value = wf.parameters[spec.name]
             ref_type = expected_type(task, param)
             value = coerce(value, ref_type, spec.name)
-            ref = artifacts.put(value, ref_type)
+            if task.options.map_over == spec.name:
+                # stored element by element, so each element task reads only its own
+                ref = artifacts.put_elements(list(value), param.type)
+            else:
+                ref = artifacts.put(value, ref_type)
             refs[(task_name, spec.name)] = {"uri": ref.uri, "content_hash": ref.content_hash,
                                             "type": ref_type.display()}
     return refs
 
 
-def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", workers: int | None = None,
-                 use_cache: bool = True, on_created: Callable[[str], None] | None = None,
-                 on_change: Callable[[dict[str, str]], None] | None = None) -> dict[str, Any]:
-    """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record."""
-    wf, values = _validated(path, params)
-    secrets = _secrets(wf)
+def _check_cluster(cluster: str) -> None:
+    if cluster not in ("local", "k8s") and not cluster.startswith("tcp://"):
+        raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
+
+
+def _stores(home: Path) -> tuple[Any, Any]:
     from flyte_lab.engine.artifacts import ArtifactStore
     from flyte_lab.store import RunStore
 
+    return RunStore.from_env(str(home)), ArtifactStore.from_env(str(home))
+
+
+def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", workers: int | None = None,
+                 use_cache: bool = True, on_created: Callable[[str], None] | None = None,
+                 on_change: OnChange | None = None, on_event: OnEvent | None = None,
+                 **launch: Any) -> dict[str, Any]:
+    """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record.
+
+    `launch` may carry `schedule` and `scheduled_time` (a scheduled run).
+    """
+    from flyte_lab.store.leases import driver_identity
+
+    _check_cluster(cluster)
+    wf, values = _validated(path, params)
+    secrets, scrub = secret_env(wf)
     home = flyte_home()
-    store = RunStore.from_env(str(home))
-    artifacts = ArtifactStore.from_env(str(home))
+    store, artifacts = _stores(home)
     refs = _input_refs(wf, values, artifacts)
     tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()} for n in wf.order]
     run_id = store.create_run(str(Path(path).resolve()), jsonable(values), graph_json(wf), tasks, cluster,
-                              notebook_hash=notebook_hash(path))
+                              notebook_hash=notebook_hash(path), options={"use_cache": use_cache}, **launch)
+    fence = store.claim_run(run_id, driver_identity(), lease_ttl())
     if on_created:
         on_created(run_id)
-    _drive(store, artifacts, wf, run_id, home, refs, secrets, cluster, workers, use_cache, on_change)
-    return store.get_run(run_id)
+    _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
+           on_event)
+    return dict(store.get_run(run_id))
 
 
 def resume_run(run_id: str, cluster: str | None = None, workers: int | None = None,
-               on_change: Callable[[dict[str, str]], None] | None = None) -> dict[str, Any]:
-    """Finish a failed or interrupted run: tasks that succeeded (or were cached) keep their outputs."""
-    from flyte_lab.engine.artifacts import ArtifactStore
-    from flyte_lab.store import RunStore
+               on_change: OnChange | None = None, on_event: OnEvent | None = None) -> dict[str, Any]:
+    """Finish a run: reuse every succeeded task whose cache key (code, setup, inputs) is unchanged, rerun
+    the rest and everything downstream of it (fix-and-continue after an edit), keep the launch options."""
+    from flyte_lab.store.leases import driver_identity
 
     home = flyte_home()
-    store = RunStore.from_env(str(home))
+    store, artifacts = _stores(home)
     record = store.run_record(run_id)
     run = store.get_run(run_id)
     run_id = run["run_id"]
-    if run["status"] in ("succeeded",):
-        raise UserInputError(f"run `{run_id}` already succeeded; nothing to resume")
     path = run["notebook"]
     if not Path(path).is_file():
         raise UserInputError(f"run `{run_id}`: its notebook {path} no longer exists")
-    if record.get("notebook_hash") and record["notebook_hash"] != notebook_hash(path):
-        raise UserInputError(f"run `{run_id}`: {path} changed since the run started; start a new run instead")
+    edited = bool(record.get("notebook_hash")) and record["notebook_hash"] != notebook_hash(path)
+    if run["status"] == "succeeded" and not edited:
+        raise UserInputError(f"run `{run_id}` already succeeded and its notebook is unchanged; nothing to resume")
     wf, values = _validated(path, {k: v for k, v in run["params"].items()})
-    secrets = _secrets(wf)
-    artifacts = ArtifactStore.from_env(str(home))
+    missing = sorted(set(run["tasks"]) ^ set(wf.tasks))
+    if missing:
+        raise UserInputError(f"run `{run_id}`: tasks {', '.join(missing)} were added or removed since the run "
+                             "started; resume continues the same tasks, so start a new run instead")
+    use_cache = bool(record.get("options", {}).get("use_cache", True))
+    cluster = cluster or record.get("cluster") or "local"
+    _check_cluster(cluster)
+    secrets, scrub = secret_env(wf)
+    fence = store.claim_run(run_id, driver_identity(), lease_ttl())  # refuses while a live driver holds it
     refs = _input_refs(wf, values, artifacts)
-    prior = {name: t["status"] for name, t in run["tasks"].items()}
-    prior_attempts = {name: t["attempts"] for name, t in run["tasks"].items()}
-    prior_outputs = {name: store.get_outputs(run_id, name) for name, status in prior.items()
-                     if status in ("succeeded", "cached")}
+    plan = plan_resume(wf, run["tasks"], lambda t: store.get_outputs(run_id, t), refs, edited)
+    if on_event:
+        for line in plan.describe():
+            on_event(line)
+    if edited:
+        store.update_run_notebook(run_id, notebook_hash(path), graph_json(wf), fence)
+    _close_orphan_attempts(store, run, fence)
+    _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
+           on_event, prior=plan.prior, prior_attempts={n: t["attempts"] for n, t in run["tasks"].items()},
+           prior_outputs=plan.outputs)
+    return dict(store.get_run(run_id))
+
+
+def _close_orphan_attempts(store: Any, run: dict[str, Any], fence: int) -> None:
     for task, attempts in run.get("attempts_detail", {}).items():
         for attempt in attempts:
             if attempt["status"] == "running":  # its driver died mid-attempt
-                store.finish_attempt(run_id, task, attempt["number"], "failed", kind="infra", error={
-                    "type": "DriverLost", "message": "the driver of this run stopped during this attempt",
-                    "cell": None, "line": None, "traceback": ""})
-    _drive(store, artifacts, wf, run_id, home, refs, secrets, cluster or record.get("cluster") or "local", workers,
-           True, on_change, prior=prior, prior_attempts=prior_attempts, prior_outputs=prior_outputs)
-    return store.get_run(run_id)
+                store.finish_attempt(run["run_id"], task, attempt["number"], "failed", kind="infra", fence=fence,
+                                     error={"type": "DriverLost", "message": "the driver of this run stopped "
+                                            "during this attempt", "cell": None, "line": None, "traceback": ""})
 
 
-def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, home: Path, refs: Any, secrets: Any, cluster: str,
-           workers: int | None, use_cache: bool, on_change: Any, **prior: Any) -> None:
+def cancel_run(run_id: str) -> tuple[str, str]:
+    """Ask a run to stop, from any process: (run_id, "requested" | "cancelled" | its final status)."""
+    from flyte_lab.store import RunStore
+
+    home = flyte_home(create=False)
+    with RunStore.from_env(str(home)) as store:
+        return store.request_cancel(run_id)  # type: ignore[no-any-return]
+
+
+def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, refs: Any, secrets: Any,
+           scrub: list[str], cluster: str, workers: int | None, use_cache: bool, on_change: OnChange | None,
+           on_event: OnEvent | None, **prior: Any) -> None:
     from flyte_lab.engine.clusters import connect, local_workers
     from flyte_lab.engine.driver import RunDriver
 
@@ -146,17 +206,23 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, home: Path, re
         from flyte_lab.engine.kernels import reserve
 
         reserve(local_workers(workers))  # kernels start while the cluster does
-
     try:
         with connect(cluster, workers) as client:
-            RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, home=home,
-                      input_refs=refs, secrets=secrets, use_cache=use_cache, on_change=on_change, **prior).run()
+            RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
+                      input_refs=refs, secrets=secrets, scrub=scrub, use_cache=use_cache, lease_ttl_s=lease_ttl(),
+                      on_change=on_change, on_event=on_event, **prior).run()
     except UserInputError as exc:
-        store.set_run_status(run_id, "failed", error={"type": type(exc).__name__, "message": exc.message})
+        # the cluster could not be reached: nothing ran
+        store.set_run_status(run_id, "failed", error={"type": type(exc).__name__, "message": exc.message},
+                             fence=fence)
+        store.release_run(run_id, fence)
         raise
 
 
 def get_run(run_id: str) -> dict[str, Any]:
     from flyte_lab.store import RunStore
 
-    return RunStore.from_env(str(flyte_home())).get_run(run_id)
+    return dict(RunStore.from_env(str(flyte_home())).get_run(run_id))
+
+
+__all__ = ["ResumePlan", "cancel_run", "get_run", "resume_run", "run_notebook"]

@@ -81,6 +81,11 @@ class ArtifactStore:
         self._cache_dir = cache_dir or os.path.join(
             tempfile.gettempdir(), f"flyte_lab-{os.getuid()}-cache-{digest}")
 
+    @property
+    def hmac_key_hex(self) -> str:
+        """The signing key, for the driver to hand to workers (never generated per machine)."""
+        return self._key.hex()
+
     def __reduce__(self) -> tuple[Any, ...]:
         # the store crosses Dask to workers: rebuild it from its settings, not its fs object
         return (_rebuild_store, (self.root_url, self._key, self._cache_dir))

@@ -1,31 +1,35 @@
-"""The driver: feeds Dask outcomes to the state machine and writes each change to the store first.
+"""The driver: turns Dask, store, clock and user stimuli into state-machine events and carries out
+the instructions that come back. It holds no protocol of its own (see `state_machine.py`).
 
-It is the only writer of run state. Monitoring (CLI progress, widget,
-dashboard) reads the store or subscribes to `on_change`; nothing else is
-special-cased here.
+It is the only writer of run state and writes before it acts; every write carries the run's
+fencing token, so a driver whose lease was taken over cannot overwrite its successor's rows.
+Monitoring (CLI progress, widget, dashboard) reads the store or subscribes to `on_change`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import queue
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from flyte_lab.engine import state_machine as sm
 from flyte_lab.engine.artifacts import ArtifactStore
+from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, split_outputs
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import dask_resources, unplaceable
 from flyte_lab.engine.task_notebook import build_task_notebook
 from flyte_lab.engine.worker import EVENT_TOPIC, run_task_attempt
-from flyte_lab.graph.model import Workflow, typeref_to_json
-from flyte_lab.graph.type_rules import as_list
+from flyte_lab.errors import DriverError, FlyteLabError, LeaseLostError
+from flyte_lab.graph.model import Workflow
 from flyte_lab.store import RunStore
 
-CACHE_LOCK_TTL_S = 6 * 3600.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,83 +42,207 @@ class _Attempt:
     size: int | None = None  # map-over fan-out
 
 
+@dataclass
+class Progress:
+    """What a progress display needs: map-over elements count one each."""
+
+    status: dict[str, str]
+    done: int
+    total: int
+    running: list[str]
+
+
 class RunDriver:
     def __init__(self, *, store: RunStore, artifacts: ArtifactStore, wf: Workflow, run_id: str, client: Any,
-                 home: Path, input_refs: dict[tuple[str, str], dict[str, Any]], secrets: dict[str, dict[str, str]],
-                 use_cache: bool = True, prior: dict[str, str] | None = None,
-                 prior_attempts: dict[str, int] | None = None,
+                 fence: int, input_refs: dict[tuple[str, str], dict[str, Any]],
+                 secrets: dict[str, dict[str, str]], scrub: list[str] | None = None, use_cache: bool = True,
+                 prior: dict[str, str] | None = None, prior_attempts: dict[str, int] | None = None,
                  prior_outputs: dict[str, dict[str, Any]] | None = None,
-                 on_change: Callable[[dict[str, str]], None] | None = None) -> None:
+                 lease_ttl_s: float = sm.LEASE_TTL_S,
+                 on_change: Callable[[Progress], None] | None = None,
+                 on_event: Callable[[str], None] | None = None) -> None:
         self.store, self.artifacts, self.wf, self.run_id, self.client = store, artifacts, wf, run_id, client
-        self.home = home
+        self.fence = fence
+        self.lease_ttl_s = lease_ttl_s
         self.input_refs = input_refs  # (task, input) -> artifact entry, for workflow inputs
         self.secrets = secrets  # task -> env for its kernel; never stored
+        self.scrub = list(scrub or [])  # env names no other kernel may see
         self.use_cache = use_cache
         self.outputs: dict[str, dict[str, Any]] = dict(prior_outputs or {})
         self.on_change = on_change
+        self.on_event = on_event
         plans = [sm.TaskPlan(name=name, upstream=tuple(wf.upstream(name)), retries=wf.tasks[name].options.retries,
                              cache=wf.tasks[name].options.cache and use_cache) for name in wf.order]
-        self.machine = sm.RunStateMachine(plans, prior=prior, prior_attempts=prior_attempts)
+        self.machine = sm.RunStateMachine(plans, prior=prior, prior_attempts=prior_attempts, lease_ttl_s=lease_ttl_s)
         self.inflight: dict[str, _Attempt] = {}  # dask key -> attempt
         self.by_task: dict[str, _Attempt] = {}
-        self.cache_waiting: dict[str, str] = {}  # task -> cache key held by another run
         self.cache_keys: dict[str, str] = {}
+        self.pending: dict[str, tuple[_Attempt | None, dict[str, Any], str | None]] = {}  # finishing data
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.starts: dict[str, int] = {}
         self.started_at: dict[str, datetime] = {}  # task -> when its worker began it (worker clock)
+        self.split = split_outputs(wf)
+        self.notebooks: dict[str, Any] = {}  # task -> its task notebook, built once, reused by every attempt
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> str:
-        from distributed import wait
-
         self.client.subscribe_topic(EVENT_TOPIC, lambda event: self.events.put(event[1]))
-        self.store.set_run_status(self.run_id, "running")
         try:
-            self._apply(self.machine.handle(sm.RunStarted()))
+            self.store.set_run_status(self.run_id, "running", fence=self.fence)
+            self._feed(sm.RunStarted())
             while not self.machine.done:
-                pending = [f for a in self.by_task.values() for f in a.futures if not f.done()]
-                if pending:
-                    try:
-                        wait(pending, timeout=0.25, return_when="FIRST_COMPLETED")
-                    except TimeoutError:
-                        pass
-                else:
-                    time.sleep(0.05)
+                self._wait()
+                self._feed(sm.Tick(time.monotonic()))
                 self._drain_events()
                 self._collect()
-                self._poll_cache_waiters()
         except KeyboardInterrupt:
-            self._apply(self.machine.handle(sm.RunCancelled()))
-            for attempt in self.by_task.values():
-                self.client.cancel(attempt.futures)
+            self._feed_safely(sm.CancelRequested("cancelled by Ctrl-C"))
             raise
+        except LeaseLostError as exc:
+            self._feed_safely(sm.LeaseLost(str(exc.data.get("holder") or "")))
+        except Exception as exc:
+            error = {"type": "DriverError", "message": f"the driver failed: {type(exc).__name__}: {exc}",
+                     "traceback": traceback.format_exc(limit=8)}
+            self._feed_safely(sm.DriverCrashed(error))
+            if isinstance(exc, FlyteLabError):
+                raise
+            raise DriverError(f"run `{self.run_id}` failed inside the driver ({type(exc).__name__}: {exc}); it is "
+                              "recorded as failed with this error (--debug shows the traceback)",
+                              run_id=self.run_id) from exc
         finally:
-            self.client.unsubscribe_topic(EVENT_TOPIC)
+            with contextlib.suppress(Exception):
+                self.client.unsubscribe_topic(EVENT_TOPIC)
+            if not self.machine.abandoned:
+                with contextlib.suppress(Exception):
+                    self.store.release_run(self.run_id, self.fence)
+        if self.machine.abandoned:
+            raise LeaseLostError(f"run `{self.run_id}` was taken over by another driver; this one stopped",
+                                 run_id=self.run_id)
         return self.machine.run_status
 
-    def _changed(self) -> None:
-        if self.on_change:
-            self.on_change(self.machine.task_status)
+    def _wait(self) -> None:
+        from distributed import wait
 
-    def _apply(self, instructions: list[Any]) -> None:
+        pending = [f for a in self.by_task.values() for f in a.futures if not f.done()]
+        if pending:
+            with contextlib.suppress(TimeoutError):
+                wait(pending, timeout=0.2, return_when="FIRST_COMPLETED")
+        else:
+            time.sleep(0.05)
+
+    def _feed(self, event: sm.Event) -> None:
+        self._apply(self.machine.handle(event))
+
+    def _feed_safely(self, event: sm.Event) -> None:
+        """On the way out: carry out what the machine says, each step on its own, whatever fails."""
+        for ins in self.machine.handle(event):
+            try:
+                self._apply([ins])
+            except LeaseLostError:
+                return  # someone else owns the run now: write nothing more
+            except Exception:
+                log.exception("flyte_lab: while stopping run %s", self.run_id)
+
+    def progress(self) -> Progress:
+        status = self.machine.task_status
+        done = total = 0
+        for name, state in status.items():
+            record = self.by_task.get(name)
+            size = record.size if record is not None and record.size is not None else 1
+            total += max(size, 1)
+            if state in sm.TERMINAL:
+                done += max(size, 1)
+            elif record is not None and record.size is not None and state == "running":
+                done += sum(1 for r in record.results.values() if r.get("status") == "succeeded")
+        return Progress(status, done, total, [n for n, s in status.items() if s == "running"])
+
+    def _say(self, text: str) -> None:
+        if self.on_event:
+            self.on_event(text)
+
+    # -- carrying out instructions ----------------------------------------------------------------------------
+    def _apply(self, instructions: list[sm.Instruction]) -> None:
         work = list(instructions)
         while work:
             ins = work.pop(0)
-            if isinstance(ins, sm.MarkTask):
-                attempt = self.by_task.get(ins.task)
-                notebook = None
-                if attempt and attempt.results:
-                    notebook = next(iter(attempt.results.values())).get("output_notebook")
-                at = self.started_at.pop(ins.task, None) if ins.status == "running" else None
-                self.store.set_task_status(self.run_id, ins.task, ins.status, error=ins.error,
-                                           output_notebook=notebook, cache_key=self.cache_keys.get(ins.task), at=at)
-                self._changed()
-            elif isinstance(ins, sm.FinishRun):
-                self.store.set_run_status(self.run_id, ins.status)
-            elif isinstance(ins, sm.CheckCache):
-                work.extend(self._check_cache(ins.task))
-            elif isinstance(ins, sm.Submit):
-                work.extend(self._submit(ins.task, ins.attempt))
+            events = self._carry_out(ins)
+            for event in events:
+                work.extend(self.machine.handle(event))
+
+    def _carry_out(self, ins: sm.Instruction) -> list[sm.Event]:
+        if isinstance(ins, sm.MarkTask):
+            self._mark(ins)
+        elif isinstance(ins, sm.FinishRun):
+            self.store.set_run_status(self.run_id, ins.status, error=ins.error, fence=self.fence)
+        elif isinstance(ins, sm.CheckCache):
+            return [self._claim_cache(ins.task)]
+        elif isinstance(ins, sm.Submit):
+            return self._submit(ins.task, ins.attempt)
+        elif isinstance(ins, sm.Retrying):
+            err = ins.error
+            self._say(f"{ins.task}: attempt {ins.failed_attempt} failed: {err.get('type')}: "
+                      f"{_first_line(err.get('message'))}; retrying ({ins.next_try}/{ins.max_tries})")
+        elif isinstance(ins, sm.RecordWorkerLost):
+            self._worker_lost(ins)
+        elif isinstance(ins, sm.RenewLeases):
+            return self._renew(ins)
+        elif isinstance(ins, sm.ReleaseCacheLock):
+            key = self.cache_keys.get(ins.task)
+            if key:
+                self.store.cache_unlock(key, self.run_id)
+        elif isinstance(ins, sm.KillAttempts):
+            self._kill(ins.tasks)
+        elif isinstance(ins, sm.Abandon):
+            self._say(f"run {self.run_id} is now driven by {ins.holder or 'another driver'}; this driver stops")
+        return []
+
+    def _mark(self, ins: sm.MarkTask) -> None:
+        if ins.status in ("succeeded", "cached"):
+            record, outputs, notebook = self.pending.pop(ins.task)
+            if ins.status == "succeeded":
+                assert record is not None
+                self.store.commit_success(self.run_id, ins.task, record.number, outputs, output_notebook=notebook,
+                                          cache_key=self.cache_keys.get(ins.task), cache_entry=ins.cache,
+                                          fence=self.fence)
+            else:
+                self.store.save_outputs(self.run_id, ins.task, outputs, fence=self.fence)
+                self.store.set_task_status(self.run_id, ins.task, "cached", cache_key=self.cache_keys.get(ins.task),
+                                           fence=self.fence)
+            self.outputs[ins.task] = outputs
+        else:
+            at = self.started_at.pop(ins.task, None) if ins.status == "running" else None
+            record = self.by_task.get(ins.task)
+            notebook = None
+            if record is not None and record.results and ins.status == "failed":
+                notebook = next(iter(record.results.values())).get("output_notebook")
+            self.store.set_task_status(self.run_id, ins.task, ins.status, error=ins.error, output_notebook=notebook,
+                                       at=at, fence=self.fence)
+        if self.on_change:
+            self.on_change(self.progress())
+
+    def _renew(self, ins: sm.RenewLeases) -> list[sm.Event]:
+        cancel = self.store.renew_run(self.run_id, self.fence, self.lease_ttl_s)
+        keys = [self.cache_keys[t] for t in ins.cache_tasks if t in self.cache_keys]
+        for lost in self.store.cache_renew(keys, self.run_id, self.lease_ttl_s):
+            log.warning("flyte_lab: run %s lost its cache lock %s (its lease lapsed); computing anyway",
+                        self.run_id, lost[:12])
+        return [sm.CancelRequested("cancelled by `flyte-lab cancel`")] if cancel else []
+
+    def _kill(self, tasks: tuple[str, ...]) -> None:
+        keys: list[str] = []
+        for task in tasks:
+            record = self.by_task.get(task)
+            if record is not None:
+                keys += [f.key for f in record.futures]
+                with contextlib.suppress(Exception):
+                    self.client.cancel(record.futures)
+        if keys:
+            try:
+                from flyte_lab.engine.worker import cancel_attempts  # type: ignore[attr-defined]
+            except ImportError:
+                return
+            with contextlib.suppress(Exception):
+                self.client.run(cancel_attempts, keys)
 
     # -- cache ------------------------------------------------------------------------------------------------
     def _input_entries(self, task: str) -> dict[str, dict[str, Any]]:
@@ -125,88 +253,69 @@ class RunDriver:
                                    else self.input_refs[(task, param.name)])
         return entries
 
-    def _check_cache(self, task: str) -> list[Any]:
+    def key_of(self, task: str) -> str:
         key = cache_key(self.wf, task, {n: e["content_hash"] for n, e in self._input_entries(task).items()})
         self.cache_keys[task] = key
-        hit = self._cache_hit(task, key)
-        if hit is not None:
-            return hit
-        if self.store.cache_lock(key, self.run_id, CACHE_LOCK_TTL_S):
-            return self.machine.handle(sm.CacheMiss(task))
-        self.cache_waiting[task] = key  # an identical run is computing it: wait for its result
-        return []
+        return key
 
-    def _cache_hit(self, task: str, key: str) -> list[Any] | None:
-        entry = self.store.cache_get(key)
-        if entry is None or not all(self.artifacts.exists(o["uri"]) for o in entry["outputs"].values()):
-            return None
-        self.store.save_outputs(self.run_id, task, entry["outputs"])
-        self.outputs[task] = entry["outputs"]
-        return self.machine.handle(sm.TaskCacheHit(task))
-
-    def _poll_cache_waiters(self) -> None:
-        for task, key in list(self.cache_waiting.items()):
-            hit = self._cache_hit(task, key)
-            if hit is None and self.store.cache_lock(key, self.run_id, CACHE_LOCK_TTL_S):
-                hit = self.machine.handle(sm.CacheMiss(task))
-            if hit is not None:
-                del self.cache_waiting[task]
-                self._apply(hit)
+    def _claim_cache(self, task: str) -> sm.Event:
+        key = self.cache_keys.get(task) or self.key_of(task)
+        state, found = self.store.cache_claim(key, self.run_id, task, self.lease_ttl_s)
+        if state == "hit" and not all(self.artifacts.exists(o["uri"]) for o in found["outputs"].values()):
+            # the entry's artifacts are gone: compute it again
+            state, found = self.store.cache_claim(key, self.run_id, task, self.lease_ttl_s, ignore_entry=True)
+        if state == "hit":
+            self.pending[task] = (None, found["outputs"], None)
+            return sm.TaskCacheHit(task)
+        if state == "locked":
+            return sm.CacheLocked(task)
+        if task not in self.machine.waiting_on_cache:
+            self._say(f"{task}: waiting for run {found} that is computing the same cached result")
+        return sm.CacheBusy(task, str(found))
 
     # -- submitting -------------------------------------------------------------------------------------------
-    def _submit(self, task: str, attempt: int) -> list[Any]:
+    def _submit(self, task: str, attempt: int) -> list[sm.Event]:
         spec_task = self.wf.tasks[task]
         resources = spec_task.options.resources()
         wanted = dask_resources(resources)
         why = unplaceable(self.client, wanted)
-        number = self.store.start_attempt(self.run_id, task, None, resources)
+        number = self.store.start_attempt(self.run_id, task, None, resources, fence=self.fence)
+        if task not in self.cache_keys:
+            self.key_of(task)  # recorded with the result, so a fix-and-continue resume can compare
         if why:
             error = {"type": "Unschedulable", "message": f"task `{task}` {why}; lower its --cpu/--mem/--gpu or "
                      "use bigger workers", "cell": spec_task.cell, "line": 1, "traceback": ""}
-            self.store.finish_attempt(self.run_id, task, number, "failed", kind="user", error=error)
-            return [*self.machine.handle(sm.TaskStarted(task, attempt)),
-                    *self.machine.handle(sm.TaskFailed(task, attempt, "user", error))]
+            self.store.finish_attempt(self.run_id, task, number, "failed", kind="user", error=error, fence=self.fence)
+            return [sm.TaskStarted(task, attempt), sm.TaskFailed(task, attempt, "user", error)]
         inputs = self._input_entries(task)
-        size = None
+        elements: list[str | None] = [None]
         if spec_task.options.map_over:
-            mapped = spec_task.input(spec_task.options.map_over)
-            assert mapped is not None
-            size = len(self.artifacts.get(inputs[mapped.name]["uri"], as_list(mapped.type)))
-        notebook = build_task_notebook(self.wf, task)
-        folder = self.home / "runs" / self.run_id / task
+            elements = list(self.artifacts.manifest_elements(inputs[spec_task.options.map_over]["uri"]))
+        notebook = self.notebooks.get(task)
+        if notebook is None:
+            notebook = self.notebooks[task] = build_task_notebook(self.wf, task)
         futures = []
-        for index in range(size) if size is not None else [None]:
-            suffix = f"attempt-{number}" + (f"-item-{index}" if index is not None else "")
-            key = f"flyte-{self.run_id}-{task}-{suffix}"
-            spec = {
-                "key": key, "task": task, "cell": spec_task.cell, "body_line": spec_task.body_line,
-                "kernel_name": self.wf.kernel_name, "notebook": notebook, "timeout_s": spec_task.options.timeout_s,
-                "env": self.secrets.get(task) or None, "map_index": index,
-                "output_notebook": str(folder / f"{suffix}.ipynb"),
-                "context": {
-                    "task": task, "home": str(self.home), "artifacts": self.artifacts.root_url,
-                    "cwd": str(Path(self.wf.path).resolve().parent), "map_index": index,
-                    "result_path": str(folder / f"{suffix}.outputs.json"),
-                    "inputs": [{"name": p.name, "type": typeref_to_json(p.type), "uri": inputs[p.name]["uri"],
-                                "mapped": p.name == spec_task.options.map_over} for p in spec_task.inputs],
-                    "outputs": [{"name": p.name, "type": typeref_to_json(p.type)} for p in spec_task.outputs],
-                },
-            }
-            future = self.client.submit(run_task_attempt, spec, key=key, resources=wanted or None, pure=False)
-            futures.append(future)
-        record = _Attempt(task, attempt, number, futures, size=size)
+        mapped = spec_task.options.map_over is not None
+        for index, element in enumerate(elements):
+            spec = attempt_spec(wf=self.wf, task=task, run_id=self.run_id, number=number, inputs=inputs,
+                                artifacts=self.artifacts, artifact_key=self.artifacts.hmac_key_hex,
+                                secrets=self.secrets.get(task), scrub=self.scrub, split=self.split,
+                                notebook=notebook, map_index=index if mapped else None, element_uri=element)
+            futures.append(self.client.submit(run_task_attempt, spec, key=spec["key"], resources=wanted or None,
+                                              pure=False))
+        record = _Attempt(task, attempt, number, futures, size=len(elements) if mapped else None)
         self.by_task[task] = record
         for future in futures:
             self.inflight[future.key] = record
         # the task is marked running when a worker reports it started (`_drain_events`), so durations
         # exclude time spent queued
-        if size == 0:
-            return [*self.machine.handle(sm.TaskStarted(task, attempt)), *self._finish_map(record)]
+        if record.size == 0:
+            return [sm.TaskStarted(task, attempt), *self._finish_map(record)]
         return []
 
     # -- outcomes ---------------------------------------------------------------------------------------------
     def _drain_events(self) -> None:
-        """A second start of the same Dask key means its worker was lost: record that attempt as infra."""
+        """Worker reports: the first start of a Dask key starts the task; a second means its worker was lost."""
         while True:
             try:
                 event = self.events.get_nowait()
@@ -219,16 +328,21 @@ class RunDriver:
             count = self.starts.get(key, 0) + 1
             self.starts[key] = count
             if count == 1:
-                if "time" in event:
+                if "time" in event and record.task not in self.started_at:
                     self.started_at[record.task] = datetime.fromtimestamp(event["time"], UTC)
-                self._apply(self.machine.handle(sm.TaskStarted(record.task, record.attempt)))
+                self._feed(sm.TaskStarted(record.task, record.attempt))
             else:
-                error = {"type": "WorkerLost", "message": f"the worker running task `{record.task}` was lost; "
-                         f"Dask reran it on {event.get('worker')}", "cell": None, "line": None, "traceback": ""}
-                self.store.finish_attempt(self.run_id, record.task, record.number, "failed", kind="infra",
-                                          error=error)
-                record.number = self.store.start_attempt(self.run_id, record.task, event.get("worker"),
-                                                         self.wf.tasks[record.task].options.resources())
+                self._feed(sm.AttemptRestarted(record.task, record.attempt, event.get("worker")))
+
+    def _worker_lost(self, ins: sm.RecordWorkerLost) -> None:
+        record = self.by_task[ins.task]
+        error = {"type": "WorkerLost", "message": f"the worker running task `{ins.task}` was lost; Dask reran it"
+                 f" on {ins.worker}", "cell": None, "line": None, "traceback": ""}
+        self.store.finish_attempt(self.run_id, ins.task, record.number, "failed", kind="infra", error=error,
+                                  fence=self.fence)
+        record.number = self.store.start_attempt(self.run_id, ins.task, ins.worker,
+                                                 self.wf.tasks[ins.task].options.resources(), fence=self.fence)
+        self._say(f"{ins.task}: its worker was lost; Dask reran it on {ins.worker}")
 
     def _collect(self) -> None:
         for key, record in list(self.inflight.items()):
@@ -243,64 +357,69 @@ class RunDriver:
                     "type": type(exc).__name__, "message": f"infrastructure error: {exc}", "cell": None,
                     "line": None, "traceback": ""}}
             elif future.status == "cancelled":
-                record.results[index] = {"status": "failed", "kind": "infra", "error": {
+                record.results[index] = {"status": "failed", "kind": "cancelled", "error": {
                     "type": "Cancelled", "message": "the Dask task was cancelled", "cell": None, "line": None,
                     "traceback": ""}}
             else:
                 record.results[index] = future.result()
             future.release()
             if len(record.results) == len(record.futures):
-                self._apply(self._finish(record))
+                for other in record.futures:
+                    self.inflight.pop(other.key, None)
+                self._apply_events(self._finish(record))
+            elif record.results[index]["status"] != "succeeded" and record.size is not None:
+                # one element failed for good: the others' results no longer matter, stop them
+                pass
 
-    def _finish(self, record: _Attempt) -> list[Any]:
+    def _apply_events(self, events: list[sm.Event]) -> None:
+        for event in events:
+            self._feed(event)
+
+    def _finish(self, record: _Attempt) -> list[sm.Event]:
         if record.size is not None:
             return self._finish_map(record)
         (result,) = record.results.values()
         return self._conclude(record, result, result.get("outputs"))
 
-    def _finish_map(self, record: _Attempt) -> list[Any]:
+    def _finish_map(self, record: _Attempt) -> list[sm.Event]:
         results = [record.results[i] for i in sorted(record.results)]
         failed = next((r for r in results if r["status"] != "succeeded"), None)
         if failed is not None:
             return self._conclude(record, failed, None)
-        task = self.wf.tasks[record.task]
         gathered: dict[str, dict[str, Any]] = {}
-        for out in task.outputs:
-            values = [self.artifacts.get(r["outputs"][out.name]["uri"], out.type) for r in results]
-            ref = self.artifacts.put(values, as_list(out.type))
-            gathered[out.name] = {"type": as_list(out.type).display(), "uri": ref.uri, "codec": ref.codec,
-                                  "content_hash": ref.content_hash, "preview": ref.preview}
-            if ref.codec == "json" and all("value" in r["outputs"][out.name] for r in results):
+        for out in self.wf.tasks[record.task].outputs:
+            # a manifest of the elements' own artifacts: the driver never reads or decodes a value
+            ref = self.artifacts.put_manifest([r["outputs"][out.name]["uri"] for r in results],
+                                              gathered_type(self.wf, record.task, out.name))
+            gathered[out.name] = {"type": gathered_type(self.wf, record.task, out.name).display(), "uri": ref.uri,
+                                  "codec": ref.codec, "content_hash": ref.content_hash, "preview": ref.preview}
+            if all("value" in r["outputs"][out.name] for r in results):
                 gathered[out.name]["value"] = [r["outputs"][out.name]["value"] for r in results]
         summary = {"status": "succeeded", "output_notebook": results[0]["output_notebook"] if results else None,
                    "worker": results[0].get("worker") if results else None}
         return self._conclude(record, summary, gathered)
 
-    def _conclude(self, record: _Attempt, result: dict[str, Any], outputs: dict[str, Any] | None) -> list[Any]:
+    def _conclude(self, record: _Attempt, result: dict[str, Any], outputs: dict[str, Any] | None) -> list[sm.Event]:
         task = record.task
         self._drain_events()  # a start event still in flight is recorded before the outcome
+        events: list[sm.Event] = []
         if self.machine.task_status.get(task) == "queued":  # its start event is late or lost
             if result.get("started"):
                 self.started_at[task] = datetime.fromtimestamp(result["started"], UTC)
-            self._apply(self.machine.handle(sm.TaskStarted(task, record.attempt)))
+            events.append(sm.TaskStarted(task, record.attempt))
         if result["status"] == "succeeded":
             assert outputs is not None
-            self.store.save_outputs(self.run_id, task, outputs)
-            self.outputs[task] = outputs
-            key = self.cache_keys.get(task)
-            if key and self.wf.tasks[task].options.cache and self.use_cache:
-                self.store.cache_put(key, task, outputs, self.run_id)
-                self.store.cache_unlock(key, self.run_id)
-            self.store.finish_attempt(self.run_id, task, record.number, "succeeded",
-                                      output_notebook=result.get("output_notebook"))
-            return self.machine.handle(sm.TaskSucceeded(task, record.attempt))
-        # the store records who is at fault: a timeout is the task's own ("user"); its error type says "Timeout"
-        fault = "user" if result["kind"] == "timeout" else result["kind"]
-        self.store.finish_attempt(self.run_id, task, record.number, "failed", kind=fault,
-                                  error=result["error"], output_notebook=result.get("output_notebook"))
-        out = self.machine.handle(sm.TaskFailed(task, record.attempt, result["kind"], result["error"]))
-        if self.machine.task_status.get(task) == "failed":
-            key = self.cache_keys.get(task)
-            if key:
-                self.store.cache_unlock(key, self.run_id)
-        return out
+            self.pending[task] = (record, outputs, result.get("output_notebook"))
+            return [*events, sm.TaskSucceeded(task, record.attempt)]
+        # the store records who is at fault: a timeout is the task's own ("user"); its error type says so
+        kind = result.get("kind", "infra")
+        self.store.finish_attempt(self.run_id, task, record.number, "failed",
+                                  kind="infra" if kind in ("infra", "cancelled") else "user",
+                                  error=result["error"], output_notebook=result.get("output_notebook"),
+                                  fence=self.fence)
+        return [*events, sm.TaskFailed(task, record.attempt, kind, result["error"])]
+
+
+def _first_line(text: Any) -> str:
+    lines = str(text or "").strip().splitlines()
+    return lines[0] if lines else ""

@@ -1,11 +1,21 @@
 """The run state machine: events in, instructions out, no I/O.
 
 Modelled on distributed's `worker_state_machine`: the driver turns what Dask,
-the cache and the user tell it into `Event`s, calls `RunStateMachine.handle`,
-and carries out the `Instruction`s it gets back (persisting `MarkTask` before
-acting on `Submit`). All decisions about readiness, retries, skipping and the
-end of a run live here, so they are tested with plain asserts and hypothesis
-instead of a cluster.
+the store, the clock and the user tell it into `Event`s, calls
+`RunStateMachine.handle`, and carries out the `Instruction`s it gets back. Every
+protocol of a run lives here, so each race is a plain test:
+
+- readiness, retries (who is at fault decides the budget), skipping, the end;
+- the task cache: a claim looks up the cache and takes the key's lock in one
+  store transaction (`CheckCache`); a busy key makes the task wait and ask
+  again on later ticks, so a waiter whose holder's lease lapsed takes over;
+  held locks are leases renewed on ticks and released on every exit path;
+- run ownership: the run's lease is renewed on ticks; a lost lease (another
+  driver took the run over) abandons the run without writing anything;
+- cancel (from `flyte-lab cancel`, Ctrl-C) and a crash of the driver itself:
+  running attempts are killed, locks released, the run ends `cancelled` or
+  `failed` with the error recorded, never `running` forever;
+- a lost worker (Dask reran the attempt elsewhere) is recorded as such.
 
 Delivery may be at-least-once: an event for an unknown task, for an attempt
 that is not the current one, or that no longer applies (a second completion
@@ -21,11 +31,14 @@ from typing import Any, Literal, TypeAlias
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cached", "skipped"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FailureKind = Literal["user", "infra", "timeout"]
+FailureKind = Literal["user", "infra", "timeout", "cancelled"]
 
 DONE: frozenset[str] = frozenset({"succeeded", "cached"})
 TERMINAL: frozenset[str] = frozenset({"succeeded", "cached", "failed", "skipped"})
 CANCELLED_ERROR: dict[str, Any] = {"type": "Cancelled", "message": "run cancelled"}
+
+LEASE_TTL_S = 60.0  # a lapsed lease (its driver died) is taken over after this long
+CACHE_RECHECK_S = 0.5  # how often a task waiting on another run's cache lock asks again
 
 
 @dataclass(frozen=True)
@@ -36,7 +49,7 @@ class TaskPlan:
     upstream: tuple[str, ...] = ()
     retries: int = 0  # user-error retries the task allows (`--retries`)
     map_size: int | None = None  # used by the driver, not by the state machine
-    cache: bool = False  # ask the driver for a cache lookup before the first submit
+    cache: bool = False  # ask the driver for a cache claim before the first submit
 
 
 # --- events -----------------------------------------------------------------
@@ -49,18 +62,49 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class TaskCacheHit:
+    """The claim found a cache entry: the task is done without running."""
+
     task: str
 
 
 @dataclass(frozen=True)
-class CacheMiss:
+class CacheLocked:
+    """The claim found no entry and took the key's lock: this run computes it."""
+
     task: str
+
+
+CacheMiss = CacheLocked  # the older name
+
+
+@dataclass(frozen=True)
+class CacheBusy:
+    """Another run holds the key's lock: wait for its result (or its lease to lapse)."""
+
+    task: str
+    holder: str = ""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The clock (monotonic seconds): drives lease renewal and cache re-checks."""
+
+    now: float
 
 
 @dataclass(frozen=True)
 class TaskStarted:
     task: str
     attempt: int
+
+
+@dataclass(frozen=True)
+class AttemptRestarted:
+    """Dask started the current attempt a second time: the worker running it was lost."""
+
+    task: str
+    attempt: int
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,11 +122,31 @@ class TaskFailed:
 
 
 @dataclass(frozen=True)
-class RunCancelled:
-    pass
+class CancelRequested:
+    """`flyte-lab cancel`, Ctrl-C, or any caller of the API."""
+
+    reason: str = "run cancelled"
 
 
-Event: TypeAlias = RunStarted | TaskCacheHit | CacheMiss | TaskStarted | TaskSucceeded | TaskFailed | RunCancelled
+RunCancelled = CancelRequested  # the older name
+
+
+@dataclass(frozen=True)
+class LeaseLost:
+    """Another driver holds the run now (a fenced write or a renewal was refused)."""
+
+    holder: str = ""
+
+
+@dataclass(frozen=True)
+class DriverCrashed:
+    """The driver hit an unexpected error: the run must end `failed`, with it recorded."""
+
+    error: dict[str, Any]
+
+
+Event: TypeAlias = (RunStarted | TaskCacheHit | CacheLocked | CacheBusy | Tick | TaskStarted | AttemptRestarted
+                    | TaskSucceeded | TaskFailed | CancelRequested | LeaseLost | DriverCrashed)
 
 # --- instructions -------------------------------------------------------------
 
@@ -95,22 +159,73 @@ class Submit:
 
 @dataclass(frozen=True)
 class CheckCache:
+    """Look the key up and, on a miss, take its lock: one store transaction."""
+
     task: str
 
 
 @dataclass(frozen=True)
 class MarkTask:
+    """Persist a task's status. `succeeded` is the finishing transaction: outputs, attempt, status
+    and, with `cache`, the cache entry and the release of its lock, all committed together."""
+
     task: str
     status: TaskStatus
     error: dict[str, Any] | None = None
+    cache: bool = False
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """Report only: attempt `failed_attempt` failed and the task runs again."""
+
+    task: str
+    failed_attempt: int  # the attempt number (as stored)
+    next_try: int  # which try of this failure kind's budget starts now
+    max_tries: int
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordWorkerLost:
+    task: str
+    worker: str | None
+
+
+@dataclass(frozen=True)
+class RenewLeases:
+    """Renew the run's lease and the cache locks of these tasks."""
+
+    cache_tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReleaseCacheLock:
+    task: str
+
+
+@dataclass(frozen=True)
+class KillAttempts:
+    """Stop these tasks' running attempts: cancel their Dask futures, kill their kernels."""
+
+    tasks: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class FinishRun:
     status: RunStatus
+    error: dict[str, Any] | None = None
 
 
-Instruction: TypeAlias = Submit | CheckCache | MarkTask | FinishRun
+@dataclass(frozen=True)
+class Abandon:
+    """Stop driving without writing: another driver owns the run."""
+
+    holder: str
+
+
+Instruction: TypeAlias = (Submit | CheckCache | MarkTask | Retrying | RecordWorkerLost | RenewLeases
+                          | ReleaseCacheLock | KillAttempts | FinishRun | Abandon)
 
 
 class RunStateMachine:
@@ -123,6 +238,8 @@ class RunStateMachine:
         prior: dict[str, str] | None = None,
         *,
         prior_attempts: dict[str, int] | None = None,
+        lease_ttl_s: float = LEASE_TTL_S,
+        cache_recheck_s: float = CACHE_RECHECK_S,
     ) -> None:
         # `prior_attempts` lets a resumed run number its attempts after the ones
         # already recorded, so attempt rows never collide; retry budgets restart.
@@ -152,9 +269,16 @@ class RunStateMachine:
         self._user_failures: dict[str, int] = dict.fromkeys(self._plans, 0)
         self._infra_failures: dict[str, int] = dict.fromkeys(self._plans, 0)
         self._cache_checked: set[str] = set()
-        self._awaiting_cache: set[str] = set()
+        self._awaiting_cache: set[str] = set()  # a claim is out, or the key is busy
+        self._busy: dict[str, str] = {}  # task -> holder of the key's lock (waiting on it)
+        self._locks: set[str] = set()  # tasks whose cache lock this run holds
         self._in_flight: set[str] = set()  # submitted, current attempt not yet finished
         self._run_status: RunStatus = "queued"
+        self._abandoned = False
+        self._lease_every = lease_ttl_s / 3  # renew well before the lease lapses
+        self._recheck_every = cache_recheck_s
+        self._last_renew: float | None = None
+        self._last_recheck: float | None = None
 
     # --- read-only views ------------------------------------------------------
 
@@ -173,7 +297,20 @@ class RunStateMachine:
 
     @property
     def done(self) -> bool:
-        return self._run_status in ("succeeded", "failed", "cancelled")
+        return self._abandoned or self._run_status in ("succeeded", "failed", "cancelled")
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
+    @property
+    def held_locks(self) -> frozenset[str]:
+        return frozenset(self._locks)
+
+    @property
+    def waiting_on_cache(self) -> dict[str, str]:
+        """Tasks waiting for another run's result: task -> lock holder."""
+        return dict(self._busy)
 
     # --- transitions ------------------------------------------------------------
 
@@ -182,20 +319,26 @@ class RunStateMachine:
             return []  # a finished run is immutable; late events are noise
         if isinstance(event, RunStarted):
             return self._on_run_started()
-        if isinstance(event, RunCancelled):
-            return self._on_cancelled()
+        if isinstance(event, CancelRequested):
+            return self._stop("cancelled", dict(CANCELLED_ERROR, message=event.reason), None)
+        if isinstance(event, DriverCrashed):
+            return self._stop("failed", dict(event.error), dict(event.error))
+        if isinstance(event, LeaseLost):
+            self._abandoned = True
+            running = tuple(self._running_tasks())
+            self._in_flight.clear()
+            return [KillAttempts(running), Abandon(event.holder)]
         if self._run_status != "running":
             return []  # nothing was dispatched yet, so no task event can be current
-        if isinstance(event, TaskCacheHit | CacheMiss):
-            if event.task not in self._awaiting_cache:
-                return []
-            self._awaiting_cache.discard(event.task)
-            if isinstance(event, CacheMiss):
-                return [self._submit(event.task)]
-            return self._on_done(event.task, "cached")
-        if isinstance(event, TaskStarted | TaskSucceeded | TaskFailed):
+        if isinstance(event, Tick):
+            return self._on_tick(event.now)
+        if isinstance(event, TaskCacheHit | CacheLocked | CacheBusy):
+            return self._on_cache_answer(event)
+        if isinstance(event, TaskStarted | TaskSucceeded | TaskFailed | AttemptRestarted):
             if not self._is_current(event.task, event.attempt):
                 return []
+            if isinstance(event, AttemptRestarted):
+                return [RecordWorkerLost(event.task, event.worker)]
             if isinstance(event, TaskStarted):
                 if self._status[event.task] == "running":
                     return []  # duplicate start
@@ -226,9 +369,36 @@ class RunStateMachine:
         out += self._dispatch(name for name in self._plans if self._is_ready(name))
         return out + self._maybe_finish()
 
+    def _on_tick(self, now: float) -> list[Instruction]:
+        out: list[Instruction] = []
+        if self._last_renew is None or now - self._last_renew >= self._lease_every:
+            self._last_renew = now
+            out.append(RenewLeases(tuple(name for name in self._plans if name in self._locks)))
+        if self._busy and (self._last_recheck is None or now - self._last_recheck >= self._recheck_every):
+            self._last_recheck = now
+            # ask again: the holder may have finished (a hit) or died (its lease lapsed: we take over)
+            out += [CheckCache(task) for task in self._plans if task in self._busy]
+        return out
+
+    def _on_cache_answer(self, event: TaskCacheHit | CacheLocked | CacheBusy) -> list[Instruction]:
+        task = event.task
+        if task not in self._awaiting_cache:
+            return []
+        if isinstance(event, CacheBusy):
+            self._busy[task] = event.holder
+            return []
+        self._awaiting_cache.discard(task)
+        self._busy.pop(task, None)
+        if isinstance(event, CacheLocked):
+            self._locks.add(task)
+            return [self._submit(task)]
+        return self._on_done(task, "cached")
+
     def _on_done(self, task: str, status: TaskStatus) -> list[Instruction]:
         self._status[task] = status
-        out: list[Instruction] = [MarkTask(task, status)]
+        cache = status == "succeeded" and task in self._locks
+        self._locks.discard(task)  # the finishing transaction releases it
+        out: list[Instruction] = [MarkTask(task, status, cache=cache)]
         out += self._dispatch(d for d in self._dependants[task] if self._is_ready(d))
         return out + self._maybe_finish()
 
@@ -236,38 +406,57 @@ class RunStateMachine:
         task, plan = event.task, self._plans[event.task]
         # Who is at fault decides the budget: a user's error (or timeout) only
         # with `--retries`, an infrastructure error always, up to infra_retries.
-        if event.kind == "infra":
+        if event.kind in ("infra", "cancelled"):  # a kill we did not ask for is the infrastructure's
             self._infra_failures[task] += 1
             retry = self._infra_failures[task] <= self._infra_retries
+            budget = self._infra_retries
         else:
             self._user_failures[task] += 1
             retry = self._user_failures[task] <= plan.retries
+            budget = plan.retries
         if retry:
             self._status[task] = "queued"
-            return [MarkTask(task, "queued"), self._submit(task)]
+            failed_attempt = self._attempt[task]
+            submit = self._submit(task)
+            failures = self._infra_failures[task] if event.kind in ("infra", "cancelled") else self._user_failures[task]
+            # "(2/4)": the try about to start, of the most this kind of failure allows
+            return [MarkTask(task, "queued"),
+                    Retrying(task, failed_attempt, failures + 1, budget + 1, dict(event.error)), submit]
         self._status[task] = "failed"
         out: list[Instruction] = [MarkTask(task, "failed", event.error)]
+        if task in self._locks:
+            self._locks.discard(task)
+            out.append(ReleaseCacheLock(task))
         for dependant in self._transitive_dependants(task):
             if self._status[dependant] not in TERMINAL:
                 self._status[dependant] = "skipped"
                 out.append(MarkTask(dependant, "skipped"))
         return out + self._maybe_finish()
 
-    def _on_cancelled(self) -> list[Instruction]:
-        out: list[Instruction] = []
-        for name, status in self._status.items():
-            if status == "running":
+    def _stop(self, status: RunStatus, task_error: dict[str, Any], run_error: dict[str, Any] | None
+              ) -> list[Instruction]:
+        """Cancel or crash: kill what runs, mark what is left, release every lock, end the run."""
+        running = self._running_tasks()
+        out: list[Instruction] = [KillAttempts(tuple(running))] if running else []
+        for name, state in self._status.items():
+            if state == "running":
                 self._status[name] = "failed"
-                out.append(MarkTask(name, "failed", dict(CANCELLED_ERROR)))
-            elif status == "queued":
+                out.append(MarkTask(name, "failed", task_error))
+            elif state == "queued":
                 self._status[name] = "skipped"
                 out.append(MarkTask(name, "skipped"))
+        out += [ReleaseCacheLock(name) for name in self._plans if name in self._locks]
+        self._locks.clear()
         self._in_flight.clear()
         self._awaiting_cache.clear()
-        self._run_status = "cancelled"
-        return [*out, FinishRun("cancelled")]
+        self._busy.clear()
+        self._run_status = status
+        return [*out, FinishRun(status, run_error)]
 
     # --- helpers ------------------------------------------------------------------
+
+    def _running_tasks(self) -> list[str]:
+        return [name for name in self._plans if name in self._in_flight]
 
     def _is_ready(self, task: str) -> bool:
         return (

@@ -124,3 +124,14 @@ def upgrade(engine: Engine) -> None:
         # already exists", a duplicate alembic_version row): fine if it finished.
         if current_revision(engine) != head:
             raise
+
+
+def upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE the other columns, on SQLite and PostgreSQL alike."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = module.insert(table).values(rows)
+    columns = [c for c in rows[0] if c not in keys]
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=keys, set_={c: statement.excluded[c] for c in columns}))

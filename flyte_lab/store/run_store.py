@@ -20,11 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, exc, insert, select, update
+from sqlalchemy import Connection, exc, insert, select, update
 
 from flyte_lab.errors import FlyteLabError, RunNotFound, UserInputError
 from flyte_lab.store import database
 from flyte_lab.store.cache import CacheMixin
+from flyte_lab.store.leases import LeaseMixin
 from flyte_lab.store.rows import (
     dumps,
     hash_file,
@@ -52,7 +53,7 @@ class ScheduledRunExists(FlyteLabError):
         self.run_id = run_id
 
 
-class RunStore(CacheMixin):
+class RunStore(CacheMixin, LeaseMixin):
     """Runs, tasks, attempts, outputs and the task cache, in one SQL database."""
 
     def __init__(self, url: str) -> None:
@@ -151,6 +152,7 @@ class RunStore(CacheMixin):
         *,
         notebook_hash: str | None = None,
         run_id: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> str:
         """Record a queued run and its queued tasks; returns the new run id.
 
@@ -172,6 +174,8 @@ class RunStore(CacheMixin):
             "cluster": cluster,
             "notebook_hash": notebook_hash or hash_file(notebook),
             "graph_json": dumps(graph_json),
+            "options_json": dumps(options or {}),
+            "fence": 0,
         }
         task_rows = [
             {
@@ -205,11 +209,13 @@ class RunStore(CacheMixin):
             ) from None
         return run_id
 
-    def set_run_status(self, run_id: str, status: str, *, error: dict[str, Any] | None = None) -> None:
+    def set_run_status(self, run_id: str, status: str, *, error: dict[str, Any] | None = None,
+                       fence: int | None = None) -> None:
         """Move a run to `status`; records this process as its driver."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {sorted(RUN_STATUSES)}")
         with self._write() as conn:
+            self.check_fence(conn, run_id, fence)
             row = conn.execute(
                 select(Run.status, Run.started_at, Run.finished_at).where(Run.run_id == run_id)
             ).first()
@@ -312,6 +318,7 @@ class RunStore(CacheMixin):
         output_notebook: str | None = None,
         cache_key: str | None = None,
         at: datetime | None = None,
+        fence: int | None = None,
     ) -> None:
         """Move a task to `status`; terminal statuses stamp finished_at and duration_s.
 
@@ -320,38 +327,45 @@ class RunStore(CacheMixin):
         if status not in TASK_STATUSES:
             raise ValueError(f"unknown task status {status!r}; expected one of {sorted(TASK_STATUSES)}")
         with self._write() as conn:
-            row = conn.execute(
-                select(Task.status, Task.started_at, Task.finished_at).where(
-                    Task.run_id == run_id, Task.name == task
+            self.check_fence(conn, run_id, fence)
+            self._set_task_status(conn, run_id, task, status, error=error, output_notebook=output_notebook,
+                                  cache_key=cache_key, at=at)
+
+    def _set_task_status(self, conn: Connection, run_id: str, task: str, status: str, *,
+                         error: dict[str, Any] | None = None, output_notebook: str | None = None,
+                         cache_key: str | None = None, at: datetime | None = None) -> None:
+        row = conn.execute(
+            select(Task.status, Task.started_at, Task.finished_at).where(
+                Task.run_id == run_id, Task.name == task
+            )
+        ).first()
+        if row is None:
+            raise self._missing_task(conn, run_id, task)
+        now = at or now_utc()
+        values: dict[str, Any] = {"status": status}
+        if status == "running":
+            if row.status != "running" or row.started_at is None:
+                # a new start (first run, or rerun by resume): reset the clock
+                values.update(started_at=now, finished_at=None, duration_s=None, error_json=None)
+        elif status in TASK_TERMINAL:
+            if row.status != status or row.finished_at is None:
+                values["finished_at"] = now
+                values["duration_s"] = (
+                    round((now - row.started_at).total_seconds(), 6)
+                    if row.started_at is not None
+                    else None
                 )
-            ).first()
-            if row is None:
-                raise self._missing_task(conn, run_id, task)
-            now = at or now_utc()
-            values: dict[str, Any] = {"status": status}
-            if status == "running":
-                if row.status != "running" or row.started_at is None:
-                    # a new start (first run, or rerun by resume): reset the clock
-                    values.update(started_at=now, finished_at=None, duration_s=None, error_json=None)
-            elif status in TASK_TERMINAL:
-                if row.status != status or row.finished_at is None:
-                    values["finished_at"] = now
-                    values["duration_s"] = (
-                        round((now - row.started_at).total_seconds(), 6)
-                        if row.started_at is not None
-                        else None
-                    )
-                if status != "failed":
-                    values["error_json"] = None
-            else:  # queued again (resume)
-                values.update(finished_at=None, duration_s=None, error_json=None)
-            if error is not None:
-                values["error_json"] = dumps(error)
-            if output_notebook is not None:
-                values["output_notebook"] = output_notebook
-            if cache_key is not None:
-                values["cache_key"] = cache_key
-            conn.execute(update(Task).where(Task.run_id == run_id, Task.name == task).values(**values))
+            if status != "failed":
+                values["error_json"] = None
+        else:  # queued again (resume)
+            values.update(finished_at=None, duration_s=None, error_json=None)
+        if error is not None:
+            values["error_json"] = dumps(error)
+        if output_notebook is not None:
+            values["output_notebook"] = output_notebook
+        if cache_key is not None:
+            values["cache_key"] = cache_key
+        conn.execute(update(Task).where(Task.run_id == run_id, Task.name == task).values(**values))
 
     def _missing_task(self, conn: Connection, run_id: str, task: str) -> FlyteLabError:
         if conn.execute(select(Run.run_id).where(Run.run_id == run_id)).first() is None:
@@ -362,9 +376,11 @@ class RunStore(CacheMixin):
             task=task,
         )
 
-    def start_attempt(self, run_id: str, task: str, worker: str | None, resources: dict[str, Any]) -> int:
+    def start_attempt(self, run_id: str, task: str, worker: str | None, resources: dict[str, Any], *,
+                      fence: int | None = None) -> int:
         """Record a new running attempt of `task`; returns its 1-based number."""
         with self._write() as conn:
+            self.check_fence(conn, run_id, fence)
             attempts = conn.scalar(select(Task.attempts).where(Task.run_id == run_id, Task.name == task))
             if attempts is None:
                 raise self._missing_task(conn, run_id, task)
@@ -393,45 +409,61 @@ class RunStore(CacheMixin):
         kind: str | None = None,
         error: dict[str, Any] | None = None,
         output_notebook: str | None = None,
+        fence: int | None = None,
     ) -> None:
         """Close attempt `number`; `kind` says who is at fault ("user" or "infra")."""
         if kind is not None and kind not in ATTEMPT_KINDS:
             raise ValueError(f"unknown attempt kind {kind!r}; expected 'user', 'infra' or None")
-        where = (Attempt.run_id == run_id, Attempt.task == task, Attempt.number == number)
         with self._write() as conn:
-            found = conn.execute(select(Attempt.finished_at).where(*where)).first()
-            if found is None:
-                raise UserInputError(
-                    f"task `{task}` of run `{run_id}` has no attempt {number}",
-                    run_id=run_id,
-                    task=task,
-                )
-            values: dict[str, Any] = {
-                "status": status,
-                "kind": kind,
-                "error_json": None if error is None else dumps(error),
-            }
-            if found.finished_at is None:
-                values["finished_at"] = now_utc()
-            if output_notebook is not None:
-                values["output_notebook"] = output_notebook
-            conn.execute(update(Attempt).where(*where).values(**values))
-            if output_notebook is not None:
-                # the task shows the executed notebook of its latest attempt
-                conn.execute(
-                    update(Task)
-                    .where(Task.run_id == run_id, Task.name == task, Task.attempts == number)
-                    .values(output_notebook=output_notebook)
-                )
+            self.check_fence(conn, run_id, fence)
+            self._finish_attempt(conn, run_id, task, number, status, kind=kind, error=error,
+                                 output_notebook=output_notebook)
+
+    def _finish_attempt(self, conn: Connection, run_id: str, task: str, number: int, status: str, *,
+                        kind: str | None, error: dict[str, Any] | None, output_notebook: str | None) -> None:
+        where = (Attempt.run_id == run_id, Attempt.task == task, Attempt.number == number)
+        found = conn.execute(select(Attempt.finished_at).where(*where)).first()
+        if found is None:
+            raise UserInputError(
+                f"task `{task}` of run `{run_id}` has no attempt {number}",
+                run_id=run_id,
+                task=task,
+            )
+        values: dict[str, Any] = {
+            "status": status,
+            "kind": kind,
+            "error_json": None if error is None else dumps(error),
+        }
+        if found.finished_at is None:
+            values["finished_at"] = now_utc()
+        if output_notebook is not None:
+            values["output_notebook"] = output_notebook
+        conn.execute(update(Attempt).where(*where).values(**values))
+        if output_notebook is not None:
+            # the task shows the executed notebook of its latest attempt
+            conn.execute(
+                update(Task)
+                .where(Task.run_id == run_id, Task.name == task, Task.attempts == number)
+                .values(output_notebook=output_notebook)
+            )
 
     # -- outputs -----------------------------------------------------------------
 
-    def save_outputs(self, run_id: str, task: str, outputs: dict[str, dict[str, Any]]) -> None:
+    def save_outputs(self, run_id: str, task: str, outputs: dict[str, dict[str, Any]], *,
+                     fence: int | None = None) -> None:
         """Record a task's outputs (replacing any saved before under the same names).
 
         Each value is `{"type", "uri", "codec", "content_hash", "preview"}` plus an
         optional `"value"`: the JSON value of a JSON-able output.
         """
+        with self._write() as conn:
+            self.check_fence(conn, run_id, fence)
+            self._save_outputs(conn, run_id, task, outputs)
+
+    def _save_outputs(self, conn: Connection, run_id: str, task: str, outputs: dict[str, dict[str, Any]]) -> None:
+        known = conn.execute(select(Task.name).where(Task.run_id == run_id, Task.name == task)).first()
+        if known is None:
+            raise self._missing_task(conn, run_id, task)
         rows = [
             {
                 "run_id": run_id,
@@ -446,20 +478,26 @@ class RunStore(CacheMixin):
             }
             for name, o in outputs.items()
         ]
+        if rows:
+            database.upsert(conn, Output, rows, ["run_id", "task", "name"])
+
+    def commit_success(self, run_id: str, task: str, number: int | None, outputs: dict[str, dict[str, Any]], *,
+                       output_notebook: str | None = None, cache_key: str | None = None,
+                       cache_entry: bool = False, fence: int | None = None) -> None:
+        """The finishing transaction: outputs, attempt, task status and (with `cache_entry`) the cache
+        entry plus the release of its lock commit together, so a crash leaves all or nothing and a run
+        waiting on the key never sees the lock gone without the entry."""
         with self._write() as conn:
-            known = conn.execute(select(Task.name).where(Task.run_id == run_id, Task.name == task)).first()
-            if known is None:
-                raise self._missing_task(conn, run_id, task)
-            if rows:
-                # delete + insert: the same upsert on every dialect
-                conn.execute(
-                    delete(Output).where(
-                        Output.run_id == run_id,
-                        Output.task == task,
-                        Output.name.in_([r["name"] for r in rows]),
-                    )
-                )
-                conn.execute(insert(Output), rows)
+            self.check_fence(conn, run_id, fence)
+            self._save_outputs(conn, run_id, task, outputs)
+            if number is not None:
+                self._finish_attempt(conn, run_id, task, number, "succeeded", kind=None, error=None,
+                                     output_notebook=output_notebook)
+            self._set_task_status(conn, run_id, task, "succeeded", output_notebook=output_notebook,
+                                  cache_key=cache_key)
+            if cache_entry and cache_key:
+                self.cache_put_in(conn, cache_key, task, outputs, run_id)
+                self.cache_unlock_in(conn, cache_key, run_id)
 
     def get_outputs(self, run_id: str, task: str) -> dict[str, dict[str, Any]]:
         """`{name: {"type", "uri", "codec", "content_hash", "preview"[, "value"]}}`.

@@ -83,6 +83,8 @@ def record_view(run: Any) -> dict[str, Any]:
         "cluster": run.cluster,
         "notebook_hash": run.notebook_hash,
         "error": loads(run.error_json),
+        "options": loads(run.options_json) or {},
+        "lease_owner": run.lease_owner,
     }
 
 

@@ -1,0 +1,70 @@
+"""What one task attempt needs on a worker, as plain data that crosses Dask.
+
+Nothing here names a driver-local path: executed notebooks and result files
+live under the artifact root (any fsspec URL), so a worker on another machine
+writes where the driver reads. The HMAC key and secrets travel in the spec
+(never in the notebook papermill writes: only `context` is injected there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flyte_lab.graph.model import Workflow, typeref_to_json
+from flyte_lab.graph.type_rules import as_list
+
+
+def run_folder(artifacts: Any, run_id: str, task: str) -> str:
+    """Where a task's executed notebooks go: a plain path for a local root, else a URL."""
+    root = artifacts.root_url
+    if getattr(artifacts, "local", False) and root.startswith("file://"):
+        root = root.removeprefix("file://")
+    return f"{root}/runs/{run_id}/{task}"
+
+
+def split_outputs(wf: Workflow) -> set[tuple[str, str]]:
+    """(task, output) pairs that feed a `--map-over` input: stored element by element."""
+    out: set[tuple[str, str]] = set()
+    for task in wf.tasks.values():
+        mapped = task.options.map_over
+        if mapped:
+            producer = wf.producer_of(mapped)
+            if producer is not None and wf.tasks[producer].options.map_over is None:
+                out.add((producer, mapped))
+    return out
+
+
+def attempt_spec(*, wf: Workflow, task: str, run_id: str, number: int, inputs: dict[str, dict[str, Any]],
+                 artifacts: Any, artifact_key: str, secrets: dict[str, str] | None, scrub: list[str],
+                 split: set[tuple[str, str]], notebook: Any, map_index: int | None = None,
+                 element_uri: str | None = None) -> dict[str, Any]:
+    spec_task = wf.tasks[task]
+    suffix = f"attempt-{number}" + (f"-item-{map_index}" if map_index is not None else "")
+    folder = run_folder(artifacts, run_id, task)
+    key = f"flyte-{run_id}-{task}-{suffix}"
+    input_specs = []
+    for param in spec_task.inputs:
+        mapped = param.name == spec_task.options.map_over
+        # an element task reads only its element: its own artifact, typed as the element
+        input_specs.append({"name": param.name, "type": typeref_to_json(param.type),
+                            "uri": element_uri if mapped else inputs[param.name]["uri"]})
+    return {
+        "key": key, "task": task, "cell": spec_task.cell, "body_line": spec_task.body_line,
+        "kernel_name": wf.kernel_name, "notebook": notebook, "timeout_s": spec_task.options.timeout_s,
+        "env": secrets or None, "scrub": scrub, "artifact_key": artifact_key, "map_index": map_index,
+        "output_notebook": f"{folder}/{suffix}.ipynb",
+        "context": {
+            "task": task, "artifacts": artifacts.root_url,
+            "cwd": str(Path(wf.path).resolve().parent), "map_index": map_index,
+            "result_path": f"{folder}/{suffix}.outputs.json",
+            "inputs": input_specs,
+            "outputs": [{"name": p.name, "type": typeref_to_json(p.type),
+                         **({"split": True} if (task, p.name) in split else {})} for p in spec_task.outputs],
+        },
+    }
+
+
+def gathered_type(wf: Workflow, task: str, output: str) -> Any:
+    param = next(p for p in wf.tasks[task].outputs if p.name == output)
+    return as_list(param.type)
