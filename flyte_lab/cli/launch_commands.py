@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         record = run_notebook(args.notebook, params, cluster=args.cluster, workers=args.workers,
-                              use_cache=not args.no_cache, on_created=created, on_change=progress.update,
-                              on_event=progress.note)
+                              use_cache=not args.no_cache, shared_fs=args.shared_fs, on_created=created,
+                              on_change=progress.update, on_event=progress.note)
     except KeyboardInterrupt:
         progress.close()
         print(f"flyte-lab: interrupted; run {run_id} cancelled", file=sys.stderr)

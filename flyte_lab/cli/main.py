@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", default="local", help="local | tcp://HOST:PORT | k8s")
     p.add_argument("--workers", type=int, default=None, help="most workers the local cluster adapts to")
     p.add_argument("--no-cache", action="store_true", help="do not look up cached task outputs")
+    p.add_argument("--shared-fs", action="store_true",
+                   help="assert that tcp:// workers share the local artifact folder's disk")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler="flyte_lab.cli.launch_commands:run")
 

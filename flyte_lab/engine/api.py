@@ -5,6 +5,7 @@ The CLI, notebooks, the scheduler and the REST layer call this.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
-from flyte_lab.errors import UserInputError, ValidationFailed
+from flyte_lab.errors import DriverError, FlyteLabError, UserInputError, ValidationFailed
 from flyte_lab.graph.model import Workflow
 from flyte_lab.graph.validate import graph_json, jsonable, resolve_params, validate_notebook
 
@@ -103,6 +104,14 @@ def _check_cluster(cluster: str) -> None:
         raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
 
 
+def _check_artifact_root(cluster: str, artifacts: Any, shared_fs: bool) -> None:
+    from flyte_lab.engine import clusters
+
+    check = getattr(clusters, "check_artifact_root", None)
+    if check is not None:
+        check(cluster, artifacts.root_url, shared_fs)
+
+
 def _stores(home: Path) -> tuple[Any, Any]:
     from flyte_lab.engine.artifacts import ArtifactStore
     from flyte_lab.store import RunStore
@@ -111,7 +120,7 @@ def _stores(home: Path) -> tuple[Any, Any]:
 
 
 def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", workers: int | None = None,
-                 use_cache: bool = True, on_created: Callable[[str], None] | None = None,
+                 use_cache: bool = True, shared_fs: bool = False, on_created: Callable[[str], None] | None = None,
                  on_change: OnChange | None = None, on_event: OnEvent | None = None,
                  **launch: Any) -> dict[str, Any]:
     """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record.
@@ -125,10 +134,12 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     secrets, scrub = secret_env(wf)
     home = flyte_home()
     store, artifacts = _stores(home)
+    _check_artifact_root(cluster, artifacts, shared_fs)
     refs = _input_refs(wf, values, artifacts)
     tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()} for n in wf.order]
     run_id = store.create_run(str(Path(path).resolve()), jsonable(values), graph_json(wf), tasks, cluster,
-                              notebook_hash=notebook_hash(path), options={"use_cache": use_cache}, **launch)
+                              notebook_hash=notebook_hash(path),
+                              options={"use_cache": use_cache, "shared_fs": shared_fs}, **launch)
     fence = store.claim_run(run_id, driver_identity(), lease_ttl())
     if on_created:
         on_created(run_id)
@@ -163,6 +174,7 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     cluster = cluster or record.get("cluster") or "local"
     _check_cluster(cluster)
     secrets, scrub = secret_env(wf)
+    _check_artifact_root(cluster, artifacts, bool(record.get("options", {}).get("shared_fs")))
     fence = store.claim_run(run_id, driver_identity(), lease_ttl())  # refuses while a live driver holds it
     refs = _input_refs(wf, values, artifacts)
     plan = plan_resume(wf, run["tasks"], lambda t: store.get_outputs(run_id, t), refs, edited)
@@ -206,17 +218,25 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
         from flyte_lab.engine.kernels import reserve
 
         reserve(local_workers(workers))  # kernels start while the cluster does
+    driving = False
     try:
         with connect(cluster, workers) as client:
+            driving = True
             RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
                       input_refs=refs, secrets=secrets, scrub=scrub, use_cache=use_cache, lease_ttl_s=lease_ttl(),
                       on_change=on_change, on_event=on_event, **prior).run()
-    except UserInputError as exc:
-        # the cluster could not be reached: nothing ran
-        store.set_run_status(run_id, "failed", error={"type": type(exc).__name__, "message": exc.message},
-                             fence=fence)
-        store.release_run(run_id, fence)
-        raise
+    except (Exception, KeyboardInterrupt) as exc:
+        if not driving:  # the cluster never came up (bad address, Ctrl-C while starting): nothing ran
+            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                store.set_run_status(run_id, status, error={"type": type(exc).__name__, "message": message},
+                                     fence=fence)
+                store.release_run(run_id, fence)
+        if isinstance(exc, FlyteLabError | KeyboardInterrupt):
+            raise
+        raise DriverError(f"run `{run_id}`: the cluster failed ({type(exc).__name__}: {exc})",
+                          run_id=run_id) from exc
 
 
 def get_run(run_id: str) -> dict[str, Any]:
