@@ -43,6 +43,8 @@ def holder_alive(holder: str) -> bool:
         return True  # another machine: only its lease's expiry tells
     try:
         proc = psutil.Process(int(pid_text))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
         return not created.isdigit() or int(proc.create_time()) == int(created)
     except psutil.NoSuchProcess:
         return False
