@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from flyte_lab.graph.params import split_params
@@ -145,8 +144,8 @@ def summary(record: dict[str, Any]) -> str:
             lines.append(f"  task `{name}` failed at {where}: {error.get('type')}: {error.get('message')}")
             if task.get("output_notebook"):
                 lines.append(f"    executed notebook: {task['output_notebook']}")
-    notebooks = {str(Path(t["output_notebook"]).parent.parent) for t in record["tasks"].values()
-                 if t.get("output_notebook")}
+    # the run's folder of executed notebooks: RUN/TASK/attempt-N.ipynb (a path or any fsspec URL)
+    notebooks = {t["output_notebook"].rsplit("/", 2)[0] for t in record["tasks"].values() if t.get("output_notebook")}
     if notebooks:
         lines.append(f"executed notebooks: {sorted(notebooks)[0]}")
     lines.append(f"details: flyte-lab show {record['run_id']}   outputs: flyte-lab outputs {record['run_id']}")
