@@ -1,0 +1,128 @@
+"""Semantics users rely on, end to end on a real local cluster: secrets reach only their task, a retry says
+why, progress counts map-over elements, typed parameters survive a resume, map-over of setup-cell
+dataclasses never decodes on the driver, a whole-attempt timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_engine_run import flyte, store_of, write_notebook
+
+pytestmark = pytest.mark.cluster
+SECRET = "tok-6b1f0c2e"
+
+
+def test_a_secret_reaches_only_the_task_that_declares_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    nb = write_notebook(
+        tmp_path / "secrets.ipynb",
+        "%%flyte_setup\nimport os",
+        "%%flyte_task owner() -> seen: int --env TOKEN=$FLYTE_TEST_SECRET\nseen = len(os.environ['TOKEN'])",
+        "%%flyte_task other() -> leaked: list[str]\n"
+        f"leaked = sorted(k for k, v in os.environ.items() if k in ('TOKEN', 'FLYTE_TEST_SECRET') or v == {SECRET!r})",
+    )
+    proc = flyte(home, "run", str(nb), "--json", env={"FLYTE_TEST_SECRET": SECRET})
+    assert proc.returncode == 0, proc.stderr
+    outputs = json.loads(flyte(home, "outputs", json.loads(proc.stdout)["run_id"], "--json").stdout)
+    assert outputs == {"owner": {"seen": len(SECRET)}, "other": {"leaked": []}}
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_retry_is_printed_with_its_reason_and_progress_counts_elements(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    nb = write_notebook(
+        tmp_path / "retry.ipynb",
+        "%%flyte_task fetch(marks: str) -> items: list[int] --retries 2\n"
+        "import os\n"
+        "if not os.path.exists(os.path.join(marks, 'tried')):\n"
+        "    open(os.path.join(marks, 'tried'), 'w').close()\n"
+        "    raise ConnectionError('upstream said 503')\n"
+        "items = [1, 2, 3]",
+        "%%flyte_task double(items: int) -> doubled: int --map-over items\ndoubled = items * 2",
+        parameters=f"marks = {str(marks)!r}",
+    )
+    proc = flyte(home, "run", str(nb))
+    assert proc.returncode == 0, proc.stderr
+    assert "fetch: attempt 1 failed: ConnectionError: upstream said 503; retrying (2/3)" in proc.stderr
+
+    from flyte_lab.engine.api import run_notebook
+
+    seen: list[Any] = []
+    import os
+
+    os.environ["FLYTE_LAB_HOME"] = str(home)
+    try:
+        (marks / "tried").unlink()
+        record = run_notebook(str(nb), {}, on_change=seen.append)
+    finally:
+        del os.environ["FLYTE_LAB_HOME"]
+    assert record["status"] == "succeeded"
+    assert all(0 <= p.done <= p.total for p in seen)
+    assert (seen[-1].done, seen[-1].total) == (4, 4)  # fetch + three elements of double
+
+
+def test_typed_parameters_survive_a_resume(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    nb = write_notebook(
+        tmp_path / "dates.ipynb",
+        "%%flyte_setup\nimport datetime as dt\nimport os\nfrom pathlib import Path",
+        "%%flyte_task when(day: dt.date, folder: Path, marks: str) -> text: str\n"
+        "if not os.path.exists(os.path.join(marks, 'fixed')):\n"
+        "    raise RuntimeError('not yet')\n"
+        "text = f'{day.isoformat()} {folder.name}'",
+        parameters=f"marks = {str(marks)!r}\nday = dt.date(2020, 1, 1)\nfolder = Path('.')",
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    first = flyte(home, "run", str(nb), "-p", "day=2024-01-02", "-p", f"folder={data}", "--json")
+    assert first.returncode == 1, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    (marks / "fixed").touch()
+    resumed = flyte(home, "resume", run_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(flyte(home, "outputs", run_id, "--json").stdout)["when"]["text"] == "2024-01-02 data"
+
+
+def test_map_over_setup_cell_dataclasses(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    nb = write_notebook(
+        tmp_path / "points.ipynb",
+        "%%flyte_setup\nfrom dataclasses import dataclass\n\n@dataclass\nclass Point:\n    x: int\n    y: int",
+        "%%flyte_task make(n: int) -> points: list[Point]\npoints = [Point(i, i + 1) for i in range(n)]",
+        "%%flyte_task shift(points: Point) -> moved: Point --map-over points\nmoved = Point(points.x + 10, points.y)",
+        "%%flyte_task total(moved: list[Point]) -> s: int\ns = sum(p.x + p.y for p in moved)",
+        parameters="n = 3",
+    )
+    proc = flyte(home, "run", str(nb), "--json")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)
+    assert run["status"] == "succeeded"
+    assert json.loads(flyte(home, "outputs", run["run_id"], "--json").stdout)["total"]["s"] == 30 + 3 + 6
+    with store_of(home) as store:
+        attempts = store.get_run(run["run_id"])["attempts_detail"]["shift"]
+    assert [a["status"] for a in attempts] == ["succeeded"]
+
+
+def test_timeout_is_the_whole_attempt_not_one_cell(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    nb = write_notebook(
+        tmp_path / "timeout.ipynb",
+        "%%flyte_setup\nimport time\ntime.sleep(2.5)",
+        "%%flyte_task slow() -> x: int --timeout 4s\ntime.sleep(2.5)\nx = 1",
+    )
+    proc = flyte(home, "run", str(nb), "--json")
+    assert proc.returncode == 1, proc.stderr
+    task = json.loads(proc.stdout)["tasks"]["slow"]
+    assert task["status"] == "failed"
+    assert task["error"]["type"] == "TaskTimeout"
