@@ -35,7 +35,8 @@ def test_a_secret_reaches_only_the_task_that_declares_it(tmp_path: Path) -> None
             assert SECRET.encode() not in path.read_bytes(), path
 
 
-def test_a_retry_is_printed_with_its_reason_and_progress_counts_elements(tmp_path: Path) -> None:
+def test_a_retry_is_printed_with_its_reason_and_progress_counts_elements(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -57,14 +58,9 @@ def test_a_retry_is_printed_with_its_reason_and_progress_counts_elements(tmp_pat
     from flyte_lab.engine.api import run_notebook
 
     seen: list[Any] = []
-    import os
-
-    os.environ["FLYTE_LAB_HOME"] = str(home)
-    try:
-        (marks / "tried").unlink()
-        record = run_notebook(str(nb), {}, on_change=seen.append)
-    finally:
-        del os.environ["FLYTE_LAB_HOME"]
+    monkeypatch.setenv("FLYTE_LAB_HOME", str(home))
+    (marks / "tried").unlink()
+    record = run_notebook(str(nb), {}, on_change=seen.append)
     assert record["status"] == "succeeded"
     assert all(0 <= p.done <= p.total for p in seen)
     assert (seen[-1].done, seen[-1].total) == (4, 4)  # fetch + three elements of double
