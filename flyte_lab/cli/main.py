@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--no-wait", action="store_true", help="return once the cancel is requested")
     p.set_defaults(handler="flyte_lab.cli.launch_commands:cancel")
+
+    p = sub.add_parser("k8s-spec", help="print the dask-kubernetes manifests `--cluster k8s` would create")
+    p.add_argument("notebook")
+    p.set_defaults(handler="flyte_lab.cli.k8s_commands:k8s_spec")
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Kubernetes through dask-kubernetes: worker groups per resource profile, their manifests, the config file."""
