@@ -4,9 +4,13 @@ Every value is written under `ROOT/ab/abcdef….EXT`, where the name is the
 sha256 of the stored bytes, so equal values share one file and a file never
 changes once written. The codec follows the declared type (see `codecs.py`
 for JSON): Parquet for DataFrames, `.npy` for arrays, a copied file or folder
-for `pathlib.Path`, and cloudpickle, signed with HMAC-SHA256, for everything
-else. Reading checks that the URI names a key of this store before touching
-it, and checks the signature before unpickling anything.
+for `pathlib.Path` (`path_artifacts.py`), and cloudpickle, signed with
+HMAC-SHA256, for everything else. A list can also be stored element by
+element behind a manifest (`put_elements`, `put_manifest`), so a map-over task
+reads only its element and the driver gathers without decoding. Reading checks
+that the URI names a key of this store before touching it, checks every byte
+against its sha256, and checks the signature before unpickling anything.
+Everything written locally is private (folders 0700, files 0600).
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.utils import get_protocol
 
 from flyte_lab.engine import codecs
-from flyte_lab.errors import ArtifactError
+from flyte_lab.engine import path_artifacts as paths
+from flyte_lab.errors import ArtifactError, TaskTypeError
 from flyte_lab.graph.model import TypeRef
+from flyte_lab.private_fs import FILE_MODE, make_private_dirs, open_private
 
-_EXT = {"json": "json", "parquet": "parquet", "npy": "npy", "pickle": "pkl", "path": "path"}
+_EXT = {"json": "json", "parquet": "parquet", "npy": "npy", "pickle": "pkl", "path": "path",
+        "manifest": "list"}
 _CODEC_OF_EXT = {ext: codec for codec, ext in _EXT.items()}
-KEY_RE = re.compile(r"^[0-9a-f]{2}/([0-9a-f]{64})\.(json|parquet|npy|pkl|path)$")
+KEY_RE = re.compile(r"^[0-9a-f]{2}/([0-9a-f]{64})\.(json|parquet|npy|pkl|path|list)$")
 _PICKLE_MAGIC = b"FLYTE_LAB_PICKLE_V1\n"
 _SIG_SIZE = hashlib.sha256().digest_size
 _PREVIEW_LIMIT = 200
@@ -47,8 +54,8 @@ class ArtifactRef:
     """Where a stored value lives and how to read it back."""
 
     uri: str
-    codec: str  # "json" | "parquet" | "npy" | "path" | "pickle"
-    content_hash: str  # sha256 of the stored bytes (for a path: of its manifest)
+    codec: str  # "json" | "parquet" | "npy" | "path" | "pickle" | "manifest"
+    content_hash: str  # sha256 of the stored bytes (for a path or a list manifest: of its manifest)
     preview: str  # <= 200 characters, for tables and dashboards
     warning: str | None = None  # set for pickle: the class that travels by cloudpickle
 
@@ -70,8 +77,7 @@ class ArtifactStore:
         self.fs = fs
         self.local = isinstance(fs, LocalFileSystem)
         if self.local:
-            root = os.path.abspath(os.path.expanduser(root))
-            os.makedirs(root, exist_ok=True)
+            root = make_private_dirs(os.path.expanduser(root))
             self._real_root = os.path.realpath(root)
         self._root = root.rstrip("/")
         self.root_url = fs.unstrip_protocol(self._root)
@@ -192,11 +198,11 @@ class ArtifactStore:
         if self.fs.exists(path):
             return key  # content-addressed: the same key always holds the same bytes
         if self.local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            make_private_dirs(os.path.dirname(path))
             # a temp name in the same folder, then rename: readers never see a partial file
             tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
             try:
-                with open(tmp, "wb") as fh:
+                with os.fdopen(open_private(tmp), "wb") as fh:
                     fh.write(data)
                 os.replace(tmp, path)
             finally:
@@ -205,6 +211,61 @@ class ArtifactStore:
         else:
             self.fs.pipe_file(path, data)
         return key
+
+    # -- lists stored element by element (a "manifest") -----------------------------------------
+    # `ab/<hash>.list` holds {"elements": [[key, sha256], ...]}: each element is its own artifact
+    # with its own codec, and the manifest's hash covers every element's key and hash. A map-over
+    # task reads only its element; the driver gathers map outputs without reading any of them.
+
+    def put_elements(self, values: list[Any], elem_type: TypeRef,
+                     namespace: dict[str, Any] | None = None) -> ArtifactRef:
+        """Store each element of `values` as `elem_type`, then the manifest listing them."""
+        if not isinstance(values, list):
+            got = codecs.qualname(type(values))
+            raise TaskTypeError(f"value of type {got} does not match the declared type list[{elem_type.display()}]",
+                                expected=f"list[{elem_type.display()}]", got=got)
+        refs = [self._put(value, elem_type, namespace) for value in values]
+        preview = "[" + ", ".join(ref.preview for ref in refs) + "]"
+        warning = next((ref.warning for ref in refs if ref.warning), None)
+        return self._put_manifest([self._key_of(ref.uri) for ref in refs], preview, warning)
+
+    def put_manifest(self, element_uris: list[str], elem_type: TypeRef) -> ArtifactRef:
+        """A list of existing element artifacts (e.g. map outputs), built without reading them."""
+        del elem_type  # readers give the type; the manifest only lists contents
+        keys = [self._key_of(uri) for uri in element_uris]
+        count = len(keys)
+        return self._put_manifest(keys, f"[{count} item{'' if count == 1 else 's'}]")
+
+    def manifest_elements(self, uri: str) -> list[str]:
+        """The element URIs of a manifest, reading only the manifest."""
+        key = self._key_of(uri)
+        if not key.endswith(".list"):
+            raise ArtifactError(f"artifact {uri} is not a list manifest", uri=uri)
+        return [self.uri_of(k) for k in self._manifest_keys(key, self._verified_read(key))]
+
+    def _put_manifest(self, keys: list[str], preview: str, warning: str | None = None) -> ArtifactRef:
+        elements = [[key, KEY_RE.match(key).group(1)] for key in keys]  # type: ignore[union-attr]
+        data = codecs.canonical_json({"elements": elements})
+        return self._ref(self.write_blob(data, "list"), "manifest", data, preview, warning)
+
+    def _manifest_keys(self, key: str, data: bytes) -> list[str]:
+        try:
+            elements = json.loads(data)["elements"]
+            keys = [self._checked_key(k, self.uri_of(key)) for k, _sha in elements]
+            consistent = all(KEY_RE.match(k).group(1) == sha for k, (_k, sha) in zip(keys, elements, strict=True))  # type: ignore[union-attr]
+        except (ValueError, KeyError, TypeError):
+            consistent = False
+        if not consistent:
+            raise ArtifactError(f"the list manifest {self.uri_of(key)} is malformed", uri=self.uri_of(key))
+        return keys
+
+    def _get_manifest(self, key: str, data: bytes, spec: Any, namespace: dict[str, Any] | None) -> Any:
+        kind, elem_spec = _sequence_spec(spec)
+        if kind is None:
+            raise ArtifactError(f"stored list {self.uri_of(key)} cannot be read as {codecs.display(spec)}; "
+                                "the artifact was written for another type", expected=codecs.display(spec))
+        items = [self._get(k, elem_spec, namespace) for k in self._manifest_keys(key, data)]
+        return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](items)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -216,10 +277,9 @@ class ArtifactStore:
         codec = _CODEC_OF_EXT[ext]
         if codec == "path":
             return self._get_path(key, digest)
-        data = self._read(key)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ArtifactError(f"artifact {self.uri_of(key)} does not match its content hash; "
-                                "it was modified after it was written", uri=self.uri_of(key))
+        data = self._verified_read(key)
+        if codec == "manifest":
+            return self._get_manifest(key, data, spec, namespace)
         if codec == "json":
             ctx = codecs.Context(namespace, get_nested=lambda k, s: self._get(self._checked_key(k), s,
                                                                               namespace))
@@ -233,6 +293,13 @@ class ArtifactStore:
 
             return np.load(io.BytesIO(data), allow_pickle=False)
         return self._unpickle(key, data)
+
+    def _verified_read(self, key: str) -> bytes:
+        data = self._read(key)
+        if hashlib.sha256(data).hexdigest() != KEY_RE.match(key).group(1):  # type: ignore[union-attr]
+            raise ArtifactError(f"artifact {self.uri_of(key)} does not match its content hash; "
+                                "it was modified after it was written", uri=self.uri_of(key))
+        return data
 
     def _unpickle(self, key: str, data: bytes) -> Any:
         head = len(_PICKLE_MAGIC)
@@ -272,13 +339,13 @@ class ArtifactStore:
                                 path=str(src))
         name = src.resolve().name or "root"
         if not self.local:
-            manifest = _manifest(src, name, {rel: _hash_file(p) for rel, p in _walk(src).items()})
+            manifest = paths.build_manifest(src, name, {rel: paths.hash_file(p) for rel, p in paths.walk(src).items()})
             data = codecs.canonical_json(manifest)
             key = self._key_for_manifest(data)
             final = self.path_of(key)
             if not self.fs.exists(final + "/manifest.json"):
                 for rel, _sha, _size in manifest["files"]:
-                    self.fs.put_file(str(_join(str(src), rel)), _join(f"{final}/data/{name}", rel))
+                    self.fs.put_file(str(paths.join(str(src), rel)), paths.join(f"{final}/data/{name}", rel))
                 self.fs.pipe_file(final + "/manifest.json", data)  # last: marks the folder complete
             return self._path_ref(key, data, manifest)
         # local: copy into a temp folder while hashing, then rename into place in one step
@@ -286,20 +353,21 @@ class ArtifactStore:
         try:
             target = os.path.join(tmp, "data", name)
             hashes = {}
-            for rel, local in _walk(src).items():
-                dest = _join(target, rel)
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                hashes[rel] = _hash_file(local, copy_to=dest)
-            manifest = _manifest(src, name, hashes)
+            for rel, local in paths.walk(src).items():
+                dest = paths.join(target, rel)
+                make_private_dirs(os.path.dirname(dest))
+                hashes[rel] = paths.hash_file(local, copy_to=dest)
+            manifest = paths.build_manifest(src, name, hashes)
             for rel in manifest["dirs"]:
-                os.makedirs(_join(target, rel), exist_ok=True)
+                make_private_dirs(paths.join(target, rel))
             data = codecs.canonical_json(manifest)
-            with open(os.path.join(tmp, "manifest.json"), "wb") as fh:
+            fd = open_private(os.path.join(tmp, "manifest.json"))
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             key = self._key_for_manifest(data)
             final = self.path_of(key)
             if not os.path.exists(final):
-                os.makedirs(os.path.dirname(final), exist_ok=True)
+                make_private_dirs(os.path.dirname(final))
                 with contextlib.suppress(OSError):  # lost a race: the winner wrote the same content
                     os.rename(tmp, final)
             if not os.path.exists(os.path.join(final, "manifest.json")):
@@ -320,34 +388,47 @@ class ArtifactStore:
         return self._ref(key, "path", data, preview)
 
     def _get_path(self, key: str, digest: str) -> Path:
+        """A fresh private copy of the stored file/folder, every file checked against its sha256."""
         if self.local:
-            return _verified_copy(self.path_of(key), digest, self._root, self._real_root)
-        cache_root = os.path.realpath(self._cache_dir)
+            folder = self.path_of(key)
+            manifest = paths.read_stored_manifest(folder, digest, self._root, self._real_root)
+            return paths.private_copy(folder, manifest, self._root, self._real_root)
+        cache_root = os.path.realpath(make_private_dirs(self._cache_dir))
         final = os.path.join(cache_root, key)
         if os.path.exists(os.path.join(final, "manifest.json")):
-            return _verified_copy(final, digest, cache_root, cache_root)
+            manifest = paths.read_stored_manifest(final, digest, cache_root, cache_root)
+            try:
+                return paths.private_copy(final, manifest, cache_root, cache_root)
+            except ArtifactError:  # a damaged cache entry: drop it and download again
+                shutil.rmtree(final, ignore_errors=True)
+        self._download(key, digest, cache_root, final)
+        manifest = paths.read_stored_manifest(final, digest, cache_root, cache_root)
+        return paths.private_copy(final, manifest, cache_root, cache_root)
+
+    def _download(self, key: str, digest: str, cache_root: str, final: str) -> None:
         data = self._read(key + "/manifest.json")
-        manifest = _load_manifest(data, digest, self.uri_of(key))
+        manifest = paths.load_manifest(data, digest, self.uri_of(key))
         tmp = os.path.join(cache_root, ".tmp", uuid.uuid4().hex)
         try:
             target = os.path.join(tmp, "data", manifest["name"])
             for rel in manifest["dirs"]:
-                os.makedirs(_join(target, rel), exist_ok=True)
+                make_private_dirs(paths.join(target, rel))
             for rel, sha, _size in manifest["files"]:
-                dest = _join(target, rel)
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                self.fs.get_file(_join(f"{self.path_of(key)}/data/{manifest['name']}", rel), dest)
-                if _hash_file(Path(dest))[0] != sha:
+                dest = paths.join(target, rel)
+                make_private_dirs(os.path.dirname(dest))
+                self.fs.get_file(paths.join(f"{self.path_of(key)}/data/{manifest['name']}", rel), dest)
+                os.chmod(dest, FILE_MODE)
+                if paths.hash_file(dest)[0] != sha:
                     raise ArtifactError(f"file {rel or manifest['name']} of {self.uri_of(key)} does not "
                                         "match its manifest; it was modified after it was written")
-            with open(os.path.join(tmp, "manifest.json"), "wb") as fh:
+            fd = open_private(os.path.join(tmp, "manifest.json"))
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            make_private_dirs(os.path.dirname(final))
             with contextlib.suppress(OSError):  # another reader cached it first
                 os.rename(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return _verified_copy(final, digest, cache_root, cache_root)
 
     # -- keys and URIs ------------------------------------------------------------------------
 
@@ -384,91 +465,27 @@ class ArtifactStore:
         return key
 
     def check_inside(self, path: str, uri: str) -> None:
-        if not _is_inside(path, self._root, self._real_root):
+        if not paths.is_inside(path, self._root, self._real_root):
             raise _outside(uri, self.root_url)
 
 
-def _is_inside(path: str, base: str, base_real: str) -> bool:
-    """Resolve symlinks ourselves: no link under `base` may lead anywhere else."""
-    return os.path.realpath(path) == os.path.join(base_real, os.path.relpath(path, base))
-
-
-def _join(base: str, rel: str) -> str:
-    return f"{base}/{rel}" if rel else base
-
-
-def _walk(src: Path) -> dict[str, Path]:
-    """Relative posix name -> file, for a file ("" -> itself) or every file under a folder."""
-    if src.is_file():
-        return {"": src}
-    out: dict[str, Path] = {}
-
-    def visit(folder: Path, rel: str, seen: frozenset[str]) -> None:
-        real = os.path.realpath(folder)
-        if real in seen:
-            raise ArtifactError(f"symlink loop at {folder}; replace the link by a copy", path=str(folder))
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            sub = f"{rel}/{entry.name}" if rel else entry.name
-            if entry.is_dir():
-                out[sub + "/"] = Path(entry.path)  # a folder: recorded so empty folders survive
-                visit(Path(entry.path), sub, seen | {real})
-            elif entry.is_file():
-                out[sub] = Path(entry.path)
-            else:
-                raise ArtifactError(f"{entry.path} is not a regular file (a broken link, a socket…); "
-                                    "remove it from the output folder", path=entry.path)
-
-    visit(src, "", frozenset())
-    return out
-
-
-def _hash_file(src: Path, copy_to: str | None = None) -> tuple[str, int]:
-    if str(src).endswith("/") or src.is_dir():
-        return ("", -1)  # folders carry no content
-    digest, size = hashlib.sha256(), 0
-    with open(src, "rb") as fh, (open(copy_to, "wb") if copy_to else contextlib.nullcontext()) as out:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-            if out is not None:
-                out.write(chunk)
-    return digest.hexdigest(), size
-
-
-def _manifest(src: Path, name: str, hashes: dict[str, tuple[str, int]]) -> dict[str, Any]:
-    files = sorted([rel, sha, size] for rel, (sha, size) in hashes.items() if size >= 0)
-    dirs = sorted(rel for rel, (_sha, size) in hashes.items() if size < 0)
-    return {"name": name, "kind": "file" if src.is_file() else "dir", "files": files, "dirs": dirs}
-
-
-def _load_manifest(data: bytes, digest: str, where: str) -> dict[str, Any]:
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise ArtifactError(f"the manifest of {where} does not match its hash; it was modified", uri=where)
-    manifest = json.loads(data)
-    rels = [manifest["name"], *(r for r, _s, _n in manifest["files"]), *manifest["dirs"]]
-    for rel in rels:  # names come from the store, but a hand-edited store must not escape
-        if rel and any(part in ("", ".", "..") for part in rel.removesuffix("/").split("/")):
-            raise ArtifactError(f"the manifest of {where} names an unsafe path {rel!r}", uri=where)
-    return manifest
-
-
-def _verified_copy(folder: str, digest: str, base: str, base_real: str) -> Path:
-    """Check a stored/cached path artifact against its manifest; return the user's file/folder."""
-    if not _is_inside(folder, base, base_real) or not _is_inside(f"{folder}/manifest.json", base, base_real):
-        raise _outside(folder, base)
-    try:
-        with open(os.path.join(folder, "manifest.json"), "rb") as fh:
-            manifest = _load_manifest(fh.read(), digest, folder)
-    except FileNotFoundError:
-        raise ArtifactError(f"artifact {folder} does not exist", uri=folder) from None
-    target = os.path.join(folder, "data", manifest["name"])
-    for rel, _sha, size in manifest["files"]:
-        path = _join(target, rel)
-        if not _is_inside(path, base, base_real):
-            raise _outside(path, base)
-        if not os.path.isfile(path) or os.path.getsize(path) != size:
-            raise ArtifactError(f"file {path} of a stored path artifact is missing or changed", uri=folder)
-    return Path(target)
+def _sequence_spec(spec: Any) -> tuple[str | None, Any]:
+    """(`list`/`tuple`/`set`/`frozenset` or None, element spec) of a declared type a list can be read as."""
+    shape = codecs.shape_of(spec)
+    if shape.kind == "union":
+        for arm in shape.args:
+            kind, elem = _sequence_spec(arm)
+            if kind is not None:
+                return kind, elem
+        return None, None
+    if shape.kind == "any":
+        return "list", codecs.ANY
+    if shape.kind in ("list", "set", "frozenset") or (shape.kind == "tuple" and len(shape.args) == 2
+                                                     and codecs.is_ellipsis(shape.args[1])):
+        return shape.kind, shape.args[0] if shape.args else codecs.ANY
+    if shape.kind == "tuple" and not shape.args:
+        return "tuple", codecs.ANY
+    return None, None
 
 
 def _matches(value: Any, kind: str) -> bool:
@@ -496,7 +513,7 @@ def load_or_create_key(path: str) -> bytes:
         return _read_key(path)
     except FileNotFoundError:
         pass
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    make_private_dirs(os.path.dirname(path) or ".")
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

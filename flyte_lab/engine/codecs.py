@@ -297,14 +297,14 @@ def _element_specs(shape: Shape, count: int) -> list[Any]:
     args = shape.args
     if shape.kind != "tuple" or not args:
         return [args[0] if args else ANY] * count
-    if len(args) == 2 and _is_ellipsis(args[1]):
+    if len(args) == 2 and is_ellipsis(args[1]):
         return [args[0]] * count
     if len(args) == 1 and isinstance(args[0], TypeRef) and args[0].name in ("()", "tuple[()]"):
         return []
     return list(args)
 
 
-def _is_ellipsis(spec: Any) -> bool:
+def is_ellipsis(spec: Any) -> bool:
     return spec is Ellipsis or (isinstance(spec, TypeRef) and spec.name in ("...", "Ellipsis"))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from flyte_lab.engine.artifacts import ArtifactStore, load_or_create_key
 from flyte_lab.errors import TaskTypeError
-from flyte_lab.graph.model import typeref_from_json
+from flyte_lab.graph.model import TypeRef, typeref_from_json
 from flyte_lab.kernel_ext.runtime_types import check_value, describe, type_error_message
 
 
@@ -43,12 +43,8 @@ def load_inputs(ctx: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any
     store = open_store(ctx)
     values: dict[str, Any] = {}
     for spec in ctx["inputs"]:
-        ref = typeref_from_json(spec["type"])
-        if spec.get("mapped"):
-            items = store.get(spec["uri"], typeref_from_json({"name": "list", "args": [spec["type"]]}), namespace)
-            value = items[ctx["map_index"]]
-        else:
-            value = store.get(spec["uri"], ref, namespace)
+        ref = typeref_from_json(spec["type"])  # a mapped input arrives as its element's uri and type
+        value = store.get(spec["uri"], ref, namespace)
         annotation = _annotation(ref.text or ref.canonical(), namespace)
         if annotation is not None:
             reason = check_value(value, annotation, spec["name"])
@@ -72,7 +68,11 @@ def save_outputs(ctx: dict[str, Any], namespace: dict[str, Any]) -> None:
             reason = check_value(value, annotation, name)
             if reason:
                 raise TaskTypeError(type_error_message(ctx["task"], "output", name, ref.display(), reason))
-        art = store.put(value, ref, namespace)
+        # a list that feeds a map-over is stored element by element: each map task reads only its own
+        if spec.get("split"):
+            art = store.put_elements(value, ref.args[0] if ref.args else TypeRef("typing.Any"), namespace)
+        else:
+            art = store.put(value, ref, namespace)
         entry = {"type": ref.display(), "uri": art.uri, "codec": art.codec, "content_hash": art.content_hash,
                  "preview": art.preview}
         if art.codec == "json" and _plain(value):

@@ -1,0 +1,58 @@
+"""Files only their owner can read: FLYTE_LAB_HOME is 0700, everything in it 0600.
+
+The run store, the artifact key, artifacts and the artifact cache may hold
+data and secrets; they are created private (explicit modes at creation, never
+the process umask, which is shared by every thread of the process).
+"""
+
+from __future__ import annotations
+
+import os
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def make_private_dirs(path: str | os.PathLike[str]) -> str:
+    """Create `path` and any missing parents as 0700 folders; existing folders are left as they are."""
+    path = os.path.abspath(os.fspath(path))
+    missing: list[str] = []
+    probe = path
+    while not os.path.isdir(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, DIR_MODE)
+        except FileExistsError:
+            continue  # another process made it first
+        os.chmod(folder, DIR_MODE)  # mkdir's mode is masked by the umask
+    return path
+
+
+def make_private_home(path: str | os.PathLike[str]) -> str:
+    """FLYTE_LAB_HOME: created 0700; an existing home is tightened to 0700 as well."""
+    home = make_private_dirs(path)
+    if os.stat(home).st_mode & 0o077:
+        os.chmod(home, DIR_MODE)
+    return home
+
+
+def create_private_file(path: str | os.PathLike[str]) -> None:
+    """Create an empty 0600 file if it does not exist (SQLite then gives its -wal/-shm the same mode)."""
+    try:
+        fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def open_private(path: str | os.PathLike[str]) -> int:
+    """A new file, 0600, opened for writing; fails if it exists (callers write temp names)."""
+    return os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+
+
+__all__ = ["create_private_file", "make_private_dirs", "make_private_home", "open_private"]
