@@ -158,3 +158,36 @@ def test_the_fast_path_agrees_with_the_ast_path(spec: HeaderSpec) -> None:
     fast = _simple_params(inputs_text, defaults=True)
     if fast is not None:
         assert fast == _parse_inputs(spec.name, inputs_text, None)
+
+
+_number_texts = st.from_regex(r"-?[0-9][0-9_.eE+-]{0,5}", fullmatch=True) | st.sampled_from(
+    ["007", "00", "0", "-0", "08.5", "1_000", "1e5", "1.", ".5", "0x1f", "1e", "-007", "0.0e-0"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(_ident(), st.sampled_from(["int", "float", "list[int]", "Optional[int]"]),
+                          st.one_of(st.none(), _number_texts)), min_size=1, max_size=3, unique_by=lambda p: p[0]))
+def test_the_fast_path_agrees_with_the_ast_path_on_raw_literals(params: list) -> None:
+    """Whatever literal text a default holds, the fast path either gives exactly what `ast` gives, or
+    stands aside (None) so the `ast` path words the refusal: `007` is refused by both, the same way."""
+    from flyte_lab.graph.header import _parse_inputs, _simple_params
+
+    text = ", ".join(f"{n}: {t}" + ("" if d is None else f" = {d}") for n, t, d in params)
+    fast = _simple_params(text, defaults=True)
+    try:
+        slow = _parse_inputs("t", text, None)
+    except HeaderError as exc:
+        assert fast is None, f"fast path accepted {text!r}, which ast refuses: {exc.message}"
+        with pytest.raises(HeaderError) as whole:
+            parse_header(f"%%flyte_task t({text})")
+        assert whole.value.message == exc.message
+        return
+    if fast is not None:
+        assert fast == slow
+        assert [type(v) for *_x, v in fast] == [type(v) for *_x, v in slow]
+
+
+@pytest.mark.parametrize("literal", ["007", "-007", "1_0x", "0b2"])
+def test_literals_python_refuses_are_refused(literal: str) -> None:
+    with pytest.raises(HeaderError, match="not a valid parameter list"):
+        parse_header(f"%%flyte_task t(a: int = {literal}) -> b: int")

@@ -219,7 +219,8 @@ def test_unknown_run_id_in_a_subprocess_has_no_traceback(tmp_path):
     assert len(proc.stderr.splitlines()) == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("flyte-lab: error: no run `nope`")
-    assert "flyte-lab runs" in proc.stderr  # says what to do
+    assert "flyte-lab run NOTEBOOK" in proc.stderr  # says what to do
+    assert not home.exists()  # a read-only command creates no store
 
 
 # -- outputs --------------------------------------------------------------------

@@ -10,6 +10,7 @@ import io
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any
 
 from rich import box
@@ -93,16 +94,24 @@ def format_resources(resources: Mapping[str, Any] | None) -> str:
 # -- `runs` ---------------------------------------------------------------------
 
 
+def notebook_name(path: str | None) -> str:
+    """The notebook's file name (the full path stays in `--json` and in `show`)."""
+    return PurePath(path).name if path else "-"
+
+
 def runs_table(runs: Iterable[Mapping[str, Any]], now: datetime | None = None) -> Table:
-    """One row per run (a `runs --json` element): id, status, notebook, created, duration."""
+    """One row per run (a `runs --json` element): id, status, notebook file name, created, duration.
+
+    One line per run, 100 columns wide at most: a long file name is clipped with an ellipsis.
+    """
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("run id", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    table.add_column("notebook", overflow="fold")
+    table.add_column("notebook", no_wrap=True, overflow="ellipsis", max_width=40)
     table.add_column("created (UTC)", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
     for run in runs:
-        notebook = str(run.get("notebook") or "-")
+        notebook = notebook_name(run.get("notebook"))
         if run.get("schedule"):
             notebook += f"  [{run['schedule']}]"  # plain text cell: brackets are not markup here
         table.add_row(

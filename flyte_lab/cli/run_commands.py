@@ -1,7 +1,9 @@
 """`flyte-lab runs`, `show RUN_ID` and `outputs RUN_ID`: read the run store and print it.
 
-These only read. An unknown id is the store's `RunNotFound`, which `main()`
-turns into one line and exit code 2. Rendering lives in `report.py` so the
+These only read, and create nothing: on a home with no store yet, `runs`
+says there are no runs and `show`/`outputs` that the run is not found. An
+unknown id is the store's `RunNotFound`, which `main()` turns into one line
+and exit code 2. Rendering lives in `report.py` so the
 dashboard and the widget draw runs the same way.
 """
 
@@ -15,20 +17,41 @@ from typing import Any
 from rich.text import Text
 
 from flyte_lab.cli import report
-from flyte_lab.errors import UserInputError
+from flyte_lab.errors import RunNotFound, UserInputError
 from flyte_lab.store import RunStore
+from flyte_lab.store.database import NoStore
 
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
+def _open() -> RunStore | None:
+    """The existing run store, or None when there is none yet (nothing is created)."""
+    try:
+        return RunStore.from_env(create=False)
+    except NoStore:
+        return None
+
+
+def _open_for(run_id: str) -> RunStore:
+    store = _open()
+    if store is None:
+        raise RunNotFound(f"no run `{run_id}`: there are no runs yet; `flyte-lab run NOTEBOOK` starts one",
+                          run_id=run_id)
+    return store
+
+
 def runs(args: argparse.Namespace) -> int:
     if args.limit < 1:
         # SQLite reads a negative LIMIT as "no limit": refuse rather than surprise
         raise UserInputError(f"--limit must be at least 1, got {args.limit}")
-    with RunStore.from_env() as store:
-        rows = store.list_runs(limit=args.limit)
+    store = _open()
+    if store is None:
+        rows = []
+    else:
+        with store:
+            rows = store.list_runs(limit=args.limit)
     if args.json:
         _print_json(rows)
         return 0
@@ -41,7 +64,7 @@ def runs(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    with RunStore.from_env() as store:
+    with _open_for(args.run_id) as store:
         run = store.get_run(args.run_id)
     if args.json:
         _print_json(run)
@@ -51,7 +74,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def outputs(args: argparse.Namespace) -> int:
-    with RunStore.from_env() as store:
+    with _open_for(args.run_id) as store:
         if args.json:
             values = store.run_outputs(args.run_id)
         else:

@@ -11,10 +11,12 @@ from typing import Any
 from flyte_lab.errors import UserInputError
 
 
-def machine_resources() -> dict[str, float]:
+def machine_resources(workers: int = 1) -> dict[str, float]:
+    """What each of `workers` local workers offers: the machine's CPUs and memory, shared out evenly."""
     import psutil
 
-    return {"CPU": float(os.cpu_count() or 1), "MEMORY": float(psutil.virtual_memory().total)}
+    share = max(1, workers)
+    return {"CPU": float(os.cpu_count() or 1) / share, "MEMORY": float(psutil.virtual_memory().total) / share}
 
 
 def local_workers(workers: int | None) -> int:
@@ -31,13 +33,13 @@ def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
         # threads, not processes: task code runs in its own kernel process, the worker only drives papermill,
         # and in-process workers start in ~0.2 s instead of ~1.5 s
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
-                          dashboard_address="127.0.0.1:0", resources=machine_resources(),
+                          dashboard_address="127.0.0.1:0", resources=machine_resources(n),
                           silence_logs=logging.ERROR) as local:
             # short target/interval: the default 5 s target never scales short tasks past one worker
             local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
             with Client(local) as client:
                 # adapt() adds and removes workers, all alike: judge placement by their configuration
-                client.flyte_lab_offers = [machine_resources()]
+                client.flyte_lab_offers = [machine_resources(n)]
                 _warm(client)
                 yield client
         return
@@ -83,17 +85,36 @@ def unplaceable(client: Any, wanted: dict[str, float]) -> str | None:
     if not wanted:
         return None
     offers = getattr(client, "flyte_lab_offers", None)
+    local = offers is not None
     if offers is None:
-        # ask the scheduler, not the client's periodically refreshed copy of its state
-        offers = client.run_on_scheduler(_worker_resources)
+        offers = worker_resources(client)
         if not offers:
             return None  # no workers yet: tasks wait for them, as Dask does
     if any(all(offer.get(k, 0) >= v for k, v in wanted.items()) for offer in offers):
         return None
-    best = ", ".join(sorted({f"{k}={v:g}" for offer in offers for k, v in offer.items()})) or "no resources"
+    best = "; ".join(sorted({", ".join(f"{k}={v:g}" for k, v in sorted(offer.items())) or "no resources"
+                             for offer in offers}))
     asks = ", ".join(f"{k}={v:g}" for k, v in wanted.items())
-    return f"asks for {asks} but no worker offers that much (workers offer {best})"
+    hint = " (the local cluster shares the machine among its workers: fewer --workers give each more)" if local else ""
+    return f"asks for {asks} but no worker offers that much (workers offer {best}){hint}"
 
 
-def _worker_resources(dask_scheduler: Any) -> list[dict[str, float]]:
-    return [dict(ws.resources) for ws in dask_scheduler.workers.values()]
+def worker_resources(client: Any) -> list[dict[str, float]]:
+    """Each worker's Dask resources, fresh from the scheduler (`identity`, a plain RPC): unlike
+    `run_on_scheduler`, nothing is pickled, so the scheduler needs no flyte_lab installed."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    return [{k: float(v) for k, v in (info.get("resources") or {}).items()} for info in workers.values()]
+
+
+def check_artifact_root(cluster: str, artifacts_root_url: str, shared_fs: bool) -> None:
+    """Refuse a remote cluster whose workers could not reach the artifact store (a local path)."""
+    if not cluster.startswith("tcp://") or shared_fs:
+        return
+    from fsspec.utils import get_protocol
+
+    if get_protocol(artifacts_root_url) not in ("file", "local"):
+        return
+    raise UserInputError(
+        f"--cluster {cluster}: artifacts live in {artifacts_root_url}, a path on this machine that the workers "
+        "may not share; set FLYTE_LAB_ARTIFACTS to a location the workers share (e.g. s3://bucket/prefix), "
+        "or pass --shared-fs if this path is on a disk every worker mounts")

@@ -160,7 +160,9 @@ def _segment(text: str, node: ast.expr) -> str:
 # The fast path: plain `name: Type[...] = number` lists need no AST per task (notebooks hold thousands).
 # Anything else (strings, containers as defaults, `*args`, odd spacing) takes the `ast` path.
 _SIMPLE_PARAM = re.compile(r"\s*([A-Za-z_]\w*)\s*:\s*([A-Za-z_][\w.\[\], |]*?)\s*(?:=\s*(\S+)\s*)?$")
-_SIMPLE_DEFAULT = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+# numbers exactly as Python spells them: no leading zeros on integers (`007` is a SyntaxError there),
+# no `_`, no `.5`/`5.`; anything else falls through to `ast`, so both paths refuse with one diagnostic
+_SIMPLE_DEFAULT = re.compile(r"-?(?:0+|[1-9]\d*|\d+\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)$")
 _NOT_SIMPLE = re.compile(r"""['"*/#()]""")
 _COMMA_IN_BRACKETS = re.compile(r"\[[^\]]*,")
 _BRACKETS_AND_COMMAS = re.compile(r"[\[\],]")

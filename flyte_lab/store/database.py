@@ -18,6 +18,9 @@ from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import StaticPool
 
+from flyte_lab.errors import UserInputError
+from flyte_lab.private_fs import create_private_file, make_private_dirs
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Execution option that asks for a write transaction (BEGIN IMMEDIATE on SQLite).
 WRITE_OPTION = "flyte_lab_write"
@@ -36,13 +39,67 @@ def create_store_engine(url: str) -> Engine:
         # one shared connection, or every checkout would see its own empty database
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # private: the folder 0700, the file 0600 (SQLite gives -wal/-shm the database file's mode)
+        path = Path(database).expanduser()
+        make_private_dirs(path.parent)
+        create_private_file(path)
         engine = create_engine(
             url, connect_args={"timeout": _SQLITE_BUSY_MS / 1000, "check_same_thread": False}
         )
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+class NoStore(UserInputError):
+    """There is no run store yet (read-only commands create none)."""
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages; the raw text if it does not parse."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def refuse_url(url: str, source: str, err: BaseException) -> UserInputError:
+    """One line naming where the URL came from and why it cannot be opened."""
+    if isinstance(err, exc.NoSuchModuleError):
+        reason = f"unknown database dialect `{make_url(url).drivername}`; use sqlite:/// or postgresql://"
+    elif isinstance(err, exc.ArgumentError):
+        reason = "not a database URL; expected e.g. sqlite:////path/store.db or postgresql://user@host/db"
+    elif isinstance(err, ImportError):
+        reason = f"its database driver is not installed ({err.name or err})"
+    else:
+        detail = str(getattr(err, "orig", None) or err).strip().splitlines()
+        reason = f"cannot open it ({detail[0][:200] if detail else type(err).__name__})"
+    return UserInputError(f"{source}={shown_url(url)}: {reason}")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other dialects and in-memory databases)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def require_existing(url: str) -> None:
+    """Raise `NoStore` unless a run store exists at `url`; creates nothing (no file, no folder, no table)."""
+    path = sqlite_file(url)
+    if path is not None:
+        if not path.is_file():
+            raise NoStore(f"no run store at {path}")
+        return
+    if make_url(url).get_backend_name() == "sqlite":
+        return  # an in-memory database: empty but present
+    engine = create_engine(url, pool_pre_ping=True)
+    try:
+        if current_revision(engine) is None:
+            raise NoStore(f"no run store at {shown_url(url)}")
+    finally:
+        engine.dispose()
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, exc, insert, select, update
 
 from flyte_lab.errors import FlyteLabError, RunNotFound, UserInputError
+from flyte_lab.private_fs import make_private_home
 from flyte_lab.store import database
 from flyte_lab.store.cache import CacheMixin
 from flyte_lab.store.leases import LeaseMixin
@@ -66,12 +67,27 @@ class RunStore(CacheMixin, LeaseMixin):
         database.upgrade(self._engine)
 
     @classmethod
-    def from_env(cls, home: str | Path | None = None) -> RunStore:
-        """The store of `home` (else $FLYTE_LAB_HOME, else ~/.flyte_lab); $FLYTE_LAB_DB_URL wins."""
+    def from_env(cls, home: str | Path | None = None, *, create: bool = True) -> RunStore:
+        """The store of `home` (else $FLYTE_LAB_HOME, else ~/.flyte_lab); $FLYTE_LAB_DB_URL wins.
+
+        A new home is private (0700). With `create=False` (read-only commands) nothing is created:
+        `database.NoStore` if there is no store yet. A URL that cannot be opened is one
+        `UserInputError` line naming where it came from.
+        """
         home_path = Path(home or os.environ.get("FLYTE_LAB_HOME") or "~/.flyte_lab").expanduser()
-        home_path.mkdir(parents=True, exist_ok=True)
-        url = os.environ.get("FLYTE_LAB_DB_URL") or f"sqlite:///{home_path / 'store.db'}"
-        store = cls(url)
+        env_url = os.environ.get("FLYTE_LAB_DB_URL")
+        url = env_url or f"sqlite:///{home_path / 'store.db'}"
+        source = "FLYTE_LAB_DB_URL" if env_url else "the run store"
+        try:
+            if create:
+                make_private_home(home_path)
+            else:
+                database.require_existing(url)
+            store = cls(url)
+        except database.NoStore:
+            raise
+        except (exc.SQLAlchemyError, ImportError, OSError) as err:
+            raise database.refuse_url(url, source, err) from None
         store.home = home_path
         return store
 
