@@ -161,6 +161,11 @@ class KernelPool:
         self._wake.set()
         return found
 
+    @property
+    def directory(self) -> str:
+        """The folder of the pooled kernels' connection files (shared by all pools of this process)."""
+        return self._dir
+
     def live(self) -> int:
         with self._lock:
             return sum(1 for p in self._ready if p.proc.poll() is None)
