@@ -8,7 +8,6 @@ executed notebook.
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import os
 import secrets
@@ -119,14 +118,7 @@ def test_cancel_kills_a_running_attempt(tmp_path: Path) -> None:
         f"%%flyte_task sleepy() -> None\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)",
     ], "sleepy")
     results: list[dict[str, Any]] = []
-
-    def attempt() -> None:
-        try:
-            results.append(run_task_attempt(spec))
-        finally:  # the event loop papermill made for this thread (a Dask worker thread keeps and reuses it)
-            asyncio.get_event_loop_policy().get_event_loop().close()
-
-    thread = threading.Thread(target=attempt)
+    thread = threading.Thread(target=lambda: results.append(run_task_attempt(spec)))
     thread.start()
     try:
         pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the body to start"))
