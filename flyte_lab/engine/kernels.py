@@ -213,6 +213,8 @@ def pool(kernel_name: str = "python3") -> KernelPool | None:
         if found is None:
             if _conn_dir is None:
                 _conn_dir = tempfile.mkdtemp(prefix="flyte-lab-kernels-")  # 0700: connection files hold keys
+                atexit.unregister(close_pools)
+                atexit.register(close_pools)
             found = _pools[kernel_name] = KernelPool(kernel_name, _pool_size(), _conn_dir)
         else:
             found.size = _pool_size()
@@ -240,9 +242,6 @@ def close_pools() -> None:
         found.close()
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-atexit.register(close_pools)
 
 
 def reserve(kernels: int, kernel_name: str = "python3") -> None:
