@@ -338,6 +338,14 @@ def test_file_path_round_trips(store, tmp_path):
     assert store.exists(art.uri)
 
 
+def test_an_empty_folder_round_trips(store, tmp_path):
+    src = tmp_path / "nothing-yet"
+    src.mkdir()
+    art = store.put(src, T("pathlib.Path"))
+    back = store.get(art.uri, T("pathlib.Path"))
+    assert back.name == "nothing-yet" and back.is_dir() and not any(back.iterdir())
+
+
 def test_folder_path_round_trips(store, tmp_path):
     src = tmp_path / "model"
     (src / "sub" / "deeper").mkdir(parents=True)

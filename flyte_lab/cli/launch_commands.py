@@ -39,8 +39,7 @@ class _Progress:
         self.last = dict(progress.status)
 
     def note(self, text: str) -> None:
-        if self.quiet:
-            return
+        # notes (retries, resume decisions) go to stderr even with --json: stdout stays one JSON document
         if self.bar is not None:
             self.bar.console.print(f"  {text}")
         else:

@@ -372,6 +372,7 @@ class ArtifactStore:
         tmp = os.path.join(self._root, ".tmp", uuid.uuid4().hex)
         try:
             target = os.path.join(tmp, "data", name)
+            make_private_dirs(target)  # an empty folder has no file to create it
             hashes = {}
             for rel, local in paths.walk(src).items():
                 dest = paths.join(target, rel)
@@ -431,6 +432,7 @@ class ArtifactStore:
         tmp = os.path.join(cache_root, ".tmp", uuid.uuid4().hex)
         try:
             target = os.path.join(tmp, "data", manifest["name"])
+            make_private_dirs(target)  # an empty folder has no file to create it
             for rel in manifest["dirs"]:
                 make_private_dirs(paths.join(target, rel))
             for rel, sha, _size in manifest["files"]:
