@@ -372,7 +372,8 @@ class ArtifactStore:
         tmp = os.path.join(self._root, ".tmp", uuid.uuid4().hex)
         try:
             target = os.path.join(tmp, "data", name)
-            make_private_dirs(target)  # an empty folder has no file to create it
+            # an empty folder has no file whose copy would create it
+            make_private_dirs(target if src.is_dir() else os.path.dirname(target))
             hashes = {}
             for rel, local in paths.walk(src).items():
                 dest = paths.join(target, rel)
@@ -432,7 +433,8 @@ class ArtifactStore:
         tmp = os.path.join(cache_root, ".tmp", uuid.uuid4().hex)
         try:
             target = os.path.join(tmp, "data", manifest["name"])
-            make_private_dirs(target)  # an empty folder has no file to create it
+            # an empty folder has no file whose copy would create it
+            make_private_dirs(os.path.dirname(target) if manifest["kind"] == "file" else target)
             for rel in manifest["dirs"]:
                 make_private_dirs(paths.join(target, rel))
             for rel, sha, _size in manifest["files"]:
