@@ -34,6 +34,7 @@ from flyte_lab.store.rows import (
     now_utc,
     to_db_time,
 )
+from flyte_lab.store.schedules import SchedulesMixin
 from flyte_lab.store.schema import Attempt, Output, Run, Task
 from flyte_lab.store.views import record_view, show_view, summary_view, task_state_view
 
@@ -52,7 +53,7 @@ class ScheduledRunExists(FlyteLabError):
         self.run_id = run_id
 
 
-class RunStore(CacheMixin):
+class RunStore(CacheMixin, SchedulesMixin):
     """Runs, tasks, attempts, outputs and the task cache, in one SQL database."""
 
     def __init__(self, url: str) -> None:
