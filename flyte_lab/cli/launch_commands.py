@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from flyte_lab.engine.api import run_notebook
 
     params = split_params(args.param)
+    notifier = _notifier(getattr(args, "notify", []))
     progress: _Progress | None = None
 
     def created(run_id: str) -> None:
@@ -62,11 +63,21 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         record = run_notebook(args.notebook, params, cluster=args.cluster, workers=args.workers,
-                              use_cache=not args.no_cache, on_created=created, on_change=changed)
+                              use_cache=not args.no_cache, on_created=created, on_change=changed,
+                              on_finished=notifier)
     finally:
         if progress is not None:
             progress.close()
     return _finish(record, args.json)
+
+
+def _notifier(specs: list[str]) -> Any:
+    """`--notify EVENT=URL` targets, checked before the run starts (a bad one is exit 2)."""
+    if not specs:
+        return None
+    from flyte_lab.scheduler.notify import Notifier, parse_targets
+
+    return Notifier(parse_targets(specs))
 
 
 def resume(args: argparse.Namespace) -> int:

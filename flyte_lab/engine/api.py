@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,14 @@ def _input_refs(wf: Workflow, values: dict[str, Any], artifacts: Any) -> dict[tu
 
 def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", workers: int | None = None,
                  use_cache: bool = True, on_created: Callable[[str], None] | None = None,
-                 on_change: Callable[[dict[str, str]], None] | None = None) -> dict[str, Any]:
-    """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record."""
+                 on_change: Callable[[dict[str, str]], None] | None = None, schedule: str | None = None,
+                 scheduled_time: datetime | None = None,
+                 on_finished: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record.
+
+    `schedule`/`scheduled_time` mark a scheduled run (the store refuses a second run for the same
+    pair with `ScheduledRunExists`); `on_finished` gets the record of a run that ended (notifications).
+    """
     wf, values = _validated(path, params)
     secrets = _secrets(wf)
     from flyte_lab.engine.artifacts import ArtifactStore
@@ -93,10 +100,16 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     refs = _input_refs(wf, values, artifacts)
     tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()} for n in wf.order]
     run_id = store.create_run(str(Path(path).resolve()), jsonable(values), graph_json(wf), tasks, cluster,
-                              notebook_hash=notebook_hash(path))
+                              schedule, scheduled_time, notebook_hash=notebook_hash(path))
     if on_created:
         on_created(run_id)
-    _drive(store, artifacts, wf, run_id, home, refs, secrets, cluster, workers, use_cache, on_change)
+    try:
+        _drive(store, artifacts, wf, run_id, home, refs, secrets, cluster, workers, use_cache, on_change)
+    finally:
+        if on_finished is not None:
+            record = store.get_run(run_id)
+            if record["status"] in ("succeeded", "failed"):
+                on_finished(record)
     return store.get_run(run_id)
 
 

@@ -165,7 +165,7 @@ class SchedulesMixin:
                     ScheduleFire.schedule == name, ScheduleFire.fire_time == fire)).first()
                 if known is None:
                     conn.execute(insert(ScheduleFire).values(schedule=name, fire_time=fire, state="pending",
-                                                             claims=0, updated_at=now))
+                                                             claims=0, planned_at=now, updated_at=now))
                     planned.append(fire)
             if cursor is not None and (row.cursor_at is None or cursor > row.cursor_at):
                 conn.execute(update(Schedule).where(Schedule.name == name).values(cursor_at=cursor))
@@ -182,12 +182,16 @@ class SchedulesMixin:
         now = now_utc()
         with self._write() as conn:
             candidates = conn.execute(
-                select(ScheduleFire, Schedule)
-                .join(Schedule, Schedule.name == ScheduleFire.schedule)
+                select(ScheduleFire)
                 .where(ScheduleFire.state.in_(("pending", "claimed")))
                 .order_by(ScheduleFire.fire_time, ScheduleFire.schedule)
             ).all()
-            for fire, sched in candidates:
+            schedules = {r.name: r for r in conn.execute(select(Schedule).where(
+                Schedule.name.in_({f.schedule for f in candidates}))).all()}
+            for fire in candidates:
+                sched = schedules.get(fire.schedule)
+                if sched is None:
+                    continue
                 if fire.state == "claimed" and not _stale(fire, now, owner_alive):
                     continue
                 existing = conn.scalar(select(Run.run_id).where(
@@ -201,12 +205,12 @@ class SchedulesMixin:
                     continue
                 if sched.paused and fire.state == "pending":
                     continue
-                active = self._active(conn, fire.schedule, fire.fire_time, now, owner_alive)
+                earlier, active = self._active(conn, fire, now, owner_alive)
                 if active >= sched.max_active:
-                    if sched.overlap == "skip":
+                    if sched.overlap == "skip" and earlier >= sched.max_active:
                         self._set_fire(conn, fire, state="skipped", now=now,
-                                       reason=f"{active} run(s) of this schedule still active "
-                                              f"(--max-active {sched.max_active})")
+                                       reason=f"{earlier} earlier run(s) of this schedule still active "
+                                              f"(--max-active {sched.max_active}, --overlap skip)")
                     continue
                 conn.execute(
                     update(ScheduleFire)
@@ -217,21 +221,27 @@ class SchedulesMixin:
                 return {"schedule": schedule_view(sched), "fire_time": fire.fire_time, "claims": fire.claims + 1}
         return None
 
-    def _active(self, conn: Connection, name: str, fire_time: datetime, now: datetime,
-                owner_alive: OwnerAlive) -> int:
-        """Runs of `name` queued or running, plus other fire times claimed and not launched yet."""
-        runs = conn.scalar(select(func.count()).select_from(Run).where(
-            Run.schedule == name, Run.status.in_(ACTIVE_RUN))) or 0
+    def _active(self, conn: Connection, fire: Any, now: datetime, owner_alive: OwnerAlive) -> tuple[int, int]:
+        """(earlier, all): runs of this schedule queued or running plus fire times claimed and not launched yet;
+        `earlier` counts those found due by an earlier planning pass than `fire`'s (the ones `skip` skips for).
+        """
+        runs = conn.execute(
+            select(Run.scheduled_time, ScheduleFire.planned_at)
+            .outerjoin(ScheduleFire, and_(ScheduleFire.schedule == Run.schedule,
+                                          ScheduleFire.fire_time == Run.scheduled_time))
+            .where(Run.schedule == fire.schedule, Run.status.in_(ACTIVE_RUN))
+        ).all()
+        planned = [r.planned_at for r in runs]
         claimed = conn.execute(select(ScheduleFire).where(
-            ScheduleFire.schedule == name, ScheduleFire.state == "claimed",
-            ScheduleFire.fire_time != fire_time)).all()
-        launching = 0
+            ScheduleFire.schedule == fire.schedule, ScheduleFire.state == "claimed",
+            ScheduleFire.fire_time != fire.fire_time)).all()
         for other in claimed:
             has_run = conn.scalar(select(Run.run_id).where(
-                Run.schedule == name, Run.scheduled_time == other.fire_time)) is not None
+                Run.schedule == fire.schedule, Run.scheduled_time == other.fire_time)) is not None
             if not has_run and not _stale(other, now, owner_alive):
-                launching += 1
-        return int(runs) + launching
+                planned.append(other.planned_at)
+        earlier = sum(1 for p in planned if p is None or p < fire.planned_at)
+        return earlier, len(planned)
 
     def _set_fire(self, conn: Connection, fire: Any, *, state: str, now: datetime, run_id: str | None = None,
                   reason: str | None = None) -> None:

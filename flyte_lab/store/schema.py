@@ -199,6 +199,8 @@ class ScheduleFire(Base):
     run_id: Mapped[str | None] = mapped_column(String(64))
     claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     reason: Mapped[str | None] = mapped_column(Text)
+    # the planning pass that found it due: fire times of one pass queue behind each other
+    planned_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 

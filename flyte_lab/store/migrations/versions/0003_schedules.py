@@ -50,6 +50,8 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(64), nullable=True),
         sa.Column("claims", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("reason", sa.Text(), nullable=True),
+        # the planning pass that found it due: fire times of one pass queue behind each other
+        sa.Column("planned_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
     )
     op.create_index("ix_schedule_fires_state", "schedule_fires", ["state"])
