@@ -98,7 +98,8 @@ def test_add_list_pause_resume_remove(home: Path, notebook: Path, capsys: pytest
     write_notebook(notebook, REPORT + "\n# edited")
     assert main(["schedule", "list"]) == 0
     captured = capsys.readouterr()
-    assert "warning: schedule daily: notebook" in captured.err and "changed since the schedule was added" in captured.err
+    assert "warning: schedule daily: notebook" in captured.err
+    assert "changed since the schedule was added" in captured.err
     assert "daily" in captured.out
 
     assert main(["schedule", "pause", "daily"]) == 0
