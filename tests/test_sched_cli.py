@@ -109,3 +109,11 @@ def test_add_list_pause_resume_remove(home: Path, notebook: Path, capsys: pytest
     assert main(["schedule", "remove", "daily"]) == 0
     assert main(["schedule", "remove", "daily"]) == 2
     assert "no schedule named `daily`" in capsys.readouterr().err
+
+
+def test_the_example_daily_report_can_be_scheduled(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import EXAMPLES
+
+    assert main(["schedule", "add", str(EXAMPLES / "daily_report.ipynb"), "--cron", "0 7 * * *",
+                 "--timezone", "Europe/Paris", "-p", "orders_per_day=50"]) == 0, capsys.readouterr().err
+    assert _schedules(home)[0]["name"] == "daily_report"
