@@ -142,3 +142,23 @@ def test_notifications_are_recorded(store: RunStore) -> None:
     assert store.notifications("r1") == [{"event": "failed", "target": "http://127.0.0.1:9/…", "status": "failed",
                                           "attempts": 3, "error": "HTTP 500 boom",
                                           "created_at": store.notifications("r1")[0]["created_at"]}]
+
+
+def test_a_run_whose_driver_died_does_not_block_the_schedule(store: RunStore) -> None:
+    from sqlalchemy import update
+
+    from flyte_lab.scheduler.claims import driver_alive
+    from flyte_lab.store.schema import Run
+
+    _add(store)
+    _plan(store, T1)
+    store.claim_fire("A", 600, _alive("A"), driver_alive)
+    run_id = _run(store, T1)  # running, driven by this (live) process
+    store.mark_fire("s", T1, "launched", run_id=run_id)
+    _plan(store, T2)
+    assert store.claim_fire("A", 600, _alive("A"), driver_alive) is None
+    assert _states(store)[T2] == "skipped"
+    _plan(store, T3)
+    with store._write() as conn:  # the driver is gone: a pid that cannot exist
+        conn.execute(update(Run).where(Run.run_id == run_id).values(driver_pid=2**22 + 12345))
+    assert store.claim_fire("A", 600, _alive("A"), driver_alive)["fire_time"] == T3

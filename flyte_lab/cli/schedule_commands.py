@@ -7,8 +7,6 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from flyte_lab.errors import UserInputError
 from flyte_lab.graph.params import split_params
@@ -16,7 +14,7 @@ from flyte_lab.store import RunStore
 
 
 def add(args: argparse.Namespace) -> int:
-    from flyte_lab.scheduler import timing
+    from flyte_lab.scheduler import overview, timing
     from flyte_lab.scheduler.spec import ScheduleSpec
 
     spec = ScheduleSpec(notebook=args.notebook, cron=args.cron, every=args.every, name=args.name,
@@ -28,46 +26,18 @@ def add(args: argparse.Namespace) -> int:
         store.add_schedule(dict(row))
         schedule = store.get_schedule(row["name"])
     tz = timing.zone(schedule["timezone"])
-    nxt = next_fire_time(schedule, datetime.now(UTC))
+    nxt = overview.next_fire_time(schedule, datetime.now(UTC))
     when = f"cron `{schedule['cron']}`" if schedule["cron"] else f"every {args.every}"
     print(f"schedule {schedule['name']} added: {schedule['notebook']}, {when} in {schedule['timezone']}; "
           f"next fire {nxt.astimezone(tz).isoformat() if nxt else '-'}")
     return 0
 
 
-def next_fire_time(schedule: dict[str, Any], now: datetime) -> datetime | None:
-    """When the schedule fires next (None while paused): what the dashboard and `schedule list` show."""
-    from flyte_lab.scheduler import timing
-
-    if schedule["paused"]:
-        return None
-    start = datetime.fromisoformat(schedule["start"])
-    after = max(now, datetime.fromisoformat(schedule["cursor"])) if schedule["cursor"] else now
-    return timing.next_fire(schedule["cron"], schedule["every_s"], timing.zone(schedule["timezone"]), start, after)
-
-
-def _listing(store: RunStore, now: datetime) -> list[dict[str, Any]]:
-    from flyte_lab.scheduler.spec import content_hash
-
-    out = []
-    for schedule in store.list_schedules():
-        warnings = []
-        path = Path(schedule["notebook"])
-        current = content_hash(path)
-        if current is None:
-            warnings.append(f"notebook {path} is missing: its fire times will fail until it is back")
-        elif schedule["notebook_hash"] and current != schedule["notebook_hash"]:
-            warnings.append(f"notebook {path} changed since the schedule was added: runs use the current file; "
-                            f"`flyte-lab validate {path}` checks it")
-        nxt = next_fire_time(schedule, now)
-        out.append(dict(schedule, next_fire_time=nxt.isoformat() if nxt else None,
-                        notebook_changed=bool(warnings), warnings=warnings))
-    return out
-
-
 def list_(args: argparse.Namespace) -> int:
+    from flyte_lab.scheduler.overview import overview
+
     with RunStore.from_env() as store:
-        rows = _listing(store, datetime.now(UTC))
+        rows = overview(store, datetime.now(UTC))
     for row in rows:
         for warning in row["warnings"]:
             print(f"flyte-lab: warning: schedule {row['name']}: {warning}", file=sys.stderr)

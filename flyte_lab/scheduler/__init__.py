@@ -5,7 +5,8 @@
 - `claims`: who this process is, and whether another claimant is still alive;
 - `loop`: the `flyte-lab scheduler` process: plan, claim, launch, reap;
 - `launch`: one claimed fire time made into a run (a child process of the loop);
-- `notify`: HTTP and mail notifications about finished runs.
+- `notify`: HTTP and mail notifications about finished runs;
+- `overview`: schedules as readers see them (next fire time, last run, warnings).
 
 The store (`store/schedules.py`) is the only shared state: any number of schedulers
 may run on one store, and each (schedule, fire time) still makes at most one run.

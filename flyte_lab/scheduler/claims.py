@@ -48,3 +48,13 @@ def owner_alive(owner: str) -> bool | None:
         return False
     except psutil.AccessDenied:  # someone else's process: the pid is not our claimant's any more
         return False
+
+
+def driver_alive(host: str | None, pid: int | None) -> bool | None:
+    """False when a run's driver process is known gone (same host, no such pid); None when we cannot tell.
+
+    Without the driver's start time a reused pid reads as alive: the safe side for `--max-active`.
+    """
+    if host is None or pid is None or host != socket.gethostname():
+        return None
+    return None if psutil.pid_exists(pid) else False

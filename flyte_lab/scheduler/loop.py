@@ -91,7 +91,7 @@ class Scheduler:
     def launch_claimable(self) -> int:
         launched = 0
         while not self.stopping.is_set():
-            claim = self.store.claim_fire(self.owner, claims.lease_s(), claims.owner_alive)
+            claim = self.store.claim_fire(self.owner, claims.lease_s(), claims.owner_alive, claims.driver_alive)
             if claim is None:
                 break
             name, fire = claim["schedule"]["name"], claim["fire_time"]

@@ -7,7 +7,6 @@ validate, a `-p` that names no workflow input or does not parse as its type.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from flyte_lab.errors import ParameterError, UserInputError, ValidationFailed
 from flyte_lab.scheduler import timing
 from flyte_lab.scheduler.notify import parse_targets
+from flyte_lab.scheduler.overview import content_hash
 
 SCHEDULED_TIME = "scheduled_time"
 OVERLAP_POLICIES = ("skip", "queue")
@@ -76,13 +76,6 @@ class ScheduleSpec:
             "paused": False,
             "notify": [t.spec for t in targets],
         }
-
-
-def content_hash(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def check_notebook(path: str, params: dict[str, str], example_fire: datetime) -> None:

@@ -31,6 +31,8 @@ MAX_CLAIMS = 3
 # (schedule row as a dict) -> (fire times to run, ascending; the new cursor)
 Planner = Callable[[dict[str, Any]], tuple[list[datetime], datetime | None]]
 OwnerAlive = Callable[[str], bool | None]
+# (driver host, driver pid) -> False if that driver is known dead (its run is no longer going), else True/None
+DriverAlive = Callable[[str | None, int | None], bool | None]
 
 
 class ScheduleNotFound(UserInputError):
@@ -171,12 +173,14 @@ class SchedulesMixin:
                 conn.execute(update(Schedule).where(Schedule.name == name).values(cursor_at=cursor))
         return planned
 
-    def claim_fire(self, owner: str, lease_s: float, owner_alive: OwnerAlive) -> dict[str, Any] | None:
+    def claim_fire(self, owner: str, lease_s: float, owner_alive: OwnerAlive,
+                   driver_alive: DriverAlive | None = None) -> dict[str, Any] | None:
         """Claim the oldest launchable fire time of any schedule for `owner`, or None.
 
         Launchable: `pending`, or `claimed` by an owner that is dead (`owner_alive` says
         False) or whose lease expired. A schedule at its `max_active` either skips the
-        fire (recorded `skipped`, with the reason) or leaves it pending (`queue`).
+        fire (recorded `skipped`, with the reason) or leaves it pending (`queue`); a queued or
+        running run whose driver `driver_alive` knows to be dead does not count as active.
         Returns `{"schedule": {...}, "fire_time": datetime, "claims": n}`.
         """
         now = now_utc()
@@ -205,7 +209,7 @@ class SchedulesMixin:
                     continue
                 if sched.paused and fire.state == "pending":
                     continue
-                earlier, active = self._active(conn, fire, now, owner_alive)
+                earlier, active = self._active(conn, fire, now, owner_alive, driver_alive)
                 if active >= sched.max_active:
                     if sched.overlap == "skip" and earlier >= sched.max_active:
                         self._set_fire(conn, fire, state="skipped", now=now,
@@ -221,17 +225,19 @@ class SchedulesMixin:
                 return {"schedule": schedule_view(sched), "fire_time": fire.fire_time, "claims": fire.claims + 1}
         return None
 
-    def _active(self, conn: Connection, fire: Any, now: datetime, owner_alive: OwnerAlive) -> tuple[int, int]:
+    def _active(self, conn: Connection, fire: Any, now: datetime, owner_alive: OwnerAlive,
+                driver_alive: DriverAlive | None) -> tuple[int, int]:
         """(earlier, all): runs of this schedule queued or running plus fire times claimed and not launched yet;
         `earlier` counts those found due by an earlier planning pass than `fire`'s (the ones `skip` skips for).
         """
         runs = conn.execute(
-            select(Run.scheduled_time, ScheduleFire.planned_at)
+            select(Run.scheduled_time, Run.driver_host, Run.driver_pid, ScheduleFire.planned_at)
             .outerjoin(ScheduleFire, and_(ScheduleFire.schedule == Run.schedule,
                                           ScheduleFire.fire_time == Run.scheduled_time))
             .where(Run.schedule == fire.schedule, Run.status.in_(ACTIVE_RUN))
         ).all()
-        planned = [r.planned_at for r in runs]
+        planned = [r.planned_at for r in runs
+                   if driver_alive is None or driver_alive(r.driver_host, r.driver_pid) is not False]
         claimed = conn.execute(select(ScheduleFire).where(
             ScheduleFire.schedule == fire.schedule, ScheduleFire.state == "claimed",
             ScheduleFire.fire_time != fire.fire_time)).all()
