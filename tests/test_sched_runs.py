@@ -192,3 +192,22 @@ def test_a_notebook_that_no_longer_validates_is_recorded_not_retried(home: Path,
     listing = flyte(home, "schedule", "list", "--json")
     assert "is missing" in listing.stderr
     assert datetime.fromisoformat(json.loads(listing.stdout)[0]["next_fire_time"]).minute == 0
+
+
+def test_the_long_running_scheduler_fires_what_is_due_and_stops_on_sigterm(
+        home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    import signal
+
+    nb = write_notebook(tmp_path / "daily.ipynb", REPORT)
+    # due at once on the real clock (no waiting on cron): a daily rate that started long ago
+    add(home, nb, "daemon", "--every", "1d", "--start", "2020-01-01T00:00:00Z")
+    log = tmp_path / "scheduler.log"
+    daemon = spawn(home, log, "scheduler")
+    procs.append(daemon)
+    _wait_for(lambda: [r for r in runs(home) if r["status"] == "succeeded"], 120, "the due run")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=60) == 0, log.read_text()
+    assert "scheduler stopping" in log.read_text()
+    (run,) = runs(home)
+    assert run["schedule"] == "daemon" and run["scheduled_time"].endswith("T00:00:00+00:00")
+    _wait_no_home_processes(home, 30)
