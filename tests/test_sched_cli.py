@@ -80,7 +80,8 @@ def test_argparse_refusals_exit_2(home: Path, notebook: Path) -> None:
 def test_add_list_pause_resume_remove(home: Path, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schedule", "add", str(notebook), "--cron", "0 7 * * *", "--timezone", "Europe/Paris",
                  "--start", "2026-03-01T00:00", "-p", "n=2", "--catchup", "--max-catchup", "5",
-                 "--notify", "failed=mailto:ops@example.com"]) == 0
+                 "--notify", "failed=mailto:ops@example.com",
+                 "--notify", "succeeded=https://hooks.example.com/services/T0/B0/s3cr3tkey"]) == 0
     assert "schedule daily added" in capsys.readouterr().out
     assert main(["schedule", "add", str(notebook), "--every", "15m", "--name", "daily"]) == 2
     assert "a schedule named `daily` already exists" in capsys.readouterr().err
@@ -91,7 +92,8 @@ def test_add_list_pause_resume_remove(home: Path, notebook: Path, capsys: pytest
     assert (row["name"], row["cron"], row["timezone"], row["params"], row["catchup"], row["max_catchup"]) == (
         "daily", "0 7 * * *", "Europe/Paris", {"n": "2"}, True, 5)
     assert row["start"] == "2026-02-28T23:00:00+00:00"  # a --start without offset is read in --timezone
-    assert row["notify"] == ["failed=mailto:ops@example.com"] and row["warnings"] == []
+    assert row["notify"] == ["failed=mailto:ops@example.com", "succeeded=https://hooks.example.com/…"]
+    assert "s3cr3tkey" not in captured.out and row["warnings"] == []
     assert row["next_fire_time"].endswith(("T06:00:00+00:00", "T05:00:00+00:00"))  # 07:00 Paris
     assert row["last_run"] is None
 

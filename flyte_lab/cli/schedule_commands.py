@@ -91,9 +91,10 @@ def scheduler(args: argparse.Namespace) -> int:
     if args.now and not args.once:
         raise UserInputError("--now needs --once: a long-running scheduler follows the clock")
     now = timing.parse_time(args.now, what="--now") if args.now else None
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    # our own fire-by-fire log at INFO; Dask, alembic and the rest only when they warn
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("flyte_lab").setLevel(logging.INFO)
     with RunStore.from_env() as store:
         sched = Scheduler(store)
         return sched.run_once(now) if args.once else sched.run_forever()

@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m flyte_lab.scheduler.launch SCHEDULE FIRE_TIME", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    # our own fire-by-fire log at INFO; Dask, alembic and the rest only when they warn
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("flyte_lab").setLevel(logging.INFO)
     try:
         return launch(args[0], parse_time(args[1], what="fire time"))
     except FlyteLabError as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flyte_lab.scheduler import timing
+from flyte_lab.scheduler.notify import redact
 
 
 def content_hash(path: Path) -> str | None:
@@ -44,6 +45,8 @@ def overview(store: Any, now: datetime) -> list[dict[str, Any]]:
     for schedule in store.list_schedules():
         found = warnings(schedule)
         nxt = next_fire_time(schedule, now)
-        out.append(dict(schedule, next_fire_time=nxt.isoformat() if nxt else None,
+        # webhook URLs are secrets (a Slack hook's path is its key): readers see where, not the key
+        shown = [f"{event}={redact(url)}" for event, _, url in (n.partition("=") for n in schedule["notify"])]
+        out.append(dict(schedule, notify=shown, next_fire_time=nxt.isoformat() if nxt else None,
                         notebook_changed=bool(found), warnings=found))
     return out
