@@ -211,3 +211,25 @@ def test_the_long_running_scheduler_fires_what_is_due_and_stops_on_sigterm(
     (run,) = runs(home)
     assert run["schedule"] == "daemon" and run["scheduled_time"].endswith("T00:00:00+00:00")
     _wait_no_home_processes(home, 30)
+
+
+def test_two_launchers_of_one_fire_time_make_one_run(
+        home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    """The store's unique (schedule, scheduled_time) is the last guard: a slow claimant and its successor."""
+    import sys
+
+    nb = write_notebook(tmp_path / "daily.ipynb", REPORT)
+    add(home, nb, "twice", "--cron", "@daily", "--start", "2026-01-01T00:00:00Z")
+    logs = [tmp_path / f"launch-{i}.log" for i in range(2)]
+    for log in logs:
+        with log.open("wb") as out:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "flyte_lab.scheduler.launch", "twice", "2026-01-02T00:00:00Z"],
+                env=cli_env(home), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True))
+    assert [p.wait(timeout=240) for p in procs] == [0, 0], [log.read_text() for log in logs]
+    (run,) = runs(home)
+    assert (run["scheduled_time"], run["status"]) == ("2026-01-02T00:00:00+00:00", "succeeded")
+    text = "".join(log.read_text() for log in logs)
+    assert f"already has run {run['run_id']}; not launching another" in text
+    _wait_no_home_processes(home, 30)
