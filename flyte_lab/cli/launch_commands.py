@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from flyte_lab.engine.api import run_notebook
 
     params = split_params(args.param)
+    notifier = _notifier(getattr(args, "notify", []))
     progress = _Progress(quiet=args.json)
     run_id = ""
 
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         record = run_notebook(args.notebook, params, cluster=args.cluster, workers=args.workers,
                               use_cache=not args.no_cache, shared_fs=args.shared_fs, on_created=created,
-                              on_change=progress.update, on_event=progress.note)
+                              on_change=progress.update, on_event=progress.note,
+                              on_finished=notifier)
     except KeyboardInterrupt:
         progress.close()
         print(f"flyte-lab: interrupted; run {run_id} cancelled", file=sys.stderr)
@@ -74,6 +76,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     return _finish(record, args.json)
+
+
+def _notifier(specs: list[str]) -> Any:
+    """`--notify EVENT=URL` targets, checked before the run starts (a bad one is exit 2)."""
+    if not specs:
+        return None
+    from flyte_lab.scheduler.notify import Notifier, parse_targets
+
+    return Notifier(parse_targets(specs))
 
 
 def resume(args: argparse.Namespace) -> int:

@@ -129,10 +129,11 @@ def _stores(home: Path) -> tuple[Any, Any]:
 def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", workers: int | None = None,
                  use_cache: bool = True, shared_fs: bool = False, on_created: Callable[[str], None] | None = None,
                  on_change: OnChange | None = None, on_event: OnEvent | None = None,
-                 **launch: Any) -> dict[str, Any]:
+                 on_finished: Callable[[dict[str, Any]], None] | None = None, **launch: Any) -> dict[str, Any]:
     """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record.
 
-    `launch` may carry `schedule` and `scheduled_time` (a scheduled run).
+    `launch` may carry `schedule` and `scheduled_time` (a scheduled run: the store refuses a second run for
+    the same pair with `ScheduledRunExists`); `on_finished` gets the record of a run that ended (notifications).
     """
     from flyte_lab.store.leases import driver_identity
 
@@ -150,8 +151,14 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     fence = store.claim_run(run_id, driver_identity(), lease_ttl())
     if on_created:
         on_created(run_id)
-    _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
-           on_event)
+    try:
+        _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
+               on_event)
+    finally:
+        if on_finished is not None:
+            record = store.get_run(run_id)
+            if record["status"] in ("succeeded", "failed"):
+                on_finished(record)  # notifications: never fail the run
     return dict(store.get_run(run_id))
 
 

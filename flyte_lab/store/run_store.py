@@ -36,6 +36,7 @@ from flyte_lab.store.rows import (
     now_utc,
     to_db_time,
 )
+from flyte_lab.store.schedules import SchedulesMixin
 from flyte_lab.store.schema import Attempt, Output, Run, Task
 from flyte_lab.store.views import record_view, show_view, summary_view, task_state_view
 
@@ -54,7 +55,7 @@ class ScheduledRunExists(FlyteLabError):
         self.run_id = run_id
 
 
-class RunStore(CacheMixin, LeaseMixin):
+class RunStore(CacheMixin, LeaseMixin, SchedulesMixin):
     """Runs, tasks, attempts, outputs and the task cache, in one SQL database."""
 
     def __init__(self, url: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -155,3 +156,66 @@ class CacheLock(Base):
     owner: Mapped[str] = mapped_column(String(255))
     task: Mapped[str | None] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Schedule(Base):
+    """A notebook launched on a cron or fixed-rate schedule (`flyte-lab schedule add`)."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    notebook: Mapped[str] = mapped_column(Text)
+    notebook_hash: Mapped[str | None] = mapped_column(String(128))
+    cron: Mapped[str | None] = mapped_column(String(255))
+    every_s: Mapped[float | None] = mapped_column(Float)
+    timezone: Mapped[str] = mapped_column(String(64))
+    params_json: Mapped[str] = mapped_column(Text)
+    start_at: Mapped[datetime] = mapped_column(DateTime)
+    catchup: Mapped[bool] = mapped_column(Boolean)
+    max_catchup: Mapped[int] = mapped_column(Integer)
+    max_active: Mapped[int] = mapped_column(Integer)
+    overlap: Mapped[str] = mapped_column(String(16))
+    paused: Mapped[bool] = mapped_column(Boolean)
+    notify_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    # the latest fire time already decided (pending, launched or skipped)
+    cursor_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ScheduleFire(Base):
+    """One fire time of a schedule and who is launching it: the claim that makes it happen exactly once."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (Index("ix_schedule_fires_state", "state"),)
+
+    schedule: Mapped[str] = mapped_column(
+        String(255), ForeignKey("schedules.name", ondelete="CASCADE"), primary_key=True
+    )
+    fire_time: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    # pending (due, waiting for a slot) | claimed | launched | skipped | failed
+    state: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reason: Mapped[str | None] = mapped_column(Text)
+    # the planning pass that found it due: fire times of one pass queue behind each other
+    planned_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Notification(Base):
+    """One notification delivery (or failed delivery) about a finished run."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_run_id", "run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(16))
+    # the target with any credentials removed
+    target: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

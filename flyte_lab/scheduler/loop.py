@@ -1,0 +1,167 @@
+"""`flyte-lab scheduler`: plan the due fire times, claim them one at a time, launch each as a child.
+
+Each pass: for every schedule, `plan_fires` records the due fire times (the
+catch-up policy decides which) and moves the schedule's cursor; then the loop
+claims launchable fire times (`claim_fire` applies `--max-active`) and starts one
+`scheduler.launch` child per claim. A child that exits before its run exists
+hands its fire time back (`pending`), so it is retried; a scheduler that dies
+leaves its claims to the next scheduler, which sees the claimant is gone.
+`--once` does one pass at `--now`, waits for its children (claiming queued fire
+times as slots free up), and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flyte_lab.scheduler import claims, timing
+
+log = logging.getLogger("flyte_lab.scheduler")
+
+# test hook: block (reading stdin) after claiming a fire time, so a test can kill the scheduler right there
+HOLD_AFTER_CLAIM = "FLYTE_LAB_SCHEDULER_HOLD_AFTER_CLAIM"
+IDLE_S = 5.0
+
+
+def _aware(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+
+def planner(now: datetime) -> Callable[[dict[str, Any]], tuple[list[datetime], datetime | None]]:
+    """The store's `plan_fires` callback at `now`: which fire times are due, and the new cursor (naive UTC)."""
+
+    def plan(schedule: dict[str, Any]) -> tuple[list[datetime], datetime | None]:
+        start = _aware(schedule["start"])
+        assert start is not None
+        bound = schedule["max_catchup"] if schedule["catchup"] else 1
+        fires = timing.latest_fires(schedule["cron"], schedule["every_s"], timing.zone(schedule["timezone"]),
+                                    start, _aware(schedule["cursor"]), now, bound + 1)
+        if len(fires) > bound:
+            policy = f"--max-catchup {bound}" if schedule["catchup"] else "catch-up off"
+            log.info("schedule %s: missed fire times up to %s skipped (%s)", schedule["name"],
+                     fires[0].isoformat(), policy)
+            fires = fires[1:]
+        cursor = fires[-1].replace(tzinfo=None) if fires else None
+        return [f.replace(tzinfo=None) for f in fires], cursor
+
+    return plan
+
+
+@dataclass
+class _Child:
+    schedule: str
+    fire: datetime  # naive UTC, as stored
+    proc: subprocess.Popen[bytes]
+
+
+class Scheduler:
+    """One scheduler process; any number may share a store."""
+
+    def __init__(self, store: Any, clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.owner = claims.this_owner()
+        self.children: list[_Child] = []
+        self.failures = 0
+        self.stopping = threading.Event()
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def plan(self, now: datetime) -> int:
+        planned = 0
+        for schedule in self.store.list_schedules():
+            if schedule["paused"]:
+                continue
+            fires = self.store.plan_fires(schedule["name"], planner(now))
+            for fire in fires:
+                log.info("schedule %s: fire time %s is due", schedule["name"], fire.replace(tzinfo=UTC).isoformat())
+            planned += len(fires)
+        return planned
+
+    def launch_claimable(self) -> int:
+        launched = 0
+        while not self.stopping.is_set():
+            claim = self.store.claim_fire(self.owner, claims.lease_s(), claims.owner_alive, claims.driver_alive)
+            if claim is None:
+                break
+            name, fire = claim["schedule"]["name"], claim["fire_time"]
+            shown = fire.replace(tzinfo=UTC).isoformat()
+            log.info("schedule %s: claimed fire time %s%s", name, shown,
+                     f" (claim {claim['claims']}: its previous launcher stopped)" if claim["claims"] > 1 else "")
+            if os.environ.get(HOLD_AFTER_CLAIM):
+                log.warning("holding the claim on %s %s until stdin closes (%s)", name, shown, HOLD_AFTER_CLAIM)
+                sys.stdin.read()
+            proc = subprocess.Popen([sys.executable, "-m", "flyte_lab.scheduler.launch", name, shown],
+                                    stdin=subprocess.DEVNULL)
+            self.children.append(_Child(name, fire, proc))
+            launched += 1
+        return launched
+
+    def reap(self) -> int:
+        """Collect finished children; a fire time whose child died before making its run goes back to pending."""
+        done = [c for c in self.children if c.proc.poll() is not None]
+        for child in done:
+            self.children.remove(child)
+            code = child.proc.returncode
+            if code != 0:
+                self.failures += 1
+            # a no-op unless the fire is still claimed: the child marks it launched or failed itself
+            self.store.mark_fire(child.schedule, child.fire, "pending",
+                                 reason=f"its launcher exited with code {code} before the run started")
+        return len(done)
+
+    # -- modes -----------------------------------------------------------------------------
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """Fire what is due at `now`, wait for those runs (and queued fire times they free), exit code."""
+        self.plan(now or self.clock())
+        while True:
+            self.launch_claimable()
+            if not self.children:
+                break
+            self._wait_children()
+            self.reap()
+        return 0 if self.failures == 0 else 1
+
+    def run_forever(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        log.info("scheduler %s started on %s", self.owner, self.store)
+        while not self.stopping.is_set():
+            now = self.clock()
+            self.plan(now)
+            self.launch_claimable()
+            self.reap()
+            self.stopping.wait(self._idle(now))
+        log.info("scheduler stopping; waiting for %d run(s) it launched", len(self.children))
+        while self.children:
+            self._wait_children()
+            self.reap()
+        return 0
+
+    def _idle(self, now: datetime) -> float:
+        """Seconds to sleep: until the next fire time, at most IDLE_S, shorter while children run."""
+        wait = IDLE_S if not self.children else 0.5
+        for schedule in self.store.list_schedules():
+            if schedule["paused"]:
+                continue
+            start = _aware(schedule["start"])
+            assert start is not None
+            nxt = timing.next_fire(schedule["cron"], schedule["every_s"], timing.zone(schedule["timezone"]),
+                                   start, _aware(schedule["cursor"]) or now)
+            wait = min(wait, max((nxt - now) / timedelta(seconds=1), 0.05))
+        return wait
+
+    def _wait_children(self) -> None:
+        while not any(c.proc.poll() is not None for c in self.children):
+            time.sleep(0.2)

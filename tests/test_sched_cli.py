@@ -1,0 +1,121 @@
+"""`flyte-lab schedule add|list|pause|resume|remove`: refusals store nothing; list warns about changed notebooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from flyte_lab.cli.main import main
+from flyte_lab.store import RunStore
+
+
+def write_notebook(path: Path, *tasks: str, params: str = "n = 3") -> Path:
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [new_code_cell("%%flyte_setup\nfrom datetime import datetime"), cell, *(new_code_cell(t) for t in tasks)]
+    nbformat.write(nb, path)
+    return path
+
+
+REPORT = "%%flyte_task report(n: int, scheduled_time: datetime) -> day: str\nday = scheduled_time.isoformat() * n"
+
+
+@pytest.fixture
+def notebook(tmp_path: Path) -> Path:
+    return write_notebook(tmp_path / "daily.ipynb", REPORT)
+
+
+def _schedules(home: Path) -> list[dict]:
+    with RunStore.from_env(home) as store:
+        return store.list_schedules()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--cron", "61 * * * *"], "--cron `61 * * * *`: is not acceptable, out of range"),
+    (["--cron", "0 7 * * *", "--timezone", "Mars/Olympus"], "--timezone `Mars/Olympus`: not a timezone"),
+    (["--cron", "0 7 * * *", "-p", "colour=red"], "-p colour: `colour` is not a workflow input"),
+    (["--cron", "0 7 * * *", "-p", "n=many"], "-p n=many: expects int"),
+    (["--cron", "0 7 * * *", "-p", "scheduled_time=2026-01-01"], "the scheduler sets `scheduled_time`"),
+    (["--every", "soon"], "--every `soon`"),
+    (["--cron", "0 7 * * *", "--start", "next tuesday"], "--start `next tuesday`: not an ISO-8601 time"),
+    (["--cron", "0 7 * * *", "--max-active", "0"], "--max-active must be at least 1"),
+    (["--cron", "0 7 * * *", "--notify", "finished=http://x"], "EVENT one of succeeded, failed, timed_out"),
+    (["--cron", "0 7 * * *", "--notify", "failed=ftp://x/y"], "expected an http://, https:// or mailto:"),
+])
+def test_bad_schedule_is_refused_in_one_line_and_nothing_is_stored(
+        home: Path, notebook: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str) -> None:
+    assert main(["schedule", "add", str(notebook), *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert _schedules(home) == []
+
+
+def test_missing_or_invalid_notebook_is_refused(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schedule", "add", str(tmp_path / "nope.ipynb"), "--cron", "@daily"]) == 2
+    assert "nope.ipynb: no such notebook" in capsys.readouterr().err
+    broken = write_notebook(tmp_path / "broken.ipynb", "%%flyte_task f(m: int) -> out: int\nout = m")
+    assert main(["schedule", "add", str(broken), "--cron", "@daily"]) == 2
+    assert "error[missing-input]" in capsys.readouterr().err
+    wrong = write_notebook(tmp_path / "wrong.ipynb", "%%flyte_task f(scheduled_time: int) -> out: int\nout = 1")
+    assert main(["schedule", "add", str(wrong), "--cron", "@daily"]) == 2
+    assert "declare it `datetime` or `str`" in capsys.readouterr().err
+    assert _schedules(home) == []
+
+
+def test_argparse_refusals_exit_2(home: Path, notebook: Path) -> None:
+    for argv in (["schedule", "add", str(notebook)],
+                 ["schedule", "add", str(notebook), "--cron", "@daily", "--every", "1h"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert main(["scheduler", "--now", "2026-01-01"]) == 2  # --now needs --once
+
+
+def test_add_list_pause_resume_remove(home: Path, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schedule", "add", str(notebook), "--cron", "0 7 * * *", "--timezone", "Europe/Paris",
+                 "--start", "2026-03-01T00:00", "-p", "n=2", "--catchup", "--max-catchup", "5",
+                 "--notify", "failed=mailto:ops@example.com",
+                 "--notify", "succeeded=https://hooks.example.com/services/T0/B0/s3cr3tkey"]) == 0
+    assert "schedule daily added" in capsys.readouterr().out
+    assert main(["schedule", "add", str(notebook), "--every", "15m", "--name", "daily"]) == 2
+    assert "a schedule named `daily` already exists" in capsys.readouterr().err
+    assert main(["schedule", "list", "--json"]) == 0
+    captured = capsys.readouterr()
+    (row,) = json.loads(captured.out)
+    assert captured.err == ""
+    assert (row["name"], row["cron"], row["timezone"], row["params"], row["catchup"], row["max_catchup"]) == (
+        "daily", "0 7 * * *", "Europe/Paris", {"n": "2"}, True, 5)
+    assert row["start"] == "2026-02-28T23:00:00+00:00"  # a --start without offset is read in --timezone
+    assert row["notify"] == ["failed=mailto:ops@example.com", "succeeded=https://hooks.example.com/…"]
+    assert "s3cr3tkey" not in captured.out and row["warnings"] == []
+    assert row["next_fire_time"].endswith(("T06:00:00+00:00", "T05:00:00+00:00"))  # 07:00 Paris
+    assert row["last_run"] is None
+
+    write_notebook(notebook, REPORT + "\n# edited")
+    assert main(["schedule", "list"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: schedule daily: notebook" in captured.err
+    assert "changed since the schedule was added" in captured.err
+    assert "daily" in captured.out
+
+    assert main(["schedule", "pause", "daily"]) == 0
+    assert _schedules(home)[0]["paused"] is True
+    assert main(["schedule", "resume", "daily"]) == 0
+    assert _schedules(home)[0]["paused"] is False
+    assert main(["schedule", "remove", "daily"]) == 0
+    assert main(["schedule", "remove", "daily"]) == 2
+    assert "no schedule named `daily`" in capsys.readouterr().err
+
+
+def test_the_example_daily_report_can_be_scheduled(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import EXAMPLES
+
+    assert main(["schedule", "add", str(EXAMPLES / "daily_report.ipynb"), "--cron", "0 7 * * *",
+                 "--timezone", "Europe/Paris", "-p", "orders_per_day=50"]) == 0, capsys.readouterr().err
+    assert _schedules(home)[0]["name"] == "daily_report"
