@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from flyte_lab.kernel_ext.magics import register
+    from flyte_lab.magics import register
 
     register(ipython)
 
