@@ -203,8 +203,7 @@ def cancel_run(run_id: str) -> tuple[str, str]:
     """Ask a run to stop, from any process: (run_id, "requested" | "cancelled" | its final status)."""
     from flyte_lab.store import RunStore
 
-    home = flyte_home(create=False)
-    with RunStore.from_env(str(home)) as store:
+    with RunStore.from_env(create=False) as store:
         return store.request_cancel(run_id)  # type: ignore[no-any-return]
 
 
@@ -242,7 +241,8 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
 def get_run(run_id: str) -> dict[str, Any]:
     from flyte_lab.store import RunStore
 
-    return dict(RunStore.from_env(str(flyte_home())).get_run(run_id))
+    with RunStore.from_env(create=False) as store:
+        return dict(store.get_run(run_id))
 
 
 __all__ = ["ResumePlan", "cancel_run", "get_run", "resume_run", "run_notebook"]

@@ -1,11 +1,16 @@
 """How a task gets its kernel: the one replaceable piece of the worker side.
 
-`kernel_manager_for(env)` returns the `KernelManager` class papermill uses
-for one task. Kernels come from a per-worker-process pool of pre-started
-kernel processes when the task needs no private environment (kernel start
-is ~0.7 s and dominates short tasks); a task with `--env` secrets gets a
-fresh kernel launched with that environment. Pooled kernels are brand-new
-processes, used once and shut down, so tasks stay isolated.
+Kernels follow the notebook's kernelspec. Each worker process keeps one small
+pool of pre-started kernels per kernelspec (kernel start is ~0.7 s and
+dominates short tasks), bounded by the number of local workers and at most
+`MAX_POOL` per kernelspec; `close_pools()` ends them all. Pooled kernels are
+brand-new processes, used once, so tasks stay isolated.
+
+Secrets: the driver names, in `scrub`, every environment variable that is a
+secret of some task; no kernel may see one unless its own task's `--env` sets
+it. Each pooled kernel remembers which names were removed from its
+environment, and is handed only to a task that scrubs exactly those; a task
+with its own `--env` gets a fresh kernel launched with that environment.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from queue import Empty
 from typing import Any
 
@@ -26,55 +32,111 @@ from jupyter_client.connect import write_connection_file
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import DottedObjectName, Type
 
+from flyte_lab.engine import attempts
+
 POOL_SIZE = int(os.environ.get("FLYTE_LAB_KERNEL_POOL", "1"))
+MAX_POOL = 4  # ready kernels per kernelspec in one process, however many workers or runs it serves
+PRELOAD = "--IPKernelApp.exec_lines=import flyte_lab.engine.task_runtime"
+
+
+# -- kernelspecs --------------------------------------------------------------------------------------------------
+
+
+def _kernel_spec(name: str) -> Any:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KernelSpecManager().get_kernel_spec(name)
+
+
+def missing_kernelspec(name: str) -> str | None:
+    """Why kernelspec `name` cannot start a kernel here (a message naming the installed ones), or None."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    try:
+        manager.get_kernel_spec(name)
+    except NoSuchKernel:
+        installed = ", ".join(sorted(manager.find_kernel_specs())) or "none"
+        return (f"the notebook's kernelspec `{name}` is not installed here (installed kernelspecs: {installed}); "
+                "install it (e.g. `python -m ipykernel install --user --name NAME`) or change the notebook's kernel")
+    return None
+
+
+def _is_ipykernel(argv: list[str]) -> bool:
+    return any(arg in ("ipykernel_launcher", "ipykernel") for arg in argv)
+
+
+def kernel_env(base: dict[str, str], scrub: Iterable[str], own: dict[str, str] | None) -> dict[str, str]:
+    """`base` without the scrubbed names, then the task's own `--env` (which may set them)."""
+    env = {k: v for k, v in base.items() if k not in set(scrub)}
+    env.pop("PYDEVD_USE_FRAME_EVAL", None)
+    env.update(own or {})
+    return env
+
+
+def removed_names(scrub: Iterable[str]) -> frozenset[str]:
+    """The scrubbed names this process actually has: what a kernel's environment lacks."""
+    return frozenset(n for n in scrub if n in os.environ)
+
+
+# -- the pool -----------------------------------------------------------------------------------------------------
 
 
 class _Pooled:
-    def __init__(self, proc: subprocess.Popen[bytes], info: dict[str, Any], conn_file: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], info: dict[str, Any], conn_file: str,
+                 removed: frozenset[str]) -> None:
         self.proc = proc
         self.info = info
         self.conn_file = conn_file
+        self.removed = removed
 
 
 class KernelPool:
-    """Keeps `size` python3 kernel processes started ahead of need, refilled in a thread."""
+    """Keeps `size` kernels of one kernelspec started ahead of need, refilled in a thread."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, kernel_name: str, size: int, directory: str) -> None:
+        self.kernel_name = kernel_name
         self.size = size
+        self.scrub: frozenset[str] = frozenset()  # what the last task asked to scrub: new kernels follow it
+        self._dir = directory
         self._ready: list[_Pooled] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._dir = tempfile.mkdtemp(prefix="flyte-lab-kernels-")
-        os.chmod(self._dir, 0o700)  # connection files hold the kernels' HMAC keys
         self._closed = False
-        self._thread = threading.Thread(target=self._fill, name="flyte-lab-kernel-pool", daemon=True)
+        self._thread = threading.Thread(target=self._fill, name=f"flyte-lab-kernel-pool-{kernel_name}",
+                                        daemon=True)
         self._thread.start()
-        atexit.register(self.close)
 
     def _launch(self) -> _Pooled:
+        spec = _kernel_spec(self.kernel_name)
         conn_file = os.path.join(self._dir, f"kernel-{os.urandom(6).hex()}.json")
         _, written = write_connection_file(conn_file, ip="127.0.0.1")
-        env = dict(os.environ)
+        argv = [conn_file if a == "{connection_file}" else a.replace("{resource_dir}", spec.resource_dir)
+                for a in spec.argv]
+        if argv and argv[0] in ("python", f"python{sys.version_info[0]}"):
+            argv[0] = sys.executable
+        if _is_ipykernel(argv):
+            argv.append(PRELOAD)  # the task runtime is imported while the kernel waits, off the critical path
+        scrub = self.scrub
+        env = kernel_env(dict(os.environ), scrub, spec.env)
         env["JPY_PARENT_PID"] = str(os.getpid())  # the kernel exits when this worker dies
-        env.pop("PYDEVD_USE_FRAME_EVAL", None)
-        proc = subprocess.Popen(
-            # the task runtime is imported while the kernel waits in the pool, off the task's critical path
-            [sys.executable, "-m", "ipykernel_launcher", "-f", conn_file,
-             "--IPKernelApp.exec_lines=import flyte_lab.engine.task_runtime"],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
         info: dict[str, Any] = dict(written)
         # jupyter_client compares connection info with the key as bytes
         info["key"] = info["key"].encode() if isinstance(info["key"], str) else info["key"]
-        return _Pooled(proc, info, conn_file)
+        return _Pooled(proc, info, conn_file, removed_names(scrub))
 
     def _fill(self) -> None:
         while not self._closed:
             with self._lock:
                 missing = self.size - len(self._ready)
             for _ in range(max(0, missing)):
-                pooled = self._launch()
+                try:
+                    pooled = self._launch()
+                except Exception:
+                    self._closed = True
+                    return
                 with self._lock:
                     if self._closed:
                         _kill(pooled)
@@ -83,25 +145,39 @@ class KernelPool:
             self._wake.wait(timeout=5)
             self._wake.clear()
 
-    def take(self) -> _Pooled | None:
+    def take(self, scrub: Iterable[str]) -> _Pooled | None:
+        """A live kernel whose environment lacks exactly the names this task scrubs, if one is ready."""
+        wanted = removed_names(scrub)
+        found = None
         with self._lock:
-            while self._ready:
+            if self.scrub != frozenset(scrub):
+                self.scrub = frozenset(scrub)
+            while self._ready and found is None:
                 pooled = self._ready.pop(0)
-                if pooled.proc.poll() is None:
-                    self._wake.set()
-                    return pooled
-                _kill(pooled)
+                if pooled.proc.poll() is None and pooled.removed == wanted:
+                    found = pooled
+                else:
+                    _kill(pooled)  # dead, or started for another set of secrets
         self._wake.set()
-        return None
+        return found
+
+    @property
+    def directory(self) -> str:
+        """The folder of the pooled kernels' connection files (shared by all pools of this process)."""
+        return self._dir
+
+    def live(self) -> int:
+        with self._lock:
+            return sum(1 for p in self._ready if p.proc.poll() is None)
 
     def close(self) -> None:
         self._closed = True
         self._wake.set()
+        self._thread.join(timeout=30)
         with self._lock:
             for pooled in self._ready:
                 _kill(pooled)
             self._ready.clear()
-        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _kill(pooled: _Pooled) -> None:
@@ -116,21 +192,75 @@ def _kill(pooled: _Pooled) -> None:
         pass
 
 
-_pool: KernelPool | None = None
+_pools: dict[str, KernelPool] = {}
 _pool_lock = threading.Lock()
 _owners: set[str] = set()  # workers served by this process: threaded local clusters put several in one
+_reserved = 0
+_conn_dir: str | None = None
 
 
-def pool() -> KernelPool | None:
-    global _pool
+def _pool_size() -> int:
+    return min(MAX_POOL, max(POOL_SIZE, len(_owners), _reserved))
+
+
+def pool(kernel_name: str = "python3") -> KernelPool | None:
+    """The pool of this kernelspec in this process (started on first use), or None when pooling is off."""
+    global _conn_dir
     if POOL_SIZE <= 0:
         return None
     with _pool_lock:
-        if _pool is None:
-            _pool = KernelPool(max(POOL_SIZE, len(_owners)))
+        found = _pools.get(kernel_name)
+        if found is None:
+            if _conn_dir is None:
+                _conn_dir = tempfile.mkdtemp(prefix="flyte-lab-kernels-")  # 0700: connection files hold keys
+                atexit.unregister(close_pools)
+                atexit.register(close_pools)
+            found = _pools[kernel_name] = KernelPool(kernel_name, _pool_size(), _conn_dir)
         else:
-            _pool.size = max(_pool.size, POOL_SIZE, len(_owners))
-        return _pool
+            found.size = _pool_size()
+            found._wake.set()
+        return found
+
+
+def pooled_kernels() -> int:
+    """Live kernels waiting in this process's pools."""
+    with _pool_lock:
+        pools = list(_pools.values())
+    return sum(p.live() for p in pools)
+
+
+def close_pools() -> None:
+    """Kill every pooled kernel of this process and remove their connection files' folder."""
+    global _conn_dir, _reserved
+    with _pool_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+        _owners.clear()
+        _reserved = 0
+        directory, _conn_dir = _conn_dir, None
+    for found in pools:
+        found.close()
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def reserve(kernels: int, kernel_name: str = "python3") -> None:
+    """Keep this many kernels ready in this process (a threaded local cluster's workers share it)."""
+    global _reserved
+    with _pool_lock:
+        _reserved = kernels
+    pool(kernel_name)
+
+
+def warm_up(dask_worker: Any = None, kernel_name: str = "python3") -> None:
+    """Start the pool early, one ready kernel per worker of this process (`client.run` passes the worker)."""
+    if dask_worker is not None:
+        with _pool_lock:
+            _owners.add(str(dask_worker.address))
+    pool(kernel_name)
+
+
+# -- papermill's kernel manager -----------------------------------------------------------------------------------
 
 
 class FastReadyClient(AsyncKernelClient):
@@ -170,50 +300,38 @@ class FastReadyClient(AsyncKernelClient):
 
 
 class TaskKernelManager(AsyncKernelManager):
-    """A kernel manager that adopts a pre-started kernel when one is ready."""
+    """A kernel manager that adopts a pre-started kernel when one fits, and reports the kernel to its attempt."""
 
     client_class = DottedObjectName("flyte_lab.engine.kernels.FastReadyClient")
     client_factory = Type(klass=AsyncKernelClient, default_value=FastReadyClient)
 
     extra_env: dict[str, str] = {}
+    scrub: tuple[str, ...] = ()
+    attempt_key: str | None = None
     use_pool = True
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        source = pool() if self.use_pool and not self.extra_env else None
-        pooled = source.take() if source else None
-        if pooled is None:
-            if self.extra_env:
-                env = dict(kw.get("env") or os.environ)
-                env.update(self.extra_env)
-                kw["env"] = env
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-            return
+        source = pool(self.kernel_name) if self.use_pool and not self.extra_env else None
+        pooled = source.take(self.scrub) if source else None
         provisioner: Any = self.provisioner
-        provisioner.process = pooled.proc
-        provisioner.pid = pooled.proc.pid
-        provisioner.pgid = os.getpgid(pooled.proc.pid)
-        provisioner.ip = "127.0.0.1"
-        provisioner.connection_info = pooled.info
-        self._reconcile_connection_info(pooled.info)  # type: ignore[arg-type]
-        # the pooled file stays until the pool closes: a kernel still starting may not have read it yet
+        if pooled is None:
+            kw["env"] = kernel_env(dict(kw.get("env") or os.environ), self.scrub, self.extra_env)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        else:
+            provisioner.process = pooled.proc
+            provisioner.pid = pooled.proc.pid
+            provisioner.pgid = os.getpgid(pooled.proc.pid)
+            provisioner.ip = "127.0.0.1"
+            provisioner.connection_info = pooled.info
+            self._reconcile_connection_info(pooled.info)  # type: ignore[arg-type]
+            # the pooled connection file stays until the pool closes: a kernel still starting may not have read it
+        attempt = attempts.current(self.attempt_key)
+        if attempt is not None:
+            attempt.kernel_started(provisioner.process, provisioner.pid)  # raises if it was cancelled meanwhile
 
 
-def kernel_manager_for(env: dict[str, str] | None) -> type[TaskKernelManager]:
-    if not env:
-        return TaskKernelManager
-    return type("TaskKernelManagerWithEnv", (TaskKernelManager,), {"extra_env": dict(env)})
-
-
-def reserve(kernels: int) -> None:
-    """Keep at least this many kernels ready in this process (a threaded local cluster's workers share it)."""
-    with _pool_lock:
-        _owners.update(f"reserved-{i}" for i in range(kernels))
-    pool()
-
-
-def warm_up(dask_worker: Any = None) -> None:
-    """Start the pool early, one ready kernel per worker of this process (`client.run` passes the worker)."""
-    if dask_worker is not None:
-        with _pool_lock:
-            _owners.add(str(dask_worker.address))
-    pool()
+def kernel_manager_for(env: dict[str, str] | None, *, attempt_key: str | None = None,
+                       scrub: Iterable[str] = ()) -> type[TaskKernelManager]:
+    """The manager class papermill instantiates for one attempt (papermill takes a class, not an instance)."""
+    return type("AttemptKernelManager", (TaskKernelManager,),
+                {"extra_env": dict(env or {}), "attempt_key": attempt_key, "scrub": tuple(scrub)})

@@ -1,9 +1,11 @@
 """Turn one task of a workflow into the small notebook papermill executes.
 
 Cells: papermill `parameters` (the run context is injected after it), a
-prelude, the setup cells, input loading, the body exactly as written (so
-traceback lines map back to the user's cell) and the output check-and-save.
-Each generated cell is tagged so an error can be traced to its origin.
+prelude, the setup cells, input loading, the task cell and the output
+check-and-save. Each generated cell is tagged so an error can be traced to
+its origin. The task cell keeps its `%%flyte_task` header (and each setup
+cell its `%%flyte_setup` line) as Python comments, so line N of the user's
+cell is line N of the executed cell and of its traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from flyte_lab.graph.model import Workflow
+from flyte_lab.graph.model import Task, Workflow
 
 BODY_TAG = "flyte-body"
 OUTPUTS_TAG = "flyte-outputs"
@@ -24,6 +26,13 @@ def _cell(source: str, *tags: str) -> Any:
     cell = new_code_cell(source)
     cell.metadata["tags"] = list(tags)
     return cell
+
+
+def task_cell_source(task: Task) -> str:
+    """The body under its header turned into comment lines: the body starts at line `body_line` as in Jupyter."""
+    header = task.source.split("\n")[: task.body_line - 1] if task.source else [task.header]
+    header += [""] * (task.body_line - 1 - len(header))
+    return "".join(f"# {line}".rstrip() + "\n" for line in header) + task.body
 
 
 def build_task_notebook(wf: Workflow, task_name: str) -> Any:
@@ -38,9 +47,9 @@ def build_task_notebook(wf: Workflow, task_name: str) -> Any:
               "flyte-prelude"),
     ]
     for setup in wf.setup:
-        cells.append(_cell(setup.source, f"flyte-setup-cell-{setup.cell}"))
+        cells.append(_cell(f"# %%flyte_setup\n{setup.source}", f"flyte-setup-cell-{setup.cell}"))
     cells.append(_cell("globals().update(_flyte_runtime.load_inputs(flyte_context, globals()))", INPUTS_TAG))
-    cells.append(_cell(task.body, BODY_TAG))
+    cells.append(_cell(task_cell_source(task), BODY_TAG))
     cells.append(_cell("_flyte_runtime.save_outputs(flyte_context, globals())", OUTPUTS_TAG))
     nb.cells = cells
     return nbformat.from_dict(nb)

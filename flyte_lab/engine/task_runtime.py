@@ -2,27 +2,37 @@
 
 The task notebook calls `enter`, `load_inputs` and `save_outputs` with the
 `flyte_context` papermill injected. Values travel only as artifacts; the
-result (output artifact references) is written as JSON next to the executed
-notebook, never parsed back out of printed text.
+result (output artifact references) is written as JSON to `result_path` (a
+path or fsspec URL), never parsed back out of printed text. The artifact HMAC
+key comes from the driver through a private 0600 file the worker wrote
+(`artifact_key_file`), so the key itself is never in the notebook.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
-from flyte_lab.engine.artifacts import ArtifactStore, load_or_create_key
+from flyte_lab.engine.artifacts import ArtifactStore
+from flyte_lab.engine.worker_files import write_bytes
 from flyte_lab.errors import TaskTypeError
 from flyte_lab.graph.model import TypeRef, typeref_from_json
 from flyte_lab.kernel_ext.runtime_types import check_value, describe, type_error_message
 
 
 def open_store(ctx: dict[str, Any]) -> ArtifactStore:
-    key_hex = os.environ.get("FLYTE_LAB_ARTIFACT_KEY")
-    key = bytes.fromhex(key_hex) if key_hex else load_or_create_key(os.path.join(ctx["home"], "artifact.key"))
-    return ArtifactStore(ctx["artifacts"], key, cache_dir=os.path.join(ctx["home"], "artifact-cache"))
+    """The run's artifact store, signed with the driver's key; never a key made up on this machine."""
+    key_file = ctx.get("artifact_key_file")
+    if key_file:
+        with open(key_file, "rb") as src:
+            key = src.read()
+    else:
+        key_hex = os.environ.get("FLYTE_LAB_ARTIFACT_KEY", "")
+        if not key_hex:
+            raise RuntimeError("flyte_lab: this task got no artifact key from the driver")
+        key = bytes.fromhex(key_hex)
+    return ArtifactStore(ctx["artifacts"], key, cache_dir=ctx.get("cache_dir"))  # the worker's private cache
 
 
 def enter(ctx: dict[str, Any]) -> None:
@@ -80,11 +90,7 @@ def save_outputs(ctx: dict[str, Any], namespace: dict[str, Any]) -> None:
         if art.warning:
             print(f"flyte_lab: {art.warning}")
         result[name] = entry
-    path = Path(ctx["result_path"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, path)
+    write_bytes(ctx["result_path"], json.dumps(result).encode())
 
 
 def _plain(value: Any) -> bool:

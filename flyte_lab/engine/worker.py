@@ -1,9 +1,18 @@
 """The function Dask runs for one task attempt: build the task notebook, execute it with papermill.
 
 It never raises for a task's own failure: it returns a result dict saying
-who is at fault (`user`: the cell raised or a type check failed; `timeout`;
-`infra`: the kernel died). A lost worker surfaces in the driver as a Dask
-error instead, which is also `infra`.
+who is at fault (`user`: the cell raised, a type check failed or the
+kernelspec is missing; `timeout`; `cancelled`; `infra`: the kernel died). A
+lost worker surfaces in the driver as a Dask error instead, which is also
+`infra`.
+
+The spec comes from the driver (`engine/driver.py`, `_submit`). Besides the
+task's notebook and context it carries `key` (the Dask key, which
+`cancel_attempts` names), `timeout_s` (the budget of one attempt, kernel
+start to outputs saved), `env` (this task's own `--env`, secrets included),
+`scrub` (every secret's variable name, hidden from all other kernels),
+`artifact_key` (hex; reaches the kernel only through a private file) and
+`output_notebook` / `context.result_path` (paths or fsspec URLs).
 """
 
 from __future__ import annotations
@@ -13,15 +22,76 @@ import logging
 import os
 import re
 import time
-from pathlib import Path
+import uuid
 from typing import Any
 
+from flyte_lab.engine.attempts import AttemptStopped, cancel_attempts
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
+_CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
 EVENT_TOPIC = "flyte-lab"
 
 
 def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
+    from flyte_lab.engine import attempts
+    from flyte_lab.engine.kernels import missing_kernelspec
+    from flyte_lab.engine.worker_files import private_subdir
+
+    # the outcome is reported through the result; nbclient's own error logs (and asyncio's complaints about
+    # the poller it abandons on a timeout) would only repeat it on the driver's terminal
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    missing = missing_kernelspec(spec["kernel_name"])
+    worker = _announce(spec, warm=missing is None)
+    result: dict[str, Any] = {"worker": worker, "output_notebook": None, "started": time.time(),
+                              "map_index": spec.get("map_index")}
+    if missing:
+        return _failed(result, "user", spec, "NoSuchKernel", f"task `{spec['task']}` cannot start: {missing}")
+    try:
+        attempt = attempts.begin(str(spec.get("key") or uuid.uuid4().hex), spec.get("timeout_s"))
+    except AttemptStopped:
+        return _failed(result, "cancelled", spec, "Cancelled", f"task `{spec['task']}` was cancelled")
+    context = _kernel_context(spec)
+    if isinstance(context, str):
+        attempt.finish()
+        return _failed(result, "infra", spec, "NoArtifactKey", context)
+    local = os.path.join(private_subdir("notebooks"), f"{uuid.uuid4().hex}.ipynb")
+    try:
+        outcome = _execute(spec, context, local, attempt.key)
+    finally:
+        attempt.finish()  # the kernel is gone (and reaped) from here on, whatever happened
+    try:
+        executed = _publish(local, spec["output_notebook"])
+        result["output_notebook"] = spec["output_notebook"] if executed is not None else None
+    finally:
+        if os.path.exists(local):
+            os.unlink(local)
+    if attempt.stopped_by == "cancelled" and outcome is not None:
+        return _failed(result, "cancelled", spec, "Cancelled", f"task `{spec['task']}` was cancelled")
+    if (attempt.stopped_by == "timeout" and outcome is not None) or isinstance(outcome, _Timeout):
+        return _failed(result, "timeout", spec, "TaskTimeout",
+                       f"task `{spec['task']}` ran longer than its --timeout of {spec['timeout_s']:g}s "
+                       "(kernel start to outputs saved); its kernel was killed", line=1)
+    if outcome is None:
+        from flyte_lab.engine.worker_files import read_bytes
+
+        result.update(status="succeeded", outputs=json.loads(read_bytes(spec["context"]["result_path"])),
+                      finished=time.time())
+        return result
+    kind, error = outcome
+    if kind == "user":
+        result.update(status="failed", kind="user", error=_user_error(error, executed, spec))
+        return result
+    return _failed(result, "infra", spec, type(error).__name__,
+                   f"the kernel of task `{spec['task']}` died: {error}")
+
+
+class _Timeout:
+    """nbclient's own per-cell timeout fired (a backstop; the watchdog normally fires first)."""
+
+
+def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str) -> Any:
+    """Run papermill; None on success, else `("user"|"infra", exception)` or a `_Timeout`."""
     import nbformat
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -29,43 +99,127 @@ def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
 
     from flyte_lab.engine.kernels import kernel_manager_for
 
-    # the outcome is reported through the result; nbclient's own error logs (and asyncio's complaints about
-    # the poller it abandons on a timeout) would only repeat it on the driver's terminal
-    logging.getLogger("papermill").setLevel(logging.CRITICAL)
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    worker = _announce(spec)
-    started = time.time()
-    out_path = Path(spec["output_notebook"])
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.from_dict(spec["notebook"])
-    result: dict[str, Any] = {"worker": worker, "output_notebook": str(out_path), "started": started,
-                              "map_index": spec.get("map_index")}
+    manager = kernel_manager_for(spec.get("env"), attempt_key=key, scrub=spec.get("scrub") or ())
     try:
         papermill.execute_notebook(
-            nb, str(out_path), parameters={"flyte_context": spec["context"]}, kernel_name=spec["kernel_name"],
-            progress_bar=False, log_output=False, execution_timeout=spec.get("timeout_s"),
-            kernel_manager_class=kernel_manager_for(spec.get("env")), shutdown_kernel="immediate",
-            request_save_on_cell_execute=False,  # one write at the end (papermill also writes on failure)
+            nbformat.from_dict(spec["notebook"]), local, parameters={"flyte_context": context},
+            kernel_name=spec["kernel_name"], progress_bar=False, log_output=False, engine_name=_engine(),
+            execution_timeout=spec.get("timeout_s"), kernel_manager_class=manager, shutdown_kernel="immediate",
+            request_save_on_cell_execute=True,  # the engine below writes only when execution is cut short
         )
     except PapermillExecutionError as exc:
-        result.update(status="failed", kind="user", error=_user_error(exc, out_path, spec))
-        return result
+        return ("user", exc)
     except CellTimeoutError:
-        result.update(status="failed", kind="timeout", error={
-            "type": "Timeout", "message": f"task `{spec['task']}` ran longer than its --timeout of "
-            f"{spec['timeout_s']:g}s; its kernel was stopped", "cell": spec["cell"], "line": 1, "traceback": ""})
-        return result
-    except DeadKernelError as exc:
-        result.update(status="failed", kind="infra", error={
-            "type": "DeadKernelError", "message": f"the kernel of task `{spec['task']}` died: {exc}",
-            "cell": spec["cell"], "line": None, "traceback": ""})
-        return result
-    outputs = json.loads(Path(spec["context"]["result_path"]).read_text())
-    result.update(status="succeeded", outputs=outputs, finished=time.time())
+        return _Timeout()
+    except AttemptStopped as exc:
+        return ("infra", exc)  # cancelled while its kernel started: the caller reports the cancel
+    except (DeadKernelError, RuntimeError) as exc:  # RuntimeError: jupyter_client's "kernel died before replying"
+        return ("infra", exc)
+    finally:
+        _close_thread_loop()
+    return None
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop papermill made for this thread; the next attempt makes a new one (~0.1 ms).
+
+    Dask's worker threads end with their cluster, and a loop left open there leaks its sockets.
+    """
+    import asyncio
+
+    from jupyter_core.utils import ensure_event_loop
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop = ensure_event_loop()  # the one papermill ran on in this thread
+        if not loop.is_running():
+            loop.close()
+            asyncio.set_event_loop(None)
+
+
+def _engine() -> str:
+    """papermill's nbclient engine, writing the executed notebook once: at the end, or when the kernel died.
+
+    papermill itself writes after a successful run and after a cell error, but not when the kernel was killed
+    (timeout, cancel, crash) unless it saves after every cell, a write per cell on the task's critical path.
+    """
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+    from papermill.iorw import write_ipynb
+
+    class FinalSave(NotebookExecutionManager):  # type: ignore[misc]
+        def save(self, **kwargs: Any) -> None:
+            self.last_save_time = self.now()
+
+    class FlyteLabEngine(NBClientEngine):  # type: ignore[misc]
+        @classmethod
+        def execute_notebook(cls, nb: Any, kernel_name: str, output_path: str | None = None,
+                             progress_bar: bool = False, log_output: bool = False, autosave_cell_every: int = 0,
+                             **kwargs: Any) -> Any:
+            nb_man = FinalSave(nb, output_path=None, progress_bar=False, log_output=log_output,
+                               autosave_cell_every=0)
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            except BaseException:
+                nb_man.notebook_complete()
+                if output_path:
+                    write_ipynb(nb_man.nb, output_path)
+                raise
+            nb_man.notebook_complete()
+            return nb_man.nb
+
+    if "flyte_lab" not in papermill_engines._engines:
+        papermill_engines.register("flyte_lab", FlyteLabEngine)
+    return "flyte_lab"
+
+
+def _kernel_context(spec: dict[str, Any]) -> dict[str, Any] | str:
+    """The context papermill injects (and the executed notebook shows): paths only, never the key itself."""
+    from flyte_lab.engine.worker_files import artifact_key_file, cache_dir
+
+    context = {k: v for k, v in spec["context"].items() if k not in ("artifact_key", "home")}
+    context["cache_dir"] = cache_dir()
+    if spec.get("artifact_key"):
+        context["artifact_key_file"] = artifact_key_file(spec["artifact_key"])
+        return context
+    # a driver that sends no key yet: its own key file when the filesystem is shared (read, never created here)
+    legacy = os.path.join(str(spec["context"].get("home", "")), "artifact.key")
+    if spec["context"].get("home") and os.path.isfile(legacy):
+        context["artifact_key_file"] = legacy
+        return context
+    if os.environ.get("FLYTE_LAB_ARTIFACT_KEY"):
+        return context
+    return (f"task `{spec['task']}` got no artifact key from the driver (spec key `artifact_key`); "
+            "artifacts cannot be signed or verified")
+
+
+def _publish(local: str, url: str) -> Any:
+    """Write the executed notebook (the task's log, success or not) to its URL; returns it parsed, or None."""
+    import nbformat
+
+    from flyte_lab.engine.worker_files import write_bytes
+
+    try:
+        with open(local, "rb") as src:
+            data = src.read()
+    except FileNotFoundError:
+        return None
+    write_bytes(url, data)
+    try:
+        return nbformat.reads(data.decode(), as_version=4)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _failed(result: dict[str, Any], kind: str, spec: dict[str, Any], type_: str, message: str,
+            line: int | None = None) -> dict[str, Any]:
+    result.update(status="failed", kind=kind, error={"type": type_, "message": message, "cell": spec["cell"],
+                                                     "line": line, "traceback": ""})
     return result
 
 
-def _announce(spec: dict[str, Any]) -> str | None:
+def _announce(spec: dict[str, Any], warm: bool) -> str | None:
     """Tell the driver an attempt began here, so a rerun after a lost worker is seen as a new attempt."""
     try:
         from distributed import get_worker
@@ -73,41 +227,39 @@ def _announce(spec: dict[str, Any]) -> str | None:
         worker = get_worker()
     except (ImportError, ValueError):
         return None
-    from flyte_lab.engine.kernels import warm_up
+    if warm:
+        from flyte_lab.engine.kernels import warm_up
 
-    warm_up(worker)
+        warm_up(worker, kernel_name=spec["kernel_name"])
     worker.log_event(EVENT_TOPIC, {"key": spec["key"], "worker": worker.address, "pid": os.getpid(),
                                    "time": time.time()})
     return str(worker.address)
 
 
-def _user_error(exc: Any, out_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    """The error located in the user's own cell: the body's line maps to `body_line + n - 1`."""
-    import nbformat
+def _user_error(exc: Any, executed: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """The error located in the user's own cell; a setup helper's error at the task line that called it.
 
+    The task cell keeps its header as line 1, so a traceback's `Cell In[n], line L` for the failing cell's own
+    execution count is line L of the user's cell.
+    """
     from flyte_lab.engine.task_notebook import BODY_TAG
 
     tags: list[str] = []
-    try:
-        # papermill inserts marker cells into the executed notebook, so find the cell that holds the error
-        executed = nbformat.read(out_path, as_version=4)
-        for cell in executed.cells:
-            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-                tags = cell.metadata.get("tags", [])
-    except (OSError, ValueError):
-        pass
-    lines = [ANSI.sub("", t) for t in (exc.traceback or [])]
-    text = "\n".join(lines)
+    count = None
+    # papermill inserts marker cells into the executed notebook, so find the cell that holds the error
+    for cell in (executed.cells if executed is not None else []):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            tags, count = cell.metadata.get("tags", []), cell.get("execution_count")
+    text = "\n".join(ANSI.sub("", t) for t in (exc.traceback or []))
+    frames = [(int(n), int(line)) for n, line in _CELL_LINE.findall(text)]
+    own = [line for n, line in frames if n == count] or [line for _, line in frames[-1:]]
     cell, line = spec["cell"], 1
     if BODY_TAG in tags:
-        found = _CELL_LINE.findall(text)
-        if found:
-            line = spec["body_line"] + int(found[-1]) - 1
-    elif any(t.startswith("flyte-setup-cell-") for t in tags):
-        setup_cell = next(t for t in tags if t.startswith("flyte-setup-cell-"))
-        cell = int(setup_cell.rsplit("-", 1)[1])
-        found = _CELL_LINE.findall(text)
-        line = int(found[-1]) + 1 if found else 1  # +1: the `%%flyte_setup` line
+        line = own[-1] if own else 1
+    else:
+        setup = next((t for t in tags if t.startswith("flyte-setup-cell-")), None)
+        if setup is not None:
+            cell, line = int(setup.rsplit("-", 1)[1]), own[-1] if own else 1
     return {"type": exc.ename, "message": str(exc.evalue), "cell": cell, "line": line,
             "traceback": _user_frames(text)}
 
@@ -119,3 +271,6 @@ def _user_frames(text: str) -> str:
         if line.startswith("Cell In["):
             return "\n".join(lines[i:])
     return text
+
+
+__all__ = ["EVENT_TOPIC", "cancel_attempts", "run_task_attempt"]

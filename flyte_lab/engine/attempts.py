@@ -1,0 +1,144 @@
+"""Live task attempts in this worker process: their kernels, the timeout watchdog and cancel.
+
+A threaded local cluster runs several Dask workers in one process, so the
+registry is shared and guarded by one lock. An attempt's budget (`--timeout`)
+runs from its kernel's start to its outputs being saved: a watchdog timer
+kills the kernel's process group when it is spent, and `cancel_attempts`
+(called by the driver on every worker through `client.run`) kills the kernels
+of the attempts it names and refuses to start a kernel for them later.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections import OrderedDict
+from typing import Any
+
+_CANCEL_MEMORY = 4096  # cancelled keys remembered for attempts that have not started here yet
+
+_lock = threading.Lock()
+_live: dict[str, Attempt] = {}
+_cancelled: OrderedDict[str, None] = OrderedDict()
+
+
+class AttemptStopped(Exception):
+    """The attempt was cancelled before its kernel started."""
+
+
+class Attempt:
+    """One running attempt: its kernel (once started) and why it was stopped, if it was."""
+
+    def __init__(self, key: str, timeout_s: float | None) -> None:
+        self.key = key
+        self.timeout_s = timeout_s
+        self.stopped_by: str | None = None  # "timeout" or "cancelled"
+        self.pid: int | None = None
+        self.pgid: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._timer: threading.Timer | None = None
+        self._done = False
+
+    def kernel_started(self, proc: subprocess.Popen[bytes] | None, pid: int) -> None:
+        """Called by the kernel manager as soon as the kernel process exists: starts the budget."""
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            pgid = None
+        with _lock:
+            self.proc, self.pid, self.pgid = proc, pid, pgid
+            if self._done or self.stopped_by is not None:
+                self._kill_locked()
+                raise AttemptStopped(self.key)
+            if self.timeout_s is not None:
+                self._timer = threading.Timer(self.timeout_s, self._expire)
+                self._timer.name = f"flyte-lab-timeout-{self.key}"
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _expire(self) -> None:
+        with _lock:
+            if self._done or self.stopped_by is not None:
+                return
+            self.stopped_by = "timeout"
+            self._kill_locked()
+
+    def stop(self, why: str) -> None:
+        with _lock:
+            if self._done or self.stopped_by is not None:
+                return
+            self.stopped_by = why
+            self._kill_locked()
+
+    def _kill_locked(self) -> None:
+        if self.pgid is not None and self.pgid != os.getpgid(0):  # never our own group
+            try:
+                os.killpg(self.pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        elif self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def finish(self) -> None:
+        """The attempt is over: stop the watchdog, make sure its kernel is gone and reaped."""
+        with _lock:
+            self._done = True
+            if self._timer is not None:
+                self._timer.cancel()
+            if _live.get(self.key) is self:
+                del _live[self.key]
+            _cancelled.pop(self.key, None)
+            self._kill_locked()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def begin(key: str, timeout_s: float | None) -> Attempt:
+    """Register an attempt; raises `AttemptStopped` if it was cancelled before it got here."""
+    attempt = Attempt(key, timeout_s)
+    with _lock:
+        if key in _cancelled:
+            attempt.stopped_by = "cancelled"
+            attempt._done = True
+            del _cancelled[key]
+            raise AttemptStopped(key)
+        _live[key] = attempt
+    return attempt
+
+
+def current(key: str | None) -> Attempt | None:
+    if key is None:
+        return None
+    with _lock:
+        return _live.get(key)
+
+
+def cancel_attempts(keys: list[str], dask_worker: Any = None) -> list[str]:
+    """Kill the kernels of this process's attempts named by `keys`; keep the others from starting.
+
+    Returns the keys that were running here. Meant for `client.run(cancel_attempts, keys)`.
+    """
+    stopped = []
+    with _lock:
+        targets = []
+        for key in keys:
+            attempt = _live.get(key)
+            if attempt is None:
+                _cancelled[key] = None
+                _cancelled.move_to_end(key)
+            else:
+                targets.append(attempt)
+        while len(_cancelled) > _CANCEL_MEMORY:
+            _cancelled.popitem(last=False)
+    for attempt in targets:
+        attempt.stop("cancelled")
+        stopped.append(attempt.key)
+    return stopped
