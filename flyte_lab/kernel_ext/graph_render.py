@@ -240,3 +240,43 @@ def _diagnostic_item(diag: Diagnostic) -> str:
     return (f'<li class="flyte-diag flyte-diag-{escape(diag.severity)}" data-code="{escape(diag.code)}">'
             f'<code style="color:{color}">{escape(diag.severity)}[{escape(diag.code)}]</code> '
             f"{escape(where)}{': ' if where else ''}{escape(diag.message)}</li>")
+
+
+def workflow_from_graph_json(graph: dict[str, Any], path: str = "") -> Workflow:
+    """A drawable `Workflow` from the `validate --json` object a run stored at launch.
+
+    Only what the picture needs comes back: names, cells, edges, options and
+    diagnostics (types as their text); the order is recomputed (Kahn).
+    """
+    from collections import deque
+
+    from flyte_lab.graph.model import Param, Task, TaskOptions, TypeRef
+
+    tasks: dict[str, Task] = {}
+    for entry in graph.get("tasks", []):
+        raw = dict(entry.get("options") or {})
+        env = tuple((str(k), str(v)) for k, v in (raw.pop("env", None) or {}).items())
+        known = {k: v for k, v in raw.items() if k in TaskOptions.__dataclass_fields__}
+        tasks[entry["name"]] = Task(
+            name=entry["name"], cell=int(entry.get("cell") or 0), header="", body="", body_line=2,
+            inputs=[Param(n, TypeRef(t, text=t)) for n, t in (entry.get("inputs") or {}).items()],
+            outputs=[Param(n, TypeRef(t, text=t)) for n, t in (entry.get("outputs") or {}).items()],
+            options=TaskOptions(**known, env=env))
+    edges = [(str(a), str(b), str(n)) for a, b, n in graph.get("edges", []) if a in tasks and b in tasks]
+    indegree = dict.fromkeys(tasks, 0)
+    children: dict[str, list[str]] = defaultdict(list)
+    for a, b, _ in edges:
+        children[a].append(b)
+        indegree[b] += 1
+    ready = deque(name for name, degree in indegree.items() if degree == 0)
+    order = []
+    while ready:
+        name = ready.popleft()
+        order.append(name)
+        for child in children[name]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+    diagnostics = [Diagnostic(**{k: d.get(k) for k in ("severity", "code", "message", "task", "cell", "line", "name")})
+                   for d in graph.get("diagnostics", [])]
+    return Workflow(path=path, tasks=tasks, edges=edges, diagnostics=diagnostics, order=order)
