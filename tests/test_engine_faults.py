@@ -206,7 +206,7 @@ def test_timeout_fails_the_task_and_stops_its_kernel(home: Path, tmp_path: Path,
     printed = json_tail(out)
     task = printed["tasks"]["sleepy"]
     assert printed["status"] == "failed" and task["status"] == "failed"
-    assert task["error"]["type"] == "Timeout", task["error"]
+    assert task["error"]["type"] == "TaskTimeout", task["error"]
     assert task["duration_s"] is not None and task["duration_s"] < 30, task
     assert task["attempts"] == 1
 

@@ -99,9 +99,15 @@ def _input_refs(wf: Workflow, values: dict[str, Any], artifacts: Any) -> dict[tu
     return refs
 
 
-def _check_cluster(cluster: str) -> None:
+def _check_cluster(cluster: str, wf: Workflow) -> None:
     if cluster not in ("local", "k8s") and not cluster.startswith("tcp://"):
         raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
+    if cluster == "local":  # remote workers have their own kernelspecs: they report a missing one per task
+        from flyte_lab.engine.kernels import missing_kernelspec
+
+        why = missing_kernelspec(wf.kernel_name)
+        if why:
+            raise UserInputError(f"{wf.path}: {why}")
 
 
 def _check_artifact_root(cluster: str, artifacts: Any, shared_fs: bool) -> None:
@@ -129,8 +135,8 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     """
     from flyte_lab.store.leases import driver_identity
 
-    _check_cluster(cluster)
     wf, values = _validated(path, params)
+    _check_cluster(cluster, wf)
     secrets, scrub = secret_env(wf)
     home = flyte_home()
     store, artifacts = _stores(home)
@@ -172,7 +178,7 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
                              "started; resume continues the same tasks, so start a new run instead")
     use_cache = bool(record.get("options", {}).get("use_cache", True))
     cluster = cluster or record.get("cluster") or "local"
-    _check_cluster(cluster)
+    _check_cluster(cluster, wf)
     secrets, scrub = secret_env(wf)
     _check_artifact_root(cluster, artifacts, bool(record.get("options", {}).get("shared_fs")))
     fence = store.claim_run(run_id, driver_identity(), lease_ttl())  # refuses while a live driver holds it
@@ -212,14 +218,13 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
            on_event: OnEvent | None, **prior: Any) -> None:
     from flyte_lab.engine.clusters import connect, local_workers
     from flyte_lab.engine.driver import RunDriver
+    from flyte_lab.engine.kernels import close_pools, reserve
 
     if cluster == "local":
-        from flyte_lab.engine.kernels import reserve
-
-        reserve(local_workers(workers))  # kernels start while the cluster does
+        reserve(local_workers(workers), wf.kernel_name)  # kernels start while the cluster does
     driving = False
     try:
-        with connect(cluster, workers) as client:
+        with connect(cluster, workers, wf.kernel_name) as client:
             driving = True
             RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
                       input_refs=refs, secrets=secrets, scrub=scrub, use_cache=use_cache, lease_ttl_s=lease_ttl(),
@@ -236,6 +241,9 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
             raise
         raise DriverError(f"run `{run_id}`: the cluster failed ({type(exc).__name__}: {exc})",
                           run_id=run_id) from exc
+    finally:
+        if cluster == "local":
+            close_pools()  # the local workers were threads of this process: leave no kernel behind
 
 
 def get_run(run_id: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def local_workers(workers: int | None) -> int:
 
 
 @contextlib.contextmanager
-def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
+def connect(cluster: str, workers: int | None = None, kernel_name: str = "python3") -> Iterator[Any]:
     """A connected `distributed.Client`; a local cluster lives exactly as long as the block."""
     from distributed import Client, LocalCluster
 
@@ -40,7 +40,7 @@ def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
             with Client(local) as client:
                 # adapt() adds and removes workers, all alike: judge placement by their configuration
                 client.flyte_lab_offers = [machine_resources(n)]
-                _warm(client)
+                _warm(client, kernel_name)
                 yield client
         return
     if cluster.startswith("tcp://"):
@@ -49,7 +49,7 @@ def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
         except OSError as exc:
             raise UserInputError(f"--cluster {cluster}: cannot reach a Dask scheduler there ({exc})") from None
         with client:
-            _warm(client)
+            _warm(client, kernel_name)
             yield client
         return
     if cluster == "k8s":
@@ -57,12 +57,12 @@ def connect(cluster: str, workers: int | None = None) -> Iterator[Any]:
     raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
 
 
-def _warm(client: Any) -> None:
-    """Start each worker's kernel pool now, while the driver records and plans the run."""
+def _warm(client: Any, kernel_name: str) -> None:
+    """Start each worker's kernel pool (for the notebook's kernelspec) now, while the driver plans the run."""
     from flyte_lab.engine.kernels import warm_up
 
     try:
-        client.run(warm_up)  # returns at once: the pool fills in a background thread
+        client.run(warm_up, kernel_name=kernel_name)  # returns at once: the pool fills in a background thread
     except Exception:  # noqa: S110 - an optimisation only; tasks start kernels themselves otherwise
         pass
 

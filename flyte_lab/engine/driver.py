@@ -24,7 +24,7 @@ from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, split_out
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import dask_resources, unplaceable
 from flyte_lab.engine.task_notebook import build_task_notebook
-from flyte_lab.engine.worker import EVENT_TOPIC, run_task_attempt
+from flyte_lab.engine.worker import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import DriverError, FlyteLabError, LeaseLostError
 from flyte_lab.graph.model import Workflow
 from flyte_lab.store import RunStore
@@ -237,11 +237,7 @@ class RunDriver:
                 with contextlib.suppress(Exception):
                     self.client.cancel(record.futures)
         if keys:
-            try:
-                from flyte_lab.engine.worker import cancel_attempts  # type: ignore[attr-defined]
-            except ImportError:
-                return
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a worker that is gone has no kernel left to kill
                 self.client.run(cancel_attempts, keys)
 
     # -- cache ------------------------------------------------------------------------------------------------
