@@ -255,7 +255,7 @@ def test_cancel_of_a_run_without_a_live_driver_is_recorded_directly(tmp_path: Pa
         run_id = store.create_run("nb.ipynb", {}, {}, [{"name": "a"}, {"name": "b"}], "local", notebook_hash="x")
         store.set_task_status(run_id, "a", "running")
         assert store.cache_claim(KEY, run_id, "a", 3600)[0] == "locked"
-        assert store.request_cancel(run_id) == (run_id, "cancelled")
+        assert store.request_cancel(run_id) == (run_id, "recorded")
         run = store.get_run(run_id)
         assert run["status"] == "cancelled"
         assert {n: t["status"] for n, t in run["tasks"].items()} == {"a": "failed", "b": "skipped"}

@@ -149,7 +149,7 @@ def test_worker_lost_mid_task_is_an_infra_attempt(home: Path, tmp_path: Path,
         "done = 1",
     )
     log = tmp_path / "run.log"
-    driver = spawn([*CLI, "run", str(nb), "--cluster", address, "--json"], home, log)
+    driver = spawn([*CLI, "run", str(nb), "--cluster", address, "--shared-fs", "--json"], home, log)
     procs.append(driver)
 
     def worker_pid() -> int | None:

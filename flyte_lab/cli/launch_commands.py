@@ -99,10 +99,10 @@ def cancel(args: argparse.Namespace) -> int:
     from flyte_lab.engine.api import cancel_run, get_run
 
     run_id, outcome = cancel_run(args.run_id)
-    if outcome in ("succeeded", "failed", "cancelled") and outcome != "cancelled":
+    if outcome in ("succeeded", "failed", "cancelled"):
         print(f"run {run_id} already {outcome}; nothing to cancel")
         return 0
-    if outcome == "cancelled":
+    if outcome == "recorded":
         print(f"run {run_id} cancelled (no live driver held it)")
         return 0
     if args.no_wait:

@@ -183,7 +183,7 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     _check_artifact_root(cluster, artifacts, bool(record.get("options", {}).get("shared_fs")))
     fence = store.claim_run(run_id, driver_identity(), lease_ttl())  # refuses while a live driver holds it
     refs = _input_refs(wf, values, artifacts)
-    plan = plan_resume(wf, run["tasks"], lambda t: store.get_outputs(run_id, t), refs, edited)
+    plan = plan_resume(wf, store.run_tasks(run_id), lambda t: store.get_outputs(run_id, t), refs, edited)
     if on_event:
         for line in plan.describe():
             on_event(line)
@@ -206,7 +206,7 @@ def _close_orphan_attempts(store: Any, run: dict[str, Any], fence: int) -> None:
 
 
 def cancel_run(run_id: str) -> tuple[str, str]:
-    """Ask a run to stop, from any process: (run_id, "requested" | "cancelled" | its final status)."""
+    """Ask a run to stop, from any process: (run_id, "requested" | "recorded" | its final status)."""
     from flyte_lab.store import RunStore
 
     with RunStore.from_env(create=False) as store:

@@ -120,7 +120,7 @@ class LeaseMixin:
 
     def request_cancel(self, run_id: str) -> tuple[str, str]:
         """Ask the run's driver to cancel. Returns (run_id, what happened): "requested" (a live
-        driver will act), "cancelled" (no live driver: recorded here), or the terminal status."""
+        driver will act), "recorded" (no live driver: cancelled here), or its final status if it had one."""
         with self._write() as conn:
             run_id = self._resolve(conn, run_id)
             row = conn.execute(select(Run.status, Run.lease_owner, Run.lease_expires_at)
@@ -144,7 +144,7 @@ class LeaseMixin:
                 lease_owner=None, lease_expires_at=None))
             # its cache locks would otherwise hold identical runs back until they lapse
             conn.execute(delete(CacheLock).where(CacheLock.owner == run_id))
-            return run_id, "cancelled"
+            return run_id, "recorded"
 
     def update_run_notebook(self, run_id: str, notebook_hash: str, graph_json: dict[str, Any], fence: int) -> None:
         """Fix-and-continue: the run now follows the edited notebook."""
