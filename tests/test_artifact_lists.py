@@ -116,6 +116,31 @@ def test_manifest_refuses_foreign_uris_wrong_types_and_tampering(store, tmp_path
         store.get(store.uri_of(store.write_blob(escaping, "list")), T("list", INT))
 
 
+def test_element_uris_of_any_stored_list_decode_nothing_on_the_driver(store):
+    """Lists stored before manifests (a workflow input, a JSON list, a list of DataFrames, a pickle) still split
+    into element URIs; a JSON list of setup-cell dataclasses splits without the class being importable."""
+    ns = setup_namespace()
+    shapes = [ns["Shape"]("a", [ns["Point"](1, 2)], ns["Color"].RED), ns["Shape"]("b", [], ns["Color"].BLUE)]
+    whole = store.put(shapes, T("list", SHAPE), ns)
+    assert whole.codec == "json"
+    uris = store.element_uris(whole.uri, SHAPE)  # no namespace: the driver has no Shape class
+    assert [store.get(u, SHAPE, ns).name for u in uris] == ["a", "b"]
+    assert uris[1] == store.put(shapes[1], SHAPE, ns).uri  # an element's JSON is its standalone JSON
+    frames = store.put([pd.DataFrame({"x": [1]}), pd.DataFrame({"x": [2]})], T("list", T("pandas.DataFrame")))
+    parts = store.element_uris(frames.uri, T("pandas.DataFrame"))
+    assert all(u.endswith(".parquet") for u in parts)
+    assert store.get(parts[1], T("pandas.DataFrame"))["x"].tolist() == [2]
+    listed = store.put_elements([7, 8], INT)
+    assert store.element_uris(listed.uri, INT) == store.manifest_elements(listed.uri)
+    from tests.test_artifacts import WIDGET, Widget
+
+    pickled = store.put([Widget(1), Widget(2)], T("list", WIDGET))
+    assert pickled.codec == "pickle"
+    assert [store.get(u, WIDGET) for u in store.element_uris(pickled.uri, WIDGET)] == [Widget(1), Widget(2)]
+    optional = store.put([None, 3], T("list", T("typing.Optional", INT)))
+    assert [store.get(u, T("typing.Optional", INT)) for u in store.element_uris(optional.uri, INT)] == [None, 3]
+
+
 def _runtime_ctx(tmp_path: Path, store: ArtifactStore, **extra) -> dict:
     return {"home": str(tmp_path / "home"), "artifacts": store.root_url, "task": "t",
             "result_path": str(tmp_path / "result.json"), "inputs": [], "outputs": [], **extra}

@@ -84,8 +84,8 @@ def resume(args: argparse.Namespace) -> int:
         print(f"resuming run {args.run_id}", flush=True)
     progress = _Progress(quiet=args.json)
     try:
-        record = resume_run(args.run_id, cluster=args.cluster, workers=args.workers, on_change=progress.update,
-                            on_event=progress.note)
+        record = resume_run(args.run_id, cluster=args.cluster, workers=args.workers, shared_fs=args.shared_fs,
+                            on_change=progress.update, on_event=progress.note)
     except KeyboardInterrupt:
         progress.close()
         print(f"flyte-lab: interrupted; run {args.run_id} cancelled", file=sys.stderr)

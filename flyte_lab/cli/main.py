@@ -29,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                        help="a workflow input value (repeatable)")
 
+    def shared_fs(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--shared-fs", action="store_true",
+                       help="with --cluster tcp://…: the local artifact folder is on a disk every worker mounts")
+
     p = sub.add_parser("validate", help="check a notebook's task graph without running it")
     p.add_argument("notebook")
     params(p)
@@ -41,8 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", default="local", help="local | tcp://HOST:PORT | k8s")
     p.add_argument("--workers", type=int, default=None, help="most workers the local cluster adapts to")
     p.add_argument("--no-cache", action="store_true", help="do not look up cached task outputs")
-    p.add_argument("--shared-fs", action="store_true",
-                   help="assert that tcp:// workers share the local artifact folder's disk")
+    shared_fs(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler="flyte_lab.cli.launch_commands:run")
 
@@ -65,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--cluster", default=None)
     p.add_argument("--workers", type=int, default=None)
+    shared_fs(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler="flyte_lab.cli.launch_commands:resume")
 

@@ -15,7 +15,7 @@ from typing import Any
 from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
 from flyte_lab.errors import DriverError, FlyteLabError, UserInputError, ValidationFailed
 from flyte_lab.graph.model import Workflow
-from flyte_lab.graph.validate import graph_json, jsonable, resolve_params, validate_notebook
+from flyte_lab.graph.validate import decode_values, encode_values, graph_json, resolve_params, validate_notebook
 
 OnChange = Callable[[Any], None]
 OnEvent = Callable[[str], None]
@@ -29,9 +29,11 @@ def lease_ttl() -> float:
 
 
 def flyte_home(create: bool = True) -> Path:
+    from flyte_lab.private_fs import make_private_home
+
     home = Path(os.environ.get("FLYTE_LAB_HOME") or Path.home() / ".flyte_lab").expanduser()
-    if create and not home.is_dir():
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if create:
+        make_private_home(home)
     return home
 
 
@@ -39,13 +41,14 @@ def notebook_hash(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _validated(path: str, params: dict[str, Any]) -> tuple[Workflow, dict[str, Any]]:
+def _validated(path: str, params: dict[str, Any], stored: bool = False) -> tuple[Workflow, dict[str, Any]]:
+    """The workflow and its launch values: `-p` text parsed by type, or (`stored`) a run record's params."""
     wf = validate_notebook(path, cli_params=params, launching=True)
     if wf.errors:
         first = wf.errors[0]
         more = f" (and {len(wf.errors) - 1} more; `flyte-lab validate {path}` lists them)" if len(wf.errors) > 1 else ""
         raise ValidationFailed(first.format(path) + more, diagnostics=[d.as_json() for d in wf.diagnostics])
-    return wf, resolve_params(wf, params)
+    return wf, decode_values(wf, params) if stored else resolve_params(wf, params)
 
 
 def secret_env(wf: Workflow) -> tuple[dict[str, dict[str, str]], list[str]]:
@@ -111,11 +114,9 @@ def _check_cluster(cluster: str, wf: Workflow) -> None:
 
 
 def _check_artifact_root(cluster: str, artifacts: Any, shared_fs: bool) -> None:
-    from flyte_lab.engine import clusters
+    from flyte_lab.engine.clusters import check_artifact_root
 
-    check = getattr(clusters, "check_artifact_root", None)
-    if check is not None:
-        check(cluster, artifacts.root_url, shared_fs)
+    check_artifact_root(cluster, artifacts.root_url, shared_fs)
 
 
 def _stores(home: Path) -> tuple[Any, Any]:
@@ -143,7 +144,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     _check_artifact_root(cluster, artifacts, shared_fs)
     refs = _input_refs(wf, values, artifacts)
     tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()} for n in wf.order]
-    run_id = store.create_run(str(Path(path).resolve()), jsonable(values), graph_json(wf), tasks, cluster,
+    run_id = store.create_run(str(Path(path).resolve()), encode_values(wf, values), graph_json(wf), tasks, cluster,
                               notebook_hash=notebook_hash(path),
                               options={"use_cache": use_cache, "shared_fs": shared_fs}, **launch)
     fence = store.claim_run(run_id, driver_identity(), lease_ttl())
@@ -154,7 +155,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     return dict(store.get_run(run_id))
 
 
-def resume_run(run_id: str, cluster: str | None = None, workers: int | None = None,
+def resume_run(run_id: str, cluster: str | None = None, workers: int | None = None, shared_fs: bool = False,
                on_change: OnChange | None = None, on_event: OnEvent | None = None) -> dict[str, Any]:
     """Finish a run: reuse every succeeded task whose cache key (code, setup, inputs) is unchanged, rerun
     the rest and everything downstream of it (fix-and-continue after an edit), keep the launch options."""
@@ -171,7 +172,7 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     edited = bool(record.get("notebook_hash")) and record["notebook_hash"] != notebook_hash(path)
     if run["status"] == "succeeded" and not edited:
         raise UserInputError(f"run `{run_id}` already succeeded and its notebook is unchanged; nothing to resume")
-    wf, values = _validated(path, {k: v for k, v in run["params"].items()})
+    wf, values = _validated(path, dict(run["params"]), stored=True)
     missing = sorted(set(run["tasks"]) ^ set(wf.tasks))
     if missing:
         raise UserInputError(f"run `{run_id}`: tasks {', '.join(missing)} were added or removed since the run "
@@ -180,7 +181,7 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     cluster = cluster or record.get("cluster") or "local"
     _check_cluster(cluster, wf)
     secrets, scrub = secret_env(wf)
-    _check_artifact_root(cluster, artifacts, bool(record.get("options", {}).get("shared_fs")))
+    _check_artifact_root(cluster, artifacts, shared_fs or bool(record.get("options", {}).get("shared_fs")))
     fence = store.claim_run(run_id, driver_identity(), lease_ttl())  # refuses while a live driver holds it
     refs = _input_refs(wf, values, artifacts)
     plan = plan_resume(wf, store.run_tasks(run_id), lambda t: store.get_outputs(run_id, t), refs, edited)

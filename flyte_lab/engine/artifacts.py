@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import secrets
 import shutil
 import tempfile
 import uuid
@@ -36,6 +35,7 @@ from fsspec.utils import get_protocol
 
 from flyte_lab.engine import codecs
 from flyte_lab.engine import path_artifacts as paths
+from flyte_lab.engine.artifact_key import load_or_create_key
 from flyte_lab.errors import ArtifactError, TaskTypeError
 from flyte_lab.graph.model import TypeRef
 from flyte_lab.private_fs import FILE_MODE, make_private_dirs, open_private
@@ -242,6 +242,26 @@ class ArtifactStore:
         if not key.endswith(".list"):
             raise ArtifactError(f"artifact {uri} is not a list manifest", uri=uri)
         return [self.uri_of(k) for k in self._manifest_keys(key, self._verified_read(key))]
+
+    def element_uris(self, uri: str, elem_type: TypeRef) -> list[str]:
+        """One URI per element of a stored list, for the driver to hand each map task its own element.
+
+        A manifest lists them already. A JSON list is split at the JSON level, decoding nothing: each
+        element's JSON is exactly what storing that element alone writes, and a nested artifact
+        (`{"$artifact": key}`) is its own element. Only a pickled list is decoded and stored again.
+        """
+        key = self._key_of(uri)
+        if key.endswith(".list"):
+            return self.manifest_elements(uri)
+        if key.endswith(".json"):
+            data = json.loads(self._verified_read(key))
+            if isinstance(data, list):
+                nested = codecs.shape_of(elem_type).kind != "dict"
+                return [self.uri_of(self._checked_key(item["$artifact"], uri))
+                        if nested and isinstance(item, dict) and item.keys() == {"$artifact"}
+                        else self.uri_of(self.write_blob(codecs.canonical_json(item), "json")) for item in data]
+        values = self.get(uri, TypeRef("list", (elem_type,)))
+        return self.manifest_elements(self.put_elements(list(values), elem_type).uri)
 
     def _put_manifest(self, keys: list[str], preview: str, warning: str | None = None) -> ArtifactRef:
         elements = [[key, KEY_RE.match(key).group(1)] for key in keys]  # type: ignore[union-attr]
@@ -505,39 +525,6 @@ def _outside(uri: Any, root: str) -> ArtifactError:
 
 def _rebuild_store(root_url: str, key: bytes, cache_dir: str) -> ArtifactStore:
     return ArtifactStore(root_url, key, cache_dir=cache_dir)
-
-
-def load_or_create_key(path: str) -> bytes:
-    """Read the HMAC key, creating it (0600) if missing; racing processes end with the same key."""
-    try:
-        return _read_key(path)
-    except FileNotFoundError:
-        pass
-    make_private_dirs(os.path.dirname(path) or ".")
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32) + "\n")
-        # link() fails if the key exists: the first process wins, the others read its key
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    return _read_key(path)
-
-
-def _read_key(path: str) -> bytes:
-    with open(path) as fh:
-        text = fh.read().strip()
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if len(key) < 16:
-        raise ArtifactError(f"the artifact key file {path} is not a hex key of at least 16 bytes; "
-                            "delete it to create a new one (old pickled artifacts become unreadable)")
-    return key
 
 
 __all__ = ["ArtifactRef", "ArtifactStore", "load_or_create_key"]

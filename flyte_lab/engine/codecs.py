@@ -222,8 +222,12 @@ def encode(value: Any, spec: Any, ctx: Context) -> Any:
     if kind == "dict":
         return _encode_dict(value, spec, shape, ctx)
     if kind == "dataclass":
+        if isinstance(value, dict) and isinstance(spec, TypeRef) and _is_plain(value):
+            return {"$fields": value}  # a launch parameter: the driver knows the fields, not the class
         return _encode_dataclass(value, spec, shape, ctx)
     if kind == "enum":
+        if isinstance(value, str) and isinstance(spec, TypeRef) and value.isidentifier():
+            return {"$enum_name": value}  # a launch parameter: the member's name, looked up in the kernel
         if not isinstance(value, enum.Enum) or type(value).__qualname__ != _tail(shape):
             raise _mismatch(value, spec)
         return encode(value.value, ANY, ctx)
@@ -410,9 +414,15 @@ def decode(data: Any, spec: Any, ctx: Context) -> Any:
             return {decode(k, key_spec, ctx): decode(v, value_spec, ctx) for k, v in data}
         raise _corrupt(data, spec)
     if kind == "dataclass":
-        return _decode_dataclass(data, spec, resolve_class(shape, ctx.namespace), ctx)
+        cls = resolve_class(shape, ctx.namespace)
+        if isinstance(data, dict) and data.keys() == {"$fields"}:
+            return _from_fields(cls, data["$fields"], ctx)
+        return _decode_dataclass(data, spec, cls, ctx)
     if kind == "enum":
-        return resolve_class(shape, ctx.namespace)(data)
+        cls = resolve_class(shape, ctx.namespace)
+        if isinstance(data, dict) and data.keys() == {"$enum_name"}:
+            return _member(cls, data["$enum_name"])
+        return cls(data)
     if kind in NESTED_KINDS and isinstance(data, dict) and "$artifact" in data:
         if ctx.get_nested is None:
             raise _corrupt(data, spec)
@@ -451,6 +461,76 @@ def _decode_dataclass(data: Any, spec: Any, cls: type, ctx: Context) -> Any:
         if not fields[name].init:  # init=False fields are set after construction
             object.__setattr__(obj, name, value)
     return obj
+
+
+# -- launch parameters: plain JSON (see graph/params.py) made into the kernel's own classes -----------
+
+
+def _member(cls: type, name: Any) -> Any:
+    members = getattr(cls, "__members__", {})
+    if name not in members:
+        raise ArtifactError(f"{cls.__qualname__} has no member {name!r}; use one of {', '.join(members)}",
+                            type=cls.__qualname__)
+    return members[name]
+
+
+def _from_fields(cls: type, fields: Any, ctx: Context) -> Any:
+    if not isinstance(fields, dict):
+        raise _corrupt(fields, cls)
+    declared = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - set(declared))
+    if unknown:
+        raise ArtifactError(f"{cls.__qualname__} has no field {', '.join(unknown)}; its fields are "
+                            f"{', '.join(declared)}", fields=unknown)
+    hints = field_types(cls, ctx.namespace)
+    values = {name: _from_plain(raw, hints[name], ctx) for name, raw in fields.items()}
+    try:
+        obj = cls(**{k: v for k, v in values.items() if declared[k].init})
+    except TypeError as exc:  # a required field is missing
+        raise ArtifactError(f"cannot build {cls.__qualname__} from {preview_of(fields, 80)}: {exc}") from None
+    for name, value in values.items():
+        if not declared[name].init:
+            object.__setattr__(obj, name, value)
+    return obj
+
+
+def _from_plain(raw: Any, ann: Any, ctx: Context) -> Any:
+    """Plain JSON data as the annotated type, where it is unambiguous; anything else is left as it is
+    (the task's run-time type check then names what does not fit)."""
+    shape = shape_of(ann)
+    kind = shape.kind
+    if raw is None:
+        return None
+    if kind == "union":
+        for arm in (a for a in shape.args if shape_of(a).kind != "none"):
+            try:
+                value = _from_plain(raw, arm, ctx)
+            except (ArtifactError, ValueError, TypeError, KeyError):
+                continue
+            if value is not raw or not isinstance(raw, (dict, list, str)):
+                return value
+        return raw
+    if kind in ("dataclass", "enum"):
+        cls = resolve_class(shape, ctx.namespace)
+        if kind == "dataclass":
+            return _from_fields(cls, raw, ctx) if isinstance(raw, dict) else raw
+        return _member(cls, raw) if isinstance(raw, str) and raw in getattr(cls, "__members__", {}) else cls(raw)
+    if isinstance(raw, str) and kind in ("date", "datetime"):
+        return (dt.datetime if kind == "datetime" else dt.date).fromisoformat(raw)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and kind == "timedelta":
+        return dt.timedelta(seconds=raw)
+    if isinstance(raw, str) and kind == "path":
+        return pathlib.Path(raw)
+    if kind == "float" and (isinstance(raw, int) and not isinstance(raw, bool)):
+        return float(raw)
+    if kind in ("list", "tuple", "set", "frozenset") and isinstance(raw, list):
+        items = [_from_plain(v, s, ctx) for v, s in zip(raw, _element_specs(shape, len(raw)), strict=False)]
+        return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](items)
+    if kind == "dict" and isinstance(raw, dict):
+        key_spec, value_spec = _dict_specs(shape)
+        numeric_keys = shape_of(key_spec).kind in ("int", "float")
+        return {(json.loads(k) if numeric_keys else k): _from_plain(v, value_spec, ctx) for k, v in raw.items()}
+    return raw
 
 
 def resolve_class(shape: Shape, namespace: dict[str, Any] | None) -> type:

@@ -286,7 +286,10 @@ class RunDriver:
         inputs = self._input_entries(task)
         elements: list[str | None] = [None]
         if spec_task.options.map_over:
-            elements = list(self.artifacts.manifest_elements(inputs[spec_task.options.map_over]["uri"]))
+            mapped_param = spec_task.input(spec_task.options.map_over)
+            assert mapped_param is not None
+            # element references only: a manifest is read as JSON, nothing is decoded here
+            elements = list(self.artifacts.element_uris(inputs[mapped_param.name]["uri"], mapped_param.type))
         notebook = self.notebooks.get(task)
         if notebook is None:
             notebook = self.notebooks[task] = build_task_notebook(self.wf, task)
@@ -385,8 +388,7 @@ class RunDriver:
         gathered: dict[str, dict[str, Any]] = {}
         for out in self.wf.tasks[record.task].outputs:
             # a manifest of the elements' own artifacts: the driver never reads or decodes a value
-            ref = self.artifacts.put_manifest([r["outputs"][out.name]["uri"] for r in results],
-                                              gathered_type(self.wf, record.task, out.name))
+            ref = self.artifacts.put_manifest([r["outputs"][out.name]["uri"] for r in results], out.type)
             gathered[out.name] = {"type": gathered_type(self.wf, record.task, out.name).display(), "uri": ref.uri,
                                   "codec": ref.codec, "content_hash": ref.content_hash, "preview": ref.preview}
             if all("value" in r["outputs"][out.name] for r in results):

@@ -39,10 +39,10 @@ def plan_resume(wf: Workflow, prior_tasks: dict[str, dict[str, Any]],
         status = str(before.get("status") or "queued")
         why = ""
         stale = [up for up in wf.upstream(name) if plan.reasons.get(up)]
-        if status not in DONE:
-            why = f"it was {status}"
-        elif stale:
+        if stale:
             why = f"downstream of {', '.join(stale)}"
+        elif status not in DONE:
+            why = f"it was {status}"
         else:
             outputs = outputs_of(name)
             if edited:

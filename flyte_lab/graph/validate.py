@@ -8,7 +8,7 @@ from flyte_lab.errors import NotebookReadError, ParameterError
 from flyte_lab.graph.builder import build
 from flyte_lab.graph.model import Diagnostic, Workflow
 from flyte_lab.graph.notebook_reader import classify, kernel_name, read_notebook
-from flyte_lab.graph.params import coerce
+from flyte_lab.graph.params import coerce, decode_value, encode_value, jsonable
 
 
 def validate_notebook(path: str, cli_params: dict[str, Any] | None = None, launching: bool = False,
@@ -43,6 +43,26 @@ def resolve_params(wf: Workflow, cli_params: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def encode_values(wf: Workflow, values: dict[str, Any]) -> dict[str, Any]:
+    """Resolved launch values (`resolve_params`) as readable JSON for the run record, each by the declared
+    type of its workflow input: a date stays "2024-01-02", a Path its text, an Enum its member name."""
+    return {name: encode_value(value, wf.workflow_inputs[name].type) if name in wf.workflow_inputs
+            else jsonable(value) for name, value in values.items()}
+
+
+def decode_values(wf: Workflow, stored: dict[str, Any]) -> dict[str, Any]:
+    """What `encode_values` stored, back as exactly the values `resolve_params` produced (for `resume`)."""
+    values: dict[str, Any] = {}
+    for name, data in stored.items():
+        spec = wf.workflow_inputs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(wf.workflow_inputs)) or "none"
+            raise ParameterError(f"stored parameter `{name}` is no longer a workflow input of {wf.path} "
+                                 f"(workflow inputs: {known}); launch a new run instead")
+        values[name] = decode_value(data, spec.type, name)
+    return values
+
+
 def graph_json(wf: Workflow) -> dict[str, Any]:
     """The `validate --json` object of DESIGN.md section 2."""
     return {
@@ -58,18 +78,15 @@ def graph_json(wf: Workflow) -> dict[str, Any]:
         ],
         "edges": [list(e) for e in wf.edges],
         "workflow_inputs": {
-            name: {"type": spec.type.display(), "default": jsonable(spec.default)}
+            name: {"type": spec.type.display(), "default": _default_json(spec.default, spec.type)}
             for name, spec in wf.workflow_inputs.items()
         },
         "diagnostics": [d.as_json() for d in wf.diagnostics],
     }
 
 
-def jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    return repr(value)
+def _default_json(value: Any, ref: Any) -> Any:
+    return encode_value(value, ref)  # a default of another type falls back to `jsonable`
+
+
+__all__ = ["decode_values", "encode_values", "graph_json", "jsonable", "resolve_params", "validate_notebook"]
