@@ -112,3 +112,19 @@ def test_refused_launch_is_one_clear_error(home: Path, tmp_path: Path) -> None:
     errors = errors_of(nb)
     assert errors[0].startswith("UsageError: -p nope: `nope` is not a workflow input")
     assert errors[1].startswith("UsageError: %flyte_run: this kernel does not know its notebook; pass the path")
+
+
+def test_map_over_elements_count_in_the_progress(home: Path, tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "example_notebooks" / "fanout_retries_cache.ipynb"
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"%flyte_run {example} -p sizes=[4,8,16]"),
+    ]), tmp_path)
+    assert errors_of(nb) == []
+    models = widget_models(nb)
+    bars = [m["state"] for m in models if m["model_name"] == "IntProgressModel"]
+    assert bars[0]["value"] == bars[0]["max"] == 3 + 3  # fetch, build_corpus, pick + three `score` elements
+    assert bars[0]["bar_style"] == "success"
+    html = html_values(models)
+    assert '<td><b>score</b> x3 elements</td>' in html
+    assert 'data-task="fetch" data-status="succeeded"' in html and "<td>2</td>" in html  # its retry: 2 attempts

@@ -132,6 +132,11 @@ class RunFollower:
             own = next(iter((tasks.get(name) or {}).get("outputs", {}).values()), None)
             producer = next((a for a, b, n in graph.get("edges", []) if b == name and n == over), None)
             fed = ((tasks.get(producer) or {}).get("outputs") or {}).get(over) if producer else None
+            declared = (run.get("params") or {}).get(over, (graph.get("workflow_inputs") or {}).get(over, {}).get(
+                "default")) if producer is None else None
+            if isinstance(declared, list):  # a workflow input: its value is known from the launch
+                self._sizes[name] = len(declared)
+                continue
             for ref in (own, fed):
                 if ref and ref.get("uri"):
                     with contextlib.suppress(Exception):  # not a manifest (yet): count it as one
