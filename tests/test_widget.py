@@ -128,3 +128,30 @@ def test_map_over_elements_count_in_the_progress(home: Path, tmp_path: Path) -> 
     html = html_values(models)
     assert '<td><b>score</b> x3 elements</td>' in html
     assert 'data-task="fetch" data-status="succeeded"' in html and "<td>2</td>" in html  # its retry: 2 attempts
+
+
+def test_cancel_from_the_widget_stops_the_run(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "blocking.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("%%flyte_setup\nimport os\nimport time"),
+        new_code_cell("%%flyte_task block(flag: str = 'never-created') -> done: bool\n"
+                      "while not os.path.exists(flag):  # waits until the run is cancelled\n"
+                      "    time.sleep(0.05)\ndone = True"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"run = %flyte_run {path} --background"),
+        new_code_cell("import time\nfrom flyte_lab import get_run\ndeadline = time.monotonic() + 120\n"
+                      "while not (run.run_id and get_run(run.run_id)['tasks']['block']['status'] == 'running'):\n"
+                      "    assert time.monotonic() < deadline and not run.finished.is_set()\n"
+                      "    time.sleep(0.05)  # polling the store for a condition\n"
+                      "run.widget.cancel.click()  # what the Cancel button does\n"
+                      "print(run.wait()['status'])"),
+    ]), tmp_path)
+    assert errors_of(nb) == []
+    assert nb.cells[2].outputs[-1]["text"].strip() == "cancelled"
+    models = widget_models(nb)
+    assert [m["state"]["bar_style"] for m in models if m["model_name"] == "IntProgressModel"] == ["warning"]
+    buttons = [m["state"] for m in models if m["model_name"] == "ButtonModel"]
+    assert buttons[0]["description"] == "Cancel" and buttons[0]["disabled"] is True  # nothing left to cancel
+    assert re.search(r'data-status="cancelled"[^>]*>cancelled</span>', html_values(models))
