@@ -1,8 +1,9 @@
 """flyte_lab: typed notebook workflows for Jupyter.
 
-`%load_ext flyte_lab` registers the `%%flyte_setup`, `%%flyte_task`,
-`%flyte_graph` and `%flyte_run` magics. The Python API below is what the CLI
-uses; it imports heavy packages (Dask, papermill) only when called.
+`%load_ext flyte_lab` registers the magics of `flyte_lab.magics`
+(`%%flyte_setup`, `%%flyte_task`, `%flyte_graph`, `%flyte_run`, `%flyte_runs`,
+`%flyte_load`, `%flyte_debug`). The Python API below is what the CLI uses; it
+imports heavy packages (Dask, papermill) only when called.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from flyte_lab.kernel_ext.magics import register
+    from flyte_lab.magics import register
 
     register(ipython)
 

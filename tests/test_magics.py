@@ -17,7 +17,7 @@ from IPython.utils.capture import capture_output
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
-from flyte_lab.kernel_ext import magics
+from flyte_lab import magics
 from flyte_lab.kernel_ext.runtime_types import check_value, describe, type_error_message
 
 SETUP = """\

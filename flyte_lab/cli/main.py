@@ -77,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="return once the cancel is requested")
     p.set_defaults(handler="flyte_lab.cli.launch_commands:cancel")
 
+    # -- debug (kernel side: flyte_lab/kernel_ext/triage.py) --
+    p = sub.add_parser("debug", help="write a notebook that reproduces a task's last attempt with its inputs")
+    p.add_argument("run_id")
+    p.add_argument("task")
+    p.add_argument("-o", "--output", default=None,
+                   help="where to write it (default: NOTEBOOK.debug-TASK.ipynb next to the run's notebook)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(handler="flyte_lab.cli.debug_command:debug")
+
     p = sub.add_parser("k8s-spec", help="print the dask-kubernetes manifests `--cluster k8s` would create")
     p.add_argument("notebook")
     p.set_defaults(handler="flyte_lab.cli.k8s_commands:k8s_spec")

@@ -1,6 +1,9 @@
-"""The kernel side of flyte_lab: the `%%flyte_setup`, `%%flyte_task` and `%flyte_graph` magics.
+"""What runs inside a kernel for the magics of `flyte_lab.magics`.
 
-`magics` is the IPython surface; `runtime_types` checks live values against
-declared types (shared with the engine's task notebooks); `graph_render`
-draws a workflow as SVG/HTML (shared with the run widget and dashboard).
+`runtime_types` checks live values against declared types (shared with the
+engine's task notebooks); `hidden_state` words an `undefined-name` found in a
+kernel; `notebook_path` finds this kernel's notebook; `graph_render` draws a
+workflow as SVG/HTML (shared with the run widget and the dashboard);
+`run_widget` and `run_follow` show a run live from the run store; `triage`
+reads a task's last attempt back for `%flyte_debug` and `flyte-lab debug`.
 """

@@ -1,4 +1,4 @@
-"""`%%flyte_setup`, `%%flyte_task` and `%flyte_graph`: the notebook language in a live kernel.
+"""`%%flyte_setup` and `%%flyte_task`: the notebook language in a live kernel.
 
 A task cell runs like a normal cell, framed by checks: its inputs' values in
 the user namespace are checked against the header's types before the body
@@ -9,36 +9,25 @@ that Jupyter's "Run All" stops there instead of feeding later tasks.
 
 from __future__ import annotations
 
-import importlib
-import os
-import shlex
 import types
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, magics_class
 
-from flyte_lab.errors import FlyteLabError, HeaderError
+from flyte_lab.errors import HeaderError
 from flyte_lab.graph.header import TASK_MAGIC, parse_header
 from flyte_lab.graph.model import HeaderSpec
+from flyte_lab.graph.scopes import analyse
+from flyte_lab.kernel_ext.hidden_state import undefined_name_message
 from flyte_lab.kernel_ext.runtime_types import check_value, type_error_message
-
-# Magics classes that `%load_ext flyte_lab` installs, as "module:Class". A new
-# magic (e.g. `%flyte_run`) adds its own entry; modules import only at load time.
-MAGIC_CLASSES: list[str] = ["flyte_lab.kernel_ext.magics:FlyteMagics"]
-
-
-def register(ipython: Any) -> None:
-    """Install every class of `MAGIC_CLASSES` into `ipython` (called by `load_ipython_extension`)."""
-    for spec in MAGIC_CLASSES:
-        module_name, _, class_name = spec.partition(":")
-        ipython.register_magics(getattr(importlib.import_module(module_name), class_name))
+from flyte_lab.magics.kernel_state import setup_names
 
 
 @magics_class
-class FlyteMagics(Magics):
-    """The setup, task and graph magics of DESIGN.md section 1."""
+class TaskMagics(Magics):
+    """The setup and task magics of DESIGN.md section 1."""
 
     @property
     def _shell(self) -> InteractiveShell:
@@ -51,6 +40,10 @@ class FlyteMagics(Magics):
         """Shared code (imports, helpers, schemas): run as is, in the user namespace."""
         # run_cell rather than exec, so IPython syntax (`%matplotlib`, `!pip`) works here too
         result = self._shell.run_cell(cell)
+        try:  # what this cell binds, a task body may read (as in a pipeline run)
+            setup_names(self._shell).update(analyse(self._shell.transform_cell(cell)).bound)
+        except SyntaxError:
+            pass  # run_cell has shown it
         if not result.success:
             raise UsageError(f"the %%flyte_setup cell failed with {_error_name(result)} (traceback above)")
 
@@ -67,6 +60,7 @@ class FlyteMagics(Magics):
         lines = source.split("\n")
         # the header goes back in as comments so that traceback line numbers match the cell's
         body = "\n".join([f"# {head}" for head in lines[:spec.header_lines]] + lines[spec.header_lines:])
+        self._check_names(spec, body)
         ns = self._shell.user_ns
         # resolve every type first: a missing import fails before anything runs
         in_types = {name: self._evaluate(spec.name, "input", name, text) for name, text, _, _ in spec.inputs}
@@ -95,30 +89,27 @@ class FlyteMagics(Magics):
         else:
             self._run_body(spec, body, out_types, "")
 
-    @line_magic
-    def flyte_graph(self, line: str) -> None:
-        """`%flyte_graph [NOTEBOOK]`: the validated graph (as saved on disk) and its diagnostics."""
-        from IPython.display import HTML, display
-
-        from flyte_lab.graph.validate import validate_notebook
-        from flyte_lab.kernel_ext.graph_render import render_html
-
-        try:
-            args = shlex.split(line)
-        except ValueError as exc:
-            raise UsageError(f"%flyte_graph: cannot read `{line}`: {exc}") from None
-        if len(args) > 1:
-            raise UsageError("usage: %flyte_graph [NOTEBOOK]  (one path, default: this notebook)")
-        path = args[0] if args else self._current_notebook()
-        if not os.path.exists(path):
-            raise UsageError(f"%flyte_graph: no notebook at `{path}`")
-        try:
-            wf = validate_notebook(path)
-        except FlyteLabError as exc:
-            raise UsageError(exc.message) from None
-        display(HTML(render_html(wf)))
-
     # -- helpers -----------------------------------------------------------------------------
+
+    def _check_names(self, spec: HeaderSpec, body: str) -> None:
+        """`undefined-name`, as `flyte-lab validate` finds it, before the body runs.
+
+        The body may read its inputs, what the `%%flyte_setup` cells bound and
+        builtins; anything else this kernel happens to hold (an exploration
+        cell's variable, another task's output that is not declared) would be
+        missing in a pipeline run, so the cell stops here.
+        """
+        try:
+            report = analyse(self._shell.transform_cell(body),
+                             {name for name, _, _, _ in spec.inputs} | setup_names(self._shell))
+        except SyntaxError:
+            return  # run_cell shows the syntax error where it is
+        if report.unbound_reads:
+            first = report.unbound_reads[0]
+            more = len(report.unbound_reads) - 1
+            also = f" (and {more} more: {', '.join(u.name for u in report.unbound_reads[1:])})" if more else ""
+            raise UsageError(f"line {first.line}: error[undefined-name]: "
+                             f"{undefined_name_message(self._shell, spec.name, first.name)}{also}")
 
     def _evaluate(self, task: str, role: str, name: str, text: str) -> Any:
         """The real type object of an annotation, for the run-time check.
@@ -184,22 +175,6 @@ class FlyteMagics(Magics):
                     ns[name] = previous[name]
                 else:
                     ns.pop(name, None)
-
-    def _current_notebook(self) -> str:
-        """This kernel's notebook, from `__session__` (ipykernel) or `JPY_SESSION_NAME` (jupyter_server)."""
-        session = self._shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
-        if not session:
-            raise UsageError("%flyte_graph: this kernel does not know its notebook; pass the path: "
-                             "%flyte_graph path/to/notebook.ipynb")
-        session = str(session)
-        if os.path.exists(session):
-            return session
-        # the session path may be relative to the server root; the kernel starts in the notebook's folder
-        local = os.path.basename(session)
-        if os.path.exists(local):
-            return local
-        raise UsageError(f"%flyte_graph: this kernel's notebook `{session}` is not found from "
-                         f"{os.getcwd()}; pass the path: %flyte_graph path/to/notebook.ipynb")
 
 
 def _error_name(result: Any) -> str:

@@ -1,0 +1,147 @@
+"""Launch a run from a kernel and keep its widget in step with the run store.
+
+The engine runs in a background thread of the kernel (the same
+`engine.api.run_notebook` as `flyte-lab run`); the widget never looks at the
+driver: a poller reads the store every `POLL_S` seconds, and once more when
+the engine returns, so the final picture is exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from flyte_lab.kernel_ext.run_widget import RunWidget
+
+POLL_S = 0.5
+
+
+class RunFollower:
+    """One `%flyte_run`: the engine's thread, the poller and the widget."""
+
+    def __init__(self, path: str, params: dict[str, Any], source_note: str, *, cluster: str = "local",
+                 workers: int | None = None, use_cache: bool = True) -> None:
+        self.path, self.params = path, params
+        self.cluster, self.workers, self.use_cache = cluster, workers, use_cache
+        self.widget = RunWidget(source_note, on_cancel=self.cancel)
+        self.run_id: str | None = None
+        self.error: BaseException | None = None
+        self.record: dict[str, Any] | None = None
+        self.finished = threading.Event()
+        self._engine: threading.Thread | None = None
+        self._poller: threading.Thread | None = None
+        self._store: Any = None
+        self._artifacts: Any = None
+        self._sizes: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        state = "running" if not self.finished.is_set() else (self.record or {}).get("status", "refused")
+        return f"<flyte_lab run {self.run_id or '(not created)'}: {state}>"
+
+    def _ipython_display_(self) -> None:
+        self.widget._ipython_display_()
+
+    # -- the engine's thread --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._engine = threading.Thread(target=self._drive, name="flyte-lab-run", daemon=True)
+        self._engine.start()
+
+    def _drive(self) -> None:
+        from flyte_lab.engine.api import run_notebook
+
+        try:
+            self.record = run_notebook(self.path, self.params, cluster=self.cluster, workers=self.workers,
+                                       use_cache=self.use_cache, on_created=self._created)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.finished.set()
+
+    def _created(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    # -- following the store ----------------------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Refresh the widget from the store until the engine returns, then once more (exact final state)."""
+        try:
+            while not self.finished.wait(POLL_S):
+                self.refresh()
+            self.refresh()
+        finally:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def follow_in_background(self) -> None:
+        self._poller = threading.Thread(target=self.follow, name="flyte-lab-widget", daemon=True)
+        self._poller.start()
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """Block until the run ended and the widget shows its final state; the `show --json` record."""
+        if self._poller is not None:
+            self._poller.join(timeout)
+        elif self._engine is not None:
+            self._engine.join(timeout)
+        return self.record
+
+    def refresh(self) -> None:
+        if self.run_id is None:
+            if self.finished.is_set() and self.error is not None:
+                self.widget.refused(getattr(self.error, "message", None) or f"{type(self.error).__name__}: "
+                                    f"{self.error}")
+            return
+        store = self._open()
+        run = store.get_run(self.run_id)
+        graph = store.get_graph(self.run_id)
+        self._count_elements(run, graph)
+        self.widget.show(run, graph, self._sizes)
+
+    def cancel(self) -> None:
+        from flyte_lab.engine.api import cancel_run
+
+        if self.run_id is not None and not self.finished.is_set():
+            cancel_run(self.run_id)
+
+    def _open(self) -> Any:
+        if self._store is None:
+            from flyte_lab.engine.api import flyte_home
+            from flyte_lab.store import RunStore
+
+            self._store = RunStore.from_env(str(flyte_home()))
+        return self._store
+
+    def _artifact_store(self) -> Any:
+        if self._artifacts is None:
+            from flyte_lab.engine.api import flyte_home
+            from flyte_lab.engine.artifacts import ArtifactStore
+
+            self._artifacts = ArtifactStore.from_env(str(flyte_home()))
+        return self._artifacts
+
+    def _count_elements(self, run: Mapping[str, Any], graph: Mapping[str, Any]) -> None:
+        """Element counts of map-over tasks, read from list manifests as soon as one is stored."""
+        tasks = run.get("tasks") or {}
+        for entry in graph.get("tasks", []):
+            name, over = entry["name"], (entry.get("options") or {}).get("map_over")
+            if not over or name in self._sizes:
+                continue
+            own = next(iter((tasks.get(name) or {}).get("outputs", {}).values()), None)
+            producer = next((a for a, b, n in graph.get("edges", []) if b == name and n == over), None)
+            fed = ((tasks.get(producer) or {}).get("outputs") or {}).get(over) if producer else None
+            declared = (run.get("params") or {}).get(over, (graph.get("workflow_inputs") or {}).get(over, {}).get(
+                "default")) if producer is None else None
+            if isinstance(declared, list):  # a workflow input: its value is known from the launch
+                self._sizes[name] = len(declared)
+                continue
+            for ref in (own, fed):
+                if ref and ref.get("uri"):
+                    with contextlib.suppress(Exception):  # not a manifest (yet): count it as one
+                        self._sizes[name] = len(self._artifact_store().manifest_elements(ref["uri"]))
+                        break
+
+
+

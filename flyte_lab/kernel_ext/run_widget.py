@@ -1,0 +1,161 @@
+"""The live picture of one run in a notebook (an ipywidget), drawn from the run store's records.
+
+`RunWidget.show(run, graph, sizes)` takes the `show --json` object, the graph
+stored at launch and the element counts of map-over tasks, and sets plain
+widget values (a progress bar and HTML), so the notebook keeps the final
+picture in its saved widget state. Nothing here reads the store or the
+driver: `run_follow` polls the store and calls `show`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from flyte_lab.cli.report import format_duration, format_resources, run_duration, task_error_line
+from flyte_lab.kernel_ext.graph_render import STATUS_COLORS, render_svg, workflow_from_graph_json
+
+TERMINAL_TASK = {"succeeded", "failed", "cached", "skipped"}
+TERMINAL_RUN = {"succeeded", "failed", "cancelled"}
+_BAR_STYLE = {"succeeded": "success", "failed": "danger", "cancelled": "warning"}
+
+
+def progress_counts(run: Mapping[str, Any], sizes: Mapping[str, int]) -> tuple[int, int]:
+    """(finished, all) tasks; a map-over task counts one per element once its element count is known."""
+    done = total = 0
+    for name, task in (run.get("tasks") or {}).items():
+        weight = max(int(sizes.get(name, 1)), 1)
+        total += weight
+        if task.get("status") in TERMINAL_TASK:
+            done += weight
+    return done, total
+
+
+def debug_hint(run_id: str, task: str) -> str:
+    return f"%flyte_debug {run_id} {task}"
+
+
+class RunWidget:
+    """Title, progress bar, graph coloured by status, task table, and each failure with where it happened."""
+
+    def __init__(self, source_note: str, on_cancel: Callable[[], None] | None = None) -> None:
+        import ipywidgets as w
+
+        self.source_note = source_note
+        self.title = w.HTML(value=f"<b>flyte_lab run</b> · starting · {escape(source_note)}")
+        self.bar = w.IntProgress(value=0, min=0, max=1, description="0/?", bar_style="info",
+                                 layout=w.Layout(width="60%"))
+        self.cancel = w.Button(description="Cancel", button_style="warning", disabled=on_cancel is None,
+                               tooltip="cancel this run (kills its running tasks)")
+        if on_cancel is not None:
+            self.cancel.on_click(lambda _button: on_cancel())
+        self.graph = w.HTML(value="")
+        self.table = w.HTML(value="")
+        self.failures = w.HTML(value="")
+        self.box = w.VBox([self.title, w.HBox([self.bar, self.cancel]), self.graph, self.table, self.failures])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.box)
+
+    def refused(self, message: str) -> None:
+        """The launch was refused before a run existed (validation, bad parameters)."""
+        self.title.value = (f'<b>flyte_lab run</b> · <span style="color:#c0392b">refused</span> · '
+                            f"{escape(self.source_note)}")
+        self.failures.value = f'<pre class="flyte-refused" style="color:#c0392b">{escape(message)}</pre>'
+        self.bar.bar_style = "danger"
+        self.cancel.disabled = True
+
+    def show(self, run: Mapping[str, Any], graph: Mapping[str, Any], sizes: Mapping[str, int],
+             now: datetime | None = None) -> None:
+        status = str(run.get("status"))
+        tasks: Mapping[str, Mapping[str, Any]] = run.get("tasks") or {}
+        done, total = progress_counts(run, sizes)
+        # max first: a value above the old max would be clipped
+        self.bar.max = max(total, 1)
+        self.bar.value = done
+        self.bar.description = f"{done}/{total}"
+        self.bar.bar_style = _BAR_STYLE.get(status, "info")
+        live = status not in TERMINAL_RUN
+        self.cancel.disabled = self.cancel.disabled or not live
+        elapsed = format_duration(run_duration(run, now or datetime.now(UTC)))
+        self.title.value = (f'<b>flyte_lab run <code class="flyte-run-id">{escape(str(run.get("run_id")))}</code></b>'
+                            f' · <span class="flyte-run-status" data-status="{escape(status)}" '
+                            f'style="color:{STATUS_COLORS.get(status, ("", "#333"))[1]}">{escape(status)}</span>'
+                            f" · {escape(elapsed)} · {escape(self.source_note)}")
+        wf = workflow_from_graph_json(dict(graph), str(run.get("notebook") or ""))
+        self.graph.value = (f'<div style="overflow:auto;max-height:520px">'
+                            f"{render_svg(wf, {n: str(t.get('status')) for n, t in tasks.items()})}</div>")
+        self.table.value = tasks_html(tasks, sizes)
+        self.failures.value = failures_html(str(run.get("run_id")), tasks, run.get("error"))
+
+
+def tasks_html(tasks: Mapping[str, Mapping[str, Any]], sizes: Mapping[str, int]) -> str:
+    rows = []
+    for name, task in tasks.items():
+        state = str(task.get("status"))
+        color = STATUS_COLORS.get(state, ("", "#333"))[1]
+        mapped = f" x{sizes[name]} elements" if name in sizes else ""
+        rows.append(
+            f'<tr class="flyte-task-row" data-task="{escape(name)}" data-status="{escape(state)}">'
+            f"<td><b>{escape(name)}</b>{escape(mapped)}</td><td>{escape(str(task.get('cell', '-')))}</td>"
+            f'<td style="color:{color}">{escape(state)}</td><td>{task.get("attempts", 0)}</td>'
+            f"<td>{escape(format_duration(task.get('duration_s')))}</td>"
+            f"<td>{'yes' if state == 'cached' else 'no'}</td>"
+            f"<td>{escape(format_resources(task.get('resources')))}</td></tr>")
+    head = "".join(f"<th style='text-align:left;padding-right:12px'>{h}</th>"
+                   for h in ("task", "cell", "status", "attempts", "duration", "cached", "resources"))
+    return f'<table class="flyte-tasks"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def failures_html(run_id: str, tasks: Mapping[str, Mapping[str, Any]], run_error: Any) -> str:
+    parts = []
+    for name, task in tasks.items():
+        if task.get("status") != "failed":
+            continue
+        error = task.get("error") or {}
+        notebook = task.get("output_notebook")
+        link = (f'<div>executed notebook: <a href="{escape(_file_url(notebook))}" target="_blank">'
+                f"{escape(notebook)}</a></div>" if notebook else "")
+        parts.append(
+            f'<div class="flyte-failure" data-task="{escape(name)}" data-cell="{escape(str(error.get("cell")))}" '
+            f'data-line="{escape(str(error.get("line")))}" style="border-left:4px solid #c0392b;padding-left:8px;'
+            'margin-top:8px">'
+            f'<div style="color:#c0392b;font-weight:bold">{escape(task_error_line(name, task))}</div>'
+            f'<pre style="white-space:pre-wrap;font-size:11px">{escape(str(error.get("traceback") or ""))}</pre>'
+            f"{link}<div>next: <code>{escape(debug_hint(run_id, name))}</code> loads the inputs it failed on "
+            f"into this kernel (or <code>flyte-lab debug {escape(run_id)} {escape(name)}</code> writes a "
+            "notebook)</div></div>")
+    if run_error:
+        text = run_error.get("message") if isinstance(run_error, Mapping) else run_error
+        kind = run_error.get("type") if isinstance(run_error, Mapping) else None
+        parts.append(f'<div class="flyte-run-error" style="color:#c0392b">run error: '
+                     f"{escape(': '.join(str(p) for p in (kind, text) if p))}</div>")
+    return "".join(parts)
+
+
+def _file_url(path: str) -> str:
+    return path if "://" in path else f"file://{path}"
+
+
+def runs_html(runs: Sequence[Mapping[str, Any]], now: datetime | None = None) -> str:
+    """Recent runs as an HTML table (the `runs --json` rows), newest first."""
+    if not runs:
+        return "<p>no runs yet; <code>%flyte_run</code> starts one</p>"
+    rows = []
+    for run in runs:
+        state = str(run.get("status"))
+        color = STATUS_COLORS.get(state, ("", "#333"))[1]
+        schedule = f" [{run['schedule']}]" if run.get("schedule") else ""
+        rows.append(
+            f'<tr class="flyte-run-row" data-run="{escape(str(run["run_id"]))}" data-status="{escape(state)}">'
+            f"<td><code>{escape(str(run['run_id']))}</code></td><td style='color:{color}'>{escape(state)}</td>"
+            f"<td>{escape(str(run.get('notebook')))}{escape(schedule)}</td>"
+            f"<td>{escape(str(run.get('created_at') or '-'))}</td>"
+            f"<td>{escape(format_duration(run_duration(run, now or datetime.now(UTC))))}</td></tr>")
+    head = "".join(f"<th style='text-align:left;padding-right:12px'>{h}</th>"
+                   for h in ("run id", "status", "notebook", "created (UTC)", "duration"))
+    return f'<table class="flyte-runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'

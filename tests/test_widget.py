@@ -1,0 +1,157 @@
+"""`%flyte_run` and `%flyte_runs` in a real kernel (nbclient), asserting on the widget state the notebook saves."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+pytestmark = pytest.mark.cluster
+
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def pipeline(path: Path, divisor: str = "0.0") -> Path:
+    """Four tasks; `ratio` (cell 5, line 3) divides by zero, `report` below it is skipped, `total` succeeds."""
+    nbformat.write(new_notebook(cells=[
+        new_markdown_cell("# a pipeline with a failing branch"),
+        new_code_cell("%%flyte_setup\nimport math"),
+        new_code_cell("%%flyte_task make(n: int = 4) -> xs: list[float]\nxs = [float(i) for i in range(n)]"),
+        new_code_cell("%%flyte_task total(xs: list[float]) -> s: float\ns = math.fsum(xs)"),
+        new_code_cell(f"%%flyte_task ratio(xs: list[float], divisor: float = {divisor}) -> r: float\n"
+                      "scale = 1.0\nr = scale * xs[-1] / divisor"),
+        new_code_cell("%%flyte_task report(r: float, s: float)\nprint(r, s)"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
+    return path
+
+
+def execute(nb: Any, folder: Path) -> Any:
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True, allow_errors=True,
+                            resources={"metadata": {"path": str(folder)}})
+    client.execute()
+    return nb
+
+
+def widget_models(nb: Any) -> list[dict[str, Any]]:
+    state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    return list(state.values())
+
+
+def html_values(models: list[dict[str, Any]]) -> str:
+    return "\n".join(m["state"].get("value", "") for m in models if m["model_name"] == "HTMLModel")
+
+
+def errors_of(nb: Any) -> list[str]:
+    """Exceptions and `UsageError`s (IPython prints those to stderr), cell by cell."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "error":
+                found.append(f"{out['ename']}: {out['evalue']}")
+            elif out.get("name") == "stderr" and out["text"].startswith("UsageError"):
+                found.append(out["text"].strip())
+    return found
+
+
+def test_flyte_run_widget_shows_the_final_run(home: Path, tmp_path: Path) -> None:
+    path = pipeline(tmp_path / "pipe.ipynb")
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"%flyte_run {path}"),
+        new_code_cell("%flyte_runs"),
+    ]), tmp_path)
+    assert errors_of(nb) == []
+    models = widget_models(nb)
+    bars = [m["state"] for m in models if m["model_name"] == "IntProgressModel"]
+    assert len(bars) == 1
+    assert bars[0]["value"] == bars[0]["max"] == 4  # every task ended: 2 succeeded, 1 failed, 1 skipped
+    assert bars[0]["bar_style"] == "danger"
+    html = html_values(models)
+    for name, status in (("make", "succeeded"), ("total", "succeeded"), ("ratio", "failed"),
+                         ("report", "skipped")):
+        assert f'data-task="{name}" data-status="{status}"' in html  # table row
+        assert f'data-task="{name}" data-state="{status}"' in html  # graph node
+    assert re.search(r'class="flyte-run-status" data-status="failed"[^>]*>failed</span>', html)  # the title
+    assert f"{path} as saved at " in html
+    failure = html[html.index('<div class="flyte-failure" data-task="ratio"'):]
+    assert 'data-cell="5" data-line="3"' in failure
+    assert "task `ratio` failed at cell 5, line 3: ZeroDivisionError: float division by zero" in failure
+    assert "r = scale * xs[-1] / divisor" in failure  # the traceback, cut to the user's code
+    assert "attempt-1.ipynb" in failure
+    assert "%flyte_debug " in failure
+    assert 'class="flyte-run-row"' in html and 'data-status="failed"' in html  # %flyte_runs lists it
+
+
+def test_background_run_returns_at_once_and_ends_exact(home: Path, tmp_path: Path) -> None:
+    path = pipeline(tmp_path / "pipe.ipynb", divisor="2.0")
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"run = %flyte_run {path} --background\nprint('returned', run.record)"),
+        new_code_cell("record = run.wait()\nprint(record['status'])"),
+    ]), tmp_path)
+    assert errors_of(nb) == []
+    assert "returned None" in nb.cells[1].outputs[-1]["text"]  # the cell did not wait for the run
+    assert nb.cells[2].outputs[-1]["text"].strip() == "succeeded"
+    bars = [m["state"] for m in widget_models(nb) if m["model_name"] == "IntProgressModel"]
+    assert bars[0]["value"] == bars[0]["max"] == 4
+    assert bars[0]["bar_style"] == "success"
+
+
+def test_refused_launch_is_one_clear_error(home: Path, tmp_path: Path) -> None:
+    path = pipeline(tmp_path / "pipe.ipynb")
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"%flyte_run {path} -p nope=1"),
+        new_code_cell("%flyte_run"),
+    ]), tmp_path)
+    errors = errors_of(nb)
+    assert errors[0].startswith("UsageError: -p nope: `nope` is not a workflow input")
+    assert errors[1].startswith("UsageError: %flyte_run: this kernel does not know its notebook; pass the path")
+
+
+def test_map_over_elements_count_in_the_progress(home: Path, tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "example_notebooks" / "fanout_retries_cache.ipynb"
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"%flyte_run {example} -p sizes=[4,8,16]"),
+    ]), tmp_path)
+    assert errors_of(nb) == []
+    models = widget_models(nb)
+    bars = [m["state"] for m in models if m["model_name"] == "IntProgressModel"]
+    assert bars[0]["value"] == bars[0]["max"] == 3 + 3  # fetch, build_corpus, pick + three `score` elements
+    assert bars[0]["bar_style"] == "success"
+    html = html_values(models)
+    assert '<td><b>score</b> x3 elements</td>' in html
+    assert 'data-task="fetch" data-status="succeeded"' in html and "<td>2</td>" in html  # its retry: 2 attempts
+
+
+def test_cancel_from_the_widget_stops_the_run(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "blocking.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("%%flyte_setup\nimport os\nimport time"),
+        new_code_cell("%%flyte_task block(flag: str = 'never-created') -> done: bool\n"
+                      "while not os.path.exists(flag):  # waits until the run is cancelled\n"
+                      "    time.sleep(0.05)\ndone = True"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"run = %flyte_run {path} --background"),
+        new_code_cell("import time\nfrom flyte_lab import get_run\ndeadline = time.monotonic() + 120\n"
+                      "while not (run.run_id and get_run(run.run_id)['tasks']['block']['status'] == 'running'):\n"
+                      "    assert time.monotonic() < deadline and not run.finished.is_set()\n"
+                      "    time.sleep(0.05)  # polling the store for a condition\n"
+                      "run.widget.cancel.click()  # what the Cancel button does\n"
+                      "print(run.wait()['status'])"),
+    ]), tmp_path)
+    assert errors_of(nb) == []
+    assert nb.cells[2].outputs[-1]["text"].strip() == "cancelled"
+    models = widget_models(nb)
+    assert [m["state"]["bar_style"] for m in models if m["model_name"] == "IntProgressModel"] == ["warning"]
+    buttons = [m["state"] for m in models if m["model_name"] == "ButtonModel"]
+    assert buttons[0]["description"] == "Cancel" and buttons[0]["disabled"] is True  # nothing left to cancel
+    assert re.search(r'data-status="cancelled"[^>]*>cancelled</span>', html_values(models))
