@@ -154,6 +154,9 @@ def summary(record: dict[str, Any]) -> str:
             lines.append(f"  task `{name}` failed at {where}: {error.get('type')}: {error.get('message')}")
             if task.get("output_notebook"):
                 lines.append(f"    executed notebook: {task['output_notebook']}")
+            if error.get("cell") and error.get("type") not in ("Cancelled", "TaskTimeout"):
+                lines.append(f"    reproduce it: flyte-lab debug {record['run_id']} {name}   "
+                             f"(in Jupyter: %flyte_debug {record['run_id']} {name})")
     # the run's folder of executed notebooks: RUN/TASK/attempt-N.ipynb (a path or any fsspec URL)
     notebooks = {t["output_notebook"].rsplit("/", 2)[0] for t in record["tasks"].values() if t.get("output_notebook")}
     if notebooks:
