@@ -125,3 +125,53 @@ def test_timeout_is_the_whole_attempt_not_one_cell(tmp_path: Path) -> None:
     task = json.loads(proc.stdout)["tasks"]["slow"]
     assert task["status"] == "failed"
     assert task["error"]["type"] == "TaskTimeout"
+
+
+def test_an_unexpected_driver_error_ends_the_run_failed_with_it_recorded(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from flyte_lab.engine.api import run_notebook
+    from flyte_lab.errors import DriverError
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLYTE_LAB_HOME", str(home))
+    nb = write_notebook(tmp_path / "crash.ipynb", "%%flyte_task a() -> x: int --cache\nx = 1",
+                        "%%flyte_task b(x: int) -> y: int\ny = x")
+
+    def explode(progress: Any) -> None:
+        if progress.status.get("a") == "running":
+            raise RuntimeError("a monitoring hook broke")
+
+    with pytest.raises(DriverError, match="a monitoring hook broke"):
+        run_notebook(str(nb), {}, on_change=explode)
+    with store_of(home) as store:
+        (summary,) = store.list_runs()
+        run = store.get_run(summary["run_id"])
+    assert run["status"] == "failed"
+    assert run["error"]["type"] == "DriverError" and "a monitoring hook broke" in run["error"]["message"]
+    assert {t["status"] for t in run["tasks"].values()} <= {"failed", "skipped"}
+    import sqlite3
+
+    with sqlite3.connect(home / "store.db") as conn:
+        assert conn.execute("SELECT count(*) FROM cache_locks").fetchone() == (0,)
+
+
+def test_resume_keeps_no_cache(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    nb = write_notebook(
+        tmp_path / "nocache.ipynb",
+        "%%flyte_task t(marks: str) -> x: int --cache\n"
+        "import os\nif not os.path.exists(os.path.join(marks, 'ok')):\n    raise ValueError('not ok')\nx = 1",
+        parameters=f"marks = {str(marks)!r}",
+    )
+    (marks / "ok").touch()
+    assert flyte(home, "run", str(nb)).returncode == 0  # fills the cache
+    (marks / "ok").unlink()
+    first = flyte(home, "run", str(nb), "--no-cache", "--json")
+    assert first.returncode == 1, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    again = flyte(home, "resume", run_id, "--json")
+    task = json.loads(again.stdout)["tasks"]["t"]
+    # with the cache the resume would have been a hit; --no-cache was kept, so the task ran (and failed) again
+    assert (task["status"], task["attempts"]) == ("failed", 2)
