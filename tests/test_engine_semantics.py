@@ -175,3 +175,21 @@ def test_resume_keeps_no_cache(tmp_path: Path) -> None:
     task = json.loads(again.stdout)["tasks"]["t"]
     # with the cache the resume would have been a hit; --no-cache was kept, so the task ran (and failed) again
     assert (task["status"], task["attempts"]) == ("failed", 2)
+
+
+def test_in_process_runs_do_not_share_the_callers_event_loop(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a notebook (%flyte_run) or the Python API, the caller's thread already has an event loop that
+    jupyter_core remembers; parallel attempts on the in-process workers must each run on their own."""
+    from jupyter_core.utils import ensure_event_loop
+
+    from flyte_lab.engine.api import run_notebook
+
+    monkeypatch.setenv("FLYTE_LAB_HOME", str(tmp_path / "home"))
+    ensure_event_loop()  # what an earlier nbclient call in this thread leaves behind
+    nb = write_notebook(tmp_path / "parallel.ipynb",
+                        *(f"%%flyte_task t{i}() -> x{i}: int\nimport time\ntime.sleep(0.5)\nx{i} = {i}"
+                          for i in range(4)))
+    record = run_notebook(str(nb), {}, workers=2)
+    assert record["status"] == "succeeded"
+    assert {name: t["attempts"] for name, t in record["tasks"].items()} == {f"t{i}": 1 for i in range(4)}

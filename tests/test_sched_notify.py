@@ -143,7 +143,7 @@ def test_run_with_notify_a_timed_out_run_and_a_failing_endpoint(tmp_path: Path) 
                               capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 1, proc.stderr  # the run's own outcome; the failing endpoint changes nothing
     run = json.loads(proc.stdout)
-    assert run["tasks"]["slow"]["error"]["type"] == "Timeout"
+    assert run["tasks"]["slow"]["error"]["type"] == "TaskTimeout"
     (body,) = web.received["/ok"]
     assert body["event"] == "timed_out" and body["run_id"] == run["run_id"] and "timed out" in body["text"]
     assert len(web.received["/fail"]) == 3 and "/never" not in web.received

@@ -100,6 +100,7 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str
     from flyte_lab.engine.kernels import kernel_manager_for
 
     manager = kernel_manager_for(spec.get("env"), attempt_key=key, scrub=spec.get("scrub") or ())
+    loop = _own_event_loop()
     try:
         papermill.execute_notebook(
             nbformat.from_dict(spec["notebook"]), local, parameters={"flyte_context": context},
@@ -116,26 +117,37 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str
     except (DeadKernelError, RuntimeError) as exc:  # RuntimeError: jupyter_client's "kernel died before replying"
         return ("infra", exc)
     finally:
-        _close_thread_loop()
+        _release_event_loop(loop)
     return None
 
 
-def _close_thread_loop() -> None:
-    """Close the event loop papermill made for this thread; the next attempt makes a new one (~0.1 ms).
+def _own_event_loop() -> Any:
+    """A new event loop for this attempt, made current for papermill/nbclient in this thread.
 
-    Dask's worker threads end with their cluster, and a loop left open there leaks its sockets.
+    jupyter_core keeps "this thread's loop" in a context variable, and Dask runs a task in a copy of the
+    context it was scheduled from: in-process (a notebook's %flyte_run, the Python API) that copy can name
+    the caller's loop, which two worker threads would then both try to run. Each attempt gets its own.
     """
     import asyncio
 
-    from jupyter_core.utils import ensure_event_loop
+    from jupyter_core import utils
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        loop = ensure_event_loop()  # the one papermill ran on in this thread
-        if not loop.is_running():
-            loop.close()
-            asyncio.set_event_loop(None)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    utils._loop.set(loop)
+    return loop
+
+
+def _release_event_loop(loop: Any) -> None:
+    """Close the attempt's loop (a loop left open in a Dask thread leaks its sockets)."""
+    import asyncio
+
+    from jupyter_core import utils
+
+    if not loop.is_running():
+        loop.close()
+    asyncio.set_event_loop(None)
+    utils._loop.set(None)
 
 
 def _engine() -> str:

@@ -97,7 +97,8 @@ def event_of(record: dict[str, Any]) -> str | None:
         return "succeeded"
     if status != "failed":
         return None
-    timed_out = any((t.get("error") or {}).get("type") == "Timeout" for t in record.get("tasks", {}).values())
+    errors = [(t.get("error") or {}).get("type") for t in record.get("tasks", {}).values()]
+    timed_out = any(kind in ("TaskTimeout", "Timeout") for kind in errors)
     return "timed_out" if timed_out else "failed"
 
 
