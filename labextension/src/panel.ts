@@ -9,6 +9,7 @@ import { api, ApiError, Diagnostic, Graph, post, RunRecord, RunSummary, Schedule
 
 const DEBOUNCE_MS = 400;
 const POLL_MS = 1000;
+const IDLE_POLL_MS = 5000; // runs started elsewhere (CLI, scheduler, another tab) show up too
 const LIVE = new Set(['queued', 'running']);
 
 function el<K extends keyof HTMLElementTagNameMap>(
@@ -47,6 +48,8 @@ export class FlytePanel extends Widget {
   private runs: RunRecord[] = [];
   private schedules: Schedule[] = [];
   private dashboardUrl = 'http://127.0.0.1:5006';
+  private runMessage = '';
+  private readonly watched = new WeakSet<NotebookPanel>();
   private timer = 0;
   private poller = 0;
   private readonly sections: Record<string, HTMLElement> = {};
@@ -64,7 +67,7 @@ export class FlytePanel extends Widget {
     this.title.caption = 'Flyte: tasks, diagnostics, runs and schedules of this notebook';
     this.addClass('flyte-panel');
     for (const name of ['notebook', 'tasks', 'diagnostics', 'run', 'runs', 'schedule', 'schedules']) {
-      this.sections[name] = el('section', { class: `flyte-${name}` });
+      this.sections[name] = el('section', { class: `flyte-section-${name}` });
       this.node.append(this.sections[name]);
     }
     this.buildScheduleForm();
@@ -78,6 +81,7 @@ export class FlytePanel extends Widget {
       return;
     }
     this.notebook = panel;
+    this.runMessage = '';
     this.graph = null;
     this.runs = [];
     this.schedules = [];
@@ -90,8 +94,16 @@ export class FlytePanel extends Widget {
       if (this.notebook !== panel) {
         return;
       }
-      panel.context.model.contentChanged.connect(() => this.scheduleGraph(panel));
-      panel.context.fileChanged.connect(() => this.scheduleGraph(panel));
+      if (!this.watched.has(panel)) {
+        this.watched.add(panel);
+        panel.context.model.contentChanged.connect(() => this.scheduleGraph(panel));
+        panel.context.fileChanged.connect(() => {
+          this.scheduleGraph(panel);
+          if (this.notebook === panel) {
+            void this.refreshRuns();
+          }
+        });
+      }
       this.scheduleGraph(panel);
       void this.refreshRuns();
       void this.refreshSchedules();
@@ -103,6 +115,9 @@ export class FlytePanel extends Widget {
   }
 
   private scheduleGraph(panel: NotebookPanel): void {
+    if (panel !== this.notebook) {
+      return; // a notebook in the background changed (its kernel, a save): not the one shown
+    }
     window.clearTimeout(this.timer);
     this.timer = window.setTimeout(() => void this.refreshGraph(panel), DEBOUNCE_MS);
   }
@@ -192,7 +207,7 @@ export class FlytePanel extends Widget {
     }
     const button = el('button', { class: 'jp-Button flyte-run-button' }, 'Run');
     button.onclick = () => void this.launch();
-    form.append(el('label', {}, 'cluster', this.cluster), button, el('div', { class: 'flyte-run-error' }));
+    form.append(el('label', {}, 'cluster', this.cluster), button, el('div', { class: 'flyte-run-message' }, this.runMessage));
     this.sections.run.replaceChildren(el('h3', {}, 'Run'), form);
   }
 
@@ -202,8 +217,14 @@ export class FlytePanel extends Widget {
     if (!panel) {
       return;
     }
-    const errorBox = this.sections.run.querySelector('.flyte-run-error') as HTMLElement;
-    errorBox.textContent = '';
+    const say = (text: string) => {
+      this.runMessage = text;
+      const box = this.sections.run.querySelector('.flyte-run-message');
+      if (box) {
+        box.textContent = text;
+      }
+    };
+    say('');
     if (panel.context.model.dirty) {
       await panel.context.save();
     }
@@ -215,10 +236,10 @@ export class FlytePanel extends Widget {
     }
     try {
       const created = await post<{ run_id: string }>('runs', { path: panel.context.path, params, cluster: this.cluster.value || 'local' });
-      errorBox.textContent = `run ${created.run_id} started`;
+      say(`run ${created.run_id} started`);
       await this.refreshRuns();
     } catch (err) {
-      errorBox.textContent = err instanceof Error ? err.message : String(err);
+      say(err instanceof Error ? err.message : String(err));
       if (err instanceof ApiError && err.diagnostics.length) {
         this.renderDiagnostics(err.diagnostics);
       }
@@ -242,8 +263,9 @@ export class FlytePanel extends Widget {
       this.showError('runs', err);
     }
     window.clearTimeout(this.poller);
-    if (this.runs.some(r => LIVE.has(r.status))) {
-      this.poller = window.setTimeout(() => void this.refreshRuns(), POLL_MS);
+    if (this.path === path) {
+      const live = this.runs.some(r => LIVE.has(r.status));
+      this.poller = window.setTimeout(() => void this.refreshRuns(), live ? POLL_MS : IDLE_POLL_MS);
     }
   }
 

@@ -47,8 +47,8 @@ def _free_port() -> int:
 
 
 class Lab:
-    def __init__(self, url: str, token: str, root: Path, home: Path) -> None:
-        self.url, self.token, self.root, self.home = url, token, root, home
+    def __init__(self, url: str, token: str, root: Path, home: Path, proc: subprocess.Popen[str]) -> None:
+        self.url, self.token, self.root, self.home, self.proc = url, token, root, home, proc
 
     def open(self, path: str) -> str:
         return f"{self.url}lab/tree/{path}?token={self.token}"
@@ -90,9 +90,10 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     drain = threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True)
     drain.start()
     try:
-        yield Lab(f"http://127.0.0.1:{port}/", token, root, home)
+        yield Lab(f"http://127.0.0.1:{port}/", token, root, home, proc)
     finally:
-        started = psutil.Process(proc.pid).children(recursive=True)  # kernels and run processes it started
+        # kernels and run processes it started (a test that stopped the server waits for its own)
+        started = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         proc.terminate()
         try:
             proc.wait(30)
@@ -106,3 +107,4 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         psutil.wait_procs(alive, timeout=10)
         drain.join(10)
         proc.stderr.close()
+        (tmp_path / "jupyter-lab.log").write_text("".join(log))  # kept for a failed test's post-mortem

@@ -51,7 +51,10 @@ def test_sidebar_tasks_diagnostics_run_and_schedule(page: Page, lab: Any) -> Non
     expect(panel.locator(".flyte-task")).to_have_count(2, timeout=30_000)
     panel.locator('input[data-param="n"]').fill("4")
     panel.locator(".flyte-run-button").click()
-    expect(panel.locator(".flyte-run").first).to_be_visible(timeout=60_000)
+    expect(panel.locator(".flyte-run-message")).to_contain_text("started", timeout=60_000)
+    expect(panel.locator(".flyte-run-list .flyte-run")).to_have_count(1)
+    page.reload()  # the run lives in the store, not in the page
+    open_panel(page, lab, "valid_pipeline.ipynb")
     expect(panel.locator(".flyte-run-succeeded")).to_have_count(1, timeout=RUN_TIMEOUT_MS)
     run_id = panel.locator(".flyte-run-succeeded").get_attribute("data-run")
     from flyte_lab.store import RunStore
