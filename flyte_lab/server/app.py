@@ -23,6 +23,10 @@ class FlyteLabApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)
 
+    async def _start_jupyter_server_extension(self, serverapp: object) -> None:
+        # runs once the event loop has started, after the server's sockets are bound: a readiness signal
+        self.log.info("flyte_lab: REST API ready at %sflyte-lab/api", self.serverapp.base_url)
+
     async def stop_extension(self) -> None:
         # runs are their own processes and outlive the server on purpose; only forget them here
         self.launcher.children.clear()

@@ -23,7 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 BUILT = Path(__file__).resolve().parents[2] / "flyte_lab" / "labextension"
-READY = re.compile(r"Jupyter Server .* is running at")
+READY = re.compile(r"flyte_lab: REST API ready at")  # logged once the sockets are bound
 
 
 @pytest.fixture(scope="session")
