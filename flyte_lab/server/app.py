@@ -25,7 +25,7 @@ class FlyteLabApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: object) -> None:
         # runs once the event loop has started, after the server's sockets are bound: a readiness signal
-        self.log.info("flyte_lab: REST API ready at %sflyte-lab/api", self.serverapp.base_url)
+        self.log.info("flyte_lab: REST API ready at %sflyte-lab/api", getattr(serverapp, "base_url", "/"))
 
     async def stop_extension(self) -> None:
         # runs are their own processes and outlive the server on purpose; only forget them here
