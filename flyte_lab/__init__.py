@@ -41,3 +41,16 @@ def get_run(run_id: str) -> Any:
     from flyte_lab.engine.api import get_run as _get_run
 
     return _get_run(run_id)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter server extension `flyte_lab` (REST API for the sidebar); see `flyte_lab/server`."""
+    from flyte_lab.server import _jupyter_server_extension_points as points
+
+    return points()
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    from flyte_lab.server import _jupyter_labextension_paths as paths
+
+    return paths()

@@ -1,0 +1,33 @@
+"""The `flyte_lab` Jupyter server extension: the route table of `handlers.ROUTES` and one launcher."""
+
+from __future__ import annotations
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Unicode
+
+from flyte_lab.server.handlers import ROUTES
+from flyte_lab.server.launcher import Launcher
+
+
+class FlyteLabApp(ExtensionApp):
+    name = "flyte_lab"
+    load_other_extensions = True
+
+    dashboard_url = Unicode("http://127.0.0.1:5006", config=True,
+                            help="Where `flyte-lab dashboard` serves; the sidebar links a run to .../run?id=ID")
+
+    def initialize_settings(self) -> None:
+        self.launcher = Launcher()
+        self.settings.update({"flyte_lab_launcher": self.launcher, "flyte_lab_dashboard_url": self.dashboard_url})
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(ROUTES)
+
+    async def _start_jupyter_server_extension(self, serverapp: object) -> None:
+        # runs once the event loop has started, after the server's sockets are bound: a readiness signal
+        self.log.info("flyte_lab: REST API ready at %sflyte-lab/api", getattr(serverapp, "base_url", "/"))
+
+    async def stop_extension(self) -> None:
+        # runs are their own processes and outlive the server on purpose; only forget them here
+        self.launcher.children.clear()
+

@@ -1,0 +1,205 @@
+"""The REST handlers of DESIGN.md section 3b; `ROUTES` below is the one route table.
+
+Every handler is behind Jupyter's authentication (`@tornado.web.authenticated`; `APIHandler` checks
+XSRF on cookie-authenticated writes), every notebook path goes through `paths.resolve_notebook`, and
+every error goes through `errors.STATUS_TABLE`. Store and graph calls run in a thread (they block).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from pydantic import BaseModel
+
+from flyte_lab.server import service
+from flyte_lab.server.errors import BadRequest, body_for, status_for
+from flyte_lab.server.models import (
+    CancelAnswer,
+    GraphRequest,
+    ResumeRequest,
+    RunCreated,
+    RunRequest,
+    ScheduleRequest,
+)
+from flyte_lab.server.paths import resolve_notebook
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+def answers(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Authenticated, and every exception answered through the status table."""
+
+    @tornado.web.authenticated
+    @functools.wraps(method)
+    async def wrapper(self: FlyteHandler, *args: Any, **kwargs: Any) -> None:
+        try:
+            await method(self, *args, **kwargs)
+        except Exception as exc:
+            status = status_for(exc)
+            if status >= 500:
+                self.log.error("flyte_lab: %s %s failed", self.request.method, self.request.path, exc_info=exc)
+            self.set_status(status)
+            self.finish(json.dumps(body_for(exc)))
+
+    return wrapper  # type: ignore[return-value]  # tornado's decorator types drop the coroutine
+
+
+class FlyteHandler(ExtensionHandlerMixin, APIHandler):
+    @property
+    def root_dir(self) -> str:
+        return str(self.settings["server_root_dir"])
+
+    @property
+    def launcher(self) -> Any:
+        return self.settings["flyte_lab_launcher"]
+
+    def body(self, model: type[M]) -> M:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise BadRequest("the request body is not JSON") from None
+        return model.model_validate(data)
+
+    def arg(self, name: str) -> str:
+        value = self.get_query_argument(name, None)
+        if value is None:
+            raise BadRequest(f"missing query argument `{name}`")
+        return value
+
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data.model_dump() if isinstance(data, BaseModel) else data, default=str))
+
+
+class ConfigHandler(FlyteHandler):
+    @answers
+    async def get(self) -> None:
+        self.reply({"dashboard_url": self.settings.get("flyte_lab_dashboard_url")})
+
+
+class GraphHandler(FlyteHandler):
+    @answers
+    async def get(self) -> None:
+        path = resolve_notebook(self.root_dir, self.arg("path"))
+        self.reply(await self.blocking(service.graph_of_file, path))
+
+    @answers
+    async def post(self) -> None:
+        req = self.body(GraphRequest)
+        path = resolve_notebook(self.root_dir, req.path, must_exist=False)
+        self.reply(await self.blocking(service.graph_of_content, path, req.content, req.params))
+
+
+class RunsHandler(FlyteHandler):
+    @answers
+    async def get(self) -> None:
+        rel = self.get_query_argument("path", None)
+        notebook = str(resolve_notebook(self.root_dir, rel, must_exist=False)) if rel else None
+        self.reply(await self.blocking(service.list_runs, self.root_dir, notebook))
+
+    @answers
+    async def post(self) -> None:
+        req = self.body(RunRequest)
+        path = resolve_notebook(self.root_dir, req.path)
+        await self.blocking(service.check_launch, path, req.params)  # 400 with diagnostics, nothing stored
+        run_id = await self.launcher.start({"action": "run", "path": str(path), "params": req.params,
+                                            "cluster": req.cluster, "workers": req.workers,
+                                            "no_cache": req.no_cache})
+        self.reply(RunCreated(run_id=run_id), 201)
+
+
+class RunHandler(FlyteHandler):
+    @answers
+    async def get(self, run_id: str) -> None:
+        self.reply(await self.blocking(service.get_run, self.root_dir, run_id))
+
+
+class ResumeHandler(FlyteHandler):
+    @answers
+    async def post(self, run_id: str) -> None:
+        req = self.body(ResumeRequest)
+        await self.blocking(service.get_run, self.root_dir, run_id)  # 404 before a process starts
+        run_id = await self.launcher.start({"action": "resume", "run_id": run_id, "cluster": req.cluster})
+        self.reply(RunCreated(run_id=run_id), 202)
+
+
+class CancelHandler(FlyteHandler):
+    @answers
+    async def post(self, run_id: str) -> None:
+        full_id, state = await self.blocking(service.cancel, run_id)
+        self.reply(CancelAnswer(run_id=full_id, state=state), 202)
+
+
+class TaskNotebookHandler(FlyteHandler):
+    @answers
+    async def get(self, run_id: str, task: str) -> None:
+        self.reply(await self.blocking(service.executed_notebook, run_id, task))
+
+
+class SchedulesHandler(FlyteHandler):
+    @answers
+    async def get(self) -> None:
+        rel = self.get_query_argument("path", None)
+        notebook = str(resolve_notebook(self.root_dir, rel, must_exist=False)) if rel else None
+        self.reply(await self.blocking(service.list_schedules, self.root_dir, notebook, datetime.now(UTC)))
+
+    @answers
+    async def post(self) -> None:
+        req = self.body(ScheduleRequest)
+        path = resolve_notebook(self.root_dir, req.path)
+        self.reply(await self.blocking(service.add_schedule, self.root_dir, path, req), 201)
+
+
+class ScheduleHandler(FlyteHandler):
+    @answers
+    async def delete(self, name: str) -> None:
+        await self.blocking(service.remove_schedule, name)
+        self.set_status(204)
+        self.finish()
+
+
+class SchedulePauseHandler(FlyteHandler):
+    @answers
+    async def post(self, name: str, action: str) -> None:
+        await self.blocking(service.pause_schedule, name, action == "pause")
+        self.reply({"name": name, "paused": action == "pause"})
+
+
+class PreviewHandler(FlyteHandler):
+    @answers
+    async def get(self) -> None:
+        cron = self.get_query_argument("cron", None)
+        every = self.get_query_argument("every", None)
+        tz = self.get_query_argument("timezone", "UTC")
+        start = self.get_query_argument("start", None)
+        self.reply(await self.blocking(service.preview, cron, every, tz, start, datetime.now(UTC)))
+
+
+_ID = r"(?P<run_id>[A-Za-z0-9_\-]+)"
+_NAME = r"(?P<name>[^/]+)"
+
+ROUTES: list[tuple[str, type[FlyteHandler]]] = [
+    (r"/flyte-lab/api/config", ConfigHandler),
+    (r"/flyte-lab/api/graph", GraphHandler),
+    (r"/flyte-lab/api/runs", RunsHandler),
+    (rf"/flyte-lab/api/runs/{_ID}", RunHandler),
+    (rf"/flyte-lab/api/runs/{_ID}/resume", ResumeHandler),
+    (rf"/flyte-lab/api/runs/{_ID}/cancel", CancelHandler),
+    (rf"/flyte-lab/api/runs/{_ID}/tasks/(?P<task>[A-Za-z_][A-Za-z0-9_]*)/notebook", TaskNotebookHandler),
+    (r"/flyte-lab/api/schedules", SchedulesHandler),
+    (r"/flyte-lab/api/schedules/preview", PreviewHandler),
+    (rf"/flyte-lab/api/schedules/{_NAME}/(?P<action>pause|resume)", SchedulePauseHandler),
+    (rf"/flyte-lab/api/schedules/{_NAME}", ScheduleHandler),
+]

@@ -1,0 +1,66 @@
+"""Request and response bodies of the REST API (pydantic): what the browser may send, checked once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CLUSTER_PATTERN = r"^(local|k8s|tcp://[A-Za-z0-9.\-\[\]:]+)$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GraphRequest(_Body):
+    """Validate the editor's current content (unsaved) of the notebook at `path`."""
+
+    path: str
+    content: dict[str, Any]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunRequest(_Body):
+    path: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    cluster: str = Field(default="local", pattern=CLUSTER_PATTERN)
+    workers: int | None = Field(default=None, ge=1, le=1024)
+    no_cache: bool = False
+
+
+class ResumeRequest(_Body):
+    cluster: str | None = Field(default=None, pattern=CLUSTER_PATTERN)
+
+
+class ScheduleRequest(_Body):
+    path: str
+    cron: str | None = None
+    every: str | None = None
+    name: str | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+    start: str | None = None
+    timezone: str = "UTC"
+    catchup: bool = False
+    max_catchup: int = 50
+    max_active: int = 1
+    overlap: str = "skip"
+
+
+class RunCreated(BaseModel):
+    run_id: str
+
+
+class CancelAnswer(BaseModel):
+    run_id: str
+    state: str
+
+
+class FirePreview(BaseModel):
+    timezone: str
+    fire_times: list[str]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    diagnostics: list[dict[str, Any]] | None = None

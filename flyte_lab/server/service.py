@@ -1,0 +1,171 @@
+"""What the handlers do, as plain blocking functions over the graph, the run store and the scheduler.
+
+No HTTP here: paths arrive resolved under the root, answers are the CLI's JSON objects (DESIGN.md 2-3),
+with each stored notebook path also given relative to the Jupyter root (`path`, null outside it).
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flyte_lab.errors import UserInputError, ValidationFailed
+from flyte_lab.server.models import FirePreview, ScheduleRequest
+from flyte_lab.server.paths import relative_to_root
+from flyte_lab.store.database import NoStore
+
+PREVIEW_COUNT = 5
+
+
+def graph_of_file(path: Path) -> dict[str, Any]:
+    from flyte_lab.graph.validate import graph_json, validate_notebook
+
+    return graph_json(validate_notebook(str(path)))
+
+
+def graph_of_content(path: Path, content: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The `validate --json` object of the editor's content (unsaved); a malformed one is `bad-notebook`."""
+    import nbformat
+
+    from flyte_lab.graph.model import Diagnostic, Workflow
+    from flyte_lab.graph.validate import graph_json, validate_notebook
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nbformat.validate(content)
+    except Exception as exc:
+        wf = Workflow(path=str(path))
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        wf.diagnostics = [Diagnostic("error", "bad-notebook", f"not a valid notebook (nbformat schema): {reason}")]
+        return graph_json(wf)
+    return graph_json(validate_notebook(str(path), cli_params=params or None, nb=content))
+
+
+def check_launch(path: Path, params: dict[str, Any]) -> None:
+    """Refuse (400 with every diagnostic) what `run_notebook` would refuse, before a process starts."""
+    from flyte_lab.graph.validate import resolve_params, validate_notebook
+
+    wf = validate_notebook(str(path), cli_params=params, launching=True)
+    if wf.errors:
+        first = wf.errors[0]
+        more = f" (and {len(wf.errors) - 1} more)" if len(wf.errors) > 1 else ""
+        raise ValidationFailed(first.format(path.name) + more, diagnostics=[d.as_json() for d in wf.diagnostics])
+    resolve_params(wf, params)
+
+
+def _store(create: bool = False) -> Any:
+    from flyte_lab.store import RunStore
+
+    return RunStore.from_env(create=create)
+
+
+def list_runs(root: str, notebook: str | None) -> list[dict[str, Any]]:
+    try:
+        store = _store()
+    except NoStore:
+        return []
+    with store:
+        runs = store.list_runs(limit=50, notebook=notebook)
+    return [dict(r, path=relative_to_root(root, r["notebook"])) for r in runs]
+
+
+def get_run(root: str, run_id: str) -> dict[str, Any]:
+    from flyte_lab.errors import RunNotFound
+
+    try:
+        store = _store()
+    except NoStore:
+        raise RunNotFound(f"no run `{run_id}`: there is no run store yet") from None
+    with store:
+        run = store.get_run(run_id)
+    run.pop("attempts_detail", None)
+    return dict(run, path=relative_to_root(root, run["notebook"]))
+
+
+def cancel(run_id: str) -> tuple[str, str]:
+    from flyte_lab.engine.api import cancel_run
+    from flyte_lab.errors import RunNotFound
+
+    try:
+        return cancel_run(run_id)
+    except NoStore:
+        raise RunNotFound(f"no run `{run_id}`: there is no run store yet") from None
+
+
+def executed_notebook(run_id: str, task: str) -> dict[str, Any]:
+    """The executed notebook of the task's last attempt, as notebook JSON, wherever the artifacts live."""
+    import json
+
+    import fsspec
+
+    run = get_run("/", run_id)
+    info = run["tasks"].get(task)
+    if info is None:
+        raise UserInputError(f"run `{run_id}` has no task `{task}`")
+    url = info.get("output_notebook")
+    if not url:
+        raise UserInputError(f"task `{task}` of run `{run_id}` has no executed notebook yet")
+    with fsspec.open(url, "r", encoding="utf-8") as fh:
+        return {"name": f"{task}-{run['run_id']}.ipynb", "content": json.load(fh)}
+
+
+def list_schedules(root: str, notebook: str | None, now: datetime) -> list[dict[str, Any]]:
+    from flyte_lab.scheduler.overview import overview
+
+    try:
+        store = _store()
+    except NoStore:
+        return []
+    with store:
+        rows = overview(store, now)
+    if notebook is not None:
+        rows = [r for r in rows if r["notebook"] == notebook]
+    return [dict(r, path=relative_to_root(root, r["notebook"])) for r in rows]
+
+
+def add_schedule(root: str, path: Path, req: ScheduleRequest) -> dict[str, Any]:
+    from datetime import UTC
+
+    from flyte_lab.scheduler.spec import ScheduleSpec
+
+    spec = ScheduleSpec(notebook=str(path), cron=req.cron or None, every=req.every or None, name=req.name or None,
+                        params=dict(req.params), start=req.start or None, timezone=req.timezone,
+                        catchup=req.catchup, max_catchup=req.max_catchup, max_active=req.max_active,
+                        overlap=req.overlap)
+    row = spec.row()
+    with _store(create=True) as store:
+        store.add_schedule(dict(row))
+    found = [s for s in list_schedules(root, None, datetime.now(UTC)) if s["name"] == row["name"]]
+    return found[0]
+
+
+def remove_schedule(name: str) -> None:
+    with _store() as store:
+        store.remove_schedule(name)
+
+
+def pause_schedule(name: str, paused: bool) -> None:
+    with _store() as store:
+        store.set_schedule_paused(name, paused)
+
+
+def preview(cron: str | None, every: str | None, timezone: str, start: str | None, now: datetime) -> FirePreview:
+    """The next five fire times of a schedule not saved yet (the form shows them before saving)."""
+    from flyte_lab.scheduler import timing
+
+    if (cron is None) == (every is None):
+        raise UserInputError('give exactly one of cron="EXPR" or every=INTERVAL')
+    expr = timing.check_cron(cron) if cron is not None else None
+    every_s = timing.parse_every(every) if every is not None else None
+    tz = timing.zone(timezone)
+    first = timing.parse_time(start, tz, "start") if start else now.replace(microsecond=0)
+    fires: list[str] = []
+    after = now
+    for _ in range(PREVIEW_COUNT):
+        fire = timing.next_fire(expr, every_s, tz, first, after)
+        fires.append(fire.astimezone(tz).isoformat())
+        after = fire
+    return FirePreview(timezone=timezone, fire_times=fires)

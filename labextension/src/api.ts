@@ -1,0 +1,86 @@
+// The REST API of the `flyte_lab` server extension (DESIGN.md 3b), through Jupyter's own connection
+// settings: the token and the XSRF cookie travel with every request.
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export interface Diagnostic {
+  severity: 'error' | 'warning';
+  code: string;
+  task: string | null;
+  cell: number | null;
+  line: number | null;
+  name: string | null;
+  message: string;
+}
+
+export interface TaskInfo {
+  name: string;
+  cell: number;
+  inputs: Record<string, string>;
+  outputs: Record<string, string>;
+  options: Record<string, unknown>;
+}
+
+export interface Graph {
+  tasks: TaskInfo[];
+  edges: [string, string, string][];
+  workflow_inputs: Record<string, { type: string; default: unknown }>;
+  diagnostics: Diagnostic[];
+}
+
+export interface RunSummary {
+  run_id: string;
+  notebook: string;
+  status: string;
+  created_at: string;
+  finished_at: string | null;
+}
+
+export interface TaskState {
+  status: string;
+  attempts: number;
+  cell: number;
+  output_notebook: string | null;
+  error: { type: string; message: string; cell: number | null; line: number | null } | null;
+}
+
+export interface RunRecord extends RunSummary {
+  tasks: Record<string, TaskState>;
+}
+
+export interface Schedule {
+  name: string;
+  cron: string | null;
+  every_s: number | null;
+  timezone: string;
+  paused: boolean;
+  next_fire_time: string | null;
+  last_run: { run_id: string; status: string } | null;
+}
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly diagnostics: Diagnostic[] = []
+  ) {
+    super(message);
+  }
+}
+
+export async function api<T>(route: string, init: RequestInit = {}, query: Record<string, string> = {}): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const search = new URLSearchParams(query).toString();
+  const url = URLExt.join(settings.baseUrl, 'flyte-lab', 'api', route) + (search ? `?${search}` : '');
+  const response = await ServerConnection.makeRequest(url, init, settings);
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    throw new ApiError(data?.message ?? response.statusText, response.status, data?.diagnostics ?? []);
+  }
+  return data as T;
+}
+
+export function post<T>(route: string, body: unknown): Promise<T> {
+  return api<T>(route, { method: 'POST', body: JSON.stringify(body) });
+}

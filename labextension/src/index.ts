@@ -1,0 +1,49 @@
+// The "Flyte" sidebar, its status-bar item and the "Flyte: Run notebook" command.
+import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { IStatusBar } from '@jupyterlab/statusbar';
+import { Widget } from '@lumino/widgets';
+
+import { FlytePanel } from './panel';
+
+const RUN_COMMAND = 'flyte-lab:run-notebook';
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'flyte-lab:sidebar',
+  description: 'Tasks, diagnostics, runs and schedules of the active notebook',
+  autoStart: true,
+  requires: [INotebookTracker, ILabShell],
+  optional: [IStatusBar, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    shell: ILabShell,
+    statusBar: IStatusBar | null,
+    palette: ICommandPalette | null
+  ) => {
+    const status = new Widget();
+    status.addClass('flyte-status');
+    status.node.textContent = 'Flyte: -';
+    const panel = new FlytePanel(tracker, app, count => {
+      status.node.textContent = count === null ? 'Flyte: -' : `Flyte: ${count} diagnostic${count === 1 ? '' : 's'}`;
+    });
+    shell.add(panel, 'left', { rank: 600 });
+    if (statusBar) {
+      statusBar.registerStatusItem('flyte-lab:diagnostics', { item: status, align: 'left', rank: 50 });
+    }
+    app.commands.addCommand(RUN_COMMAND, {
+      label: 'Flyte: Run notebook',
+      isEnabled: () => tracker.currentWidget !== null,
+      execute: async () => {
+        shell.activateById(panel.id);
+        await panel.launch();
+      }
+    });
+    if (palette) {
+      palette.addItem({ command: RUN_COMMAND, category: 'Flyte' });
+    }
+  }
+};
+
+export default plugin;

@@ -1,0 +1,110 @@
+"""A real `jupyter lab` (this checkout's server and lab extensions) and Debian's Chromium, for UI tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import NOTEBOOKS
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+BUILT = Path(__file__).resolve().parents[2] / "flyte_lab" / "labextension"
+READY = re.compile(r"flyte_lab: REST API ready at")  # logged once the sockets are bound
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict[str, Any]:
+    """Debian's Chromium with the flags that work here (overrides pytest-playwright's fixture in this folder)."""
+    return {"executable_path": CHROMIUM, "args": CHROMIUM_ARGS, "headless": True}
+
+
+def _skip_reason() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"Debian chromium is not installed at {CHROMIUM} (`apt-get install -y chromium`)"
+    if not (BUILT / "static" / "style.js").exists():
+        return "the lab extension is not built (`cd labextension && jlpm install && jlpm build:prod`)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Lab:
+    def __init__(self, url: str, token: str, root: Path, home: Path, proc: subprocess.Popen[str]) -> None:
+        self.url, self.token, self.root, self.home, self.proc = url, token, root, home, proc
+
+    def open(self, path: str) -> str:
+        return f"{self.url}lab/tree/{path}?token={self.token}"
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    root, home, data, config = (tmp_path / n for n in ("root", "home", "data", "config"))
+    for d in (root, data / "labextensions", config):
+        d.mkdir(parents=True)
+    for name in ("valid_pipeline.ipynb", "type_mismatch.ipynb"):
+        shutil.copy(NOTEBOOKS / name, root / name)
+    (data / "labextensions" / "flyte-lab").symlink_to(BUILT, target_is_directory=True)
+    token, port = secrets.token_hex(16), _free_port()
+    env = dict(os.environ, FLYTE_LAB_HOME=str(home), JUPYTER_CONFIG_DIR=str(config), JUPYTER_DATA_DIR=str(data),
+               JUPYTER_PATH=str(data), PYTHONPATH=os.pathsep.join(filter(None, [str(BUILT.parents[1]),
+                                                                           os.environ.get("PYTHONPATH")])))
+    env.pop("FLYTE_LAB_DB_URL", None)
+    env.pop("FLYTE_LAB_ARTIFACTS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--ServerApp.jpserver_extensions={'flyte_lab': True}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    assert proc.stderr is not None
+    log: list[str] = []
+    for line in proc.stderr:  # the server says when it listens
+        log.append(line)
+        if READY.search(line):
+            break
+    else:
+        proc.wait()
+        pytest.fail("jupyter lab did not start:\n" + "".join(log[-40:]))
+    drain = threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True)
+    drain.start()
+    try:
+        yield Lab(f"http://127.0.0.1:{port}/", token, root, home, proc)
+    finally:
+        # kernels and run processes it started (a test that stopped the server waits for its own)
+        started = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        # runs are detached from the server on purpose; the test's own must end with it
+        _, alive = psutil.wait_procs(started, timeout=60)
+        for child in alive:
+            child.kill()
+        psutil.wait_procs(alive, timeout=10)
+        drain.join(10)
+        proc.stderr.close()
+        (tmp_path / "jupyter-lab.log").write_text("".join(log))  # kept for a failed test's post-mortem

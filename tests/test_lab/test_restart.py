@@ -1,0 +1,35 @@
+"""A run launched through the REST API survives the Jupyter server that launched it."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+
+def test_run_outlives_the_server(lab: Any) -> None:
+    request = urllib.request.Request(
+        f"{lab.url}flyte-lab/api/runs", method="POST",
+        data=json.dumps({"path": "valid_pipeline.ipynb", "params": {"n": "2"}}).encode(),
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"})
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1, never a proxy
+    with direct.open(request, timeout=120) as answer:
+        assert answer.status == 201
+        run_id = json.loads(answer.read())["run_id"]
+    [driver] = [p for p in psutil.Process(lab.proc.pid).children(recursive=True)
+                if "flyte_lab.server.launcher" in " ".join(p.cmdline())]
+    lab.proc.terminate()  # the server goes away while the run is going on
+    lab.proc.wait(30)
+    assert driver.is_running()
+    driver.wait(150)  # not our child: psutil waits by polling, without an exit code
+    from flyte_lab.store import RunStore
+
+    with RunStore.from_env(lab.home, create=False) as store:
+        record = store.get_run(run_id)
+    assert record["status"] == "succeeded", record
+    assert record["tasks"]["stats"]["outputs"]["count"]["preview"] == "2"

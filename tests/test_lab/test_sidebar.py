@@ -1,0 +1,78 @@
+"""The Flyte sidebar in a real JupyterLab and Chromium: tasks, diagnostics, a run, a schedule."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = [
+    pytest.mark.cluster,
+    # pytest-playwright 0.10 declares its session fixtures on a class, which pytest 9 deprecates; not ours
+    pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods"),
+]
+
+RUN_TIMEOUT_MS = 150_000
+
+
+def open_panel(page: Page, lab: Any, path: str) -> None:
+    page.goto(lab.open(path))
+    expect(page.locator(".jp-Notebook").first).to_be_visible(timeout=60_000)
+    tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="flyte-lab-panel"]')
+    if tab.get_attribute("aria-selected") != "true":
+        tab.click()
+    expect(page.locator("#flyte-lab-panel")).to_be_visible()
+
+
+def test_sidebar_tasks_diagnostics_run_and_schedule(page: Page, lab: Any) -> None:
+    open_panel(page, lab, "valid_pipeline.ipynb")
+    panel = page.locator("#flyte-lab-panel")
+    expect(panel.locator(".flyte-task")).to_have_text(["make", "stats"], timeout=30_000)
+    expect(panel.locator(".flyte-task-list li").first).to_contain_text("(n: int, seed: int) -> raw: pd.DataFrame")
+    expect(page.locator(".flyte-status")).to_have_text("Flyte: 0 diagnostics")
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+Shift+C")  # the command palette offers the run
+    page.locator(".lm-CommandPalette-input").fill("Flyte: Run")
+    expect(page.locator(".lm-CommandPalette-item", has_text="Flyte: Run notebook")).to_be_visible()
+    page.keyboard.press("Escape")
+
+    # a notebook with a type mismatch: the diagnostic selects its cell
+    open_panel(page, lab, "type_mismatch.ipynb")
+    diagnostic = panel.locator(".flyte-diagnostic")
+    expect(diagnostic).to_contain_text("type-mismatch", timeout=30_000)
+    expect(page.locator(".flyte-status")).to_have_text("Flyte: 1 diagnostic")
+    cell = json.loads(diagnostic.get_attribute("data-cell") or "0")
+    assert cell == 3
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+    notebook.locator(".jp-Cell").first.click()  # somewhere else first
+    expect(notebook.locator(".jp-Cell.jp-mod-active")).not_to_contain_text("consume")
+    diagnostic.click()
+    expect(notebook.locator(".jp-Cell.jp-mod-active")).to_contain_text("consume")
+
+    # run with an input from the form: the run appears and succeeds
+    open_panel(page, lab, "valid_pipeline.ipynb")
+    expect(panel.locator(".flyte-task")).to_have_count(2, timeout=30_000)
+    panel.locator('input[data-param="n"]').fill("4")
+    panel.locator(".flyte-run-button").click()
+    expect(panel.locator(".flyte-run-message")).to_contain_text("started", timeout=60_000)
+    expect(panel.locator(".flyte-run-list .flyte-run")).to_have_count(1)
+    page.reload()  # the run lives in the store, not in the page
+    open_panel(page, lab, "valid_pipeline.ipynb")
+    expect(panel.locator(".flyte-run-succeeded")).to_have_count(1, timeout=RUN_TIMEOUT_MS)
+    run_id = panel.locator(".flyte-run-succeeded").get_attribute("data-run")
+    from flyte_lab.store import RunStore
+
+    with RunStore.from_env(lab.home, create=False) as store:
+        record = store.get_run(run_id or "")
+    assert (record["status"], record["params"]) == ("succeeded", {"n": 4})
+
+    # a schedule: the next five fire times before saving, then the schedule in the list
+    panel.locator(".flyte-cron").fill("30 6 * * *")
+    expect(panel.locator(".flyte-fire-time")).to_have_count(5)
+    expect(panel.locator(".flyte-fire-time").first).to_contain_text("T06:30:00+00:00")
+    panel.locator(".flyte-schedule-name").fill("morning")
+    panel.locator(".flyte-schedule-save").click()
+    expect(panel.locator('.flyte-schedule[data-schedule="morning"]')).to_contain_text("30 6 * * *")

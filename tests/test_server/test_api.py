@@ -1,0 +1,220 @@
+"""The REST API of the `flyte_lab` server extension, against a real jupyter_server (pytest-jupyter).
+
+Runs launched here are real: a child process drives a local Dask cluster and papermill kernels.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.httpclient
+
+from tests.conftest import NOTEBOOKS
+from tests.test_server.conftest import API
+
+
+def as_json(response: Any) -> Any:
+    return json.loads(response.body)
+
+
+async def test_graph_is_the_validate_json(root: Path, fetch: Any) -> None:
+    response = await fetch("graph", params={"path": "valid_pipeline.ipynb"})
+    assert response.code == 200
+    graph = as_json(response)
+    assert [t["name"] for t in graph["tasks"]] == ["make", "stats"]
+    assert graph["tasks"][0]["inputs"] == {"n": "int", "seed": "int"}
+    assert graph["edges"] == [["make", "stats", "raw"]]
+    assert set(graph["workflow_inputs"]) == {"n", "seed"}
+    assert graph["diagnostics"] == []
+
+
+async def test_graph_of_unsaved_content(root: Path, fetch: Any) -> None:
+    content = json.loads((root / "valid_pipeline.ipynb").read_text())
+    cell = next(c for c in content["cells"] if "".join(c["source"]).startswith("%%flyte_task stats"))
+    cell["source"] = "%%flyte_task stats(raw: str) -> (mean: float, count: int)\nmean = 1.0\ncount = 1"
+    response = await fetch("graph", method="POST", body={"path": "valid_pipeline.ipynb", "content": content})
+    assert response.code == 200
+    [diag] = as_json(response)["diagnostics"]
+    assert diag["code"] == "type-mismatch"
+    assert diag["task"] == "stats"
+    assert diag["cell"] == content["cells"].index(cell) + 1
+    # the file on disk is untouched and still valid
+    assert as_json(await fetch("graph", params={"path": "valid_pipeline.ipynb"}))["diagnostics"] == []
+
+
+async def test_graph_of_malformed_content_is_bad_notebook(root: Path, fetch: Any) -> None:
+    response = await fetch("graph", method="POST", body={"path": "new.ipynb", "content": {"cells": 3}})
+    assert response.code == 200
+    assert [d["code"] for d in as_json(response)["diagnostics"]] == ["bad-notebook"]
+
+
+@pytest.mark.parametrize("path", ["../outside.ipynb", "sub/../../outside.ipynb", "/etc/passwd", "missing.ipynb",
+                                  "escape.ipynb"])
+async def test_paths_outside_the_root_are_404(root: Path, fetch: Any, path: str) -> None:
+    outside = root.parent / "outside.ipynb"
+    shutil.copy(NOTEBOOKS / "valid_pipeline.ipynb", outside)
+    (root / "escape.ipynb").symlink_to(outside)
+    for response in (await fetch("graph", params={"path": path}),
+                     await fetch("runs", method="POST", body={"path": path, "params": {}}),
+                     await fetch("schedules", method="POST", body={"path": path, "cron": "0 7 * * *"})):
+        assert response.code == 404, response.body
+        assert "no notebook" in as_json(response)["message"]
+
+
+async def test_encoded_traversal_is_404(root: Path, jp_fetch: Any) -> None:
+    shutil.copy(NOTEBOOKS / "valid_pipeline.ipynb", root.parent / "outside.ipynb")
+    # `%2e%2e%2f` reaches the handler as `../` (tornado decodes query values once)
+    response = await jp_fetch(*API, "graph", params={"path": urllib.parse.unquote("%2e%2e%2foutside.ipynb")},
+                              raise_error=False)
+    assert response.code == 404
+    # double-encoded stays literal text: a file name that does not exist under the root
+    response = await jp_fetch(*API, "graph", params={"path": "%2e%2e%2foutside.ipynb"}, raise_error=False)
+    assert response.code == 404
+
+
+@pytest.mark.parametrize(("method", "route", "body"), [
+    ("GET", "graph?path=valid_pipeline.ipynb", None),
+    ("GET", "runs", None),
+    ("GET", "runs/abc", None),
+    ("POST", "runs", '{"path": "valid_pipeline.ipynb"}'),
+    ("POST", "runs/abc/resume", "{}"),
+    ("POST", "runs/abc/cancel", "{}"),
+    ("GET", "schedules", None),
+    ("POST", "schedules", '{"path": "valid_pipeline.ipynb", "cron": "0 7 * * *"}'),
+    ("DELETE", "schedules/x", None),
+    ("GET", "schedules/preview?cron=0+7+*+*+*", None),
+])
+async def test_every_route_needs_credentials(root: Path, http_server_client: Any, jp_base_url: str,
+                                             method: str, route: str, body: str | None) -> None:
+    response = await http_server_client.fetch(f"{jp_base_url}flyte-lab/api/{route}", method=method, body=body,
+                                              raise_error=False)
+    assert response.code in (401, 403)
+
+
+async def test_cookie_writes_need_xsrf(root: Path, http_server_client: Any, jp_base_url: str,
+                                       jp_serverapp: Any) -> None:
+    token = jp_serverapp.identity_provider.token
+    login = await http_server_client.fetch(f"{jp_base_url}login", raise_error=False)
+    xsrf = next(c.split(";")[0].split("=", 1)[1] for c in login.headers.get_list("Set-Cookie")
+                if c.startswith("_xsrf="))
+    form = urllib.parse.urlencode({"password": token, "_xsrf": xsrf})
+    answer = await http_server_client.fetch(f"{jp_base_url}login", method="POST", body=form, follow_redirects=False,
+                                            headers={"Cookie": f"_xsrf={xsrf}"}, raise_error=False)
+    cookies = "; ".join(c.split(";")[0] for c in answer.headers.get_list("Set-Cookie")) + f"; _xsrf={xsrf}"
+    url = f"{jp_base_url}flyte-lab/api/schedules"
+    body = json.dumps({"path": "valid_pipeline.ipynb", "cron": "0 7 * * *"})
+    read = await http_server_client.fetch(url, headers={"Cookie": cookies}, raise_error=False)
+    assert read.code == 200  # the cookie authenticates reads
+    refused = await http_server_client.fetch(url, method="POST", body=body, headers={"Cookie": cookies},
+                                             raise_error=False)
+    assert refused.code == 403
+    accepted = await http_server_client.fetch(url, method="POST", body=body, raise_error=False,
+                                              headers={"Cookie": cookies, "X-XSRFToken": xsrf})
+    assert accepted.code == 201, accepted.body
+
+
+async def test_invalid_notebook_is_400_with_diagnostics(root: Path, fetch: Any) -> None:
+    response = await fetch("runs", method="POST", body={"path": "type_mismatch.ipynb", "params": {}})
+    assert response.code == 400
+    body = as_json(response)
+    assert "type-mismatch" in body["message"]
+    assert [d["code"] for d in body["diagnostics"]] == ["type-mismatch"]
+    assert as_json(await fetch("runs")) == []  # nothing stored
+
+
+async def test_bad_requests_are_400(root: Path, fetch: Any) -> None:
+    cases = [
+        await fetch("runs", method="POST", body="not json"),
+        await fetch("runs", method="POST", body={"path": "valid_pipeline.ipynb", "oops": 1}),
+        await fetch("runs", method="POST", body={"path": "valid_pipeline.ipynb", "cluster": "http://x"}),
+        await fetch("runs", method="POST", body={"path": "valid_pipeline.ipynb", "params": {"nope": 1}}),
+        await fetch("runs", method="POST", body={"path": "valid_pipeline.ipynb", "params": {"n": "ten"}}),
+        await fetch("graph"),
+    ]
+    for response in cases:
+        assert response.code == 400, response.body
+        assert as_json(response)["message"]
+
+
+async def test_unknown_runs_are_404(root: Path, fetch: Any) -> None:
+    for response in (await fetch("runs/nosuchrun"), await fetch("runs/nosuchrun/resume", method="POST", body={}),
+                     await fetch("runs/nosuchrun/cancel", method="POST", body={})):
+        assert response.code == 404
+        assert "nosuchrun" in as_json(response)["message"]
+
+
+@pytest.mark.cluster
+async def test_a_run_launched_here_finishes_for_real(root: Path, fetch: Any, launcher: Any) -> None:
+    try:
+        response = await fetch("runs", method="POST", body={"path": "valid_pipeline.ipynb", "params": {"n": "5"}})
+        assert response.code == 201, response.body
+        run_id = as_json(response)["run_id"]
+        assert launcher.children  # the run goes on in its own process, after the request returned
+    finally:
+        await launcher.wait_all()  # no run process outlives its test
+    run = as_json(await fetch(f"runs/{run_id}"))
+    assert run["status"] == "succeeded", run
+    assert run["params"] == {"n": 5}
+    assert run["path"] == "valid_pipeline.ipynb"
+    assert run["tasks"]["stats"]["outputs"]["count"]["preview"] == "5"
+    listed = as_json(await fetch("runs", params={"path": "valid_pipeline.ipynb"}))
+    assert [r["run_id"] for r in listed] == [run_id]
+    assert as_json(await fetch("runs", params={"path": "type_mismatch.ipynb"})) == []
+    executed = as_json(await fetch(f"runs/{run_id}/tasks/stats/notebook"))
+    assert executed["content"]["cells"]
+    cancel = await fetch(f"runs/{run_id}/cancel", method="POST", body={})
+    assert (cancel.code, as_json(cancel)["state"]) == (202, "succeeded")
+    # resume of a succeeded, unchanged run: refused by the engine in the launched process -> 400
+    try:
+        resume = await fetch(f"runs/{run_id}/resume", method="POST", body={})
+    finally:
+        await launcher.wait_all()
+    assert resume.code == 400
+    assert "already succeeded" in as_json(resume)["message"]
+
+
+async def test_schedules_add_list_pause_resume_remove(root: Path, fetch: Any) -> None:
+    preview = await fetch("schedules/preview", params={"cron": "0 7 * * 1", "timezone": "Europe/Paris"})
+    assert preview.code == 200
+    fires = as_json(preview)["fire_times"]
+    assert len(fires) == 5 and all(f.endswith(("+01:00", "+02:00")) and "T07:00:00" in f for f in fires)
+    assert (await fetch("schedules/preview", params={"cron": "61 * * * *"})).code == 400
+
+    body = {"path": "valid_pipeline.ipynb", "cron": "0 7 * * *", "name": "daily", "params": {"n": "3"}}
+    created = await fetch("schedules", method="POST", body=body)
+    assert created.code == 201, created.body
+    schedule = as_json(created)
+    assert (schedule["name"], schedule["path"], schedule["params"]) == ("daily", "valid_pipeline.ipynb", {"n": "3"})
+    assert schedule["next_fire_time"]
+    assert (await fetch("schedules", method="POST", body=body)).code == 409
+    assert (await fetch("schedules", method="POST", body=dict(body, name="bad", cron="nope"))).code == 400
+    refused = await fetch("schedules", method="POST", body=dict(body, name="bad2", path="type_mismatch.ipynb"))
+    assert refused.code == 400
+    assert as_json(refused)["diagnostics"][0]["code"] == "type-mismatch"
+
+    assert [s["name"] for s in as_json(await fetch("schedules", params={"path": "valid_pipeline.ipynb"}))] == ["daily"]
+    assert as_json(await fetch("schedules", params={"path": "type_mismatch.ipynb"})) == []
+    assert (await fetch("schedules/daily/pause", method="POST", body={})).code == 200
+    [paused] = as_json(await fetch("schedules"))
+    assert paused["paused"] and paused["next_fire_time"] is None
+    assert (await fetch("schedules/daily/resume", method="POST", body={})).code == 200
+    assert as_json(await fetch("schedules"))[0]["next_fire_time"]
+    assert (await fetch("schedules/daily", method="DELETE")).code == 204
+    assert (await fetch("schedules/daily", method="DELETE")).code == 404
+    assert as_json(await fetch("schedules")) == []
+
+
+def test_status_table_maps_user_errors_to_4xx() -> None:
+    from flyte_lab import errors
+    from flyte_lab.server.errors import status_for
+
+    for exc in (errors.UserInputError("x"), errors.ValidationFailed("x"), errors.ParameterError("x"),
+                errors.NotebookReadError("x"), errors.RunNotFound("x"), errors.RunBusy("x")):
+        assert 400 <= status_for(exc) < 500
+    assert status_for(RuntimeError("boom")) == 500
+    assert isinstance(tornado.httpclient.HTTPClientError(400), Exception)
