@@ -49,7 +49,8 @@ def start(kind: str, run_id: str) -> Action:
     if kind not in ("resume", "relaunch"):
         raise ValueError(f"unknown action {kind!r}")
     process = subprocess.Popen([sys.executable, "-m", "flyte_lab.dashboard.actions", kind, run_id],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                               start_new_session=True)  # a Ctrl-C of the dashboard does not stop the run
     action = Action(kind, run_id, process)
     with _lock:
         _running.append(action)

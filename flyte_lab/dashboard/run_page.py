@@ -34,9 +34,9 @@ class RunPage:
         self.run_id: str = run["run_id"]
         self.action: actions.Action | None = None
         self.header = html("")
-        self.cancel = pn.widgets.Button(name="Cancel", button_type="warning", width=110)
-        self.resume = pn.widgets.Button(name="Resume", button_type="primary", width=110)
-        self.relaunch = pn.widgets.Button(name="Relaunch", button_type="default", width=110)
+        self.cancel = pn.widgets.Button(label="Cancel", color="warning", width=110)
+        self.resume = pn.widgets.Button(label="Resume", color="primary", width=110)
+        self.relaunch = pn.widgets.Button(label="Relaunch", width=110)
         self.notice = html("")
         self.cancel.on_click(self._cancel)
         self.resume.on_click(lambda _e: self._start("resume"))
@@ -46,11 +46,11 @@ class RunPage:
         self.tasks = pn.widgets.Tabulator(
             pd.DataFrame(task_rows(run), columns=TASK_COLUMNS), show_index=False, disabled=True, selectable=1,
             formatters={"status": status_formatter()}, sizing_mode="stretch_width", layout="fit_data_stretch",
-            pagination="local", page_size=50, name="tasks", stylesheets=[CSS])
+            pagination="local", page_size=50, stylesheets=[CSS])
         names = list(run["tasks"])
         failed = failed_tasks(run)
-        self.task = pn.widgets.Select(name="task", options=names, value=(failed or names or [None])[0], width=240)
-        self.attempt = pn.widgets.Select(name="executed notebook of attempt", options=[], width=240)
+        self.task = pn.widgets.Select(label="task", options=names, value=(failed or names or [None])[0], width=240)
+        self.attempt = pn.widgets.Select(label="executed notebook of attempt", options=[], width=240)
         self.detail = html("")
         self.notebook = html("")
         self.tasks.on_click(self._row_clicked)

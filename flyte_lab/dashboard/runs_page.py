@@ -29,17 +29,17 @@ class RunsPage:
     def __init__(self, store: Any) -> None:
         self.store = store
         self.summaries: list[dict[str, Any]] = []
-        self.status = pn.widgets.Select(name="status", options=[ALL, *STATUSES], value=ALL, width=140)
-        self.notebook = pn.widgets.Select(name="notebook", options=[ALL], value=ALL, width=220)
-        self.schedule = pn.widgets.Select(name="schedule", options=[ALL], value=ALL, width=180)
-        self.page = pn.widgets.IntInput(name="page", value=1, start=1, width=90)
-        self.prev = pn.widgets.Button(name="◀ newer", width=90)
-        self.next = pn.widgets.Button(name="older ▶", width=90)
+        self.status = pn.widgets.Select(label="status", options=[ALL, *STATUSES], value=ALL, width=140)
+        self.notebook = pn.widgets.Select(label="notebook", options=[ALL], value=ALL, width=220)
+        self.schedule = pn.widgets.Select(label="schedule", options=[ALL], value=ALL, width=180)
+        self.page = pn.widgets.IntInput(label="page", value=1, start=1, width=90)
+        self.prev = pn.widgets.Button(label="◀ newer", width=90)
+        self.next = pn.widgets.Button(label="older ▶", width=90)
         self.count = html("", sizing_mode="fixed", width=220, height=40)
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=RUN_COLUMNS), show_index=False, disabled=True, sizing_mode="stretch_width",
             formatters={"run": link_formatter("./run?id="), "status": status_formatter()}, layout="fit_data_stretch",
-            name="runs", stylesheets=[CSS])
+            stylesheets=[CSS])
         self.empty = html("")
         self.schedules = html("")
         for widget in (self.status, self.notebook, self.schedule):
