@@ -5,6 +5,7 @@ Set FLYTE_LAB_DOCS_SCREENSHOTS=1 to write the README's screenshots into docs/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = playwright_api.expect
 
 
 def pipeline(path: Path, divisor: str) -> Path:
@@ -71,7 +73,8 @@ def chrome() -> Iterator[Any]:
 
 
 @pytest.fixture
-def tab(chrome: Any) -> Iterator[Any]:
+def tab(chrome: Any, dashboard: Any) -> Iterator[Any]:
+    """A fresh browser tab, closed before the dashboard stops (so no session is mid-send when it does)."""
     context = chrome.new_context(viewport={"width": 1280, "height": 900})
     tab = context.new_page()
     tab.set_default_timeout(PAGE_TIMEOUT_MS)
@@ -124,8 +127,14 @@ def dashboard(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     try:
         yield start
     finally:
+        from panel.io.state import state
+
+        wait_for(lambda: state.session_info["live"] == 0, 30, "the pages' sessions to close")
         for server in servers:
-            server.stop()
+            with contextlib.suppress(RuntimeError):  # "Thread already stopping": a stop is under way
+                server.stop()
+            server.join(timeout=30)
+            assert not server.is_alive(), "the dashboard server did not stop"
         assert actions.wait_all(timeout=180), "a Resume/Relaunch started by the page is still running"
 
 
@@ -184,14 +193,14 @@ def test_run_page_shows_graph_timeline_error_and_notebook(tab: Any, runs: dict[s
 def test_bad_run_ids_get_a_clear_page(tab: Any, runs: dict[str, Any], dashboard: Any) -> None:
     url = dashboard(runs["home"])
     tab.goto(url + "/run?id=20990101-000000-ffffff")
-    assert "no run `20990101-000000-ffffff`" in tab.locator(".flyte-message-not-found").inner_text()
+    expect(tab.locator(".flyte-message-not-found")).to_contain_text("no run `20990101-000000-ffffff`")
     tab.goto(url + "/run?id=%3Cscript%3E")
-    assert "is not a run id" in tab.locator(".flyte-message-bad-id").inner_text()
+    expect(tab.locator(".flyte-message-bad-id")).to_contain_text("is not a run id")
 
 
 def test_empty_store_is_a_friendly_page(tab: Any, dashboard: Any, tmp_path: Path) -> None:
     tab.goto(dashboard(tmp_path / "nothing") + "/")
-    assert "Start one with `flyte-lab run NOTEBOOK`" in tab.locator(".flyte-message-empty").inner_text()
+    expect(tab.locator(".flyte-message-empty")).to_contain_text("Start one with `flyte-lab run NOTEBOOK`")
     assert not (tmp_path / "nothing").exists()  # the dashboard created no store
 
 

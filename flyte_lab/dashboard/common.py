@@ -22,6 +22,11 @@ table.flyte-io td, table.flyte-io th, table.flyte-schedules td, table.flyte-sche
 """ + "\n".join(f".flyte-status-{s} {{ background: {c}; }}" for s, c in STATUS_COLORS.items())
 
 
+def load_extensions() -> None:
+    """The JS this session needs (Tabulator), also for a page whose first content is a message."""
+    pn.extension("tabulator")
+
+
 def status_badge(status: str | None) -> str:
     word = escape(status or "-")
     return f'<span class="flyte-status flyte-status-{word}" data-status="{word}">{word}</span>'

@@ -14,7 +14,7 @@ import pandas as pd
 import panel as pn
 
 from flyte_lab.dashboard import actions
-from flyte_lab.dashboard.common import CSS, frame, html, message_page, status_badge, status_formatter
+from flyte_lab.dashboard.common import CSS, frame, html, load_extensions, message_page, status_badge, status_formatter
 from flyte_lab.dashboard.run_graph import RunGraph
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
 from flyte_lab.dashboard.task_detail import attempts, notebook_html, summary_html
@@ -173,6 +173,7 @@ def _requested_id() -> str | None:
 
 
 def run_page(run_id: str | None = None) -> pn.viewable.Viewable:
+    load_extensions()
     run_id = run_id if run_id is not None else _requested_id()
     if not run_id:
         return message_page("Which run?", "Open a run from the runs list, or give its id: /run?id=RUN_ID.", "bad-id")

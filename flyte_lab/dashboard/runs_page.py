@@ -14,7 +14,7 @@ import pandas as pd
 import panel as pn
 
 from flyte_lab.cli.report import format_time, notebook_name
-from flyte_lab.dashboard.common import CSS, frame, html, link_formatter, message_page, status_formatter
+from flyte_lab.dashboard.common import CSS, frame, html, link_formatter, load_extensions, message_page, status_formatter
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
 from flyte_lab.dashboard.views import RUN_COLUMNS, page_slice, run_row
 
@@ -120,10 +120,26 @@ class RunsPage:
 
 
 def runs_page() -> pn.viewable.Viewable:
+    load_extensions()
     store = open_store()
-    if isinstance(store, StoreProblem):
-        return message_page("No runs yet" if store.kind == "empty" else "The run store cannot be read",
-                            store.message, store.kind)
+    if isinstance(store, StoreProblem) and store.kind != "empty":
+        return message_page("The run store cannot be read", store.message, store.kind)
+    if isinstance(store, StoreProblem):  # no store yet: say so, and show the runs once the first one is recorded
+        holder = pn.Column(message_page("No runs yet", store.message, store.kind), sizing_mode="stretch_width")
+        waiting: list[Any] = []
+
+        def look() -> None:
+            found = open_store()
+            if not isinstance(found, StoreProblem):
+                waiting.pop().stop()
+                holder[:] = [_live(found)]
+
+        waiting.append(pn.state.add_periodic_callback(look, period=REFRESH_MS))
+        return holder
+    return _live(store)
+
+
+def _live(store: Any) -> pn.viewable.Viewable:
     page = RunsPage(store)
     pn.state.add_periodic_callback(page.refresh, period=REFRESH_MS)
     return page.view()
