@@ -5,6 +5,8 @@ The figure is built once; a live page only replaces its node source's data (colo
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,10 +19,21 @@ from flyte_lab.kernel_ext.graph_render import layout, workflow_from_graph_json
 
 BOX_W, BOX_H = 0.8, 0.6
 PX_PER_ROW, MAX_HEIGHT, MIN_HEIGHT = 70, 900, 220
+MAX_EDGE_LABELS = 150  # past this the labels are noise (and slow to draw); hover and the task detail name inputs
+_positions: dict[str, dict[str, tuple[float, float]]] = {}  # layouts by graph (a stored graph never changes)
 
 
 def positions(graph: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     """(x, y) per task: x is the layer, y the place in its layer, each layer centred on y = 0."""
+    key = hashlib.sha256(json.dumps(graph, sort_keys=True, default=str).encode()).hexdigest()
+    if key not in _positions:
+        if len(_positions) > 64:
+            _positions.clear()
+        _positions[key] = _layout(graph)
+    return _positions[key]
+
+
+def _layout(graph: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     wf = workflow_from_graph_json(dict(graph))
     place = layout(wf)
     sizes: dict[int, int] = {}
@@ -84,7 +97,8 @@ class RunGraph:
         fig.axis.visible = False
         fig.grid.visible = False
         fig.multi_line(xs, ys, line_color="#777", line_width=1.5)
-        fig.text(lx, ly, text=labels, text_font_size="9pt", text_color="#555", text_baseline="bottom")
+        if len(labels) <= MAX_EDGE_LABELS:
+            fig.text(lx, ly, text=labels, text_font_size="9pt", text_color="#555", text_baseline="bottom")
         boxes = fig.rect("x", "y", width=BOX_W, height=BOX_H, fill_color="color", line_color="#333",
                          source=self.nodes, name="tasks")
         fig.text("x", "y", text="name", text_align="center", text_baseline="middle", text_font_size="10pt",

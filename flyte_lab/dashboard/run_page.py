@@ -46,7 +46,7 @@ class RunPage:
         self.tasks = pn.widgets.Tabulator(
             pd.DataFrame(task_rows(run), columns=TASK_COLUMNS), show_index=False, disabled=True, selectable=1,
             formatters={"status": status_formatter()}, sizing_mode="stretch_width", layout="fit_data_stretch",
-            pagination="local", page_size=50, stylesheets=[CSS])
+            pagination="remote", page_size=50, stylesheets=[CSS])
         names = list(run["tasks"])
         failed = failed_tasks(run)
         self.task = pn.widgets.Select(label="task", options=names, value=(failed or names or [None])[0], width=240)

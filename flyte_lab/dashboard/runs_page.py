@@ -21,7 +21,7 @@ from flyte_lab.dashboard.views import RUN_COLUMNS, page_slice, run_row
 PAGE_SIZE = 25
 ALL = "(all)"
 MAX_RUNS = 10_000_000
-REFRESH_MS = 3000
+REFRESH_MS = 5000
 STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -29,6 +29,7 @@ class RunsPage:
     def __init__(self, store: Any) -> None:
         self.store = store
         self.summaries: list[dict[str, Any]] = []
+        self.names: dict[str, str] = {}
         self.status = pn.widgets.Select(label="status", options=[ALL, *STATUSES], value=ALL, width=140)
         self.notebook = pn.widgets.Select(label="notebook", options=[ALL], value=ALL, width=220)
         self.schedule = pn.widgets.Select(label="schedule", options=[ALL], value=ALL, width=180)
@@ -61,7 +62,8 @@ class RunsPage:
     def refresh(self) -> None:
         """Read every run summary (one query) and the schedules, then show the current page."""
         self.summaries = self.store.list_runs(limit=MAX_RUNS)
-        notebooks = sorted({notebook_name(s["notebook"]) for s in self.summaries})
+        self.names = {path: notebook_name(path) for path in {s["notebook"] for s in self.summaries}}
+        notebooks = sorted(set(self.names.values()))
         schedules = sorted({s["schedule"] for s in self.summaries if s["schedule"]})
         self.notebook.options = [ALL, *notebooks]
         self.schedule.options = [ALL, *schedules]
@@ -69,9 +71,12 @@ class RunsPage:
         self.show()
 
     def filtered(self) -> list[dict[str, Any]]:
+        if self.status.value == self.notebook.value == self.schedule.value == ALL:
+            return self.summaries
+
         def keep(s: dict[str, Any]) -> bool:
             return ((self.status.value == ALL or s["status"] == self.status.value)
-                    and (self.notebook.value == ALL or notebook_name(s["notebook"]) == self.notebook.value)
+                    and (self.notebook.value == ALL or self.names[s["notebook"]] == self.notebook.value)
                     and (self.schedule.value == ALL or s["schedule"] == self.schedule.value))
         return [s for s in self.summaries if keep(s)]
 
