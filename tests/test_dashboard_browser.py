@@ -31,6 +31,9 @@ RUN_TIMEOUT_MS = 120_000
 
 pytestmark = [
     pytest.mark.cluster,
+    # bokeh 3.9's ColumnDataSource.from_df (under every Panel Tabulator) calls pandas' deprecated
+    # reset_index(inplace=True); not ours to fix, and only this message is let through under -W error
+    pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.reset_index:DeprecationWarning"),
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")

@@ -12,6 +12,7 @@ from bokeh.plotting import figure
 from flyte_lab.dashboard.views import STATUS_COLORS, attempt_bars
 
 PX_PER_ROW, MAX_HEIGHT, MIN_HEIGHT = 22, 700, 160
+MAX_LABELLED_ROWS = 60
 
 
 def bar_data(run: Mapping[str, Any], now: datetime | None = None) -> dict[str, list[Any]]:
@@ -35,6 +36,10 @@ class Timeline:
         fig.add_tools(HoverTool(renderers=[bars], tooltips=[
             ("attempt", "@label"), ("worker", "@worker"), ("status", "@status"), ("duration", "@duration")]))
         fig.ygrid.grid_line_color = None
+        fig.yaxis.major_label_text_font_size = "8pt"
+        if len(self.tasks) > MAX_LABELLED_ROWS:  # unreadable, and slow to draw: hover names each bar
+            fig.yaxis.major_label_text_alpha = 0.0
+            fig.yaxis.major_tick_line_color = None
         self.figure = fig
 
     def update(self, run: Mapping[str, Any]) -> None:
