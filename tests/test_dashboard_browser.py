@@ -253,4 +253,12 @@ def test_resume_after_the_fix_makes_the_run_succeed(tab: Any, dashboard: Any, tm
     assert status_cell(tab, "ratio").inner_text() == "succeeded"
     assert status_cell(tab, "report").inner_text() == "succeeded"
     tab.locator(".flyte-notice", has_text="succeeded").wait_for(timeout=RUN_TIMEOUT_MS)
+    # Relaunch: a new run of the same notebook and parameters, named on the page when it ends
+    tab.get_by_role("button", name="Relaunch").click()
+    tab.locator(".flyte-notice", has_text="relaunch of").and_(
+        tab.locator(".flyte-notice", has_text="succeeded")).wait_for(timeout=RUN_TIMEOUT_MS)
     assert actions.wait_all(timeout=60)
+    with RunStore(f"sqlite:///{home}/store.db") as store:
+        newest, first = store.list_runs()
+    assert first["run_id"] == run["run_id"] and newest["status"] == "succeeded"
+    assert newest["run_id"] in tab.locator(".flyte-notice").inner_text()
