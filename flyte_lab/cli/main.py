@@ -86,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(handler="flyte_lab.cli.debug_command:debug")
 
+    # -- dashboard (flyte_lab/dashboard, DESIGN.md section 3b) --
+    from flyte_lab.cli.dashboard_command import add_arguments as dashboard_arguments
+
+    p = sub.add_parser("dashboard", help="serve the web dashboard of runs (Panel): graph, timeline, drill-down")
+    dashboard_arguments(p)
+    p.set_defaults(handler="flyte_lab.cli.dashboard_command:dashboard")
+    # -- end of dashboard --
+
     p = sub.add_parser("k8s-spec", help="print the dask-kubernetes manifests `--cluster k8s` would create")
     p.add_argument("notebook")
     p.set_defaults(handler="flyte_lab.cli.k8s_commands:k8s_spec")

@@ -1,0 +1,12 @@
+"""`flyte-lab dashboard`: a Panel app that reads the run store (never a driver).
+
+One module per job:
+
+- `store_access`: open the store read-only, and say clearly why it cannot be (no store, newer schema, bad URL);
+- `views`: store records -> the plain rows and columns the pages show (pure, no Panel);
+- `run_graph`: the bokeh DAG (layers from `kernel_ext.graph_render.layout`, left to right);
+- `timeline`: the bokeh Gantt of every attempt on every worker;
+- `task_detail`: one task's inputs, outputs, error and executed notebooks (nbconvert HTML);
+- `actions`: Cancel / Resume / Relaunch through `engine.api`, off the page's thread;
+- `runs_page`, `run_page`: the two pages; `server`: Panel's server with both routes.
+"""

@@ -1,0 +1,150 @@
+"""`/`: every run, newest first, filtered by status, notebook and schedule, one page at a time; and the schedules.
+
+Only the shown page leaves the server; task counts are read for the shown rows only, so tens of thousands of runs
+cost one summary query.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+import pandas as pd
+import panel as pn
+
+from flyte_lab.cli.report import format_time, notebook_name
+from flyte_lab.dashboard.common import CSS, frame, html, link_formatter, load_extensions, message_page, status_formatter
+from flyte_lab.dashboard.store_access import StoreProblem, open_store
+from flyte_lab.dashboard.views import RUN_COLUMNS, page_slice, run_row
+
+PAGE_SIZE = 25
+ALL = "(all)"
+MAX_RUNS = 10_000_000
+REFRESH_MS = 5000
+STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class RunsPage:
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.summaries: list[dict[str, Any]] = []
+        self.names: dict[str, str] = {}
+        self.status = pn.widgets.Select(label="status", options=[ALL, *STATUSES], value=ALL, width=140)
+        self.notebook = pn.widgets.Select(label="notebook", options=[ALL], value=ALL, width=220)
+        self.schedule = pn.widgets.Select(label="schedule", options=[ALL], value=ALL, width=180)
+        self.page = pn.widgets.IntInput(label="page", value=1, start=1, width=90)
+        self.prev = pn.widgets.Button(label="◀ newer", width=90)
+        self.next = pn.widgets.Button(label="older ▶", width=90)
+        self.count = html("", sizing_mode="fixed", width=220, height=40)
+        self.table = pn.widgets.Tabulator(
+            pd.DataFrame(columns=RUN_COLUMNS), show_index=False, disabled=True, sizing_mode="stretch_width",
+            formatters={"run": link_formatter("./run?id="), "status": status_formatter()}, layout="fit_data_stretch",
+            stylesheets=[CSS])
+        self.empty = html("")
+        self.schedules = html("")
+        for widget in (self.status, self.notebook, self.schedule):
+            widget.param.watch(self._filter_changed, "value")
+        self.page.param.watch(lambda _e: self.show(), "value")
+        self.prev.on_click(lambda _e: self._step(-1))
+        self.next.on_click(lambda _e: self._step(1))
+        self.refresh()
+
+    def _filter_changed(self, _event: Any) -> None:
+        if self.page.value != 1:
+            self.page.value = 1  # shows the page through its watcher
+        else:
+            self.show()
+
+    def _step(self, delta: int) -> None:
+        self.page.value = max(1, int(self.page.value or 1) + delta)
+
+    def refresh(self) -> None:
+        """Read every run summary (one query) and the schedules, then show the current page."""
+        self.summaries = self.store.list_runs(limit=MAX_RUNS)
+        self.names = {path: notebook_name(path) for path in {s["notebook"] for s in self.summaries}}
+        notebooks = sorted(set(self.names.values()))
+        schedules = sorted({s["schedule"] for s in self.summaries if s["schedule"]})
+        self.notebook.options = [ALL, *notebooks]
+        self.schedule.options = [ALL, *schedules]
+        self.schedules.object = self._schedules_html()
+        self.show()
+
+    def filtered(self) -> list[dict[str, Any]]:
+        if self.status.value == self.notebook.value == self.schedule.value == ALL:
+            return self.summaries
+
+        def keep(s: dict[str, Any]) -> bool:
+            return ((self.status.value == ALL or s["status"] == self.status.value)
+                    and (self.notebook.value == ALL or self.names[s["notebook"]] == self.notebook.value)
+                    and (self.schedule.value == ALL or s["schedule"] == self.schedule.value))
+        return [s for s in self.summaries if keep(s)]
+
+    def show(self) -> None:
+        rows = self.filtered()
+        first, end, pages = page_slice(len(rows), int(self.page.value or 1), PAGE_SIZE)
+        now = datetime.now(UTC)
+        shown = [run_row(s, self._detail(s["run_id"]), now) for s in rows[first:end]]
+        self.table.value = pd.DataFrame(shown, columns=RUN_COLUMNS)
+        self.count.object = (f'<span class="flyte-count">{len(rows)} runs · page {first // PAGE_SIZE + 1} of '
+                             f"{pages}</span>")
+        self.prev.disabled = first == 0
+        self.next.disabled = end >= len(rows)
+        self.empty.object = "" if rows else (
+            '<p class="flyte-empty">No runs match these filters.</p>' if self.summaries else
+            '<p class="flyte-empty">No runs yet. Start one with <code>flyte-lab run NOTEBOOK</code> (or '
+            "<code>%flyte_run</code> in a notebook) and it appears here.</p>")
+
+    def _detail(self, run_id: str) -> dict[str, Any] | None:
+        from flyte_lab.errors import RunNotFound
+
+        try:
+            return dict(self.store.get_run(run_id))
+        except RunNotFound:  # deleted between the two reads
+            return None
+
+    def _schedules_html(self) -> str:
+        from flyte_lab.scheduler.overview import overview
+
+        rows = overview(self.store, datetime.now(UTC))
+        if not rows:
+            return ""
+        lines = []
+        for r in rows:
+            when = r["cron"] or f"every {r['every_s']:g}s"
+            fire = "paused" if r["paused"] else format_time(r["next_fire_time"])
+            lines.append(f"<tr><td>{escape(r['name'])}</td><td><code>{escape(when)}</code></td><td>{fire}</td>"
+                         f"<td>{escape(notebook_name(r['notebook']))}</td></tr>")
+        body = "".join(lines)
+        return ('<h3>schedules</h3><table class="flyte-schedules"><thead><tr><th>name</th><th>when</th>'
+                f"<th>next fire (UTC)</th><th>notebook</th></tr></thead><tbody>{body}</tbody></table>")
+
+    def view(self) -> pn.viewable.Viewable:
+        filters = pn.Row(self.status, self.notebook, self.schedule, self.prev, self.page, self.next, self.count)
+        return frame(html("<h2>runs</h2>"), filters, self.empty, self.table, self.schedules, name="runs")
+
+
+def runs_page() -> pn.viewable.Viewable:
+    load_extensions()
+    store = open_store()
+    if isinstance(store, StoreProblem) and store.kind != "empty":
+        return message_page("The run store cannot be read", store.message, store.kind)
+    if isinstance(store, StoreProblem):  # no store yet: say so, and show the runs once the first one is recorded
+        holder = pn.Column(message_page("No runs yet", store.message, store.kind), sizing_mode="stretch_width")
+        waiting: list[Any] = []
+
+        def look() -> None:
+            found = open_store()
+            if not isinstance(found, StoreProblem):
+                waiting.pop().stop()
+                holder[:] = [_live(found)]
+
+        waiting.append(pn.state.add_periodic_callback(look, period=REFRESH_MS))
+        return holder
+    return _live(store)
+
+
+def _live(store: Any) -> pn.viewable.Viewable:
+    page = RunsPage(store)
+    pn.state.add_periodic_callback(page.refresh, period=REFRESH_MS)
+    return page.view()

@@ -1,0 +1,46 @@
+"""A Gantt chart of every attempt of a run: one row per task, bars coloured by status, hover names the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+from bokeh.plotting import figure
+
+from flyte_lab.dashboard.views import STATUS_COLORS, attempt_bars
+
+PX_PER_ROW, MAX_HEIGHT, MIN_HEIGHT = 22, 700, 160
+MAX_LABELLED_ROWS = 60
+
+
+def bar_data(run: Mapping[str, Any], now: datetime | None = None) -> dict[str, list[Any]]:
+    bars = attempt_bars(run, now)
+    data: dict[str, list[Any]] = {k: [b[k] for b in bars] for k in ("task", "attempt", "worker", "status", "start",
+                                                                    "end", "duration", "label")}
+    data["color"] = [STATUS_COLORS.get(s, "#bdc3c7") for s in data["status"]]
+    return data
+
+
+class Timeline:
+    def __init__(self, run: Mapping[str, Any]) -> None:
+        self.tasks = list(run.get("tasks") or {})
+        self.source = ColumnDataSource(bar_data(run))
+        height = int(min(MAX_HEIGHT, max(MIN_HEIGHT, 60 + PX_PER_ROW * len(self.tasks))))
+        fig = figure(y_range=FactorRange(*reversed(self.tasks)), x_axis_type="datetime", height=height,
+                     sizing_mode="stretch_width", title="timeline (every attempt, UTC)", name="flyte-timeline",
+                     tools="xpan,xwheel_zoom,reset,save")
+        bars = fig.hbar(y="task", left="start", right="end", height=0.7, fill_color="color", line_color="#333",
+                        source=self.source)
+        fig.add_tools(HoverTool(renderers=[bars], tooltips=[
+            ("attempt", "@label"), ("worker", "@worker"), ("status", "@status"), ("duration", "@duration")]))
+        fig.ygrid.grid_line_color = None
+        fig.yaxis.major_label_text_font_size = "8pt"
+        if len(self.tasks) > MAX_LABELLED_ROWS:  # unreadable, and slow to draw: hover names each bar
+            fig.yaxis.major_label_text_alpha = 0.0
+            fig.yaxis.major_tick_line_color = None
+        self.figure = fig
+
+    def update(self, run: Mapping[str, Any]) -> None:
+        self.source.data = bar_data(run)

@@ -1,0 +1,143 @@
+"""Store records -> the rows and texts the pages show. Pure: no Panel, no store, plain asserts test it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from flyte_lab.cli.report import format_duration, format_resources, format_time, notebook_name, parse_time, run_duration
+
+LIVE_RUN = frozenset({"queued", "running"})
+RESUMABLE = frozenset({"failed", "cancelled"})
+STATUS_COLORS = {
+    "queued": "#bdc3c7", "running": "#3498db", "succeeded": "#27ae60", "cached": "#16a085",
+    "failed": "#c0392b", "skipped": "#95a5a6", "cancelled": "#e67e22",
+}
+RUN_COLUMNS = ["run", "notebook", "status", "start", "duration", "tasks done", "tasks failed", "schedule"]
+TASK_COLUMNS = ["task", "status", "attempts", "duration", "cached", "resources", "cell"]
+
+
+def run_link(run_id: str) -> str:
+    return f"./run?id={run_id}"
+
+
+def run_row(summary: Mapping[str, Any], detail: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    """One line of the runs table; `detail` (the `get_run` record) adds start, duration and task counts."""
+    tasks = (detail or {}).get("tasks") or {}
+    statuses = [t.get("status") for t in tasks.values()]
+    record = detail or summary
+    return {
+        "run": summary["run_id"],
+        "notebook": notebook_name(summary.get("notebook")),
+        "status": summary.get("status"),
+        "start": format_time(record.get("started_at") or record.get("created_at")),
+        "duration": format_duration(run_duration(record, now if summary.get("status") in LIVE_RUN else None)),
+        "tasks done": f"{sum(s in ('succeeded', 'cached') for s in statuses)}/{len(statuses)}" if tasks else "-",
+        "tasks failed": sum(s == "failed" for s in statuses),
+        "schedule": summary.get("schedule") or "",
+    }
+
+
+def page_slice(total: int, page: int, size: int) -> tuple[int, int, int]:
+    """(first index, end index, last page number) of 1-based `page`, clamped into range."""
+    pages = max(1, -(-total // size))
+    page = min(max(page, 1), pages)
+    return (page - 1) * size, min(page * size, total), pages
+
+
+def task_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for name, task in (run.get("tasks") or {}).items():
+        rows.append({
+            "task": name,
+            "status": task.get("status"),
+            "attempts": task.get("attempts", 0),
+            "duration": format_duration(task.get("duration_s")),
+            "cached": "yes" if task.get("status") == "cached" else "",
+            "resources": format_resources(task.get("resources")),
+            "cell": task.get("cell"),
+        })
+    return rows
+
+
+def attempt_bars(run: Mapping[str, Any], now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every attempt as a Gantt bar: start, end (now while it runs), lane (its worker), task and status."""
+    now = now or datetime.now(UTC)
+    bars = []
+    for task, attempts in (run.get("attempts_detail") or {}).items():
+        for attempt in attempts:
+            start = parse_time(attempt.get("started_at"))
+            if start is None:
+                continue
+            end = parse_time(attempt.get("finished_at")) or now
+            bars.append({
+                "task": task,
+                "attempt": attempt.get("number"),
+                "worker": attempt.get("worker") or "local",
+                "status": attempt.get("status") or "running",
+                "start": start.replace(tzinfo=None),
+                "end": max(end, start).replace(tzinfo=None),
+                "duration": format_duration((end - start).total_seconds()),
+                "label": f"{task} #{attempt.get('number')}",
+            })
+    return sorted(bars, key=lambda b: (b["start"], b["task"]))
+
+
+def task_inputs(graph: Mapping[str, Any], run: Mapping[str, Any], task: str) -> list[dict[str, str]]:
+    """What `task` received: each input's source (an upstream task's output, or a workflow input) and preview."""
+    spec = next((t for t in graph.get("tasks", []) if t["name"] == task), None)
+    if spec is None:
+        return []
+    sources = {name: src for src, dst, name in graph.get("edges", []) if dst == task}
+    tasks = run.get("tasks") or {}
+    params = run.get("params") or {}
+    defaults = graph.get("workflow_inputs") or {}
+    rows = []
+    for name, type_text in (spec.get("inputs") or {}).items():
+        if name in sources:
+            out = (tasks.get(sources[name]) or {}).get("outputs", {}).get(name) or {}
+            origin, preview = f"output of {sources[name]}", out.get("preview") or "(not produced)"
+        elif name in params:
+            origin, preview = "workflow input (-p)", repr(params[name])
+        else:
+            origin = "workflow input (default)"
+            preview = repr((defaults.get(name) or {}).get("default"))
+        rows.append({"name": name, "type": type_text, "from": origin, "preview": preview})
+    return rows
+
+
+def task_outputs(run: Mapping[str, Any], task: str) -> list[dict[str, str]]:
+    outputs = ((run.get("tasks") or {}).get(task) or {}).get("outputs") or {}
+    return [{"name": n, "type": o.get("type") or "", "preview": o.get("preview") or "", "uri": o.get("uri") or ""}
+            for n, o in outputs.items()]
+
+
+def error_text(error: Mapping[str, Any] | None) -> str:
+    """`ZeroDivisionError: float division by zero (cell 5, line 3)`, or "" when there is none."""
+    if not error:
+        return ""
+    where = ", ".join(f"{k} {error[k]}" for k in ("cell", "line") if error.get(k) is not None)
+    text = f"{error.get('type') or 'Error'}: {error.get('message') or ''}".rstrip(": ")
+    return f"{text} ({where})" if where else text
+
+
+def debug_command(run_id: str, task: str) -> str:
+    return f"flyte-lab debug {run_id} {task}"
+
+
+def run_summary(run: Mapping[str, Any], now: datetime | None = None) -> str:
+    """The one header line of a run page."""
+    now = now or datetime.now(UTC)
+    tasks = run.get("tasks") or {}
+    counts: dict[str, int] = {}
+    for task in tasks.values():
+        counts[task.get("status") or "-"] = counts.get(task.get("status") or "-", 0) + 1
+    shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    live = run.get("status") in LIVE_RUN
+    return (f"{notebook_name(run.get('notebook'))} · started {format_time(run.get('started_at'))} · "
+            f"{format_duration(run_duration(run, now if live else None))} · {len(tasks)} tasks ({shown or 'none'})")
+
+
+def failed_tasks(run: Mapping[str, Any]) -> Sequence[str]:
+    return [name for name, t in (run.get("tasks") or {}).items() if t.get("status") == "failed"]

@@ -1,0 +1,164 @@
+"""The dashboard without a browser: its pure views, store access (empty, newer schema), pages on bad input,
+and the real `flyte-lab dashboard` process."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flyte_lab.dashboard import views
+from flyte_lab.dashboard.run_graph import positions
+from flyte_lab.dashboard.store_access import StoreProblem, close_stores, open_store
+from tests.conftest import CLI, cli_env
+from tests.process_helpers import accepts, free_port, killpg, wait_for
+
+GRAPH = {
+    "tasks": [
+        {"name": "make", "cell": 3, "inputs": {"n": "int"}, "outputs": {"xs": "list[float]"}, "options": {}},
+        {"name": "total", "cell": 4, "inputs": {"xs": "list[float]"}, "outputs": {"s": "float"}, "options": {}},
+        {"name": "ratio", "cell": 5, "inputs": {"xs": "list[float]", "divisor": "float"}, "outputs": {"r": "float"},
+         "options": {}},
+        {"name": "report", "cell": 6, "inputs": {"r": "float", "s": "float"}, "outputs": {}, "options": {}},
+    ],
+    "edges": [["make", "total", "xs"], ["make", "ratio", "xs"], ["ratio", "report", "r"], ["total", "report", "s"]],
+    "workflow_inputs": {"n": {"type": "int", "default": 4}, "divisor": {"type": "float", "default": 0.0}},
+    "diagnostics": [],
+}
+
+
+def attempt(number: int, status: str, start: str, end: str | None) -> dict[str, Any]:
+    return {"number": number, "status": status, "worker": None, "started_at": start, "finished_at": end,
+            "output_notebook": f"/x/attempt-{number}.ipynb", "error": None, "kind": None}
+
+
+RUN = {
+    "run_id": "20260101-000000-abcdef", "notebook": "/nb/pipe.ipynb", "status": "running", "params": {"n": 5},
+    "created_at": "2026-01-01T00:00:00+00:00", "started_at": "2026-01-01T00:00:01+00:00", "finished_at": None,
+    "tasks": {
+        "make": {"status": "succeeded", "attempts": 1, "cell": 3, "duration_s": 0.5, "resources": {"CPU": 2},
+                 "outputs": {"xs": {"type": "list[float]", "preview": "[0.0, 1.0]", "uri": "file:///a"}},
+                 "error": None},
+        "total": {"status": "cached", "attempts": 0, "cell": 4, "duration_s": None, "resources": {}, "outputs": {},
+                  "error": None},
+        "ratio": {"status": "running", "attempts": 2, "cell": 5, "duration_s": None, "resources": {}, "outputs": {},
+                  "error": {"type": "ZeroDivisionError", "message": "float division by zero", "cell": 5, "line": 3}},
+        "report": {"status": "queued", "attempts": 0, "cell": 6, "duration_s": None, "resources": {}, "outputs": {},
+                   "error": None},
+    },
+    "attempts_detail": {
+        "make": [attempt(1, "succeeded", "2026-01-01T00:00:01+00:00", "2026-01-01T00:00:02+00:00")],
+        "ratio": [attempt(2, "running", "2026-01-01T00:00:04+00:00", None),
+                  attempt(1, "failed", "2026-01-01T00:00:02+00:00", "2026-01-01T00:00:03+00:00")],
+    },
+}
+NOW = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stores() -> Iterator[None]:
+    yield
+    close_stores()
+
+
+def test_run_row_counts_tasks_and_times_a_live_run_to_now() -> None:
+    row = views.run_row({**RUN, "schedule": "nightly"}, RUN, NOW)
+    assert row == {"run": RUN["run_id"], "notebook": "pipe.ipynb", "status": "running", "start": "2026-01-01 00:00:01",
+                   "duration": "9.00s", "tasks done": "2/4", "tasks failed": 0, "schedule": "nightly"}
+
+
+def test_pages_are_clamped_slices() -> None:
+    assert views.page_slice(0, 1, 25) == (0, 0, 1)
+    assert views.page_slice(10_000, 2, 25) == (25, 50, 400)
+    assert views.page_slice(51, 9, 25) == (50, 51, 3)  # past the end: the last page
+
+
+def test_attempt_bars_cover_every_attempt_in_time_order() -> None:
+    bars = views.attempt_bars(RUN, NOW)
+    assert [(b["task"], b["attempt"], b["status"]) for b in bars] == [
+        ("make", 1, "succeeded"), ("ratio", 1, "failed"), ("ratio", 2, "running")]
+    assert bars[-1]["end"] == NOW.replace(tzinfo=None) and bars[-1]["worker"] == "local"
+
+
+def test_task_inputs_name_their_source_and_preview() -> None:
+    assert views.task_inputs(GRAPH, RUN, "ratio") == [
+        {"name": "xs", "type": "list[float]", "from": "output of make", "preview": "[0.0, 1.0]"},
+        {"name": "divisor", "type": "float", "from": "workflow input (default)", "preview": "0.0"}]
+    assert views.task_inputs(GRAPH, RUN, "make")[0] == {"name": "n", "type": "int", "from": "workflow input (-p)",
+                                                         "preview": "5"}
+    assert views.task_inputs(GRAPH, RUN, "report")[1]["preview"] == "(not produced)"
+
+
+def test_task_rows_and_error_text() -> None:
+    rows = {r["task"]: r for r in views.task_rows(RUN)}
+    assert rows["make"]["resources"] == "CPU=2" and rows["total"]["cached"] == "yes"
+    assert views.error_text(RUN["tasks"]["ratio"]["error"]) == (
+        "ZeroDivisionError: float division by zero (cell 5, line 3)")
+    assert views.error_text(None) == ""
+    assert views.debug_command("r1", "ratio") == "flyte-lab debug r1 ratio"
+
+
+def test_graph_reads_left_to_right() -> None:
+    where = positions(GRAPH)
+    for src, dst, _ in GRAPH["edges"]:
+        assert where[src][0] < where[dst][0], (src, dst)
+    assert where["total"][0] == where["ratio"][0] and where["total"][1] != where["ratio"][1]
+
+
+def _message(page: Any) -> str:
+    return " ".join(str(getattr(o, "object", "")) for o in page.objects)
+
+
+def test_empty_store_and_bad_ids_are_clear_pages(home: Path) -> None:
+    from flyte_lab.dashboard.run_page import run_page
+
+    problem = open_store()
+    assert isinstance(problem, StoreProblem) and problem.kind == "empty"
+    assert "flyte-message-bad-id" in _message(run_page("../../etc/passwd"))
+    assert "Open a run from the runs list" in _message(run_page(""))
+    assert not home.exists()  # reading created nothing
+
+
+def test_newer_store_schema_is_a_clear_message(home: Path) -> None:
+    from flyte_lab.dashboard.run_page import run_page
+    from flyte_lab.dashboard.runs_page import runs_page
+    from flyte_lab.store import RunStore
+
+    RunStore.from_env().close()
+    with sqlite3.connect(home / "store.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    problem = open_store()
+    assert isinstance(problem, StoreProblem) and problem.kind == "newer"
+    assert "newer version of flyte_lab" in problem.message
+    assert "flyte-message-newer" in _message(runs_page())
+    assert "flyte-message-newer" in _message(run_page("20260101-000000-abcdef"))
+
+
+def test_dashboard_command_serves_the_runs_page(home: Path, tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "dashboard.log").open("wb")
+    proc = subprocess.Popen([*CLI, "dashboard", "--port", str(port)], env=cli_env(home), stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: accepts(port) or proc.poll() is not None, 60, "the dashboard to listen")
+        assert proc.poll() is None, (tmp_path / "dashboard.log").read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
+            assert answer.status == 200 and "flyte_lab runs" in answer.read().decode()
+    finally:
+        killpg(proc)
+        log.close()
+    assert f"http://127.0.0.1:{port}/" in (tmp_path / "dashboard.log").read_text()
+
+
+def test_dashboard_command_refuses_bad_oauth_params_in_one_line(home: Path) -> None:
+    done = subprocess.run([*CLI, "dashboard", "--oauth-extra-params", "{nope"], env=cli_env(home),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("flyte-lab: error: --oauth-extra-params is not JSON")

@@ -1,0 +1,264 @@
+"""The dashboard in real headless Chromium against Panel's real server, on runs made by `flyte-lab run`.
+
+Set FLYTE_LAB_DOCS_SCREENSHOTS=1 to write the README's screenshots into docs/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from flyte_lab.dashboard import actions
+from flyte_lab.dashboard.store_access import close_stores
+from tests.conftest import CLI, cli_env
+from tests.process_helpers import accepts, free_port, kill_home_processes, killpg, spawn, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+DOCS = Path(__file__).parent.parent / "docs"
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+PAGE_TIMEOUT_MS = 30_000
+RUN_TIMEOUT_MS = 120_000
+
+pytestmark = [
+    pytest.mark.cluster,
+    # bokeh 3.9's ColumnDataSource.from_df (under every Panel Tabulator) calls pandas' deprecated
+    # reset_index(inplace=True); not ours to fix, and only this message is let through under -W error
+    pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.reset_index:DeprecationWarning"),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = playwright_api.expect
+
+
+def pipeline(path: Path, divisor: str) -> Path:
+    """make -> (total, ratio) -> report; `ratio` divides by `divisor` (cell 5, line 3)."""
+    nbformat.write(new_notebook(cells=[
+        new_markdown_cell("# a pipeline with a failing branch"),
+        new_code_cell("%%flyte_setup\nimport math"),
+        new_code_cell("%%flyte_task make(n: int = 4) -> xs: list[float]\nxs = [float(i) for i in range(n)]"),
+        new_code_cell("%%flyte_task total(xs: list[float]) -> s: float\ns = math.fsum(xs)"),
+        new_code_cell(f"%%flyte_task ratio(xs: list[float], divisor: float = {divisor}) -> r: float\n"
+                      "scale = 1.0\nr = scale * xs[-1] / divisor"),
+        new_code_cell("%%flyte_task report(r: float, s: float)\nprint(r, s)"),
+    ], metadata=KERNEL), path)
+    return path
+
+
+def flyte_run(home: Path, notebook: Path) -> None:
+    subprocess.run([*CLI, "run", str(notebook)], env=cli_env(home), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=240, check=False)
+
+
+def shot(tab: Any, name: str, tmp: Path) -> None:
+    target = DOCS if os.environ.get("FLYTE_LAB_DOCS_SCREENSHOTS") else tmp
+    target.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(target / name), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def chrome() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def tab(chrome: Any, dashboard: Any) -> Iterator[Any]:
+    """A fresh browser tab, closed before the dashboard stops (so no session is mid-send when it does)."""
+    context = chrome.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_panel() -> Iterator[None]:
+    """Every Panel server a test starts is stopped, and Panel's global state cleared (or pytest hangs at exit)."""
+    yield
+    from panel.io.state import state
+
+    state.reset()
+    close_stores()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One home with a succeeded and a failed run of the same pipeline (different notebooks)."""
+    folder = tmp_path_factory.mktemp("dashboard")
+    home = folder / "home"
+    flyte_run(home, pipeline(folder / "fine.ipynb", "2.0"))
+    flyte_run(home, pipeline(folder / "broken.ipynb", "0.0"))
+    from flyte_lab.store import RunStore
+
+    with RunStore(f"sqlite:///{home}/store.db") as store:
+        found = {Path(r["notebook"]).name: r for r in store.list_runs()}
+    assert found["fine.ipynb"]["status"] == "succeeded" and found["broken.ipynb"]["status"] == "failed"
+    return {"home": home, "ok": found["fine.ipynb"]["run_id"], "failed": found["broken.ipynb"]["run_id"]}
+
+
+@pytest.fixture
+def dashboard(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Start a dashboard on a free port for a home: `url = dashboard(home)`; stopped when the test ends."""
+    from flyte_lab.dashboard.server import serve
+
+    servers: list[Any] = []
+
+    def start(home: Path) -> str:
+        monkeypatch.setenv("FLYTE_LAB_HOME", str(home))
+        monkeypatch.delenv("FLYTE_LAB_DB_URL", raising=False)
+        port = free_port()
+        servers.append(serve("127.0.0.1", port, threaded=True))
+        wait_for(lambda: accepts(port), 30, "the dashboard to listen")
+        return f"http://127.0.0.1:{port}"
+
+    try:
+        yield start
+    finally:
+        from panel.io.state import state
+
+        wait_for(lambda: state.session_info["live"] == 0, 30, "the pages' sessions to close")
+        for server in servers:
+            with contextlib.suppress(RuntimeError):  # "Thread already stopping": a stop is under way
+                server.stop()
+            server.join(timeout=30)
+            assert not server.is_alive(), "the dashboard server did not stop"
+        assert actions.wait_all(timeout=180), "a Resume/Relaunch started by the page is still running"
+
+
+def status_cell(tab: Any, text: str) -> Any:
+    return tab.locator(f'.tabulator-row:has-text("{text}") [data-status]')
+
+
+def test_runs_page_lists_succeeded_and_failed_runs(tab: Any, runs: dict[str, Any], dashboard: Any,
+                                                    tmp_path: Path) -> None:
+    tab.goto(dashboard(runs["home"]) + "/")
+    ok, failed = status_cell(tab, "fine.ipynb"), status_cell(tab, "broken.ipynb")
+    ok.wait_for()
+    assert ok.inner_text() == "succeeded" and failed.inner_text() == "failed"
+    assert tab.locator(f'a[href="./run?id={runs["failed"]}"]').count() == 1
+    assert "2 runs · page 1 of 1" in tab.locator(".flyte-count").inner_text()
+    shot(tab, "dashboard-runs.png", tmp_path)
+    tab.locator("select").first.select_option("failed")  # the status filter
+    tab.locator(".flyte-count", has_text="1 runs").wait_for()
+    assert tab.locator(".tabulator-row").count() == 1 and status_cell(tab, "broken.ipynb").count() == 1
+
+
+def test_run_page_shows_graph_timeline_error_and_notebook(tab: Any, runs: dict[str, Any], dashboard: Any,
+                                                          tmp_path: Path) -> None:
+    tab.goto(dashboard(runs["home"]) + f"/run?id={runs['failed']}")
+    tab.locator(".flyte-traceback").wait_for()
+    assert tab.locator(".flyte-run-status").inner_text() == "failed"
+    for task, status in {"make": "succeeded", "total": "succeeded", "ratio": "failed", "report": "skipped"}.items():
+        assert status_cell(tab, task).first.inner_text() == status
+    error = tab.locator(".flyte-error").inner_text()
+    assert "ZeroDivisionError: float division by zero (cell 5, line 3)" in error
+    assert tab.locator(".flyte-debug").inner_text() == f"flyte-lab debug {runs['failed']} ratio"
+    notebook = tab.locator(".flyte-notebook")
+    notebook.get_by_text("Execution using papermill encountered an exception here and stopped").wait_for()
+    assert "r = scale * xs[-1] / divisor" in notebook.inner_text()
+    # the graph and the timeline are bokeh canvases, drawn with real sizes
+    canvases = tab.locator(".bk-Canvas, .bk-canvas-wrapper, canvas")
+    canvases.first.wait_for()
+    plots = tab.evaluate("""() => {
+        const found = [];
+        const walk = (root) => root.querySelectorAll('*').forEach(el => {
+            if (el.tagName === 'CANVAS') { const r = el.getBoundingClientRect(); found.push([r.width, r.height]); }
+            if (el.shadowRoot) walk(el.shadowRoot);
+        });
+        walk(document);
+        return found;
+    }""")
+    assert sum(1 for w, h in plots if w > 300 and h > 100) >= 2, plots
+    shot(tab, "dashboard-run.png", tmp_path)
+    # drill down into a succeeded task: its inputs and outputs with previews
+    tab.locator(".tabulator-row", has_text="total").locator('.tabulator-cell[tabulator-field="task"]').click()
+    tab.locator(".flyte-task-title", has_text="total").wait_for()
+    detail = tab.locator(".flyte-io").first.inner_text()
+    assert "output of make" in detail and "[0.0, 1.0, 2.0, 3.0]" in detail
+
+
+def test_bad_run_ids_get_a_clear_page(tab: Any, runs: dict[str, Any], dashboard: Any) -> None:
+    url = dashboard(runs["home"])
+    tab.goto(url + "/run?id=20990101-000000-ffffff")
+    expect(tab.locator(".flyte-message-not-found")).to_contain_text("no run `20990101-000000-ffffff`")
+    tab.goto(url + "/run?id=%3Cscript%3E")
+    expect(tab.locator(".flyte-message-bad-id")).to_contain_text("is not a run id")
+
+
+def test_empty_store_is_a_friendly_page(tab: Any, dashboard: Any, tmp_path: Path) -> None:
+    tab.goto(dashboard(tmp_path / "nothing") + "/")
+    expect(tab.locator(".flyte-message-empty")).to_contain_text("Start one with `flyte-lab run NOTEBOOK`")
+    assert not (tmp_path / "nothing").exists()  # the dashboard created no store
+
+
+def test_live_run_changes_on_the_page_without_reload(tab: Any, dashboard: Any, tmp_path: Path) -> None:
+    home, flag = tmp_path / "home", tmp_path / "go"
+    path = tmp_path / "waits.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("%%flyte_setup\nimport os\nimport time"),
+        new_code_cell(f"%%flyte_task wait(flag: str = {str(flag)!r}) -> done: bool\n"
+                      "while not os.path.exists(flag):  # until the test lets it finish\n"
+                      "    time.sleep(0.05)\ndone = True"),
+        new_code_cell("%%flyte_task after(done: bool) -> ok: bool\nok = done"),
+    ], metadata=KERNEL), path)
+    driver = spawn([*CLI, "run", str(path)], home, tmp_path / "run.log")
+    try:
+        tab.goto(dashboard(home) + "/")
+        tab.locator('.tabulator-row:has-text("waits.ipynb") [data-status="running"]').wait_for(timeout=RUN_TIMEOUT_MS)
+        tab.locator(".tabulator-row a").first.click()
+        status_cell(tab, "wait").and_(tab.locator('[data-status="running"]')).wait_for(timeout=RUN_TIMEOUT_MS)
+        assert tab.locator(".flyte-live").count() == 1
+        navigations: list[str] = []
+        tab.on("framenavigated", lambda frame: navigations.append(frame.url))
+        flag.touch()
+        tab.locator('.flyte-run-status [data-status="succeeded"]').wait_for(timeout=RUN_TIMEOUT_MS)
+        assert status_cell(tab, "after").inner_text() == "succeeded"
+        assert navigations == []  # it changed in place: no reload
+        assert driver.wait(timeout=60) == 0
+    finally:
+        killpg(driver)
+        kill_home_processes(home)
+
+
+def test_resume_after_the_fix_makes_the_run_succeed(tab: Any, dashboard: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    notebook = pipeline(tmp_path / "fixable.ipynb", "0.0")
+    flyte_run(home, notebook)
+    url = dashboard(home)
+    from flyte_lab.store import RunStore
+
+    with RunStore(f"sqlite:///{home}/store.db") as store:
+        (run,) = store.list_runs()
+    tab.goto(url + f"/run?id={run['run_id']}")
+    tab.locator('.flyte-run-status [data-status="failed"]').wait_for()
+    pipeline(notebook, "2.0")  # the fix
+    tab.get_by_role("button", name="Resume").click()
+    tab.locator('.flyte-run-status [data-status="succeeded"]').wait_for(timeout=RUN_TIMEOUT_MS)
+    assert status_cell(tab, "ratio").inner_text() == "succeeded"
+    assert status_cell(tab, "report").inner_text() == "succeeded"
+    tab.locator(".flyte-notice", has_text="succeeded").wait_for(timeout=RUN_TIMEOUT_MS)
+    # Relaunch: a new run of the same notebook and parameters, named on the page when it ends
+    tab.get_by_role("button", name="Relaunch").click()
+    tab.locator(".flyte-notice", has_text="relaunch of").and_(
+        tab.locator(".flyte-notice", has_text="succeeded")).wait_for(timeout=RUN_TIMEOUT_MS)
+    assert actions.wait_all(timeout=60)
+    with RunStore(f"sqlite:///{home}/store.db") as store:
+        newest, first = store.list_runs()
+    assert first["run_id"] == run["run_id"] and newest["status"] == "succeeded"
+    assert newest["run_id"] in tab.locator(".flyte-notice").inner_text()
