@@ -114,9 +114,10 @@ def _check_cluster(cluster: str, wf: Workflow) -> None:
 
 
 def _check_artifact_root(cluster: str, artifacts: Any, shared_fs: bool) -> None:
-    from flyte_lab.engine.clusters import check_artifact_root
+    from flyte_lab.engine.clusters import check_artifact_access, check_artifact_root
 
     check_artifact_root(cluster, artifacts.root_url, shared_fs)
+    check_artifact_access(artifacts.root_url)
 
 
 def _stores(home: Path) -> tuple[Any, Any]:

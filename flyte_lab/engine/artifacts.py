@@ -527,6 +527,35 @@ def _outside(uri: Any, root: str) -> ArtifactError:
                          uri=str(uri))
 
 
+PROBE_NAME = ".flyte-lab-probe"  # never a content key (KEY_RE), so it cannot shadow an artifact
+
+
+def remote_root_problem(root_url: str) -> str | None:
+    """Why a run could not write artifacts under a remote root (None if it can): one small probe write,
+    so missing credentials, a missing bucket or a read-only root are found before anything is recorded,
+    not as a traceback from the first task. Local roots are not probed (they are created on demand)."""
+    try:
+        fs, root = url_to_fs(root_url)
+    except (ImportError, ValueError) as err:  # e.g. s3:// without s3fs installed
+        return f"cannot open it ({_first_line(err)})"
+    if isinstance(fs, LocalFileSystem):
+        return None
+    try:
+        fs.pipe_file(f"{root.rstrip('/')}/{PROBE_NAME}", b"flyte_lab checks it may write here\n")
+    except Exception as err:  # whatever the backend raises: it is the reason, told in one line
+        reason = _first_line(err)
+        if type(err).__name__ == "NoCredentialsError" or "credentials" in reason.lower():
+            reason += ("; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment of "
+                       "the driver and of every worker (AWS_ENDPOINT_URL for an S3-compatible server)")
+        return f"cannot write there ({reason})"
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:300] if lines else type(err).__name__
+
+
 def _rebuild_store(root_url: str, key: bytes, cache_dir: str) -> ArtifactStore:
     return ArtifactStore(root_url, key, cache_dir=cache_dir)
 

@@ -106,13 +106,22 @@ def worker_resources(client: Any) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in (info.get("resources") or {}).items()} for info in workers.values()]
 
 
+def check_artifact_access(artifacts_root_url: str) -> None:
+    """Refuse a run whose artifacts could not be written: a remote root (s3://…) this process cannot write to
+    (no credentials, no bucket, read-only). One probe write; local roots are not probed."""
+    from flyte_lab.engine.artifacts import remote_root_problem
+
+    problem = remote_root_problem(artifacts_root_url)
+    if problem:
+        raise UserInputError(f"FLYTE_LAB_ARTIFACTS={artifacts_root_url}: {problem}")
+
+
 def check_artifact_root(cluster: str, artifacts_root_url: str, shared_fs: bool) -> None:
-    """Refuse a remote cluster whose workers could not reach the artifact store (a local path)."""
-    if not cluster.startswith("tcp://") or shared_fs:
-        return
+    """Refuse a cluster of other machines (tcp://, k8s) whose workers could not reach the artifact store (a
+    local path), unless `--shared-fs` says they mount it too. No I/O."""
     from fsspec.utils import get_protocol
 
-    if get_protocol(artifacts_root_url) not in ("file", "local"):
+    if cluster == "local" or shared_fs or get_protocol(artifacts_root_url) not in ("file", "local"):
         return
     raise UserInputError(
         f"--cluster {cluster}: artifacts live in {artifacts_root_url}, a path on this machine that the workers "

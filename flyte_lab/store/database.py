@@ -24,14 +24,19 @@ from flyte_lab.private_fs import create_private_file, make_private_dirs
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Execution option that asks for a write transaction (BEGIN IMMEDIATE on SQLite).
 WRITE_OPTION = "flyte_lab_write"
-# Arbitrary constant naming the run store's migration lock on PostgreSQL.
+# Arbitrary constants naming the run store's advisory locks on PostgreSQL.
 _PG_MIGRATION_LOCK = 7_262_017_311
+_PG_WRITE_LOCK = 7_262_017_312
 _SQLITE_BUSY_MS = 30_000
 
 
 def create_store_engine(url: str) -> Engine:
     """An engine for `url`; SQLite files get WAL, a busy timeout and foreign keys."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "begin", _postgres_on_begin)
+        return engine
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     database = parsed.database
@@ -139,6 +144,17 @@ def _sqlite_on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         conn.exec_driver_sql("BEGIN")
+
+
+def _postgres_on_begin(conn: Connection) -> None:
+    # The same contract as SQLite's BEGIN IMMEDIATE: write transactions run one at a time.
+    # Every protocol in the store (cache claim = lookup + insert, run claim, fire-time claim)
+    # is a read-then-write that is correct when writers are serialised; under PostgreSQL's
+    # READ COMMITTED two of them would both read "free" and then collide on a unique key.
+    # The lock is transaction-scoped: it ends at COMMIT/ROLLBACK, also when a client dies.
+    # Readers take no lock and see committed snapshots, as on SQLite in WAL mode.
+    if conn.get_execution_options().get(WRITE_OPTION):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
