@@ -105,6 +105,10 @@ def _input_refs(wf: Workflow, values: dict[str, Any], artifacts: Any) -> dict[tu
 def _check_cluster(cluster: str, wf: Workflow) -> None:
     if cluster not in ("local", "k8s") and not cluster.startswith("tcp://"):
         raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
+    if cluster == "k8s":  # no credentials, no dask-kubernetes: one line, before anything is recorded
+        from flyte_lab.k8s.kube_cluster import check_ready
+
+        check_ready()
     if cluster == "local":  # remote workers have their own kernelspecs: they report a missing one per task
         from flyte_lab.engine.kernels import missing_kernelspec
 
@@ -233,7 +237,7 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
         reserve(local_workers(workers), wf.kernel_name)  # kernels start while the cluster does
     driving = False
     try:
-        with connect(cluster, workers, wf.kernel_name) as client:
+        with connect(cluster, workers, wf.kernel_name, wf=wf) as client:
             driving = True
             RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
                       input_refs=refs, secrets=secrets, scrub=scrub, use_cache=use_cache, lease_ttl_s=lease_ttl(),

@@ -1,4 +1,5 @@
-"""Where tasks run: a local adaptive Dask cluster, or any Dask scheduler at tcp://HOST:PORT."""
+"""Where tasks run: a local adaptive Dask cluster, any Dask scheduler at tcp://HOST:PORT, or a dask-kubernetes
+cluster with one worker group per resource profile (`k8s`, built in `flyte_lab.k8s.kube_cluster`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flyte_lab.errors import UserInputError
+
+if TYPE_CHECKING:
+    from flyte_lab.graph.model import Workflow
 
 
 def machine_resources(workers: int = 1) -> dict[str, float]:
@@ -24,8 +28,10 @@ def local_workers(workers: int | None) -> int:
 
 
 @contextlib.contextmanager
-def connect(cluster: str, workers: int | None = None, kernel_name: str = "python3") -> Iterator[Any]:
-    """A connected `distributed.Client`; a local cluster lives exactly as long as the block."""
+def connect(cluster: str, workers: int | None = None, kernel_name: str = "python3",
+            wf: Workflow | None = None) -> Iterator[Any]:
+    """A connected `distributed.Client`; a local or k8s cluster lives exactly as long as the block.
+    `k8s` needs the workflow: its worker groups are the tasks' resource profiles."""
     from distributed import Client, LocalCluster
 
     if cluster == "local":
@@ -53,7 +59,13 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
             yield client
         return
     if cluster == "k8s":
-        raise UserInputError("--cluster k8s: Kubernetes clusters are not supported yet; use local or tcp://HOST:PORT")
+        if wf is None:
+            raise UserInputError("--cluster k8s: the workflow is needed to build its worker groups")
+        from flyte_lab.k8s.kube_cluster import kube_client
+
+        with kube_client(wf) as client:
+            yield client
+        return
     raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
 
 
@@ -65,6 +77,15 @@ def _warm(client: Any, kernel_name: str) -> None:
         client.run(warm_up, kernel_name=kernel_name)  # returns at once: the pool fills in a background thread
     except Exception:  # noqa: S110 - an optimisation only; tasks start kernels themselves otherwise
         pass
+
+
+def task_resources(client: Any, wf: Workflow, task: str) -> dict[str, float]:
+    """What a task asks Dask for: its profile's resource on a k8s cluster (set by `kube_client`), else its
+    --cpu/--mem/--gpu."""
+    routed = getattr(client, "flyte_lab_task_resources", None)
+    if routed is not None and task in routed:
+        return dict(routed[task])
+    return dask_resources(wf.tasks[task].options.resources())
 
 
 def dask_resources(resources: dict[str, Any]) -> dict[str, float]:

@@ -22,7 +22,7 @@ from flyte_lab.engine import state_machine as sm
 from flyte_lab.engine.artifacts import ArtifactStore
 from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, split_outputs
 from flyte_lab.engine.cache_keys import cache_key
-from flyte_lab.engine.clusters import dask_resources, unplaceable
+from flyte_lab.engine.clusters import task_resources, unplaceable
 from flyte_lab.engine.task_notebook import build_task_notebook
 from flyte_lab.engine.worker import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import DriverError, FlyteLabError, LeaseLostError
@@ -273,7 +273,7 @@ class RunDriver:
     def _submit(self, task: str, attempt: int) -> list[sm.Event]:
         spec_task = self.wf.tasks[task]
         resources = spec_task.options.resources()
-        wanted = dask_resources(resources)
+        wanted = task_resources(self.client, self.wf, task)
         why = unplaceable(self.client, wanted)
         number = self.store.start_attempt(self.run_id, task, None, resources, fence=self.fence)
         if task not in self.cache_keys:
