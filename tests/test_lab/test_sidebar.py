@@ -19,7 +19,8 @@ RUN_TIMEOUT_MS = 150_000
 
 def open_panel(page: Page, lab: Any, path: str) -> None:
     page.goto(lab.open(path))
-    expect(page.locator(".jp-Notebook").first).to_be_visible(timeout=60_000)
+    # the active notebook: after a reload Lab restores earlier tabs too, and the first in the page may be hidden
+    expect(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")).to_be_visible(timeout=60_000)
     tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="flyte-lab-panel"]')
     if tab.get_attribute("aria-selected") != "true":
         tab.click()
