@@ -29,8 +29,9 @@ def test_wheel_install_enables_both_extensions(tmp_path: Path) -> None:
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                check=True, capture_output=True, text=True).stdout.strip())
     (site / "zz_base_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
-    subprocess.run([*pip, "install", "--no-deps", "--prefix", str(venv), str(wheel)], check=True,
-                   capture_output=True)
+    # --ignore-installed: without it pip first uninstalls the flyte_lab of the environment running the tests
+    subprocess.run([*pip, "install", "--no-deps", "--ignore-installed", "--prefix", str(venv), str(wheel)],
+                   check=True, capture_output=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "PYTHON"))}
     env.update(JUPYTER_CONFIG_DIR=str(tmp_path / "user-config"), JUPYTER_DATA_DIR=str(tmp_path / "user-data"))
     server = subprocess.run([python, "-m", "jupyter_server", "extension", "list"], env=env, capture_output=True,
