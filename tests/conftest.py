@@ -3,12 +3,26 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 EXAMPLES = Path(__file__).parent.parent / "example_notebooks"
 CLI = [sys.executable, "-m", "flyte_lab.cli.main"]
+CHROMIUM = "/usr/bin/chromium"  # Debian's; never a downloaded browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict[str, Any]:
+    """pytest-playwright launches Debian's Chromium with the flags that work here.
+
+    Every browser test shares pytest-playwright's one `browser`: a second sync_playwright() in the same
+    process fails, because the first keeps its event loop running in the main thread.
+    """
+    return {"executable_path": CHROMIUM, "args": CHROMIUM_ARGS, "headless": True}
 
 
 @pytest.fixture

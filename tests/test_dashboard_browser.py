@@ -18,12 +18,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from flyte_lab.dashboard import actions
 from flyte_lab.dashboard.store_access import close_stores
-from tests.conftest import CLI, cli_env
+from tests.conftest import CHROMIUM, CLI, cli_env
 from tests.process_helpers import accepts, free_port, kill_home_processes, killpg, spawn, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 DOCS = Path(__file__).parent.parent / "docs"
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 PAGE_TIMEOUT_MS = 30_000
@@ -66,13 +63,9 @@ def shot(tab: Any, name: str, tmp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def chrome() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+def chrome(browser: Any) -> Any:
+    """pytest-playwright's Chromium (see browser_type_launch_args in tests/conftest.py)."""
+    return browser
 
 
 @pytest.fixture

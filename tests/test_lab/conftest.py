@@ -12,24 +12,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
-from tests.conftest import NOTEBOOKS
+from tests.conftest import CHROMIUM, NOTEBOOKS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 BUILT = Path(__file__).resolve().parents[2] / "flyte_lab" / "labextension"
 READY = re.compile(r"flyte_lab: REST API ready at")  # logged once the sockets are bound
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args() -> dict[str, Any]:
-    """Debian's Chromium with the flags that work here (overrides pytest-playwright's fixture in this folder)."""
-    return {"executable_path": CHROMIUM, "args": CHROMIUM_ARGS, "headless": True}
 
 
 def _skip_reason() -> str | None:
