@@ -45,6 +45,7 @@ class ScheduleRequest(_Body):
     max_catchup: int = 50
     max_active: int = 1
     overlap: str = "skip"
+    notify: list[str] = Field(default_factory=list)  # `EVENT=URL` items, as `schedule add --notify`
 
 
 class RunCreated(BaseModel):

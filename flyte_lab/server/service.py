@@ -19,10 +19,18 @@ from flyte_lab.store.database import NoStore
 PREVIEW_COUNT = 5
 
 
-def graph_of_file(path: Path) -> dict[str, Any]:
-    from flyte_lab.graph.validate import graph_json, validate_notebook
+def _graph_answer(wf: Any) -> dict[str, Any]:
+    """The `validate --json` object, plus `input_fields`: the sidebar's form for the workflow inputs."""
+    from flyte_lab.graph.validate import graph_json
+    from flyte_lab.server.forms import input_fields
 
-    return graph_json(validate_notebook(str(path)))
+    return dict(graph_json(wf), input_fields=input_fields(wf))
+
+
+def graph_of_file(path: Path) -> dict[str, Any]:
+    from flyte_lab.graph.validate import validate_notebook
+
+    return _graph_answer(validate_notebook(str(path)))
 
 
 def graph_of_content(path: Path, content: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +38,7 @@ def graph_of_content(path: Path, content: dict[str, Any], params: dict[str, Any]
     import nbformat
 
     from flyte_lab.graph.model import Diagnostic, Workflow
-    from flyte_lab.graph.validate import graph_json, validate_notebook
+    from flyte_lab.graph.validate import validate_notebook
 
     try:
         with warnings.catch_warnings():
@@ -40,8 +48,8 @@ def graph_of_content(path: Path, content: dict[str, Any], params: dict[str, Any]
         wf = Workflow(path=str(path))
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         wf.diagnostics = [Diagnostic("error", "bad-notebook", f"not a valid notebook (nbformat schema): {reason}")]
-        return graph_json(wf)
-    return graph_json(validate_notebook(str(path), cli_params=params or None, nb=content))
+        return _graph_answer(wf)
+    return _graph_answer(validate_notebook(str(path), cli_params=params or None, nb=content))
 
 
 def check_launch(path: Path, params: dict[str, Any]) -> None:
@@ -134,7 +142,7 @@ def add_schedule(root: str, path: Path, req: ScheduleRequest) -> dict[str, Any]:
     spec = ScheduleSpec(notebook=str(path), cron=req.cron or None, every=req.every or None, name=req.name or None,
                         params=dict(req.params), start=req.start or None, timezone=req.timezone,
                         catchup=req.catchup, max_catchup=req.max_catchup, max_active=req.max_active,
-                        overlap=req.overlap)
+                        overlap=req.overlap, notify=list(req.notify))
     row = spec.row()
     with _store(create=True) as store:
         store.add_schedule(dict(row))

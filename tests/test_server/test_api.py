@@ -218,3 +218,87 @@ def test_status_table_maps_user_errors_to_4xx() -> None:
         assert 400 <= status_for(exc) < 500
     assert status_for(RuntimeError("boom")) == 500
     assert isinstance(tornado.httpclient.HTTPClientError(400), Exception)
+
+
+TYPED = [
+    "%load_ext flyte_lab",
+    "%%flyte_setup\nimport datetime",
+    "count = 3\nverbose = False\nday = '2024-01-02'",
+    "%%flyte_task summarize(count: int, verbose: bool, day: datetime.date, ratio: float = 0.5, "
+    "tags: list[str] = ['a'], opts: dict[str, int] = {}, when: datetime.datetime = '2024-01-01T12:00:00', "
+    "maybe: int | None = None, every: datetime.timedelta = 90, label: str = 'x') -> text: str\n"
+    "text = f'{count} {verbose} {day.isoformat()} {ratio} {tags}'",
+]
+
+
+def write_notebook(path: Path, sources: list[str], parameters_cell: int | None = None) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [new_code_cell(s) for s in sources]
+    if parameters_cell is not None:
+        nb.cells[parameters_cell].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, path)
+
+
+async def test_graph_describes_the_input_form(root: Path, fetch: Any) -> None:
+    write_notebook(root / "typed.ipynb", TYPED, parameters_cell=2)
+    graph = as_json(await fetch("graph", params={"path": "typed.ipynb"}))
+    fields = {f["name"]: f for f in graph["input_fields"]}
+    shown = {n: (f["widget"], f["default_text"], f["required"], f["optional"]) for n, f in fields.items()}
+    assert shown == {
+        "count": ("int", "3", False, False), "verbose": ("bool", "false", False, False),
+        "day": ("date", "2024-01-02", False, False), "ratio": ("float", "0.5", False, False),
+        "tags": ("json", '["a"]', False, False), "opts": ("json", "{}", False, False),
+        "when": ("datetime", "2024-01-01T12:00:00", False, False), "maybe": ("int", "", False, True),
+        "every": ("timedelta", "90", False, False), "label": ("str", "x", False, False),
+    }
+    assert (fields["tags"]["json_shape"], fields["opts"]["json_shape"]) == ("array", "object")
+    assert fields["day"]["type"] == "datetime.date"
+    # every pre-filled text is launch text the server takes back as the same value
+    params = {n: f["default_text"] for n, f in fields.items() if f["default_text"]}
+    response = await fetch("graph", method="POST", body={
+        "path": "typed.ipynb", "content": json.loads((root / "typed.ipynb").read_text()), "params": params})
+    assert as_json(response)["diagnostics"] == []
+    from flyte_lab.graph.validate import resolve_params, validate_notebook
+
+    assert resolve_params(validate_notebook(str(root / "typed.ipynb")), params)["tags"] == ["a"]
+
+
+async def test_the_server_judges_form_values(root: Path, fetch: Any) -> None:
+    write_notebook(root / "typed.ipynb", TYPED, parameters_cell=2)
+    for name, text in (("day", "2024-13-40"), ("count", "2.5"), ("tags", "[1,"), ("verbose", "perhaps")):
+        response = await fetch("runs", method="POST", body={"path": "typed.ipynb", "params": {name: text}})
+        assert response.code == 400, response.body
+        assert as_json(response)["message"].startswith(f"-p {name}=")  # the sidebar puts it next to the input
+    assert as_json(await fetch("runs")) == []
+
+
+async def test_schedule_add_takes_what_the_cli_takes(root: Path, fetch: Any) -> None:
+    preview = as_json(await fetch("schedules/preview", params={"every": "15m", "start": "2030-01-01T00:00",
+                                                              "timezone": "Europe/Paris"}))
+    assert preview["fire_times"][:2] == ["2030-01-01T00:00:00+01:00", "2030-01-01T00:15:00+01:00"]
+    body = {"path": "valid_pipeline.ipynb", "every": "15m", "name": "often", "params": {"n": "7"},
+            "start": "2030-01-01T00:00", "timezone": "Europe/Paris", "catchup": True, "max_catchup": 3,
+            "max_active": 2, "overlap": "queue",
+            "notify": ["failed=https://hooks.example.com/services/T0/B0/secretkey", "succeeded=mailto:t@example.com"]}
+    created = await fetch("schedules", method="POST", body=body)
+    assert created.code == 201, created.body
+    s = as_json(created)
+    assert (s["every_s"], s["cron"], s["params"], s["catchup"], s["max_catchup"], s["max_active"], s["overlap"]) == \
+        (900, None, {"n": "7"}, True, 3, 2, "queue")
+    assert s["next_fire_time"] == "2029-12-31T23:00:00+00:00"  # 00:00 in Paris, as UTC
+    assert len(s["notify"]) == 2 and "secretkey" not in json.dumps(s)  # the hook's key is not shown
+    from flyte_lab.store import RunStore
+
+    with RunStore.from_env(create=False) as store:
+        [row] = store.list_schedules()
+    assert row["notify"][0] == "failed=https://hooks.example.com/services/T0/B0/secretkey"
+    for bad in ({"notify": ["sometimes=https://x.example.com"]}, {"notify": ["failed=ftp://x"]},
+                {"overlap": "never"}, {"max_catchup": 0}, {"every": "soon"}, {"params": {"n": "many"}}):
+        refused = await fetch("schedules", method="POST", body=dict(body, name="bad", **bad))
+        assert refused.code == 400, (bad, refused.body)
+        assert as_json(refused)["message"]
+    assert [x["name"] for x in as_json(await fetch("schedules"))] == ["often"]
