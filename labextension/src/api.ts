@@ -3,6 +3,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { InputField } from './form';
+
 export interface Diagnostic {
   severity: 'error' | 'warning';
   code: string;
@@ -26,6 +28,7 @@ export interface Graph {
   edges: [string, string, string][];
   workflow_inputs: Record<string, { type: string; default: unknown }>;
   diagnostics: Diagnostic[];
+  input_fields: InputField[]; // the server's form for the workflow inputs
 }
 
 export interface RunSummary {
@@ -54,6 +57,12 @@ export interface Schedule {
   every_s: number | null;
   timezone: string;
   paused: boolean;
+  params: Record<string, string>;
+  catchup: boolean;
+  max_catchup: number;
+  max_active: number;
+  overlap: string;
+  notify: string[]; // EVENT=URL, the URL's secret part redacted
   next_fire_time: string | null;
   last_run: { run_id: string; status: string } | null;
 }

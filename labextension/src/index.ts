@@ -1,7 +1,9 @@
 // The "Flyte" sidebar, its status-bar item and the "Flyte: Run notebook" command.
 import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
-import { INotebookTracker } from '@jupyterlab/notebook';
+import { IEditorServices } from '@jupyterlab/codeeditor';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { Widget } from '@lumino/widgets';
 
@@ -13,19 +15,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'flyte-lab:sidebar',
   description: 'Tasks, diagnostics, runs and schedules of the active notebook',
   autoStart: true,
-  requires: [INotebookTracker, ILabShell],
+  requires: [INotebookTracker, ILabShell, IRenderMimeRegistry, NotebookPanel.IContentFactory, IEditorServices],
   optional: [IStatusBar, ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     shell: ILabShell,
+    rendermime: IRenderMimeRegistry,
+    contentFactory: NotebookPanel.IContentFactory,
+    editorServices: IEditorServices,
     statusBar: IStatusBar | null,
     palette: ICommandPalette | null
   ) => {
     const status = new Widget();
     status.addClass('flyte-status');
     status.node.textContent = 'Flyte: -';
-    const panel = new FlytePanel(tracker, app, count => {
+    const panel = new FlytePanel(tracker, app, { rendermime, contentFactory, editorServices }, count => {
       status.node.textContent = count === null ? 'Flyte: -' : `Flyte: ${count} diagnostic${count === 1 ? '' : 's'}`;
     });
     shell.add(panel, 'left', { rank: 600 });

@@ -1,33 +1,19 @@
 // The sidebar panel: follows the active notebook and shows its graph (from the editor's current content,
 // debounced), a run form, its recent runs (live) and its schedules.
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import { MainAreaWidget } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 
 import { api, ApiError, Diagnostic, Graph, post, RunRecord, RunSummary, Schedule } from './api';
+import { el } from './dom';
+import { openExecuted, ViewerServices } from './executed';
+import { InputForm } from './form';
+import { ScheduleForm } from './schedule';
 
 const DEBOUNCE_MS = 400;
 const POLL_MS = 1000;
 const IDLE_POLL_MS = 5000; // runs started elsewhere (CLI, scheduler, another tab) show up too
 const LIVE = new Set(['queued', 'running']);
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  attrs: Record<string, string> = {},
-  ...children: (Node | string)[]
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === 'class') {
-      node.className = value;
-    } else {
-      node.setAttribute(key, value);
-    }
-  }
-  node.append(...children);
-  return node;
-}
 
 function signature(inputs: Record<string, string>, outputs: Record<string, string>): string {
   const ins = Object.entries(inputs).map(([n, t]) => `${n}: ${t}`).join(', ');
@@ -53,12 +39,14 @@ export class FlytePanel extends Widget {
   private timer = 0;
   private poller = 0;
   private readonly sections: Record<string, HTMLElement> = {};
-  private readonly params = new Map<string, HTMLInputElement>();
+  private readonly inputs = new InputForm('run');
+  private readonly scheduleForm: ScheduleForm;
   private readonly cluster = el('input', { class: 'flyte-cluster', value: 'local', title: 'local, tcp://HOST:PORT or k8s' });
 
   constructor(
     tracker: INotebookTracker,
     private readonly app: JupyterFrontEnd,
+    private readonly viewer: ViewerServices,
     private readonly onDiagnostics: (count: number | null) => void
   ) {
     super();
@@ -70,7 +58,8 @@ export class FlytePanel extends Widget {
       this.sections[name] = el('section', { class: `flyte-section-${name}` });
       this.node.append(this.sections[name]);
     }
-    this.buildScheduleForm();
+    this.scheduleForm = new ScheduleForm(() => this.path, () => this.refreshSchedules());
+    this.sections.schedule.replaceChildren(el('h3', {}, 'Schedule'), this.scheduleForm.node);
     void api<{ dashboard_url: string }>('config').then(c => (this.dashboardUrl = c.dashboard_url || this.dashboardUrl));
     tracker.currentChanged.connect(() => this.follow(tracker.currentWidget));
     this.follow(tracker.currentWidget);
@@ -194,20 +183,13 @@ export class FlytePanel extends Widget {
   }
 
   private renderRunForm(): void {
-    const inputs = this.graph?.workflow_inputs ?? {};
-    const form = el('div', { class: 'flyte-run-form' });
-    const kept = new Map(this.params);
-    this.params.clear();
-    for (const [name, spec] of Object.entries(inputs)) {
-      const input = kept.get(name) ?? el('input', { name, 'data-param': name });
-      input.placeholder = spec.default === null || spec.default === undefined ? 'required' : JSON.stringify(spec.default);
-      input.title = `${name}: ${spec.type}`;
-      this.params.set(name, input);
-      form.append(el('label', {}, `${name}: ${spec.type}`, input));
-    }
+    const fields = this.graph?.input_fields ?? [];
+    this.inputs.update(fields);
+    this.scheduleForm.setFields(fields);
     const button = el('button', { class: 'jp-Button flyte-run-button' }, 'Run');
     button.onclick = () => void this.launch();
-    form.append(el('label', {}, 'cluster', this.cluster), button, el('div', { class: 'flyte-run-message' }, this.runMessage));
+    const form = el('div', { class: 'flyte-run-form' }, this.inputs.node, el('label', {}, 'cluster', this.cluster), button,
+      el('div', { class: 'flyte-run-message' }, this.runMessage));
     this.sections.run.replaceChildren(el('h3', {}, 'Run'), form);
   }
 
@@ -225,21 +207,21 @@ export class FlytePanel extends Widget {
       }
     };
     say('');
+    const params = this.inputs.values();
+    if (params === null) {
+      say('fix the inputs marked above');
+      return;
+    }
     if (panel.context.model.dirty) {
       await panel.context.save();
-    }
-    const params: Record<string, string> = {};
-    for (const [name, input] of this.params) {
-      if (input.value.trim() !== '') {
-        params[name] = input.value;
-      }
     }
     try {
       const created = await post<{ run_id: string }>('runs', { path: panel.context.path, params, cluster: this.cluster.value || 'local' });
       say(`run ${created.run_id} started`);
       await this.refreshRuns();
     } catch (err) {
-      say(err instanceof Error ? err.message : String(err));
+      const message = err instanceof Error ? err.message : String(err);
+      say(this.inputs.showServerError(message) ? 'the server refused an input (marked above)' : message);
       if (err instanceof ApiError && err.diagnostics.length) {
         this.renderDiagnostics(err.diagnostics);
       }
@@ -294,79 +276,14 @@ export class FlytePanel extends Widget {
             this.selectCell(task.error?.cell ?? task.cell);
           };
           const open = el('button', { class: 'jp-Button flyte-open-executed' }, 'executed notebook');
-          open.onclick = () => void this.openExecuted(run.run_id, name);
+          open.onclick = () =>
+            void openExecuted(this.app, this.viewer, run.run_id, name).catch(err => this.showError('runs', err));
           item.append(el('div', { class: 'flyte-task-error' }, where, ' ', open));
         }
       }
       list.append(item);
     }
     this.sections.runs.replaceChildren(el('h3', {}, 'Recent runs'), list);
-  }
-
-  /** The executed notebook of a task, read-only in a main-area tab (it may live in remote storage). */
-  private async openExecuted(runId: string, task: string): Promise<void> {
-    const answer = await api<{ name: string; content: { cells: { cell_type: string; source: string | string[]; outputs?: any[] }[] } }>(
-      `runs/${runId}/tasks/${task}/notebook`);
-    const body = new Widget();
-    body.addClass('flyte-executed');
-    for (const cell of answer.content.cells) {
-      const source = Array.isArray(cell.source) ? cell.source.join('') : cell.source;
-      body.node.append(el('pre', { class: `flyte-executed-${cell.cell_type}` }, source));
-      for (const out of cell.outputs ?? []) {
-        const text = out.text ?? out.evalue ?? out.data?.['text/plain'] ?? '';
-        body.node.append(el('pre', { class: 'flyte-executed-output' }, Array.isArray(text) ? text.join('') : String(text)));
-      }
-    }
-    const widget = new MainAreaWidget({ content: body });
-    widget.title.label = `${answer.name} (read-only)`;
-    this.app.shell.add(widget, 'main');
-  }
-
-  private buildScheduleForm(): void {
-    const cron = el('input', { class: 'flyte-cron', placeholder: '0 7 * * *' });
-    const tz = el('input', { class: 'flyte-timezone', value: 'UTC' });
-    const name = el('input', { class: 'flyte-schedule-name', placeholder: 'name (default: the notebook)' });
-    const preview = el('ul', { class: 'flyte-fire-times' });
-    const message = el('div', { class: 'flyte-schedule-message' });
-    let timer = 0;
-    const refresh = () => {
-      window.clearTimeout(timer);
-      timer = window.setTimeout(async () => {
-        if (!cron.value.trim()) {
-          preview.replaceChildren();
-          return;
-        }
-        try {
-          const p = await api<{ fire_times: string[] }>('schedules/preview', {}, { cron: cron.value, timezone: tz.value });
-          preview.replaceChildren(...p.fire_times.map(f => el('li', { class: 'flyte-fire-time' }, f)));
-          message.textContent = '';
-        } catch (err) {
-          preview.replaceChildren();
-          message.textContent = err instanceof Error ? err.message : String(err);
-        }
-      }, DEBOUNCE_MS);
-    };
-    cron.oninput = refresh;
-    tz.oninput = refresh;
-    const save = el('button', { class: 'jp-Button flyte-schedule-save' }, 'Save schedule');
-    save.onclick = async () => {
-      const params: Record<string, string> = {};
-      for (const [n, input] of this.params) {
-        if (input.value.trim() !== '') {
-          params[n] = input.value;
-        }
-      }
-      try {
-        const s = await post<Schedule>('schedules', { path: this.path, cron: cron.value, timezone: tz.value, name: name.value || null, params });
-        message.textContent = `schedule ${s.name} saved`;
-        await this.refreshSchedules();
-      } catch (err) {
-        message.textContent = err instanceof Error ? err.message : String(err);
-      }
-    };
-    this.sections.schedule.replaceChildren(el('h3', {}, 'Schedule'),
-      el('label', {}, 'cron', cron), el('label', {}, 'timezone', tz), el('label', {}, 'name', name),
-      el('div', {}, 'next fire times:'), preview, save, message);
   }
 
   private async refreshSchedules(): Promise<void> {
@@ -388,9 +305,13 @@ export class FlytePanel extends Widget {
       toggle.onclick = () => void post(`schedules/${encodeURIComponent(s.name)}/${s.paused ? 'resume' : 'pause'}`, {}).then(() => this.refreshSchedules());
       const remove = el('button', { class: 'jp-Button flyte-schedule-remove' }, 'Remove');
       remove.onclick = () => void api(`schedules/${encodeURIComponent(s.name)}`, { method: 'DELETE' }).then(() => this.refreshSchedules());
+      const params = Object.entries(s.params ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
+      const policy = [s.catchup ? `catch-up (at most ${s.max_catchup})` : 'no catch-up',
+        `max active ${s.max_active}, overlap ${s.overlap}`, params ? `-p ${params}` : '',
+        ...(s.notify ?? []).map(n => `notify ${n}`)].filter(Boolean).join('; ');
       list.append(el('li', { class: 'flyte-schedule', 'data-schedule': s.name },
         `${s.name}: ${s.cron ?? `every ${s.every_s}s`} (${s.timezone}) ${s.paused ? 'paused' : `next ${s.next_fire_time}`} `,
-        toggle, ' ', remove));
+        toggle, ' ', remove, el('div', { class: 'flyte-schedule-policy' }, policy)));
     }
     this.sections.schedules.replaceChildren(el('h3', {}, 'Schedules'), list);
   }

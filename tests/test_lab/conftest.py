@@ -12,9 +12,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import nbformat
 import psutil
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
 from tests.conftest import CHROMIUM, NOTEBOOKS
 
@@ -34,6 +37,29 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def write_notebook(path: Path, sources: list[str], parameters_cell: int | None = None) -> None:
+    """A notebook of code cells (python3 kernel); `parameters_cell` is tagged `parameters`."""
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [new_code_cell(s) for s in sources]
+    if parameters_cell is not None:
+        nb.cells[parameters_cell].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, path)
+
+
+def open_panel(page: Any, lab: Lab, path: str) -> None:
+    """Open `path` in Lab and show the Flyte sidebar."""
+    from playwright.sync_api import expect
+
+    page.goto(lab.open(path))
+    # the active notebook: after a reload Lab restores earlier tabs too, and the first in the page may be hidden
+    expect(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")).to_be_visible(timeout=60_000)
+    tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="flyte-lab-panel"]')
+    if tab.get_attribute("aria-selected") != "true":
+        tab.click()
+    expect(page.locator("#flyte-lab-panel")).to_be_visible()
 
 
 class Lab:

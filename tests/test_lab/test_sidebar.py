@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.test_lab.conftest import open_panel
+
 pytestmark = [
     pytest.mark.cluster,
     # pytest-playwright 0.10 declares its session fixtures on a class, which pytest 9 deprecates; not ours
@@ -15,16 +17,6 @@ pytestmark = [
 ]
 
 RUN_TIMEOUT_MS = 150_000
-
-
-def open_panel(page: Page, lab: Any, path: str) -> None:
-    page.goto(lab.open(path))
-    # the active notebook: after a reload Lab restores earlier tabs too, and the first in the page may be hidden
-    expect(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")).to_be_visible(timeout=60_000)
-    tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="flyte-lab-panel"]')
-    if tab.get_attribute("aria-selected") != "true":
-        tab.click()
-    expect(page.locator("#flyte-lab-panel")).to_be_visible()
 
 
 def test_sidebar_tasks_diagnostics_run_and_schedule(page: Page, lab: Any) -> None:

@@ -15,6 +15,7 @@ import pytest
 import tornado.httpclient
 
 from tests.conftest import NOTEBOOKS
+from tests.test_lab.conftest import write_notebook
 from tests.test_server.conftest import API
 
 
@@ -229,18 +230,6 @@ TYPED = [
     "maybe: int | None = None, every: datetime.timedelta = 90, label: str = 'x') -> text: str\n"
     "text = f'{count} {verbose} {day.isoformat()} {ratio} {tags}'",
 ]
-
-
-def write_notebook(path: Path, sources: list[str], parameters_cell: int | None = None) -> None:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [new_code_cell(s) for s in sources]
-    if parameters_cell is not None:
-        nb.cells[parameters_cell].metadata["tags"] = ["parameters"]
-    nbformat.write(nb, path)
 
 
 async def test_graph_describes_the_input_form(root: Path, fetch: Any) -> None:

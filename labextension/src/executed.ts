@@ -1,0 +1,61 @@
+// A task's executed notebook, rendered as a notebook (cells, outputs, errors) in a read-only main-area tab.
+// Its JSON comes from the server route, which reads it wherever the artifact store keeps it (a local
+// folder, S3, ...): no file under the Jupyter root, no kernel, nothing to save.
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import { MainAreaWidget } from '@jupyterlab/apputils';
+import { IEditorServices } from '@jupyterlab/codeeditor';
+import * as nbformat from '@jupyterlab/nbformat';
+import { NotebookModel, NotebookPanel, StaticNotebook } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+
+import { api } from './api';
+
+export interface ViewerServices {
+  rendermime: IRenderMimeRegistry;
+  contentFactory: NotebookPanel.IContentFactory;
+  editorServices: IEditorServices;
+}
+
+interface ExecutedAnswer {
+  name: string;
+  content: nbformat.INotebookContent;
+}
+
+/** The widget id of a task's executed-notebook tab (one tab per run and task). */
+export function executedId(runId: string, task: string): string {
+  return `flyte-executed-${runId}-${task}`;
+}
+
+/** Open (or bring forward) the executed notebook of `task`'s last attempt in `runId`. */
+export async function openExecuted(app: JupyterFrontEnd, services: ViewerServices, runId: string, task: string): Promise<void> {
+  const id = executedId(runId, task);
+  for (const widget of app.shell.widgets('main')) {
+    if (widget.id === id) {
+      app.shell.activateById(id);
+      return;
+    }
+  }
+  const answer = await api<ExecutedAnswer>(`runs/${runId}/tasks/${task}/notebook`);
+  const model = new NotebookModel();
+  model.fromJSON(answer.content);
+  model.dirty = false;
+  const notebook = new StaticNotebook({
+    rendermime: services.rendermime,
+    contentFactory: services.contentFactory,
+    mimeTypeService: services.editorServices.mimeTypeService,
+    notebookConfig: { ...StaticNotebook.defaultNotebookConfig, windowingMode: 'none' }
+  });
+  notebook.model = model;
+  for (const cell of notebook.widgets) {
+    cell.readOnly = true;
+  }
+  notebook.addClass('flyte-executed-notebook');
+  const widget = new MainAreaWidget({ content: notebook });
+  widget.id = id;
+  widget.addClass('flyte-executed');
+  widget.title.label = `${answer.name} (read-only)`;
+  widget.title.caption = `executed notebook of task ${task}, run ${runId} (read-only)`;
+  widget.disposed.connect(() => model.dispose());
+  app.shell.add(widget, 'main');
+  app.shell.activateById(id);
+}
