@@ -48,7 +48,7 @@ def test_sidebar_tasks_diagnostics_run_and_schedule(page: Page, lab: Any) -> Non
     # run with an input from the form: the run appears and succeeds
     open_panel(page, lab, "valid_pipeline.ipynb")
     expect(panel.locator(".flyte-task")).to_have_count(2, timeout=30_000)
-    panel.locator('input[data-param="n"]').fill("4")
+    panel.locator('.flyte-inputs-run input[data-param="n"]').fill("4")
     panel.locator(".flyte-run-button").click()
     expect(panel.locator(".flyte-run-message")).to_contain_text("started", timeout=60_000)
     expect(panel.locator(".flyte-run-list .flyte-run")).to_have_count(1)
