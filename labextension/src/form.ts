@@ -122,6 +122,12 @@ export class InputForm {
     this.node = el('div', { class: `flyte-inputs flyte-inputs-${formName}` });
   }
 
+  /** Forget every control and what was typed (another notebook). */
+  clear(): void {
+    this.controls.clear();
+    this.node.replaceChildren();
+  }
+
   /** Draw the controls for `fields`; a control whose input keeps its name, type and default keeps its value. */
   update(fields: InputField[]): void {
     const kept = new Map(this.controls);

@@ -71,6 +71,8 @@ export class FlytePanel extends Widget {
     }
     this.notebook = panel;
     this.runMessage = '';
+    this.inputs.clear();
+    this.scheduleForm.params.clear();
     this.graph = null;
     this.runs = [];
     this.schedules = [];
