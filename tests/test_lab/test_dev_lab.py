@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -48,6 +49,9 @@ def test_dev_lab_serves_the_quickstart_with_the_sidebar(page: Page, tmp_path: Pa
                FLYTE_LAB_HOME=str(tmp_path / "home"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
     env.pop("FLYTE_LAB_LAB_TOKEN", None)
+    checkpoints = REPO / "example_notebooks" / ".ipynb_checkpoints"  # Lab checkpoints a notebook it opens
+    had_checkpoints = checkpoints.exists()
+    quickstart = (REPO / "example_notebooks" / "quickstart.ipynb").read_bytes()
     proc = subprocess.Popen([str(REPO / "dev"), "lab", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
                              "--LabApp.news_url=", "--ServerApp.port_retries=0"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -95,3 +99,6 @@ def test_dev_lab_serves_the_quickstart_with_the_sidebar(page: Page, tmp_path: Pa
         drain.join(10)
         proc.stdout.close()
         (tmp_path / "dev-lab.log").write_text("".join(log))
+        if not had_checkpoints:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+    assert (REPO / "example_notebooks" / "quickstart.ipynb").read_bytes() == quickstart  # opened, never changed
