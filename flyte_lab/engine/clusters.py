@@ -46,7 +46,7 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
             with Client(local) as client:
                 # adapt() adds and removes workers, all alike: judge placement by their configuration
                 client.flyte_lab_offers = [machine_resources(n)]
-                _warm(client, kernel_name)
+                _warm(client, kernel_name, wf)
                 yield client
         return
     if cluster.startswith("tcp://"):
@@ -55,7 +55,7 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
         except OSError as exc:
             raise UserInputError(f"--cluster {cluster}: cannot reach a Dask scheduler there ({exc})") from None
         with client:
-            _warm(client, kernel_name)
+            _warm(client, kernel_name, wf)
             yield client
         return
     if cluster == "k8s":
@@ -69,12 +69,15 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
     raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
 
 
-def _warm(client: Any, kernel_name: str) -> None:
-    """Start each worker's kernel pool (for the notebook's kernelspec) now, while the driver plans the run."""
+def _warm(client: Any, kernel_name: str, wf: Workflow | None) -> None:
+    """Start each worker's kernel pool (for the notebook's kernelspec, with its setup imports preloaded where
+    kernels are forked) now, while the driver plans the run."""
+    from flyte_lab.engine.attempt_spec import setup_modules
     from flyte_lab.engine.kernels import warm_up
 
     try:
-        client.run(warm_up, kernel_name=kernel_name)  # returns at once: the pool fills in a background thread
+        # returns at once: the pool fills in a background thread
+        client.run(warm_up, kernel_name=kernel_name, modules=setup_modules(wf) if wf is not None else [])
     except Exception:  # noqa: S110 - an optimisation only; tasks start kernels themselves otherwise
         pass
 

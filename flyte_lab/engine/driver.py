@@ -20,7 +20,7 @@ from typing import Any
 
 from flyte_lab.engine import state_machine as sm
 from flyte_lab.engine.artifacts import ArtifactStore
-from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, split_outputs
+from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, setup_modules, split_outputs
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import task_resources, unplaceable
 from flyte_lab.engine.task_notebook import build_task_notebook
@@ -83,6 +83,7 @@ class RunDriver:
         self.started_at: dict[str, datetime] = {}  # task -> when its worker began it (worker clock)
         self.split = split_outputs(wf)
         self.notebooks: dict[str, Any] = {}  # task -> its task notebook, built once, reused by every attempt
+        self.setup_modules = setup_modules(wf)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> str:
@@ -299,7 +300,8 @@ class RunDriver:
             spec = attempt_spec(wf=self.wf, task=task, run_id=self.run_id, number=number, inputs=inputs,
                                 artifacts=self.artifacts, artifact_key=self.artifacts.hmac_key_hex,
                                 secrets=self.secrets.get(task), scrub=self.scrub, split=self.split,
-                                notebook=notebook, map_index=index if mapped else None, element_uri=element)
+                                notebook=notebook, map_index=index if mapped else None, element_uri=element,
+                                modules=self.setup_modules)
             futures.append(self.client.submit(run_task_attempt, spec, key=spec["key"], resources=wanted or None,
                                               pure=False))
         record = _Attempt(task, attempt, number, futures, size=len(elements) if mapped else None)

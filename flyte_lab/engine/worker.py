@@ -99,7 +99,8 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str
 
     from flyte_lab.engine.kernels import kernel_manager_for
 
-    manager = kernel_manager_for(spec.get("env"), attempt_key=key, scrub=spec.get("scrub") or ())
+    manager = kernel_manager_for(spec.get("env"), attempt_key=key, scrub=spec.get("scrub") or (),
+                                 modules=spec.get("setup_modules") or ())
     loop = _own_event_loop()
     try:
         papermill.execute_notebook(
@@ -242,7 +243,8 @@ def _announce(spec: dict[str, Any], warm: bool) -> str | None:
     if warm:
         from flyte_lab.engine.kernels import warm_up
 
-        warm_up(worker, kernel_name=spec["kernel_name"])
+        warm_up(worker, kernel_name=spec["kernel_name"], modules=spec.get("setup_modules") or (),
+                scrub=spec.get("scrub") or ())
     worker.log_event(EVENT_TOPIC, {"key": spec["key"], "worker": worker.address, "pid": os.getpid(),
                                    "time": time.time()})
     return str(worker.address)
