@@ -38,9 +38,9 @@ from typing import Any
 # what every kernel imports on its way to ready: done here once, so a fork starts with it in memory
 KERNEL_MODULES = (
     "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.iostream", "ipykernel.comm",
-    "ipykernel.heartbeat", "ipykernel.displayhook", "IPython.core.interactiveshell", "IPython.core.completer",
-    "IPython.core.magics", "IPython.core.formatters", "jupyter_client.session", "zmq.asyncio", "tornado.ioloop",
-    "comm", "flyte_lab.engine.task_runtime",
+    "ipykernel.heartbeat", "ipykernel.displayhook", "ipykernel.debugger", "IPython.core.interactiveshell",
+    "IPython.core.completer", "IPython.core.magics", "IPython.core.formatters", "jupyter_client.session",
+    "zmq.asyncio", "tornado.ioloop", "comm", "flyte_lab.engine.task_runtime",
 )
 NATIVE_FORK_AWARE = ("jemalloc_bg_thd",)
 
