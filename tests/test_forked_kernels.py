@@ -169,3 +169,12 @@ def test_closing_the_pools_ends_templates_and_forks(tmp_path: Path) -> None:
     left = [c for c in psutil.Process().children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE
             and "kernel_template" in " ".join(c.cmdline())]
     assert left == []
+
+
+def test_a_flyte_lab_folder_in_the_working_directory_does_not_shadow_the_template(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shadow = tmp_path / "cwd" / "flyte_lab"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('the shadowing copy was imported')\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert "kernel_template" in run_probe(tmp_path)["parent"]

@@ -21,6 +21,7 @@ import select
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -29,7 +30,9 @@ from flyte_lab.errors import FlyteLabError
 
 log = logging.getLogger("flyte_lab.kernels")
 TEMPLATE_START_TIMEOUT_S = 60.0
-MAX_TEMPLATES = 4  # per worker process; the least recently used one is closed beyond this
+# not `-m`: that puts the working directory first on sys.path, where a folder named like one of our modules
+# would shadow it (ipykernel_launcher drops it for the same reason; the kernel's IPython adds it back)
+TEMPLATE_MAIN = "import sys; sys.path.pop(0); from flyte_lab.engine.kernel_template import main; main()"
 
 
 class ForkedProcess:
@@ -92,9 +95,11 @@ class Template:
 
     def __init__(self, python: str, env: dict[str, str], cwd: str | None = None) -> None:
         ours, theirs = socket.socketpair()
+        # its stderr, so that a template that dies can say why (the kernels it forks write to /dev/null)
+        self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [python, "-m", "flyte_lab.engine.kernel_template", str(theirs.fileno())], pass_fds=[theirs.fileno()],
-            env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [python, "-c", TEMPLATE_MAIN, str(theirs.fileno())], pass_fds=[theirs.fileno()],
+            env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
             start_new_session=True)
         theirs.close()
         self._channel = ours
@@ -111,7 +116,7 @@ class Template:
     def _read(self) -> dict[str, Any]:
         line = self._reader.readline()
         if not line:
-            raise TemplateError(f"the kernel template (pid {self.proc.pid}) exited")
+            raise TemplateError(f"the kernel template (pid {self.proc.pid}) exited: {self._last_error()}")
         reply: dict[str, Any] = json.loads(line)
         return reply
 
@@ -145,6 +150,11 @@ class Template:
         if "pid" not in reply:
             raise TemplateError(str(reply.get("error")))
         return ForkedProcess(int(reply["pid"]))
+
+    def _last_error(self) -> str:
+        self._stderr.seek(0)
+        lines = [line for line in self._stderr.read().decode(errors="replace").splitlines() if line.strip()]
+        return lines[-1] if lines else "no message"
 
     def _hang_up(self) -> None:
         # the socket's fd closes only when its file object is closed too; until then the template sees no EOF

@@ -41,6 +41,9 @@ KERNEL_MODULES = (
     "ipykernel.heartbeat", "ipykernel.displayhook", "ipykernel.debugger", "IPython.core.interactiveshell",
     "IPython.core.completer", "IPython.core.magics", "IPython.core.formatters", "jupyter_client.session",
     "zmq.asyncio", "tornado.ioloop", "comm", "flyte_lab.engine.task_runtime",
+    # imported lazily on the way to ready (found by profiling a forked kernel's start-up)
+    "psutil", "IPython.core.oinspect", "IPython.core.completerlib", "IPython.core.debugger", "pdb",
+    "tornado.platform.asyncio", "IPython.extensions.storemagic", "jupyter_client.localinterfaces",
 )
 NATIVE_FORK_AWARE = ("jemalloc_bg_thd",)
 
@@ -221,9 +224,18 @@ def _retire() -> None:
             return
 
 
+def _warm_caches() -> None:
+    """Work every kernel repeats with the same answer: the machine's addresses (jupyter_client reads them when
+    it loads the connection file). Computed once here, inherited by each fork."""
+    from jupyter_client import localinterfaces
+
+    localinterfaces.localhost()
+
+
 def main() -> None:
     channel = socket.socket(fileno=int(sys.argv[1]))
     result = preload(list(KERNEL_MODULES))
+    _warm_caches()
     channel.sendall(json.dumps({"ready": os.getpid(), **result}).encode() + b"\n")
     if result["unsafe"] is None:
         serve(channel)
