@@ -178,3 +178,22 @@ def test_a_flyte_lab_folder_in_the_working_directory_does_not_shadow_the_templat
     (shadow / "__init__.py").write_text("raise ImportError('the shadowing copy was imported')\n")
     monkeypatch.chdir(tmp_path / "cwd")
     assert "kernel_template" in run_probe(tmp_path)["parent"]
+
+
+def test_a_pool_that_runs_dry_grows_to_meet_demand_but_stays_bounded() -> None:
+    from flyte_lab.engine.kernels import MAX_POOL, _kill
+
+    python3 = pool("python3")
+    assert python3 is not None
+    start = python3.size
+    taken = []
+    try:
+        for _ in range(MAX_POOL + 2):  # faster than the pool refills: every take finds it empty
+            kernel = python3.take((), wait_s=60)
+            assert kernel is not None and kernel.forked
+            taken.append(kernel)
+        assert start < python3.size <= MAX_POOL
+        wait_for(lambda: python3.live() == python3.size, 60, "the grown pool to fill")
+    finally:
+        for kernel in taken:
+            _kill(kernel)

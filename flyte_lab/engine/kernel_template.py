@@ -227,9 +227,13 @@ def _retire() -> None:
 def _warm_caches() -> None:
     """Work every kernel repeats with the same answer: the machine's addresses (jupyter_client reads them when
     it loads the connection file). Computed once here, inherited by each fork."""
+    from IPython.core.inputtransformer2 import TransformerManager
     from jupyter_client import localinterfaces
 
     localinterfaces.localhost()
+    # every cell a kernel runs goes through IPython's input transformers, which compile their (and tokenize's)
+    # regular expressions on first use: compiled here, they sit in `re`'s cache of every fork
+    TransformerManager().transform_cell("x = 1\nif x:\n    y = f'{x}'  # comment\n%time x\n")
 
 
 def main() -> None:

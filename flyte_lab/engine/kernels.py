@@ -50,10 +50,19 @@ log = logging.getLogger("flyte_lab.kernels")
 # -- kernelspecs --------------------------------------------------------------------------------------------------
 
 
+_specs: dict[tuple[str, str, str], tuple[float, Any]] = {}
+SPEC_TTL_S = 5.0  # a kernelspec installed or changed meanwhile is seen this much later
+
+
 def _kernel_spec(name: str) -> Any:
+    """The kernelspec `name`, looked up at most every SPEC_TTL_S (a lookup scans every Jupyter data folder)."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    return KernelSpecManager().get_kernel_spec(name)
+    key = (name, os.environ.get("JUPYTER_PATH", ""), os.environ.get("JUPYTER_DATA_DIR", ""))
+    found = _specs.get(key)
+    if found is None or time.monotonic() - found[0] > SPEC_TTL_S:
+        found = _specs[key] = (time.monotonic(), KernelSpecManager().get_kernel_spec(name))
+    return found[1]
 
 
 def missing_kernelspec(name: str) -> str | None:
@@ -62,7 +71,7 @@ def missing_kernelspec(name: str) -> str | None:
 
     manager = KernelSpecManager()
     try:
-        manager.get_kernel_spec(name)
+        _kernel_spec(name)
     except NoSuchKernel:
         installed = ", ".join(sorted(manager.find_kernel_specs())) or "none"
         return (f"the notebook's kernelspec `{name}` is not installed here (installed kernelspecs: {installed}); "
@@ -261,6 +270,9 @@ class KernelPool:
             if self.scrub != frozenset(scrub):
                 self.scrub = frozenset(scrub)
                 self._wake.set()
+            if not self._ready and self._forkable and not self._closed:
+                # a task found nothing ready: tasks come faster than the pool refills, so keep one more ready
+                self.size = min(MAX_POOL, self.size + 1)
             while found is None:
                 while self._ready and found is None:
                     pooled = self._ready.pop(0)
@@ -364,7 +376,7 @@ def pool(kernel_name: str = "python3", modules: Iterable[str] = (),
             found = _pools[kernel_name] = KernelPool(kernel_name, _pool_size(FORK), _conn_dir,
                                                      frozenset(scrub or ()))
         else:
-            found.size = _pool_size(found.forking)
+            found.size = max(found.size, _pool_size(found.forking))  # kept if it grew to meet demand
             found._wake.set()
     found.want(modules)
     return found
@@ -421,6 +433,11 @@ class FastReadyClient(AsyncKernelClient):
     what is already queued.
     """
 
+    def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True, hb: bool = True,
+                       control: bool = True) -> None:
+        # no heartbeat thread: a client made by its kernel manager asks the manager whether the kernel lives
+        super().start_channels(shell=shell, iopub=iopub, stdin=stdin, hb=False, control=control)
+
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else 60.0)
         while True:
@@ -451,6 +468,12 @@ class FastReadyClient(AsyncKernelClient):
 
 class TaskKernelManager(AsyncKernelManager):
     """A kernel manager that adopts a pre-started kernel when one fits, and reports the kernel to its attempt."""
+
+    @property
+    def kernel_spec(self) -> Any:
+        if self._kernel_spec is None and self.kernel_name:
+            self._kernel_spec = _kernel_spec(self.kernel_name)
+        return self._kernel_spec
 
     client_class = DottedObjectName("flyte_lab.engine.kernels.FastReadyClient")
     client_factory = Type(klass=AsyncKernelClient, default_value=FastReadyClient)

@@ -223,7 +223,8 @@ def _publish(local: str, url: str) -> Any:
         return None
     write_bytes(url, data)
     try:
-        return nbformat.reads(data.decode(), as_version=4)
+        # papermill wrote (and validated) it a moment ago: parse, don't validate again
+        return nbformat.from_dict(json.loads(data))
     except (ValueError, UnicodeDecodeError):
         return None
 
