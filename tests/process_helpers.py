@@ -72,6 +72,15 @@ def killpg(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
+def is_kernel(proc: psutil.Process) -> bool:
+    """A kernel started as a process (ipykernel_launcher), or forked by a kernel template (its parent)."""
+    cmdline = " ".join(proc.cmdline())
+    if "ipykernel" in cmdline:
+        return True
+    parent = proc.parent()
+    return "kernel_template" in cmdline and parent is not None and "kernel_template" in " ".join(parent.cmdline())
+
+
 def home_processes(home: Path, only_kernels: bool = False) -> list[psutil.Process]:
     """Live processes (ours: the home is unique to the test) whose environment has FLYTE_LAB_HOME=home."""
     found = []
@@ -81,7 +90,7 @@ def home_processes(home: Path, only_kernels: bool = False) -> list[psutil.Proces
         try:
             if proc.environ().get("FLYTE_LAB_HOME") != str(home):
                 continue
-            if only_kernels and "ipykernel" not in " ".join(proc.info["cmdline"] or []):
+            if only_kernels and not is_kernel(proc):
                 continue
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue

@@ -197,7 +197,7 @@ def test_a_secret_reaches_only_the_task_that_asked_for_it(tmp_path: Path, monkey
     assert own["outputs"]["token"]["value"] == "x"
     unscrubbed = run_task_attempt(make_spec(tmp_path, cells, "plain"))  # no secrets in this run: the env is whole
     assert unscrubbed["status"] == "failed" and unscrubbed["error"]["type"] == "AssertionError"
-    assert pooled_kernels() <= 1
+    assert pooled_kernels() <= python3.size  # bounded: kernels started for other secrets were not kept
 
 
 # -- 6 + 7. the driver's key, notebooks and results by URL -----------------------------------------------------

@@ -142,6 +142,9 @@ def _load(spec: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flyte_lab.import_costs import skip_unused_grammars
+
+    skip_unused_grammars()
     args = _parser().parse_args(argv)
     try:
         return _load(args.handler)(args)

@@ -229,12 +229,14 @@ def cancel_run(run_id: str) -> tuple[str, str]:
 def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, refs: Any, secrets: Any,
            scrub: list[str], cluster: str, workers: int | None, use_cache: bool, on_change: OnChange | None,
            on_event: OnEvent | None, **prior: Any) -> None:
+    from flyte_lab.engine.attempt_spec import setup_modules
     from flyte_lab.engine.clusters import connect, local_workers
     from flyte_lab.engine.driver import RunDriver
     from flyte_lab.engine.kernels import close_pools, reserve
 
     if cluster == "local":
-        reserve(local_workers(workers), wf.kernel_name)  # kernels start while the cluster does
+        # kernels (and their template's setup imports) start while the cluster does
+        reserve(local_workers(workers), wf.kernel_name, setup_modules(wf), scrub)
     driving = False
     try:
         with connect(cluster, workers, wf.kernel_name, wf=wf) as client:

@@ -8,6 +8,7 @@ writes where the driver reads. The HMAC key and secrets travel in the spec
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,28 @@ def split_outputs(wf: Workflow) -> set[tuple[str, str]]:
     return out
 
 
+def setup_modules(wf: Workflow) -> list[str]:
+    """The modules the setup cells import at top level, in order: a worker preloads them into its kernel
+    template once, so no task pays for them (imports inside functions or under `if` are left alone)."""
+    modules: list[str] = []
+    for setup in wf.setup:
+        source = "\n".join(line for line in setup.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue  # validation reports it; nothing to preload
+        for node in tree.body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                     else [])
+            modules.extend(n for n in names if n not in modules)
+    return modules
+
+
 def attempt_spec(*, wf: Workflow, task: str, run_id: str, number: int, inputs: dict[str, dict[str, Any]],
                  artifacts: Any, artifact_key: str, secrets: dict[str, str] | None, scrub: list[str],
                  split: set[tuple[str, str]], notebook: Any, map_index: int | None = None,
-                 element_uri: str | None = None) -> dict[str, Any]:
+                 element_uri: str | None = None, modules: list[str] | None = None) -> dict[str, Any]:
     spec_task = wf.tasks[task]
     suffix = f"attempt-{number}" + (f"-item-{map_index}" if map_index is not None else "")
     folder = run_folder(artifacts, run_id, task)
@@ -53,6 +72,7 @@ def attempt_spec(*, wf: Workflow, task: str, run_id: str, number: int, inputs: d
         "key": key, "task": task, "cell": spec_task.cell, "body_line": spec_task.body_line,
         "kernel_name": wf.kernel_name, "notebook": notebook, "timeout_s": spec_task.options.timeout_s,
         "env": secrets or None, "scrub": scrub, "artifact_key": artifact_key, "map_index": map_index,
+        "setup_modules": modules or [],
         "output_notebook": f"{folder}/{suffix}.ipynb",
         "context": {
             "task": task, "artifacts": artifacts.root_url,

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _CANCEL_MEMORY = 4096  # cancelled keys remembered for attempts that have not started here yet
 
@@ -27,6 +27,9 @@ _cancelled: OrderedDict[str, None] = OrderedDict()
 class AttemptStopped(Exception):
     """The attempt was cancelled before its kernel started."""
 
+if TYPE_CHECKING:
+    from flyte_lab.engine.forked_kernels import KernelProcess
+
 
 class Attempt:
     """One running attempt: its kernel (once started) and why it was stopped, if it was."""
@@ -37,11 +40,11 @@ class Attempt:
         self.stopped_by: str | None = None  # "timeout" or "cancelled"
         self.pid: int | None = None
         self.pgid: int | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: KernelProcess | None = None
         self._timer: threading.Timer | None = None
         self._done = False
 
-    def kernel_started(self, proc: subprocess.Popen[bytes] | None, pid: int) -> None:
+    def kernel_started(self, proc: KernelProcess | None, pid: int) -> None:
         """Called by the kernel manager as soon as the kernel process exists: starts the budget."""
         try:
             pgid = os.getpgid(pid)

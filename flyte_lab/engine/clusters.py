@@ -32,21 +32,25 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
             wf: Workflow | None = None) -> Iterator[Any]:
     """A connected `distributed.Client`; a local or k8s cluster lives exactly as long as the block.
     `k8s` needs the workflow: its worker groups are the tasks' resource profiles."""
+    import dask
     from distributed import Client, LocalCluster
 
     if cluster == "local":
         n = local_workers(workers)
         # threads, not processes: task code runs in its own kernel process, the worker only drives papermill,
         # and in-process workers start in ~0.2 s instead of ~1.5 s
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
-                          dashboard_address="127.0.0.1:0", resources=machine_resources(n),
-                          silence_logs=logging.ERROR) as local:
+        # no Dask dashboard (its port was random and never shown; `flyte-lab dashboard` is the UI, and bokeh's
+        # import costs ~1 CPU-s) and no statistical profiler sampling the worker threads every 10 ms
+        with dask.config.set({"distributed.worker.profile.enabled": False}), \
+                LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
+                             dashboard_address=None, resources=machine_resources(n),
+                             silence_logs=logging.ERROR) as local:
             # short target/interval: the default 5 s target never scales short tasks past one worker
             local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
             with Client(local) as client:
                 # adapt() adds and removes workers, all alike: judge placement by their configuration
                 client.flyte_lab_offers = [machine_resources(n)]
-                _warm(client, kernel_name)
+                _warm(client, kernel_name, wf)
                 yield client
         return
     if cluster.startswith("tcp://"):
@@ -55,7 +59,7 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
         except OSError as exc:
             raise UserInputError(f"--cluster {cluster}: cannot reach a Dask scheduler there ({exc})") from None
         with client:
-            _warm(client, kernel_name)
+            _warm(client, kernel_name, wf)
             yield client
         return
     if cluster == "k8s":
@@ -69,12 +73,15 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
     raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
 
 
-def _warm(client: Any, kernel_name: str) -> None:
-    """Start each worker's kernel pool (for the notebook's kernelspec) now, while the driver plans the run."""
+def _warm(client: Any, kernel_name: str, wf: Workflow | None) -> None:
+    """Start each worker's kernel pool (for the notebook's kernelspec, with its setup imports preloaded where
+    kernels are forked) now, while the driver plans the run."""
+    from flyte_lab.engine.attempt_spec import setup_modules
     from flyte_lab.engine.kernels import warm_up
 
     try:
-        client.run(warm_up, kernel_name=kernel_name)  # returns at once: the pool fills in a background thread
+        # returns at once: the pool fills in a background thread
+        client.run(warm_up, kernel_name=kernel_name, modules=setup_modules(wf) if wf is not None else [])
     except Exception:  # noqa: S110 - an optimisation only; tasks start kernels themselves otherwise
         pass
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from flyte_lab.engine import state_machine as sm
 from flyte_lab.engine.artifacts import ArtifactStore
-from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, split_outputs
+from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, setup_modules, split_outputs
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import task_resources, unplaceable
 from flyte_lab.engine.task_notebook import build_task_notebook
@@ -30,6 +30,7 @@ from flyte_lab.graph.model import Workflow
 from flyte_lab.store import RunStore
 
 log = logging.getLogger(__name__)
+TICK_S = 0.25  # the loop wakes at least this often: the state machine decides when leases and caches need a look
 
 
 @dataclass
@@ -40,6 +41,13 @@ class _Attempt:
     futures: list[Any]
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
     size: int | None = None  # map-over fan-out
+    _index: dict[str, int] = field(default_factory=dict)
+
+    def index_of(self, key: str) -> int:
+        """Which element a Dask key is (a dict: a 200-element map-over is looked up 200 times)."""
+        if not self._index:
+            self._index = {str(f.key): i for i, f in enumerate(self.futures)}
+        return self._index[key]
 
 
 @dataclass
@@ -79,14 +87,18 @@ class RunDriver:
         self.cache_keys: dict[str, str] = {}
         self.pending: dict[str, tuple[_Attempt | None, dict[str, Any], str | None]] = {}  # finishing data
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        # anything the loop must look at (a finished future's key, or None for a worker event) wakes it
+        self.wakeups: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.finished: list[str] = []
         self.starts: dict[str, int] = {}
         self.started_at: dict[str, datetime] = {}  # task -> when its worker began it (worker clock)
         self.split = split_outputs(wf)
         self.notebooks: dict[str, Any] = {}  # task -> its task notebook, built once, reused by every attempt
+        self.setup_modules = setup_modules(wf)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> str:
-        self.client.subscribe_topic(EVENT_TOPIC, lambda event: self.events.put(event[1]))
+        self.client.subscribe_topic(EVENT_TOPIC, self._on_worker_event)
         try:
             self.store.set_run_status(self.run_id, "running", fence=self.fence)
             self._feed(sm.RunStarted())
@@ -120,15 +132,27 @@ class RunDriver:
                                  run_id=self.run_id)
         return self.machine.run_status
 
-    def _wait(self) -> None:
-        from distributed import wait
+    def _on_worker_event(self, event: Any) -> None:
+        self.events.put(event[1])
+        self.wakeups.put(None)
 
-        pending = [f for a in self.by_task.values() for f in a.futures if not f.done()]
-        if pending:
-            with contextlib.suppress(TimeoutError):
-                wait(pending, timeout=0.2, return_when="FIRST_COMPLETED")
-        else:
-            time.sleep(0.05)
+    def _on_future_done(self, future: Any) -> None:
+        self.wakeups.put(str(future.key))
+
+    def _wait(self) -> None:
+        """Sleep until a future finishes or a worker reports, or for one tick (leases, cache rechecks, cancel)."""
+        try:
+            woken = [self.wakeups.get(timeout=TICK_S)]
+        except queue.Empty:
+            # a quiet tick: also look at every future, so no completion can be missed for good
+            self.finished.extend(k for k, r in self.inflight.items() if r.futures[r.index_of(k)].done())
+            return
+        while True:
+            try:
+                woken.append(self.wakeups.get_nowait())
+            except queue.Empty:
+                break
+        self.finished.extend(key for key in woken if key is not None)
 
     def _feed(self, event: sm.Event) -> None:
         self._apply(self.machine.handle(event))
@@ -299,13 +323,15 @@ class RunDriver:
             spec = attempt_spec(wf=self.wf, task=task, run_id=self.run_id, number=number, inputs=inputs,
                                 artifacts=self.artifacts, artifact_key=self.artifacts.hmac_key_hex,
                                 secrets=self.secrets.get(task), scrub=self.scrub, split=self.split,
-                                notebook=notebook, map_index=index if mapped else None, element_uri=element)
+                                notebook=notebook, map_index=index if mapped else None, element_uri=element,
+                                modules=self.setup_modules)
             futures.append(self.client.submit(run_task_attempt, spec, key=spec["key"], resources=wanted or None,
                                               pure=False))
         record = _Attempt(task, attempt, number, futures, size=len(elements) if mapped else None)
         self.by_task[task] = record
         for future in futures:
             self.inflight[future.key] = record
+            future.add_done_callback(self._on_future_done)  # called at once if it is already done
         # the task is marked running when a worker reports it started (`_drain_events`), so durations
         # exclude time spent queued
         if record.size == 0:
@@ -344,12 +370,14 @@ class RunDriver:
         self._say(f"{ins.task}: its worker was lost; Dask reran it on {ins.worker}")
 
     def _collect(self) -> None:
-        for key, record in list(self.inflight.items()):
-            future = next(f for f in record.futures if f.key == key)
-            if not future.done():
-                continue
+        finished, self.finished = self.finished, []
+        for key in finished:
+            record = self.inflight.get(key)
+            if record is None:
+                continue  # an attempt already concluded (or a duplicate wake-up)
+            index = record.index_of(key)
+            future = record.futures[index]
             del self.inflight[key]
-            index = record.futures.index(future)
             if future.status == "error":
                 exc = future.exception()
                 record.results[index] = {"status": "failed", "kind": "infra", "error": {

@@ -16,6 +16,7 @@ with its own `--env` gets a fresh kernel launched with that environment.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import subprocess
@@ -33,19 +34,35 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import DottedObjectName, Type
 
 from flyte_lab.engine import attempts
+from flyte_lab.engine.forked_kernels import ForkedProcess, KernelProcess, Template, TemplateError
 
 POOL_SIZE = int(os.environ.get("FLYTE_LAB_KERNEL_POOL", "1"))
+FORK = os.environ.get("FLYTE_LAB_KERNEL_FORK", "1") != "0"  # 0: every kernel is started as a process
 MAX_POOL = 4  # ready kernels per kernelspec in one process, however many workers or runs it serves
+FORK_WAIT_S = 120.0  # a task waits this long for a fork (its template may be importing the setup modules)
 PRELOAD = "--IPKernelApp.exec_lines=import flyte_lab.engine.task_runtime"
+# a task kernel runs one notebook once: IPython's history database (a thread writing SQLite, one file shared by
+# every kernel of the user) is pure cost there
+TASK_KERNEL_ARGS = ["--HistoryManager.enabled=False"]
+log = logging.getLogger("flyte_lab.kernels")
 
 
 # -- kernelspecs --------------------------------------------------------------------------------------------------
 
 
+_specs: dict[tuple[str, str, str], tuple[float, Any]] = {}
+SPEC_TTL_S = 5.0  # a kernelspec installed or changed meanwhile is seen this much later
+
+
 def _kernel_spec(name: str) -> Any:
+    """The kernelspec `name`, looked up at most every SPEC_TTL_S (a lookup scans every Jupyter data folder)."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    return KernelSpecManager().get_kernel_spec(name)
+    key = (name, os.environ.get("JUPYTER_PATH", ""), os.environ.get("JUPYTER_DATA_DIR", ""))
+    found = _specs.get(key)
+    if found is None or time.monotonic() - found[0] > SPEC_TTL_S:
+        found = _specs[key] = (time.monotonic(), KernelSpecManager().get_kernel_spec(name))
+    return found[1]
 
 
 def missing_kernelspec(name: str) -> str | None:
@@ -54,7 +71,7 @@ def missing_kernelspec(name: str) -> str | None:
 
     manager = KernelSpecManager()
     try:
-        manager.get_kernel_spec(name)
+        _kernel_spec(name)
     except NoSuchKernel:
         installed = ", ".join(sorted(manager.find_kernel_specs())) or "none"
         return (f"the notebook's kernelspec `{name}` is not installed here (installed kernelspecs: {installed}); "
@@ -83,81 +100,192 @@ def removed_names(scrub: Iterable[str]) -> frozenset[str]:
 
 
 class _Pooled:
-    def __init__(self, proc: subprocess.Popen[bytes], info: dict[str, Any], conn_file: str,
-                 removed: frozenset[str]) -> None:
+    def __init__(self, proc: KernelProcess, info: dict[str, Any], conn_file: str, removed: frozenset[str],
+                 generation: int) -> None:
         self.proc = proc
         self.info = info
         self.conn_file = conn_file
         self.removed = removed
+        self.generation = generation  # which set of setup modules its memory holds (forked kernels)
+
+    @property
+    def forked(self) -> bool:
+        return isinstance(self.proc, ForkedProcess)
 
 
 class KernelPool:
-    """Keeps `size` kernels of one kernelspec started ahead of need, refilled in a thread."""
+    """Keeps `size` kernels of one kernelspec started ahead of need, refilled in a thread.
 
-    def __init__(self, kernel_name: str, size: int, directory: str) -> None:
+    Kernels are forked from a template (`engine/forked_kernels.py`) where the kernelspec allows it, else
+    started as processes. `want(modules)` names the setup cells' imports: the template imports them once and
+    kernels forked before that are replaced, so a task never pays for them again.
+    """
+
+    def __init__(self, kernel_name: str, size: int, directory: str, scrub: frozenset[str] = frozenset()) -> None:
         self.kernel_name = kernel_name
         self.size = size
-        self.scrub: frozenset[str] = frozenset()  # what the last task asked to scrub: new kernels follow it
+        self.scrub = scrub  # what the last task asked to scrub: new kernels follow it
         self._dir = directory
         self._ready: list[_Pooled] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._wake = threading.Event()
         self._closed = False
+        self._filling = True  # the fill thread is still working towards `size` (a take may wait for it)
+        spec = _kernel_spec(kernel_name)
+        self._forkable = FORK and _is_ipykernel(spec.argv)
+        self._template: Template | None = None
+        self._template_removed: frozenset[str] | None = None
+        self._modules: list[str] = []
+        self._unsafe: set[str] = set()  # setup modules that made a template unsafe to fork: not preloaded
+        self.generation = 0
         self._thread = threading.Thread(target=self._fill, name=f"flyte-lab-kernel-pool-{kernel_name}",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def forking(self) -> bool:
+        return self._forkable
+
+    def want(self, modules: Iterable[str]) -> None:
+        """Setup-cell modules the next tasks import: the template preloads them (in the fill thread)."""
+        with self._lock:
+            new = [m for m in modules if m not in self._modules]
+            if not new or not self._forkable:
+                return
+            self._modules.extend(new)
+            self.generation += 1
+            self._filling = True
+        self._wake.set()
+
+    def _argv(self, spec: Any, conn_file: str) -> list[str]:
+        argv = [conn_file if a == "{connection_file}" else a.replace("{resource_dir}", spec.resource_dir)
+                for a in spec.argv]
+        if argv and argv[0] in ("python", f"python{sys.version_info[0]}"):
+            argv[0] = sys.executable
+        return argv
 
     def _launch(self) -> _Pooled:
         spec = _kernel_spec(self.kernel_name)
         conn_file = os.path.join(self._dir, f"kernel-{os.urandom(6).hex()}.json")
         _, written = write_connection_file(conn_file, ip="127.0.0.1")
-        argv = [conn_file if a == "{connection_file}" else a.replace("{resource_dir}", spec.resource_dir)
-                for a in spec.argv]
-        if argv and argv[0] in ("python", f"python{sys.version_info[0]}"):
-            argv[0] = sys.executable
-        if _is_ipykernel(argv):
-            argv.append(PRELOAD)  # the task runtime is imported while the kernel waits, off the critical path
+        argv = self._argv(spec, conn_file)
         scrub = self.scrub
-        env = kernel_env(dict(os.environ), scrub, spec.env)
-        env["JPY_PARENT_PID"] = str(os.getpid())  # the kernel exits when this worker dies
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
         info: dict[str, Any] = dict(written)
         # jupyter_client compares connection info with the key as bytes
         info["key"] = info["key"].encode() if isinstance(info["key"], str) else info["key"]
-        return _Pooled(proc, info, conn_file, removed_names(scrub))
+        proc: KernelProcess | None = self._fork(spec, argv, conn_file, scrub) if self._forkable else None
+        generation = self.generation
+        if proc is None:
+            if _is_ipykernel(argv):
+                argv.append(PRELOAD)  # the task runtime is imported while the kernel waits, off the critical path
+                argv.extend(TASK_KERNEL_ARGS)
+            env = kernel_env(dict(os.environ), scrub, spec.env)
+            env["JPY_PARENT_PID"] = str(os.getpid())  # the kernel exits when this worker dies
+            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+        return _Pooled(proc, info, conn_file, removed_names(scrub), generation)
+
+    def _fork(self, spec: Any, argv: list[str], conn_file: str, scrub: frozenset[str]) -> ForkedProcess | None:
+        """A kernel forked from this kernelspec's template (started or replaced as needed); None: spawn instead."""
+        try:
+            template = self._template_for(spec, argv, scrub)
+            return template.fork(conn_file, [*_extra_kernel_args(argv), *TASK_KERNEL_ARGS])
+        except (TemplateError, OSError) as exc:
+            log.warning("kernel pool %s: forking kernels failed (%s); starting them as processes",
+                        self.kernel_name, exc)
+            self._forkable = False
+            self._drop_template()
+            return None
+
+    def _template_for(self, spec: Any, argv: list[str], scrub: frozenset[str]) -> Template:
+        removed = removed_names(scrub)
+        if self._template is not None and (self._template_removed != removed or not self._template.alive()):
+            self._drop_template(retire=True)  # made for other secrets: kernels it forked may still run tasks
+        if self._template is None:
+            env = kernel_env(dict(os.environ), scrub, spec.env)
+            self._template = Template(argv[0], env)
+            self._template_removed = removed
+        while True:
+            unsafe = self._template.preload([m for m in self._modules if m not in self._unsafe])
+            if unsafe is None:
+                return self._template
+            self._unsafe.add(unsafe)
+            self._drop_template(retire=True)
+            self._template = Template(argv[0], kernel_env(dict(os.environ), scrub, spec.env))
+            self._template_removed = removed
+
+    def _drop_template(self, retire: bool = False) -> None:
+        template, self._template = self._template, None
+        if template is not None:
+            if retire:
+                template.retire()
+            else:
+                template.close()
 
     def _fill(self) -> None:
         while not self._closed:
             with self._lock:
+                stale = [p for p in self._ready if p.forked and p.generation != self.generation]
+                for pooled in stale:  # forked before the setup modules were preloaded: replace them
+                    self._ready.remove(pooled)
                 missing = self.size - len(self._ready)
+            for pooled in stale:
+                _kill(pooled)
             for _ in range(max(0, missing)):
                 try:
                     pooled = self._launch()
-                except Exception:
-                    self._closed = True
+                except Exception as exc:
+                    log.warning("kernel pool %s: cannot start kernels ahead of need (%s)", self.kernel_name, exc)
+                    with self._lock:
+                        self._closed = True
+                        self._filling = False
+                        self._lock.notify_all()
                     return
                 with self._lock:
                     if self._closed:
                         _kill(pooled)
                         return
                     self._ready.append(pooled)
+                    self._lock.notify_all()
+            with self._lock:
+                if self.generation == self._ready_generation():
+                    self._filling = False
+                    self._lock.notify_all()
             self._wake.wait(timeout=5)
             self._wake.clear()
 
-    def take(self, scrub: Iterable[str]) -> _Pooled | None:
-        """A live kernel whose environment lacks exactly the names this task scrubs, if one is ready."""
+    def _ready_generation(self) -> int:
+        return min((p.generation for p in self._ready), default=self.generation)
+
+    def take(self, scrub: Iterable[str], wait_s: float = 0.0) -> _Pooled | None:
+        """A live kernel whose environment lacks exactly the names this task scrubs, if one is ready.
+
+        With `wait_s`, a forking pool that is still filling (e.g. its template importing the setup modules)
+        is waited for: a fork is far cheaper than the normal start the caller would otherwise do.
+        """
         wanted = removed_names(scrub)
         found = None
+        deadline = time.monotonic() + wait_s
         with self._lock:
             if self.scrub != frozenset(scrub):
                 self.scrub = frozenset(scrub)
-            while self._ready and found is None:
-                pooled = self._ready.pop(0)
-                if pooled.proc.poll() is None and pooled.removed == wanted:
-                    found = pooled
-                else:
-                    _kill(pooled)  # dead, or started for another set of secrets
+                self._wake.set()
+            if not self._ready and self._forkable and not self._closed:
+                # a task found nothing ready: tasks come faster than the pool refills, so keep one more ready
+                self.size = min(MAX_POOL, self.size + 1)
+            while found is None:
+                while self._ready and found is None:
+                    pooled = self._ready.pop(0)
+                    if (pooled.proc.poll() is None and pooled.removed == wanted
+                            and (not pooled.forked or pooled.generation == self.generation)):
+                        found = pooled
+                    else:
+                        _kill(pooled)  # dead, started for another set of secrets, or without the setup modules
+                left = deadline - time.monotonic()
+                if found is not None or left <= 0 or self._closed or not self._forkable:
+                    break
+                self._wake.set()
+                self._lock.wait(timeout=min(left, 0.5))
         self._wake.set()
         return found
 
@@ -171,18 +299,40 @@ class KernelPool:
             return sum(1 for p in self._ready if p.proc.poll() is None)
 
     def close(self) -> None:
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
         self._wake.set()
         self._thread.join(timeout=30)
         with self._lock:
             for pooled in self._ready:
                 _kill(pooled)
             self._ready.clear()
+        self._drop_template()
+
+
+def _extra_kernel_args(argv: list[str]) -> list[str]:
+    """The kernelspec's own options (e.g. `--matplotlib=inline`), without the interpreter, module and `-f`."""
+    extra: list[str] = []
+    skip = 0
+    for i, arg in enumerate(argv):
+        if skip:
+            skip -= 1
+            continue
+        if i == 0 or arg in ("-m", "ipykernel_launcher", "ipykernel"):
+            continue
+        if arg == "-f":
+            skip = 1
+            continue
+        if arg.startswith("--f=") or arg.startswith("--connection-file"):
+            continue
+        extra.append(arg)
+    return extra
 
 
 def _kill(pooled: _Pooled) -> None:
     try:
-        os.killpg(pooled.proc.pid, 9)
+        os.killpg(pooled.proc.pid, 9)  # its own group: forked kernels `setsid` before the template answers
     except (ProcessLookupError, PermissionError):
         pass
     pooled.proc.wait()
@@ -199,12 +349,20 @@ _reserved = 0
 _conn_dir: str | None = None
 
 
-def _pool_size() -> int:
-    return min(MAX_POOL, max(POOL_SIZE, len(_owners), _reserved))
+def _pool_size(forking: bool) -> int:
+    """One ready kernel per worker of this process; two when they are forks (cheap), so the next task's kernel
+    is ready while the current one starts, instead of just after."""
+    wanted = max(POOL_SIZE, len(_owners), _reserved)
+    return min(MAX_POOL, 2 * wanted if forking else wanted)
 
 
-def pool(kernel_name: str = "python3") -> KernelPool | None:
-    """The pool of this kernelspec in this process (started on first use), or None when pooling is off."""
+def pool(kernel_name: str = "python3", modules: Iterable[str] = (),
+         scrub: Iterable[str] | None = None) -> KernelPool | None:
+    """The pool of this kernelspec in this process (started on first use), or None when pooling is off.
+
+    `modules`: the setup cells' imports, preloaded where kernels are forked; `scrub`: the run's secret names,
+    so the kernels started ahead of its first task already lack them.
+    """
     global _conn_dir
     if POOL_SIZE <= 0:
         return None
@@ -215,11 +373,13 @@ def pool(kernel_name: str = "python3") -> KernelPool | None:
                 _conn_dir = tempfile.mkdtemp(prefix="flyte-lab-kernels-")  # 0700: connection files hold keys
                 atexit.unregister(close_pools)
                 atexit.register(close_pools)
-            found = _pools[kernel_name] = KernelPool(kernel_name, _pool_size(), _conn_dir)
+            found = _pools[kernel_name] = KernelPool(kernel_name, _pool_size(FORK), _conn_dir,
+                                                     frozenset(scrub or ()))
         else:
-            found.size = _pool_size()
+            found.size = max(found.size, _pool_size(found.forking))  # kept if it grew to meet demand
             found._wake.set()
-        return found
+    found.want(modules)
+    return found
 
 
 def pooled_kernels() -> int:
@@ -244,20 +404,22 @@ def close_pools() -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def reserve(kernels: int, kernel_name: str = "python3") -> None:
+def reserve(kernels: int, kernel_name: str = "python3", modules: Iterable[str] = (),
+            scrub: Iterable[str] = ()) -> None:
     """Keep this many kernels ready in this process (a threaded local cluster's workers share it)."""
     global _reserved
     with _pool_lock:
         _reserved = kernels
-    pool(kernel_name)
+    pool(kernel_name, modules, scrub)
 
 
-def warm_up(dask_worker: Any = None, kernel_name: str = "python3") -> None:
+def warm_up(dask_worker: Any = None, kernel_name: str = "python3", modules: Iterable[str] = (),
+            scrub: Iterable[str] | None = None) -> None:
     """Start the pool early, one ready kernel per worker of this process (`client.run` passes the worker)."""
     if dask_worker is not None:
         with _pool_lock:
             _owners.add(str(dask_worker.address))
-    pool(kernel_name)
+    pool(kernel_name, modules, scrub)
 
 
 # -- papermill's kernel manager -----------------------------------------------------------------------------------
@@ -270,6 +432,11 @@ class FastReadyClient(AsyncKernelClient):
     task; nbclient ignores stray IOPub messages by parent id, so we only drain
     what is already queued.
     """
+
+    def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True, hb: bool = True,
+                       control: bool = True) -> None:
+        # no heartbeat thread: a client made by its kernel manager asks the manager whether the kernel lives
+        super().start_channels(shell=shell, iopub=iopub, stdin=stdin, hb=False, control=control)
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else 60.0)
@@ -302,25 +469,36 @@ class FastReadyClient(AsyncKernelClient):
 class TaskKernelManager(AsyncKernelManager):
     """A kernel manager that adopts a pre-started kernel when one fits, and reports the kernel to its attempt."""
 
+    @property
+    def kernel_spec(self) -> Any:
+        if self._kernel_spec is None and self.kernel_name:
+            self._kernel_spec = _kernel_spec(self.kernel_name)
+        return self._kernel_spec
+
     client_class = DottedObjectName("flyte_lab.engine.kernels.FastReadyClient")
     client_factory = Type(klass=AsyncKernelClient, default_value=FastReadyClient)
 
     extra_env: dict[str, str] = {}
     scrub: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
     attempt_key: str | None = None
     use_pool = True
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        source = pool(self.kernel_name) if self.use_pool and not self.extra_env else None
-        pooled = source.take(self.scrub) if source else None
+        # a task with its own --env gets a kernel started with it: a fork would keep the template's values of
+        # whatever its modules read from the environment at import
+        source = pool(self.kernel_name, self.modules) if self.use_pool and not self.extra_env else None
+        pooled = source.take(self.scrub, wait_s=FORK_WAIT_S if source.forking else 0.0) if source else None
         provisioner: Any = self.provisioner
         if pooled is None:
             kw["env"] = kernel_env(dict(kw.get("env") or os.environ), self.scrub, self.extra_env)
+            if _is_ipykernel(kernel_cmd):
+                kernel_cmd = [*kernel_cmd, *TASK_KERNEL_ARGS]
             await super()._async_launch_kernel(kernel_cmd, **kw)
         else:
             provisioner.process = pooled.proc
             provisioner.pid = pooled.proc.pid
-            provisioner.pgid = os.getpgid(pooled.proc.pid)
+            provisioner.pgid = pooled.proc.pid  # every kernel leads its own group (start_new_session / setsid)
             provisioner.ip = "127.0.0.1"
             provisioner.connection_info = pooled.info
             self._reconcile_connection_info(pooled.info)  # type: ignore[arg-type]
@@ -329,9 +507,46 @@ class TaskKernelManager(AsyncKernelManager):
         if attempt is not None:
             attempt.kernel_started(provisioner.process, provisioner.pid)  # raises if it was cancelled meanwhile
 
+    async def _async_kill_kernel(self, restart: bool = False) -> None:
+        """Kill, then wait for the exit itself (a pidfd), not jupyter_client's 0.1 s polls: one less step per task."""
+        provisioner: Any = self.provisioner
+        proc = getattr(provisioner, "process", None)
+        if proc is None:
+            await super()._async_kill_kernel(restart=restart)
+            return
+        await provisioner.kill(restart=restart)
+        await _exited(proc.pid, timeout=5.0)
+        await provisioner.wait()
+
+
+async def _exited(pid: int, timeout: float) -> None:
+    """Returns once process `pid` has ended (zombies count), or after `timeout`."""
+    import asyncio
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return  # already gone and reaped
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+
+    def readable() -> None:
+        if not ended.done():
+            ended.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(ended, timeout)
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
 
 def kernel_manager_for(env: dict[str, str] | None, *, attempt_key: str | None = None,
-                       scrub: Iterable[str] = ()) -> type[TaskKernelManager]:
+                       scrub: Iterable[str] = (), modules: Iterable[str] = ()) -> type[TaskKernelManager]:
     """The manager class papermill instantiates for one attempt (papermill takes a class, not an instance)."""
     return type("AttemptKernelManager", (TaskKernelManager,),
-                {"extra_env": dict(env or {}), "attempt_key": attempt_key, "scrub": tuple(scrub)})
+                {"extra_env": dict(env or {}), "attempt_key": attempt_key, "scrub": tuple(scrub),
+                 "modules": tuple(modules)})

@@ -33,6 +33,9 @@ EVENT_TOPIC = "flyte-lab"
 
 
 def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
+    from flyte_lab.import_costs import skip_unused_grammars
+
+    skip_unused_grammars()  # a `dask worker` process's first task imports nbformat (via papermill) here
     from flyte_lab.engine import attempts
     from flyte_lab.engine.kernels import missing_kernelspec
     from flyte_lab.engine.worker_files import private_subdir
@@ -99,7 +102,8 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str
 
     from flyte_lab.engine.kernels import kernel_manager_for
 
-    manager = kernel_manager_for(spec.get("env"), attempt_key=key, scrub=spec.get("scrub") or ())
+    manager = kernel_manager_for(spec.get("env"), attempt_key=key, scrub=spec.get("scrub") or (),
+                                 modules=spec.get("setup_modules") or ())
     loop = _own_event_loop()
     try:
         papermill.execute_notebook(
@@ -219,7 +223,8 @@ def _publish(local: str, url: str) -> Any:
         return None
     write_bytes(url, data)
     try:
-        return nbformat.reads(data.decode(), as_version=4)
+        # papermill wrote (and validated) it a moment ago: parse, don't validate again
+        return nbformat.from_dict(json.loads(data))
     except (ValueError, UnicodeDecodeError):
         return None
 
@@ -242,7 +247,8 @@ def _announce(spec: dict[str, Any], warm: bool) -> str | None:
     if warm:
         from flyte_lab.engine.kernels import warm_up
 
-        warm_up(worker, kernel_name=spec["kernel_name"])
+        warm_up(worker, kernel_name=spec["kernel_name"], modules=spec.get("setup_modules") or (),
+                scrub=spec.get("scrub") or ())
     worker.log_event(EVENT_TOPIC, {"key": spec["key"], "worker": worker.address, "pid": os.getpid(),
                                    "time": time.time()})
     return str(worker.address)
