@@ -16,7 +16,6 @@ from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
-
 from workloads import INT, Task, Var, Workload
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}

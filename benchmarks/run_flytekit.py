@@ -19,8 +19,8 @@ from flytekit import kwtypes, workflow
 from flytekitplugins.papermill import NotebookTask
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peer_inputs import flytekit_inputs  # noqa: E402 (the path first: run as a script)
-from workloads import Var, Workload, workload_from_json  # noqa: E402
+from peer_inputs import flytekit_inputs  # the path first: run as a script, from any cwd
+from workloads import Var, Workload, workload_from_json
 
 TYPES: dict[str, Any] = {"int": int, "list[int]": list[int]}
 
@@ -58,7 +58,7 @@ def main() -> int:
     args = parser.parse_args()
     workload = workload_from_json((args.workdir / "workload.json").read_text())
     result = build_workflow(workload, args.workdir.resolve())()
-    assert result == workload.expected, f"{workload.name}: {workload.result} is {result!r}, expected {workload.expected}"
+    workload.check(result)
     return 0
 
 

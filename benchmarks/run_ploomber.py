@@ -21,8 +21,8 @@ from ploomber.products import File
 from ploomber.tasks import NotebookRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peer_inputs import ploomber_names  # noqa: E402 (the path first: run as a script)
-from workloads import Workload, workload_from_json  # noqa: E402
+from peer_inputs import ploomber_names  # the path first: run as a script, from any cwd
+from workloads import Workload, workload_from_json
 
 
 def build_dag(workload: Workload, workdir: Path, out: Path, workers: int) -> DAG:
@@ -51,7 +51,7 @@ def main() -> int:
     out = Path(tempfile.mkdtemp(prefix="out-", dir=args.workdir))
     build_dag(workload, args.workdir, out, args.workers).build(force=True)
     result = json.loads((out / f"{workload.tasks[-1].name}.json").read_text())[workload.result]
-    assert result == workload.expected, f"{workload.name}: {workload.result} is {result!r}, expected {workload.expected}"
+    workload.check(result)
     return 0
 
 

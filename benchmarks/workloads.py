@@ -54,6 +54,11 @@ class Workload:
     def producer(self, name: str) -> Task:
         return next(t for t in self.tasks if any(o.name == name for o in t.outputs))
 
+    def check(self, value: object) -> None:
+        """Every runner's last word: the result is the expected one, or the run is an error."""
+        if value != self.expected:
+            raise AssertionError(f"{self.name}: {self.result} is {value!r}, expected {self.expected}")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -108,7 +113,8 @@ WORKLOADS: dict[str, Workload] = {
             "total", sum(i * i for i in range(200)), map_length=200,
         ),
         _fan_out("cpu", f"CPU-bound fan-out: 8 x a {CPU_LOOP:,}-step Python loop + join", "", 8,
-                 f"acc = 0\nfor k in range({CPU_LOOP}):\n    acc += k\nout_{{i}} = acc - {CPU_LOOP * (CPU_LOOP - 1) // 2} + {{i}}",
+                 f"acc = 0\nfor k in range({CPU_LOOP}):\n    acc += k\n"
+                 f"out_{{i}} = acc - {CPU_LOOP * (CPU_LOOP - 1) // 2} + {{i}}",
                  0),
         # each fit recovers its slope exactly, so the join's total is known: 1 + 2 + ... + 8
         _fan_out("sklearn", "setup imports pandas + scikit-learn; 8 fits + join",
