@@ -3,8 +3,8 @@
     benchmarks/.venvs/flytekit/bin/python benchmarks/run_flytekit.py WORKDIR
 
 WORKDIR holds `workload.json` and the task notebooks `peer_inputs.write_flytekit` wrote. A map-over is
-one NotebookTask called once per element with the whole list and an index (flytekit's `map_task`
-does not take a NotebookTask here). Local execution runs the nodes one after another, as flytekit does.
+one NotebookTask called once per element with the whole list and an index: flytekit's `map_task`
+takes only single-output tasks, and a NotebookTask always adds two (`out_nb`, `out_rendered_nb`). Local execution runs the nodes one after another, as flytekit does.
 Asserts the workflow's result.
 """
 
