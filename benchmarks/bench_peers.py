@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -117,11 +118,7 @@ def run_once(plan: Plan, repeat: int, timeout_s: float) -> tuple[float, float | 
     if plan.tool == "flyte_lab":
         env = dict(env, FLYTE_LAB_HOME=str(plan.folder / f"home-{repeat}"))  # fresh store: no cache hits
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(plan.command(repeat), cwd=plan.folder, env=env, capture_output=True, text=True,
-                              timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise RunFailed(f"timed out after {timeout_s:.0f} s") from None
+    proc = _run_group(plan.command(repeat), plan.folder, env, timeout_s)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RunFailed(f"exit {proc.returncode}: {_tail(proc.stderr or proc.stdout)}")
@@ -131,6 +128,21 @@ def run_once(plan: Plan, repeat: int, timeout_s: float) -> tuple[float, float | 
         phases = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PHASES ")), None)
         return elapsed, json.loads(phases.removeprefix("PHASES "))["map_s"] if phases else None
     return elapsed, None
+
+
+def _run_group(cmd: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` in a session of its own, so that a timeout kills its workers and kernels too, not only it."""
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout_s)
+        except BaseException as exc:  # a timeout, or Ctrl-C (which the child's own session does not get)
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise RunFailed(f"timed out after {timeout_s:.0f} s") from None
+            raise
+    return subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
 
 
 def _check_flyte(plan: Plan, env: dict[str, str], stdout: str) -> float | None:
@@ -194,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} {elapsed:7.2f} s", flush=True)
 
     rows = peer_report.rows(workloads, tools, {k: (c.median, c.error, c.map_s) for k, c in cells.items()})
-    table = peer_report.markdown(rows, args.repeat)
+    table = peer_report.pivot(rows) + "\n" + peer_report.markdown(rows, args.repeat)
     print(table)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "peers.md").write_text(table)

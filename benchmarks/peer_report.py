@@ -74,6 +74,24 @@ def markdown(table: list[Row], repeat: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pivot(table: list[Row]) -> str:
+    """Workload x tool at a glance: `wall s · x floor · ms/task`, or `failed` (the long table says why)."""
+    tools = list(dict.fromkeys(r.tool for r in table))
+    lines = ["| workload | " + " | ".join(LABELS[t] for t in tools) + " |", "| --- |" + " ---: |" * len(tools)]
+    for name in dict.fromkeys(r.workload for r in table):
+        cells = []
+        for tool in tools:
+            r = next(r for r in table if r.workload == name and r.tool == tool)
+            if r.wall_s is None:
+                cells.append("failed")
+            elif tool == "floor" or r.ratio is None or r.overhead_ms is None:
+                cells.append(f"{r.wall_s:.1f} s")
+            else:
+                cells.append(f"{r.wall_s:.1f} s · {r.ratio:.1f}x · {r.overhead_ms:.0f} ms")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(table: list[Row], path: Path) -> str:
     """Grouped bars of wall time per workload, one colour per tool; a failed cell gets an x. '' when drawn."""
     try:

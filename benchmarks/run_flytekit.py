@@ -4,8 +4,8 @@
 
 WORKDIR holds `workload.json` and the task notebooks `peer_inputs.write_flytekit` wrote. A map-over is
 one NotebookTask called once per element with the whole list and an index: flytekit's `map_task`
-takes only single-output tasks, and a NotebookTask always adds two (`out_nb`, `out_rendered_nb`). Local execution runs the nodes one after another, as flytekit does.
-Asserts the workflow's result.
+takes only single-output tasks, and a NotebookTask always adds two (`out_nb`, `out_rendered_nb`).
+Local execution runs the nodes one after another, as flytekit does. Asserts the workflow's result.
 """
 
 from __future__ import annotations
