@@ -86,7 +86,8 @@ class Plan:
 
 
 def _tail(text: str, count: int = 4) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # rich tracebacks end in box-drawing rules and dashes: keep the lines with words in them
+    lines = [ln.strip() for ln in text.splitlines() if any(ch.isalnum() for ch in ln)]
     return " / ".join(lines[-count:])[-400:]
 
 
