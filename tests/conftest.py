@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,34 @@ def browser_type_launch_args() -> dict[str, Any]:
     return {"executable_path": CHROMIUM, "args": CHROMIUM_ARGS, "headless": True}
 
 
+@pytest.fixture(scope="session")
+def engine_postgres() -> Iterator[Any]:
+    """The session's PostgreSQL server for FLYTE_LAB_TEST_DB=postgresql (started on first use only)."""
+    from tests.pg_server import PostgresServer, Unavailable
+
+    try:
+        server = PostgresServer.start()
+    except Unavailable as why:
+        pytest.fail(f"FLYTE_LAB_TEST_DB=postgresql but no PostgreSQL server can start: {why}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private FLYTE_LAB_HOME (store + artifacts) for one test."""
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """A private FLYTE_LAB_HOME (store + artifacts) for one test; with FLYTE_LAB_TEST_DB=postgresql its run
+    store is a fresh database on the session's PostgreSQL server (FLYTE_LAB_DB_URL, which subprocesses
+    inherit through `cli_env`)."""
+    from tests.pg_server import engine_on_postgres
+
     path = tmp_path / "home"
     monkeypatch.setenv("FLYTE_LAB_HOME", str(path))
     monkeypatch.delenv("FLYTE_LAB_DB_URL", raising=False)
     monkeypatch.delenv("FLYTE_LAB_ARTIFACTS", raising=False)
+    if engine_on_postgres():
+        monkeypatch.setenv("FLYTE_LAB_DB_URL", request.getfixturevalue("engine_postgres").fresh_database())
     return path
 
 

@@ -106,3 +106,71 @@ class PostgresServer:
             subprocess.run([*self._as_user, self._pg_ctl, "-D", str(self.data_dir / "db"), "-m", "fast", "-w",
                             "stop"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL, cwd=self.data_dir)
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+# -- the engine suite on PostgreSQL (FLYTE_LAB_TEST_DB=postgresql; `./dev test-pg`) ---------------------------
+
+TEST_DB_ENV = "FLYTE_LAB_TEST_DB"
+
+
+def engine_on_postgres() -> bool:
+    """Whether this session runs the engine tests against PostgreSQL (the `home` fixture then sets
+    FLYTE_LAB_DB_URL to a fresh database of the session's server)."""
+    return os.environ.get(TEST_DB_ENV, "sqlite").lower() in ("postgresql", "postgres", "pg")
+
+
+def store_url(home: Path) -> str:
+    """The store a test's drivers write to: FLYTE_LAB_DB_URL wins over the home's SQLite file, as in
+    `RunStore.from_env`."""
+    return os.environ.get("FLYTE_LAB_DB_URL") or f"sqlite:///{home}/store.db"
+
+
+def store_exists(home: Path) -> bool:
+    """Whether any command created the store (a PostgreSQL database exists empty: look for the migrations)."""
+    url = store_url(home)
+    if url.startswith("sqlite"):
+        return (home / "store.db").exists()
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return sqlalchemy.inspect(engine).has_table("alembic_version")
+    finally:
+        engine.dispose()
+
+
+def query(home: Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows of one read-only SQL statement on the test's store, whichever database it is."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(store_url(home))
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sqlalchemy.text(sql))]
+    finally:
+        engine.dispose()
+
+
+class WriteLock:
+    """Holds the store's write lock from another connection (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+    advisory lock every write transaction of the store takes), so a driver's next write waits."""
+
+    def __init__(self, home: Path) -> None:
+        import sqlalchemy
+
+        from flyte_lab.store.database import _PG_WRITE_LOCK
+
+        self._engine = sqlalchemy.create_engine(store_url(home), isolation_level="AUTOCOMMIT")
+        self._conn = self._engine.connect()
+        if self._engine.dialect.name == "sqlite":
+            self._conn.exec_driver_sql("PRAGMA busy_timeout = 30000")
+            self._conn.exec_driver_sql("BEGIN IMMEDIATE")
+            self._release = "ROLLBACK"
+        else:
+            self._conn.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_WRITE_LOCK})")
+            self._release = f"SELECT pg_advisory_unlock({_PG_WRITE_LOCK})"
+
+    def release(self) -> None:
+        self._conn.exec_driver_sql(self._release)
+        self._conn.close()
+        self._engine.dispose()

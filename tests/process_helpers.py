@@ -142,11 +142,15 @@ def procs(home: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def open_store(home: Path) -> RunStore:
-    return RunStore(f"sqlite:///{home}/store.db")
+    from tests.pg_server import store_url
+
+    return RunStore(store_url(home))
 
 
 def only_run_id(home: Path) -> str | None:
-    if not (home / "store.db").exists():
+    from tests.pg_server import store_exists
+
+    if not store_exists(home):
         return None
     with open_store(home) as store:
         runs = store.list_runs()

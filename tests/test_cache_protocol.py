@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from flyte_lab.engine import state_machine as sm
 from flyte_lab.errors import LeaseLostError, RunBusy
 from flyte_lab.store import RunStore
+from tests.pg_server import engine_on_postgres
 
 KEY = "k" * 64
 OUT = {"v": {"type": "int", "uri": "memory://x", "codec": "json", "content_hash": "h", "preview": "1", "value": 1}}
@@ -65,17 +66,28 @@ class Side:
 
 
 @pytest.fixture(scope="module")
-def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def store_dir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    # FLYTE_LAB_TEST_DB=postgresql: every example shares one database, its cache tables emptied between them
+    TwoCachedRuns.shared_url = (request.getfixturevalue("engine_postgres").fresh_database()
+                                if engine_on_postgres() else None)
     return tmp_path_factory.mktemp("cache-protocol")
+
+
+def _url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh store: SQLite in tmp_path, or a new database of the session's PostgreSQL server."""
+    if engine_on_postgres():
+        return str(request.getfixturevalue("engine_postgres").fresh_database())
+    return f"sqlite:///{tmp_path}/s.db"
 
 
 class TwoCachedRuns(RuleBasedStateMachine):
     store_dir: Path
+    shared_url: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self.db = self.store_dir / f"store-{id(self)}.db"
-        self.store = RunStore(f"sqlite:///{self.db}")
+        self.store = RunStore(self.shared_url or f"sqlite:///{self.db}")
         self.sides = []
         for _ in range(2):
             run_id = self.store.create_run("nb.ipynb", {}, {}, [{"name": "t"}], "local", notebook_hash="x")
@@ -84,6 +96,10 @@ class TwoCachedRuns(RuleBasedStateMachine):
             self.sides.append(side)
 
     def teardown(self) -> None:
+        if self.shared_url:  # runs have ids of their own; the one cache key must start free
+            with self.store._engine.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM cache_locks")
+                conn.exec_driver_sql("DELETE FROM cache_entries")
         self.store.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.db}{suffix}").unlink(missing_ok=True)
@@ -206,10 +222,11 @@ def test_every_interleaving_ends_with_every_live_run_done(store_dir: Path) -> No
 # --- run ownership: one live driver, fenced writes ---------------------------------------------------------
 
 
-def test_one_live_driver_per_run_and_stale_writes_are_refused(tmp_path: Path) -> None:
+def test_one_live_driver_per_run_and_stale_writes_are_refused(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
     from flyte_lab.store.leases import driver_identity
 
-    with RunStore(f"sqlite:///{tmp_path}/s.db") as store:
+    with RunStore(_url(tmp_path, request)) as store:
         run_id = store.create_run("nb.ipynb", {}, {}, [{"name": "t"}], "local", notebook_hash="x")
         me = driver_identity()
         fence = store.claim_run(run_id, me, 60)
@@ -237,12 +254,13 @@ def test_one_live_driver_per_run_and_stale_writes_are_refused(tmp_path: Path) ->
         assert store.get_run(run_id)["tasks"]["t"]["attempts"] == 0
 
 
-def test_a_dead_drivers_lease_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
+def test_a_dead_drivers_lease_on_this_host_is_taken_over_at_once(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
     import socket
     import subprocess
     import sys
 
-    with RunStore(f"sqlite:///{tmp_path}/s.db") as store:
+    with RunStore(_url(tmp_path, request)) as store:
         run_id = store.create_run("nb.ipynb", {}, {}, [{"name": "t"}], "local", notebook_hash="x")
         proc = subprocess.Popen([sys.executable, "-c", "pass"])
         proc.wait()
@@ -250,8 +268,9 @@ def test_a_dead_drivers_lease_on_this_host_is_taken_over_at_once(tmp_path: Path)
         assert store.claim_run(run_id, "me:1:1", 60) == 2  # its process is gone: no need to wait an hour
 
 
-def test_cancel_of_a_run_without_a_live_driver_is_recorded_directly(tmp_path: Path) -> None:
-    with RunStore(f"sqlite:///{tmp_path}/s.db") as store:
+def test_cancel_of_a_run_without_a_live_driver_is_recorded_directly(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    with RunStore(_url(tmp_path, request)) as store:
         run_id = store.create_run("nb.ipynb", {}, {}, [{"name": "a"}, {"name": "b"}], "local", notebook_hash="x")
         store.set_task_status(run_id, "a", "running")
         assert store.cache_claim(KEY, run_id, "a", 3600)[0] == "locked"

@@ -7,13 +7,13 @@ Tasks block on marker files the test creates, so the test chooses every interlea
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CLI, cli_env
+from tests.pg_server import WriteLock, query
 from tests.process_helpers import (
     finish,
     only_run_id,
@@ -57,9 +57,8 @@ def _cli(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPro
     return subprocess.run([*CLI, *args], env=cli_env(home), capture_output=True, text=True, timeout=timeout)
 
 
-def _locks(home: Path) -> list[tuple[str, ...]]:
-    with sqlite3.connect(home / "store.db") as conn:
-        return conn.execute("SELECT cache_key, owner FROM cache_locks").fetchall()
+def _locks(home: Path) -> list[tuple[object, ...]]:
+    return query(home, "SELECT cache_key, owner FROM cache_locks")
 
 
 @pytest.mark.timeout(150)
@@ -141,21 +140,18 @@ def test_driver_killed_inside_its_finishing_transaction_leaves_all_or_nothing(
 
     # hold the store's write lock, then let the body finish: the driver's next write, the finishing
     # transaction, waits on the lock; kill the driver there
-    blocker = sqlite3.connect(home / "store.db", timeout=30, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
+    blocker = WriteLock(home)
     (marks / "release").touch()
     wait_for(lambda: any((home / "artifacts" / "runs" / run_id / "slow").glob("*.outputs.json")), 60,
              "the task's outputs to be saved")
     wait_for(lambda: driver.poll() is None, 1, "the driver to be alive")
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=10)
-    blocker.execute("ROLLBACK")
-    blocker.close()
+    blocker.release()
 
     with open_store(home) as store:
         run = store.get_run(run_id)
-    with sqlite3.connect(home / "store.db") as conn:
-        assert conn.execute("SELECT count(*) FROM cache_entries").fetchone() == (0,)
+    assert query(home, "SELECT count(*) FROM cache_entries") == [(0,)]
     assert run["tasks"]["slow"]["status"] == "running"  # nothing of the finish was committed
     assert run["tasks"]["slow"]["outputs"] == {}
 

@@ -13,6 +13,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from flyte_lab.store import RunStore
 from tests.conftest import CLI, NOTEBOOKS, cli_env
+from tests.pg_server import store_exists, store_url
 
 pytestmark = pytest.mark.cluster
 SECRET = "s3cr3t-value-9f8e7d"
@@ -37,11 +38,10 @@ def flyte(home: Path, *args: str, env: dict[str, str] | None = None) -> subproce
 
 
 def store_of(home: Path) -> RunStore:
-    return RunStore(f"sqlite:///{home}/store.db")
+    return RunStore(store_url(home))
 
 
-def test_mixed_pipeline_values_failures_and_secrets(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_mixed_pipeline_values_failures_and_secrets(tmp_path: Path, home: Path) -> None:
     nb = write_notebook(
         tmp_path / "mixed.ipynb",
         "%%flyte_setup\nimport os\nimport numpy as np\nimport pandas as pd\n",
@@ -84,8 +84,7 @@ def test_mixed_pipeline_values_failures_and_secrets(tmp_path: Path) -> None:
     assert SECRET not in proc.stdout + proc.stderr
 
 
-def test_retries_cache_and_map_over(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_retries_cache_and_map_over(tmp_path: Path, home: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
     nb = write_notebook(
@@ -127,18 +126,16 @@ def test_retries_cache_and_map_over(tmp_path: Path) -> None:
     ([str(NOTEBOOKS / "valid_pipeline.ipynb"), "-p", "n=ten"], "expects int"),
     ([str(NOTEBOOKS / "missing_input.ipynb")], "error[missing-input]"),
 ])
-def test_bad_input_is_refused_and_nothing_is_stored(tmp_path: Path, args: list[str], fragment: str) -> None:
-    home = tmp_path / "home"
+def test_bad_input_is_refused_and_nothing_is_stored(tmp_path: Path, home: Path, args: list[str], fragment: str) -> None:
     proc = flyte(home, "run", *args)
     assert proc.returncode == 2
     assert fragment in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
-    assert not (home / "store.db").exists() or store_of(home).list_runs() == []
+    assert not store_exists(home) or store_of(home).list_runs() == []
     assert not (home / "artifacts").exists() or not any((home / "artifacts").rglob("*.*"))
 
 
-def test_the_quickstart_runs_end_to_end(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_the_quickstart_runs_end_to_end(tmp_path: Path, home: Path) -> None:
     example = Path(__file__).parent.parent / "example_notebooks" / "quickstart.ipynb"
     proc = flyte(home, "run", str(example))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -149,8 +146,7 @@ def test_the_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     assert os.path.isfile(store_of(home).get_run(run_id)["tasks"]["fit"]["output_notebook"])
 
 
-def test_two_identical_concurrent_runs_compute_a_cached_task_once(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_two_identical_concurrent_runs_compute_a_cached_task_once(tmp_path: Path, home: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
     nb = write_notebook(
@@ -179,8 +175,7 @@ def test_the_python_api_runs_and_reads_back(home: Path) -> None:
     assert flyte_lab.get_run(record["run_id"])["run_id"] == record["run_id"]
 
 
-def test_a_task_no_worker_can_hold_fails_instead_of_waiting_forever(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_a_task_no_worker_can_hold_fails_instead_of_waiting_forever(tmp_path: Path, home: Path) -> None:
     nb = write_notebook(tmp_path / "huge.ipynb", "%%flyte_task huge() -> x: int --cpu 4096\nx = 1",
                         "%%flyte_task small() -> y: int --cpu 1\ny = 2")
     proc = flyte(home, "run", str(nb), "--json")

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
+from tests.pg_server import query
 from tests.test_engine_run import flyte, store_of, write_notebook
 
 pytestmark = pytest.mark.cluster
 SECRET = "tok-6b1f0c2e"
 
 
-def test_a_secret_reaches_only_the_task_that_declares_it(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_a_secret_reaches_only_the_task_that_declares_it(tmp_path: Path, home: Path) -> None:
     nb = write_notebook(
         tmp_path / "secrets.ipynb",
         "%%flyte_setup\nimport os",
@@ -38,9 +38,8 @@ def test_a_secret_reaches_only_the_task_that_declares_it(tmp_path: Path) -> None
             assert SECRET.encode() not in path.read_bytes(), path
 
 
-def test_a_retry_is_printed_with_its_reason_and_progress_counts_elements(tmp_path: Path,
+def test_a_retry_is_printed_with_its_reason_and_progress_counts_elements(tmp_path: Path, home: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
     marks = tmp_path / "marks"
     marks.mkdir()
     nb = write_notebook(
@@ -61,7 +60,6 @@ def test_a_retry_is_printed_with_its_reason_and_progress_counts_elements(tmp_pat
     from flyte_lab.engine.api import run_notebook
 
     seen: list[Any] = []
-    monkeypatch.setenv("FLYTE_LAB_HOME", str(home))
     (marks / "tried").unlink()
     record = run_notebook(str(nb), {}, on_change=seen.append)
     assert record["status"] == "succeeded"
@@ -69,8 +67,7 @@ def test_a_retry_is_printed_with_its_reason_and_progress_counts_elements(tmp_pat
     assert (seen[-1].done, seen[-1].total) == (4, 4)  # fetch + three elements of double
 
 
-def test_typed_parameters_survive_a_resume(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_typed_parameters_survive_a_resume(tmp_path: Path, home: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
     nb = write_notebook(
@@ -93,8 +90,7 @@ def test_typed_parameters_survive_a_resume(tmp_path: Path) -> None:
     assert json.loads(flyte(home, "outputs", run_id, "--json").stdout)["when"]["text"] == "2024-01-02 data"
 
 
-def test_map_over_setup_cell_dataclasses(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_map_over_setup_cell_dataclasses(tmp_path: Path, home: Path) -> None:
     nb = write_notebook(
         tmp_path / "points.ipynb",
         "%%flyte_setup\nfrom dataclasses import dataclass\n\n@dataclass\nclass Point:\n    x: int\n    y: int",
@@ -113,8 +109,7 @@ def test_map_over_setup_cell_dataclasses(tmp_path: Path) -> None:
     assert [a["status"] for a in attempts] == ["succeeded"]
 
 
-def test_timeout_is_the_whole_attempt_not_one_cell(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_timeout_is_the_whole_attempt_not_one_cell(tmp_path: Path, home: Path) -> None:
     nb = write_notebook(
         tmp_path / "timeout.ipynb",
         "%%flyte_setup\nimport time\ntime.sleep(2.5)",
@@ -127,13 +122,11 @@ def test_timeout_is_the_whole_attempt_not_one_cell(tmp_path: Path) -> None:
     assert task["error"]["type"] == "TaskTimeout"
 
 
-def test_an_unexpected_driver_error_ends_the_run_failed_with_it_recorded(tmp_path: Path,
+def test_an_unexpected_driver_error_ends_the_run_failed_with_it_recorded(tmp_path: Path, home: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from flyte_lab.engine.api import run_notebook
     from flyte_lab.errors import DriverError
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("FLYTE_LAB_HOME", str(home))
     nb = write_notebook(tmp_path / "crash.ipynb", "%%flyte_task a() -> x: int --cache\nx = 1",
                         "%%flyte_task b(x: int) -> y: int\ny = x")
 
@@ -149,14 +142,10 @@ def test_an_unexpected_driver_error_ends_the_run_failed_with_it_recorded(tmp_pat
     assert run["status"] == "failed"
     assert run["error"]["type"] == "DriverError" and "a monitoring hook broke" in run["error"]["message"]
     assert {t["status"] for t in run["tasks"].values()} <= {"failed", "skipped"}
-    import sqlite3
-
-    with sqlite3.connect(home / "store.db") as conn:
-        assert conn.execute("SELECT count(*) FROM cache_locks").fetchone() == (0,)
+    assert query(home, "SELECT count(*) FROM cache_locks") == [(0,)]
 
 
-def test_resume_keeps_no_cache(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_resume_keeps_no_cache(tmp_path: Path, home: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
     nb = write_notebook(
@@ -177,7 +166,7 @@ def test_resume_keeps_no_cache(tmp_path: Path) -> None:
     assert (task["status"], task["attempts"]) == ("failed", 2)
 
 
-def test_in_process_runs_do_not_share_the_callers_event_loop(tmp_path: Path,
+def test_in_process_runs_do_not_share_the_callers_event_loop(tmp_path: Path, home: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """In a notebook (%flyte_run) or the Python API, the caller's thread already has an event loop that
     jupyter_core remembers; parallel attempts on the in-process workers must each run on their own."""
@@ -185,7 +174,6 @@ def test_in_process_runs_do_not_share_the_callers_event_loop(tmp_path: Path,
 
     from flyte_lab.engine.api import run_notebook
 
-    monkeypatch.setenv("FLYTE_LAB_HOME", str(tmp_path / "home"))
     ensure_event_loop()  # what an earlier nbclient call in this thread leaves behind
     nb = write_notebook(tmp_path / "parallel.ipynb",
                         *(f"%%flyte_task t{i}() -> x{i}: int\nimport time\ntime.sleep(0.5)\nx{i} = {i}"

@@ -102,7 +102,8 @@ def test_the_config_file_shapes_every_pod(tmp_path: Path, notebook: Path) -> Non
     ("[k8s]\nnamespace = ", "not valid TOML"),
     ("[k8s]\nnamspace = 'x'\n", "unknown [k8s] key 'namspace'"),
     ("[k8s]\nmax_workers = 0\n", "max_workers >= 1"),
-], ids=["not-toml", "unknown-key", "bad-bounds"])
+    ("[k8s]\nidle_timeout_s = 0\n", "idle_timeout_s must be a number of seconds above 0"),
+], ids=["not-toml", "unknown-key", "bad-bounds", "bad-idle-timeout"])
 def test_a_bad_config_is_one_line_and_exit_2(tmp_path: Path, notebook: Path, config: str, fragment: str) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -22,7 +22,7 @@ CTX = mp.get_context("fork")
 PROCESS_TIMEOUT_S = 60
 
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
-EXTRA_KEYS = {"schedule", "scheduled_time", "error", "attempts_detail"}
+EXTRA_KEYS = {"schedule", "scheduled_time", "error", "attempts_detail", "scale_events"}
 TASK_KEYS = {
     "status",
     "attempts",
@@ -87,7 +87,7 @@ def test_migration_creates_schema_with_alembic_version(store: RunStore, tmp_path
     finally:
         conn.close()
     assert versions == [(head_revision(),)]
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
     assert {"runs", "tasks", "attempts", "outputs", "cache_entries", "cache_locks"} <= tables
 
 

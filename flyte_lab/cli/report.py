@@ -169,6 +169,26 @@ def tasks_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table:
     return table
 
 
+SCALE_REASONS = {"waiting_tasks": "tasks waiting", "idle_timeout": "idle timeout", "min_workers": "min_workers"}
+
+
+def scale_table(events: Iterable[Mapping[str, Any]]) -> Table:
+    """The worker-group scale events of a `k8s` run (the per-profile autoscaler's decisions), oldest first."""
+    table = Table(title="worker groups scaled", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False)
+    table.add_column("time", no_wrap=True)
+    table.add_column("group", no_wrap=True)
+    table.add_column("workers", no_wrap=True)
+    table.add_column("reason")
+    for event in events:
+        reason = SCALE_REASONS.get(str(event.get("reason")), str(event.get("reason")))
+        if event.get("reason") == "waiting_tasks":
+            reason += f" ({event.get('waiting')})"
+        table.add_row(format_time(event.get("at")), Text(str(event.get("group"))),
+                      f"{event.get('from')} -> {event.get('to')}", reason)
+    return table
+
+
 def task_error_line(name: str, task: Mapping[str, Any]) -> str:
     """`task `fit` failed at cell 7, line 3: ValueError: bad lr` (parts left out when unknown)."""
     error = task.get("error") or {}
@@ -210,6 +230,8 @@ def run_report(run: Mapping[str, Any], now: datetime | None = None) -> Group:
     parts: list[RenderableType] = [run_header(run, now), Text("")]
     tasks = run.get("tasks") or {}
     parts.append(tasks_table(tasks) if tasks else Text("no tasks"))
+    if run.get("scale_events"):
+        parts.extend([Text(""), scale_table(run["scale_events"])])
     for name, task in tasks.items():
         if task.get("status") == "failed":
             parts.extend([Text(""), task_error(name, task)])

@@ -233,13 +233,15 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
     from flyte_lab.engine.clusters import connect, local_workers
     from flyte_lab.engine.driver import RunDriver
     from flyte_lab.engine.kernels import close_pools, reserve
+    from flyte_lab.k8s.autoscaler import store_recorder
 
     if cluster == "local":
         # kernels (and their template's setup imports) start while the cluster does
         reserve(local_workers(workers), wf.kernel_name, setup_modules(wf), scrub)
     driving = False
     try:
-        with connect(cluster, workers, wf.kernel_name, wf=wf) as client:
+        on_scale = store_recorder(store, run_id, fence)  # k8s worker groups' scale events, into the run
+        with connect(cluster, workers, wf.kernel_name, wf=wf, on_scale=on_scale) as client:
             driving = True
             RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
                       input_refs=refs, secrets=secrets, scrub=scrub, use_cache=use_cache, lease_ttl_s=lease_ttl(),

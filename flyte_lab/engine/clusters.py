@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flyte_lab.errors import UserInputError
@@ -29,9 +29,10 @@ def local_workers(workers: int | None) -> int:
 
 @contextlib.contextmanager
 def connect(cluster: str, workers: int | None = None, kernel_name: str = "python3",
-            wf: Workflow | None = None) -> Iterator[Any]:
+            wf: Workflow | None = None, on_scale: Callable[[Any], None] | None = None) -> Iterator[Any]:
     """A connected `distributed.Client`; a local or k8s cluster lives exactly as long as the block.
-    `k8s` needs the workflow: its worker groups are the tasks' resource profiles."""
+    `k8s` needs the workflow: its worker groups are the tasks' resource profiles; `on_scale` hears each of
+    their scale events (`k8s.autoscaler.ScaleEvent`)."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -67,7 +68,7 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
             raise UserInputError("--cluster k8s: the workflow is needed to build its worker groups")
         from flyte_lab.k8s.kube_cluster import kube_client
 
-        with kube_client(wf) as client:
+        with kube_client(wf, on_scale=on_scale) as client:
             yield client
         return
     raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import math
 import re
 import shlex
 from typing import Any
@@ -21,7 +22,9 @@ TASK_MAGIC = "%%flyte_task"
 SETUP_MAGIC = "%%flyte_setup"
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
-_MEM = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T|k|B)?$")
+# ASCII digits only: `\d` also matches digits of other scripts, which no scheduler reads
+_MEM = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T|k|B)?$")
+_WHOLE = re.compile(r"^[0-9]+$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _FLAG_OPTIONS = {"--cache"}
@@ -357,16 +360,18 @@ def _option_value(task: str, opt: str, value: str, inputs: set[str]) -> Any:
             cpu = float(value)
         except ValueError:
             raise HeaderError(f"{bad}: CPU count must be a positive number like 2 or 0.5") from None
-        if cpu <= 0:
+        if not math.isfinite(cpu) or cpu <= 0:  # float() also reads nan and inf
             raise HeaderError(f"{bad}: CPU count must be a positive number like 2 or 0.5")
         return int(cpu) if cpu.is_integer() else cpu
     if opt in ("--gpu", "--retries"):
-        if not value.isdigit():
+        if not _WHOLE.match(value):  # not str.isdigit: it accepts `²`, which int() then refuses
             raise HeaderError(f"{bad}: must be a whole number >= 0")
         return int(value)
     if opt == "--mem":
         if not _MEM.match(value):
             raise HeaderError(f"{bad}: memory must read like 512Mi, 4Gi or 2G")
+        if memory_bytes(value) < 1:
+            raise HeaderError(f"{bad}: memory must be at least one byte, like 512Mi, 4Gi or 2G")
         return value
     if opt == "--timeout":
         try:
@@ -389,7 +394,7 @@ def memory_bytes(text: str) -> float:
     """`4Gi` -> bytes, for Dask's MEMORY resource."""
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "k": 1e3, "M": 1e6,
              "G": 1e9, "T": 1e12, "B": 1, None: 1}
-    match = re.match(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|k|M|G|T|B)?$", text)
+    match = re.match(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|K|k|M|G|T|B)?$", text)
     if not match:
         raise ValueError(text)
     return float(match.group(1)) * units[match.group(2)]

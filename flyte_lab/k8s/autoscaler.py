@@ -13,8 +13,9 @@ import contextlib
 import copy
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,37 @@ def plan_replicas(demand: Mapping[str, int], current: Mapping[str, int], bounds:
         else:
             state.low_for[tag] = 0
     return out
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    """One decision carried out: `group` went from `from_replicas` to `to_replicas` workers, and why."""
+
+    at: datetime
+    group: str  # as people read it: cpu2-mem4gi-3f2a1b
+    profile: str  # the Dask resource its tasks ask for
+    from_replicas: int
+    to_replicas: int
+    reason: str  # waiting_tasks | idle_timeout | min_workers
+    waiting: int  # unfinished tasks of the profile when it was decided
+
+
+def scale_reason(waiting: int, have: int, want: int) -> str:
+    if want < have:
+        return "idle_timeout"  # plan_replicas goes down only after `down_after` steps of lower demand
+    return "waiting_tasks" if waiting > have else "min_workers"
+
+
+OnScale = Callable[[ScaleEvent], None]
+
+
+def store_recorder(store: Any, run_id: str, fence: int | None) -> OnScale:
+    """An `on_scale` that records each event in the run store, under the driver's fence."""
+    def record(event: ScaleEvent) -> None:
+        store.record_scale_event(run_id, group=event.group, profile=event.profile, from_replicas=event.from_replicas,
+                                 to_replicas=event.to_replicas, reason=event.reason, waiting=event.waiting,
+                                 at=event.at, fence=fence)
+    return record
 
 
 class GroupBackend(Protocol):
@@ -109,9 +141,12 @@ class ProfileAutoscaler:
     """Polls the scheduler's demand per profile and scales each group; `step()` is one decision."""
 
     def __init__(self, client: Any, backend: GroupBackend, bounds: Mapping[str, Bounds], *,
-                 interval_s: float = 0.5, down_after: int = 3) -> None:
+                 interval_s: float = 0.5, down_after: int = 3, labels: Mapping[str, str] | None = None,
+                 on_scale: OnScale | None = None) -> None:
         self.client, self.backend, self.bounds = client, backend, dict(bounds)
         self.interval_s, self.down_after = interval_s, down_after
+        self.labels = dict(labels or {})  # tag -> the group's readable name, for the events
+        self.on_scale = on_scale
         self.state = ScaleState()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -129,11 +164,24 @@ class ProfileAutoscaler:
             cloudpickle.unregister_pickle_by_value(scheduler_probe)
 
     def step(self) -> dict[str, int]:
-        changes = plan_replicas(self.demand(), self.backend.replicas(), self.bounds, self.state, self.down_after)
+        demand, current = self.demand(), self.backend.replicas()
+        changes = plan_replicas(demand, current, self.bounds, self.state, self.down_after)
         for tag, n in changes.items():
             log.info("flyte_lab: scaling worker group %s to %d", tag, n)
             self.backend.scale(tag, n)
+            have, waiting = current.get(tag, 0), demand.get(tag, 0)
+            self._report(ScaleEvent(at=datetime.now(UTC), group=self.labels.get(tag, tag), profile=tag,
+                                    from_replicas=have, to_replicas=n, reason=scale_reason(waiting, have, n),
+                                    waiting=waiting))
         return changes
+
+    def _report(self, event: ScaleEvent) -> None:
+        if self.on_scale is None:
+            return
+        try:
+            self.on_scale(event)
+        except Exception as err:  # recording is for people; scaling goes on without it
+            log.warning("flyte_lab: could not record scaling %s to %d (%s)", event.group, event.to_replicas, err)
 
     def start(self) -> None:
         def loop() -> None:

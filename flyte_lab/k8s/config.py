@@ -8,7 +8,8 @@ service_account = "flyte-lab"
 image_pull_secrets = ["regcred"]
 node_selector = { "cloud.google.com/gke-nodepool" = "workers" }
 tolerations = [{ key = "nvidia.com/gpu", operator = "Exists", effect = "NoSchedule" }]
-max_workers = 10          # per worker group; groups scale between 0 and this
+max_workers = 10          # per worker group; groups scale between min_workers (default 0) and this
+idle_timeout_s = 60       # a group with fewer waiting tasks than workers shrinks after this long
 env_from_secrets = ["s3-credentials"]   # Kubernetes secrets exposed to workers (e.g. AWS_* for s3://)
 ```
 """
@@ -25,7 +26,7 @@ from flyte_lab.errors import UserInputError
 
 DEFAULT_IMAGE = "ghcr.io/flyte-lab/worker:0.1.0"
 _KEYS = {"namespace", "base_image", "service_account", "image_pull_secrets", "node_selector", "tolerations",
-         "max_workers", "min_workers", "env_from_secrets"}
+         "max_workers", "min_workers", "env_from_secrets", "idle_timeout_s"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class K8sConfig:
     min_workers: int = 0
     max_workers: int = 10
     env_from_secrets: tuple[str, ...] = ()
+    idle_timeout_s: float = 60.0
 
 
 def load_config(home: str | Path | None = None) -> K8sConfig:
@@ -67,9 +69,12 @@ def load_config(home: str | Path | None = None) -> K8sConfig:
             min_workers=int(section.get("min_workers", 0)),
             max_workers=int(section.get("max_workers", 10)),
             env_from_secrets=tuple(str(s) for s in section.get("env_from_secrets", ())),
+            idle_timeout_s=float(section.get("idle_timeout_s", 60.0)),
         )
     except (TypeError, ValueError) as exc:
         raise UserInputError(f"{path}: bad [k8s] value ({exc})") from None
     if not 0 <= config.min_workers <= config.max_workers or config.max_workers < 1:
         raise UserInputError(f"{path}: [k8s] needs 0 <= min_workers <= max_workers and max_workers >= 1")
+    if not 0 < config.idle_timeout_s < float("inf"):
+        raise UserInputError(f"{path}: [k8s] idle_timeout_s must be a number of seconds above 0")
     return config

@@ -10,14 +10,18 @@ run is recorded (`credentials_problem`); every failure to reach the API server i
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flyte_lab.errors import UserInputError
 from flyte_lab.graph.model import Workflow
+
+if TYPE_CHECKING:
+    from flyte_lab.k8s.autoscaler import OnScale
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -76,9 +80,13 @@ def routing(wf: Workflow, base_image: str) -> tuple[dict[str, dict[str, float]],
     return per_task, [profile.dask_resources() for profile in groups]
 
 
+POLL_S = 1.0  # how often the autoscaler reads the scheduler's demand
+
+
 @contextlib.contextmanager
-def kube_client(wf: Workflow, cluster_factory: Any = None) -> Iterator[Any]:
+def kube_client(wf: Workflow, cluster_factory: Any = None, on_scale: OnScale | None = None) -> Iterator[Any]:
     """A `distributed.Client` on a new KubeCluster for `wf`; the cluster is deleted when the block ends.
+    `on_scale` hears every scale decision of its worker groups (the run store records them).
 
     `cluster_factory` (default `dask_kubernetes.operator.KubeCluster`) is called with `custom_cluster_spec`,
     `namespace`, `shutdown_on_close` and `quiet`, and must offer `add_worker_group(name, custom_spec=...)`,
@@ -118,7 +126,9 @@ def kube_client(wf: Workflow, cluster_factory: Any = None) -> Iterator[Any]:
             client.flyte_lab_task_resources = per_task
             client.flyte_lab_offers = offers  # the groups at 0 replicas still count as places for a task
             bounds = {p.tag: Bounds(config.min_workers, config.max_workers) for p in profiles}
-            scaler = ProfileAutoscaler(client, KubeGroups(cluster, names), bounds)
+            scaler = ProfileAutoscaler(client, KubeGroups(cluster, names), bounds, interval_s=POLL_S,
+                                       down_after=max(1, math.ceil(config.idle_timeout_s / POLL_S)),
+                                       labels={p.tag: p.group_name for p in profiles}, on_scale=on_scale)
             scaler.start()
             try:
                 yield client

@@ -7,9 +7,12 @@ that profile's tasks ask for, so a GPU task lands on (and makes appear) a GPU wo
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from flyte_lab.graph.model import Workflow
+
+MAX_GROUP_NAME = 63 - 40 - 1
 
 
 @dataclass(frozen=True)
@@ -34,13 +37,17 @@ class Profile:
         """A Kubernetes-safe worker group name (RFC 1123 label)."""
         parts = []
         if self.cpu is not None:
-            parts.append(f"cpu{self.cpu:g}".replace(".", "p"))
+            parts.append(f"cpu{self.cpu:g}")
         if self.mem is not None:
             parts.append(f"mem{self.mem}".lower())
         if self.gpu:
             parts.append(f"gpu{self.gpu}")
-        name = "-".join(parts) or "default"
-        return f"{name}-{self.tag.rsplit('-', 1)[1][:6]}"
+        # The operator labels each worker pod with `CLUSTER-GROUP` (`dask.org/workergroup-name`): a label
+        # value has at most 63 characters and a cluster name up to 40, which leaves 22 for this name; the
+        # hash keeps it unique when the description is cut.
+        # `.` (1.5Gi) or `+` (1e+09) have no place in a DNS label
+        describe = re.sub(r"[^a-z0-9-]", "p", "-".join(parts) or "default")[:MAX_GROUP_NAME - 7].strip("-")
+        return f"{describe}-{self.tag.rsplit('-', 1)[1][:6]}"
 
     def container_resources(self) -> dict[str, dict[str, str]]:
         """Kubernetes requests and limits: cpu and memory requested and capped, GPUs as `nvidia.com/gpu`."""
@@ -49,7 +56,7 @@ class Profile:
         if self.cpu is not None:
             requests["cpu"] = limits["cpu"] = f"{self.cpu:g}"
         if self.mem is not None:
-            requests["memory"] = limits["memory"] = self.mem
+            requests["memory"] = limits["memory"] = kubernetes_memory(self.mem)
         if self.gpu:
             limits["nvidia.com/gpu"] = str(self.gpu)  # extended resources are set as limits
         out: dict[str, dict[str, str]] = {}
@@ -70,6 +77,14 @@ class Profile:
         if self.gpu:
             out["GPU"] = float(self.gpu)
         return out
+
+
+def kubernetes_memory(mem: str) -> str:
+    """A `--mem` value as a Kubernetes quantity: the header's `K` (kilobytes, as Dask reads it) is `k` there,
+    and plain bytes take no unit (`B` is no Kubernetes suffix: the API server refuses `512B`)."""
+    if mem.endswith("K"):
+        return mem[:-1] + "k"
+    return mem.removesuffix("B")
 
 
 def profile_of(wf: Workflow, task: str, base_image: str) -> Profile:

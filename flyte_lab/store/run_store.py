@@ -36,6 +36,7 @@ from flyte_lab.store.rows import (
     now_utc,
     to_db_time,
 )
+from flyte_lab.store.scale_events import ScaleEventsMixin, scale_events_of
 from flyte_lab.store.schedules import SchedulesMixin
 from flyte_lab.store.schema import Attempt, Output, Run, Task
 from flyte_lab.store.views import record_view, show_view, summary_view, task_state_view
@@ -55,7 +56,7 @@ class ScheduledRunExists(FlyteLabError):
         self.run_id = run_id
 
 
-class RunStore(CacheMixin, LeaseMixin, SchedulesMixin):
+class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
     """Runs, tasks, attempts, outputs and the task cache, in one SQL database."""
 
     def __init__(self, url: str) -> None:
@@ -260,7 +261,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin):
             conn.execute(update(Run).where(Run.run_id == run_id).values(**values))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        """The `show --json` object, plus `schedule`, `scheduled_time`, `error`, `attempts_detail`."""
+        """The `show --json` object, plus `schedule`, `scheduled_time`, `error`, `attempts_detail`,
+        `scale_events`."""
         with self._read() as conn:
             run_id = self._resolve(conn, run_id)
             run = conn.execute(select(Run).where(Run.run_id == run_id)).one()
@@ -271,7 +273,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin):
             attempts = conn.execute(
                 select(Attempt).where(Attempt.run_id == run_id).order_by(Attempt.task, Attempt.number)
             ).all()
-        return show_view(run, tasks, outputs, attempts)
+            scale_events = scale_events_of(conn, run_id)
+        return show_view(run, tasks, outputs, attempts, scale_events)
 
     def run_record(self, run_id: str) -> dict[str, Any]:
         """The run's own row (driver pid/host, cluster, notebook hash…), for resume and ops."""

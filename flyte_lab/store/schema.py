@@ -219,3 +219,22 @@ class Notification(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ScaleEvent(Base):
+    """One decision of the per-profile autoscaler: a worker group's replicas changed, and why."""
+
+    __tablename__ = "scale_events"
+    __table_args__ = (Index("ix_scale_events_run_id", "run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), ForeignKey("runs.run_id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    group_name: Mapped[str] = mapped_column(String(255))
+    profile: Mapped[str] = mapped_column(String(255))
+    from_replicas: Mapped[int] = mapped_column(Integer)
+    to_replicas: Mapped[int] = mapped_column(Integer)
+    # waiting_tasks | idle_timeout | min_workers
+    reason: Mapped[str] = mapped_column(String(32))
+    # tasks waiting for the group's profile when it was decided
+    waiting: Mapped[int] = mapped_column(Integer)

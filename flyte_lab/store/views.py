@@ -12,9 +12,11 @@ from flyte_lab.store.rows import iso, loads
 
 
 def show_view(
-    run: Any, tasks: Sequence[Any], outputs: Sequence[Any], attempts: Sequence[Any]
+    run: Any, tasks: Sequence[Any], outputs: Sequence[Any], attempts: Sequence[Any],
+    scale_events: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The `show --json` object, plus `schedule`, `scheduled_time`, `error` and `attempts_detail`."""
+    """The `show --json` object, plus `schedule`, `scheduled_time`, `error`, `attempts_detail` and
+    `scale_events` (worker groups scaled by `--cluster k8s`'s autoscaler, oldest first)."""
     task_outputs: dict[str, dict[str, Any]] = {}
     for o in outputs:
         task_outputs.setdefault(o.task, {})[o.name] = {
@@ -50,6 +52,7 @@ def show_view(
         "scheduled_time": iso(run.scheduled_time),
         "error": loads(run.error_json),
         "attempts_detail": detail,
+        "scale_events": list(scale_events),
     }
 
 
