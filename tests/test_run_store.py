@@ -561,3 +561,16 @@ def test_sigkill_mid_write_loop_leaves_a_consistent_store(url: str, tmp_path: Pa
         # the store stays writable after the crash
         store.set_run_status(run_id, "failed", error={"message": "driver lost"})
         assert store.get_run(run_id)["status"] == "failed"
+
+
+def test_the_fast_head_revision_is_alembics_own() -> None:
+    """`head_revision` reads file names instead of importing alembic: each file's revision is its prefix and
+    the history is one line, so both agree."""
+    from alembic.script import ScriptDirectory
+
+    from flyte_lab.store.database import alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert scripts.get_current_head() == head_revision()
+    for script in scripts.walk_revisions():
+        assert Path(script.path).name.startswith(f"{script.revision}_")

@@ -33,9 +33,6 @@ EVENT_TOPIC = "flyte-lab"
 
 
 def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
-    from flyte_lab.import_costs import skip_unused_grammars
-
-    skip_unused_grammars()  # a `dask worker` process's first task imports nbformat (via papermill) here
     from flyte_lab.engine import attempts
     from flyte_lab.engine.kernels import missing_kernelspec
     from flyte_lab.engine.worker_files import private_subdir
