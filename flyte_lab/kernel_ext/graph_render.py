@@ -274,13 +274,14 @@ def _place(picture: _Picture, cycle: bool) -> None:
             previous = node
 
 
-def layout(wf: Workflow) -> dict[str, tuple[int, int]]:
-    """(layer, position among the tasks of that layer) per task."""
+def layout(wf: Workflow, kinds: tuple[str, ...] = ("task",)) -> dict[str, tuple[int, int]]:
+    """(layer, position among the nodes of those `kinds` in that layer) per node: tasks by name,
+    workflow inputs as `input:NAME`, bad headers as `bad:CELL`."""
     picture = _build(wf)
     place: dict[str, tuple[int, int]] = {}
     for layer, row in picture.rows.items():
-        tasks = [n for n in row if picture.nodes[n].kind == "task"]
-        for pos, name in enumerate(tasks):
+        shown = [n for n in row if picture.nodes[n].kind in kinds]
+        for pos, name in enumerate(shown):
             place[name] = (layer, pos)
     return place
 
