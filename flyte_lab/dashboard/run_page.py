@@ -23,6 +23,7 @@ from flyte_lab.dashboard.views import LIVE_RUN, RESUMABLE, TASK_COLUMNS, failed_
 from flyte_lab.errors import RunNotFound
 
 REFRESH_MS = 1000
+TASK_ROW_PX = 26
 TASK_PAGE = 25  # rows of the task table sent and drawn at a time (50 cost Chromium ~0.5 s more on 1,000 tasks)
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -47,7 +48,9 @@ class RunPage:
         self.tasks = pn.widgets.Tabulator(
             pd.DataFrame(task_rows(run), columns=TASK_COLUMNS), show_index=False, disabled=True, selectable=1,
             formatters={"status": status_formatter()}, sizing_mode="stretch_width", layout="fit_data_stretch",
-            pagination="remote", page_size=TASK_PAGE, stylesheets=[CSS])
+            pagination="remote", page_size=TASK_PAGE, stylesheets=[CSS],
+            # a known height spares Tabulator measuring itself again on every redraw of a full page
+            height=TASK_ROW_PX * TASK_PAGE + 100 if len(run["tasks"]) > TASK_PAGE else None)
         names = list(run["tasks"])
         failed = failed_tasks(run)
         self.task = pn.widgets.Select(label="task", options=names, value=(failed or names or [None])[0], width=240)
