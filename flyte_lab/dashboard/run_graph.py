@@ -136,7 +136,7 @@ class RunGraph:
             fig.text(edges["lx"], edges["ly"], text=edges["label"], text_font_size="9pt", text_color="#555",
                      text_baseline="bottom")
         boxes = fig.rect("x", "y", width=BOX_W, height=BOX_H, fill_color="color", line_color="#333",
-                         source=self.nodes, name="tasks", nonselection_fill_alpha=0.55, nonselection_line_alpha=0.6)
+                         source=self.nodes, name="tasks", nonselection_fill_alpha=0.7, nonselection_line_alpha=0.7)
         boxes.selection_glyph = Rect(x="x", y="y", width=BOX_W, height=BOX_H, fill_color="color", line_color="#000",
                                      line_width=3)
         inputs = fig.rect("x", "y", width=BOX_W, height=BOX_H, fill_color=INPUT_FILL, line_color=INPUT_LINE,
@@ -144,6 +144,8 @@ class RunGraph:
         visible = len(layers) <= NAMES_MAX_LAYERS and rows * NAME_PX <= height
         names = [fig.text("x", "y", text="name", text_align="center", text_baseline="middle", text_font_size="10pt",
                           source=source, visible=visible) for source in (self.nodes, self.inputs)]
+        for renderer in names:
+            renderer.nonselection_glyph = None  # a selected task dims the other boxes, never their names
         # names are drawn only where they can be read (and a 1,000-task view stays quick to draw)
         toggle = CustomJS(args={"names": names, "x": fig.x_range, "y": fig.y_range, "layers": NAMES_MAX_LAYERS,
                                 "rows": height / NAME_PX}, code="""
