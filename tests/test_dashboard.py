@@ -143,6 +143,18 @@ def test_runs_page_reads_one_page_from_the_store(home: Path) -> None:
         assert limits and all(limit is not None and limit <= PAGE_SIZE for limit in limits), limits
 
 
+def test_a_big_runs_task_picker_completes_names_instead_of_listing_them() -> None:
+    import panel as pn
+
+    from flyte_lab.dashboard.run_page import PICKER_LIST_MAX, task_picker
+
+    small = task_picker(["make", "total"], "total")
+    assert isinstance(small, pn.widgets.Select) and small.value == "total"
+    names = [f"t{i}" for i in range(PICKER_LIST_MAX + 1)]
+    big = task_picker(names, "t7")
+    assert isinstance(big, pn.widgets.AutocompleteInput) and big.value == "t7" and big.options == names
+
+
 def _message(page: Any) -> str:
     return " ".join(str(getattr(o, "object", "")) for o in page.objects)
 
