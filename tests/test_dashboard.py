@@ -111,6 +111,50 @@ def test_graph_reads_left_to_right() -> None:
     assert where["total"][0] == where["ratio"][0] and where["total"][1] != where["ratio"][1]
 
 
+def test_runs_page_reads_one_page_from_the_store(home: Path) -> None:
+    """Paging happens in SQL: no query of the runs page reads more than one page of runs."""
+    from sqlalchemy import event
+
+    from flyte_lab.dashboard.runs_page import ALL, PAGE_SIZE, RunsPage
+    from flyte_lab.store import RunStore
+
+    graph = {"tasks": [], "edges": [], "workflow_inputs": {}, "diagnostics": []}
+    with RunStore.from_env() as store:
+        made = [store.create_run(f"/nb/{'a' if i % 4 == 1 else 'b'}/pipe.ipynb" if i % 2 else "/nb/c.ipynb", {}, graph,
+                                 [], "local", run_id=f"20260101-000000-{i:06x}") for i in range(2 * PAGE_SIZE + 10)]
+        limits: list[Any] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+            if "FROM runs" in statement and "ORDER BY runs.created_at DESC" in statement:  # a list of runs
+                limits.append(parameters[-2] if " LIMIT " in statement else None)
+
+        event.listen(store._engine, "before_cursor_execute", seen)
+        page = RunsPage(store)
+        assert list(page.table.value["run"]) == made[::-1][:PAGE_SIZE]
+        page.page.value = 3
+        assert list(page.table.value["run"]) == made[::-1][2 * PAGE_SIZE:]
+        assert "60 runs · page 3 of 3" in page.count.object and page.next.disabled
+        # same-named notebooks in two folders are told apart; the filter is a stored path
+        assert set(page.notebook.options) == {ALL, "/nb/a/pipe.ipynb", "/nb/b/pipe.ipynb", "c.ipynb"}
+        page.notebook.value = "/nb/b/pipe.ipynb"
+        assert page.page.value == 1 and "15 runs · page 1 of 1" in page.count.object
+        assert len(page.table.value) == 15
+        event.remove(store._engine, "before_cursor_execute", seen)
+        assert limits and all(limit is not None and limit <= PAGE_SIZE for limit in limits), limits
+
+
+def test_a_big_runs_task_picker_completes_names_instead_of_listing_them() -> None:
+    import panel as pn
+
+    from flyte_lab.dashboard.run_page import PICKER_LIST_MAX, task_picker
+
+    small = task_picker(["make", "total"], "total")
+    assert isinstance(small, pn.widgets.Select) and small.value == "total"
+    names = [f"t{i}" for i in range(PICKER_LIST_MAX + 1)]
+    big = task_picker(names, "t7")
+    assert isinstance(big, pn.widgets.AutocompleteInput) and big.value == "t7" and big.options == names
+
+
 def _message(page: Any) -> str:
     return " ".join(str(getattr(o, "object", "")) for o in page.objects)
 

@@ -186,6 +186,32 @@ def test_run_page_shows_graph_timeline_error_and_notebook(tab: Any, runs: dict[s
     assert "output of make" in detail and "[0.0, 1.0, 2.0, 3.0]" in detail
 
 
+# where a task's box is on the screen: the graph's own scales map its data coordinates to canvas pixels
+NODE_ON_SCREEN = """(name) => {
+    const doc = Bokeh.documents[0];
+    const view = Bokeh.index.find_one(doc.get_model_by_name('flyte-graph'));
+    const data = doc.get_model_by_name('tasks').data_source.data;
+    const i = Array.from(data.name).indexOf(name);
+    const box = view.canvas_view.el.getBoundingClientRect();
+    return [box.left + view.frame.x_scale.compute(data.x[i]), box.top + view.frame.y_scale.compute(data.y[i])];
+}"""
+INPUT_NODES = "() => Array.from(Bokeh.documents[0].get_model_by_name('inputs').data_source.data.name).sort()"
+
+
+def test_clicking_a_graph_node_shows_that_task_and_inputs_are_nodes(tab: Any, runs: dict[str, Any],
+                                                                    dashboard: Any) -> None:
+    tab.goto(dashboard(runs["home"]) + f"/run?id={runs['failed']}")
+    tab.locator(".flyte-task-title", has_text="ratio").wait_for()  # a failed run opens on its failed task
+    tab.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
+                          "Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('flyte-graph')) != null")
+    assert tab.evaluate(INPUT_NODES) == ["divisor", "n"]  # workflow inputs are nodes of their own
+    for task, shown in (("total", "output of make"), ("make", "workflow input (default)")):
+        x, y = tab.evaluate(NODE_ON_SCREEN, task)
+        tab.mouse.click(x, y)
+        tab.locator(".flyte-task-title", has_text=task).wait_for()
+        assert shown in tab.locator(".flyte-io").first.inner_text()
+
+
 def test_bad_run_ids_get_a_clear_page(tab: Any, runs: dict[str, Any], dashboard: Any) -> None:
     url = dashboard(runs["home"])
     tab.goto(url + "/run?id=20990101-000000-ffffff")

@@ -128,6 +128,22 @@ def test_a_bad_header_stays_in_the_picture_in_red(tmp_path: Path) -> None:
     assert "cell 2: bad header" in "".join(bad[0].itertext())
 
 
+def test_a_bad_header_feeds_its_consumers_from_its_red_node(tmp_path: Path) -> None:
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("%%flyte_task make() -> xs: list[int]\nxs = [1]"),
+        new_code_cell("%%flyte_task broken(xs: list[int] -> total: int\ntotal = sum(xs)"),
+        new_code_cell("%%flyte_task report(total: int)\nprint(total)"),
+    ]), path)
+    wf = validate_notebook(str(path))
+    root = check_routing(render_svg(wf))
+    found = boxes(root)
+    assert "input:total" not in found  # not a workflow input: the output of the broken header
+    wired = {(p.get("data-from"), p.get("data-to")) for p in root.iter(f"{SVG}path") if p.get("data-from")}
+    assert ("bad:2", "report") in wired
+    assert found["bad:2"][3] < found["report"][1]  # drawn above its consumer
+
+
 def test_stored_graph_draws_the_same_nodes() -> None:
     wf = validate_notebook(str(EXAMPLES / "quickstart.ipynb"))
     again = workflow_from_graph_json(graph_json(wf), wf.path)

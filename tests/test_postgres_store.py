@@ -37,6 +37,7 @@ from tests.test_run_store import (  # noqa: F401
     test_cache_put_and_get,
     test_full_life_cycle_matches_design_shape,
     test_list_runs_newest_first_with_filters,
+    test_list_runs_pages_on_the_server_with_offset_and_count,
     test_new_run_is_queued_with_queued_tasks,
     test_outputs_keep_json_values_and_fall_back_to_previews,
     test_reopening_an_up_to_date_store_keeps_its_data,

@@ -420,6 +420,22 @@ def test_list_runs_newest_first_with_filters(store: RunStore) -> None:
     assert store.list_runs(status="cancelled") == []
 
 
+def test_list_runs_pages_on_the_server_with_offset_and_count(store: RunStore) -> None:
+    made = [_new_run(store, "a.ipynb" if i % 3 else "b.ipynb", schedule="nightly" if i % 2 else None)
+            for i in range(7)]
+    newest_first = made[::-1]
+    pages = [store.list_runs(limit=3, offset=o) for o in (0, 3, 6, 9)]
+    assert [[r["run_id"] for r in page] for page in pages] == [newest_first[:3], newest_first[3:6],
+                                                               newest_first[6:], []]
+    assert store.count_runs() == 7
+    only_a = [r for r in made[::-1] if store.get_run(r)["notebook"] == "a.ipynb"]
+    assert store.count_runs(notebook="a.ipynb") == len(only_a) == 4
+    assert [r["run_id"] for r in store.list_runs(limit=2, offset=2, notebook="a.ipynb")] == only_a[2:]
+    assert store.count_runs(notebook="a.ipynb", schedule="nightly", status="queued") == 2
+    assert store.count_runs(status="failed") == 0
+    assert store.run_filter_values() == (["a.ipynb", "b.ipynb"], ["nightly"])
+
+
 # -- cache ------------------------------------------------------------------------
 
 

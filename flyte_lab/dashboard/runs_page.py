@@ -1,7 +1,8 @@
 """`/`: every run, newest first, filtered by status, notebook and schedule, one page at a time; and the schedules.
 
-Only the shown page leaves the server; task counts are read for the shown rows only, so tens of thousands of runs
-cost one summary query.
+The store pages: each refresh is one COUNT, one page of `PAGE_SIZE` summaries (LIMIT/OFFSET in SQL), the distinct
+notebooks and schedules for the filters, and the task counts of the shown rows; so tens of thousands of runs cost
+what one page costs, on the server and in the browser.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import panel as pn
 from flyte_lab.cli.report import format_time, notebook_name
 from flyte_lab.dashboard.common import CSS, frame, html, link_formatter, load_extensions, message_page, status_formatter
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
-from flyte_lab.dashboard.views import RUN_COLUMNS, page_slice, run_row
+from flyte_lab.dashboard.views import RUN_COLUMNS, notebook_labels, page_slice, run_row
 
 PAGE_SIZE = 25
 ALL = "(all)"
-MAX_RUNS = 10_000_000
 REFRESH_MS = 5000
 STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -28,8 +28,7 @@ STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 class RunsPage:
     def __init__(self, store: Any) -> None:
         self.store = store
-        self.summaries: list[dict[str, Any]] = []
-        self.names: dict[str, str] = {}
+        self.total = 0  # runs in the store, unfiltered
         self.status = pn.widgets.Select(label="status", options=[ALL, *STATUSES], value=ALL, width=140)
         self.notebook = pn.widgets.Select(label="notebook", options=[ALL], value=ALL, width=220)
         self.schedule = pn.widgets.Select(label="schedule", options=[ALL], value=ALL, width=180)
@@ -60,38 +59,35 @@ class RunsPage:
         self.page.value = max(1, int(self.page.value or 1) + delta)
 
     def refresh(self) -> None:
-        """Read every run summary (one query) and the schedules, then show the current page."""
-        self.summaries = self.store.list_runs(limit=MAX_RUNS)
-        self.names = {path: notebook_name(path) for path in {s["notebook"] for s in self.summaries}}
-        notebooks = sorted(set(self.names.values()))
-        schedules = sorted({s["schedule"] for s in self.summaries if s["schedule"]})
-        self.notebook.options = [ALL, *notebooks]
+        """Read the filter choices and the schedules, then show the current page."""
+        notebooks, schedules = self.store.run_filter_values()
+        # labels are file names (full paths only where two share one); values are the stored paths
+        self.notebook.options = {ALL: ALL, **notebook_labels(notebooks)}
         self.schedule.options = [ALL, *schedules]
         self.schedules.object = self._schedules_html()
         self.show()
 
-    def filtered(self) -> list[dict[str, Any]]:
-        if self.status.value == self.notebook.value == self.schedule.value == ALL:
-            return self.summaries
-
-        def keep(s: dict[str, Any]) -> bool:
-            return ((self.status.value == ALL or s["status"] == self.status.value)
-                    and (self.notebook.value == ALL or self.names[s["notebook"]] == self.notebook.value)
-                    and (self.schedule.value == ALL or s["schedule"] == self.schedule.value))
-        return [s for s in self.summaries if keep(s)]
+    def filters(self) -> dict[str, str | None]:
+        """The store's filter arguments for the chosen status, notebook and schedule."""
+        return {key: None if widget.value == ALL else widget.value
+                for key, widget in (("status", self.status), ("notebook", self.notebook),
+                                    ("schedule", self.schedule))}
 
     def show(self) -> None:
-        rows = self.filtered()
-        first, end, pages = page_slice(len(rows), int(self.page.value or 1), PAGE_SIZE)
+        filters = self.filters()
+        matching = self.store.count_runs(**filters)
+        self.total = matching if not any(filters.values()) else self.store.count_runs()
+        first, end, pages = page_slice(matching, int(self.page.value or 1), PAGE_SIZE)
         now = datetime.now(UTC)
-        shown = [run_row(s, self._detail(s["run_id"]), now) for s in rows[first:end]]
+        page = self.store.list_runs(limit=end - first, offset=first, **filters) if end > first else []
+        shown = [run_row(s, self._detail(s["run_id"]), now) for s in page]
         self.table.value = pd.DataFrame(shown, columns=RUN_COLUMNS)
-        self.count.object = (f'<span class="flyte-count">{len(rows)} runs · page {first // PAGE_SIZE + 1} of '
+        self.count.object = (f'<span class="flyte-count">{matching} runs · page {first // PAGE_SIZE + 1} of '
                              f"{pages}</span>")
         self.prev.disabled = first == 0
-        self.next.disabled = end >= len(rows)
-        self.empty.object = "" if rows else (
-            '<p class="flyte-empty">No runs match these filters.</p>' if self.summaries else
+        self.next.disabled = end >= matching
+        self.empty.object = "" if matching else (
+            '<p class="flyte-empty">No runs match these filters.</p>' if self.total else
             '<p class="flyte-empty">No runs yet. Start one with <code>flyte-lab run NOTEBOOK</code> (or '
             "<code>%flyte_run</code> in a notebook) and it appears here.</p>")
 

@@ -37,9 +37,8 @@ class Timeline:
             ("attempt", "@label"), ("worker", "@worker"), ("status", "@status"), ("duration", "@duration")]))
         fig.ygrid.grid_line_color = None
         fig.yaxis.major_label_text_font_size = "8pt"
-        if len(self.tasks) > MAX_LABELLED_ROWS:  # unreadable, and slow to draw: hover names each bar
-            fig.yaxis.major_label_text_alpha = 0.0
-            fig.yaxis.major_tick_line_color = None
+        if len(self.tasks) > MAX_LABELLED_ROWS:  # unreadable, and slow to lay out (even transparent): hover names
+            fig.yaxis.visible = False
         self.figure = fig
 
     def update(self, run: Mapping[str, Any]) -> None:

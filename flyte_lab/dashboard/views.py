@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,13 @@ def run_row(summary: Mapping[str, Any], detail: Mapping[str, Any] | None, now: d
         "tasks failed": sum(s == "failed" for s in statuses),
         "schedule": summary.get("schedule") or "",
     }
+
+
+def notebook_labels(paths: Sequence[str]) -> dict[str, str]:
+    """label -> stored path for the notebook filter: the file name, or the whole path where names collide."""
+    names = [notebook_name(p) for p in paths]
+    uses = Counter(names)
+    return {(name if uses[name] == 1 else path): path for name, path in zip(names, paths, strict=True)}
 
 
 def page_slice(total: int, page: int, size: int) -> tuple[int, int, int]:

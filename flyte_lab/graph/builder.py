@@ -12,12 +12,31 @@ from collections import defaultdict, deque
 from typing import Any
 
 from flyte_lab.errors import HeaderError
-from flyte_lab.graph.header import parse_header
+from flyte_lab.graph.header import declared_outputs, parse_header
 from flyte_lab.graph.model import Diagnostic, Param, SetupCell, Task, TypeRef, Workflow, WorkflowInput
 from flyte_lab.graph.notebook_reader import Cell, to_python
 from flyte_lab.graph.scopes import analyse
 from flyte_lab.graph.type_names import TypeScope, UnknownType
 from flyte_lab.graph.type_rules import as_list, mismatch, pickled_types
+
+
+class _Broken:
+    """What headers that did not become tasks declare: so their consumers are not taken for workflow inputs.
+
+    `outputs`: output name -> cell, recovered from the header (leniently when it does not parse);
+    `unknown`: cells with an `->` whose names could not be read at all.
+    """
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, int] = {}
+        self.unknown: list[int] = []
+
+    def add(self, cell: int, names: tuple[str, ...] | None) -> None:
+        if names is None:
+            self.unknown.append(cell)
+            return
+        for name in names:
+            self.outputs.setdefault(name, cell)
 
 
 class _Collector:
@@ -44,9 +63,10 @@ def build(path: str, cells: list[Cell], launch_params: dict[str, Any] | None = N
         setup_names |= analyse(source).bound
     _read_parameters(wf, cells, diags)
     explored = _exploration_names(cells)
+    broken = _Broken()
     for cell in cells:
         if cell.kind == "task":
-            task = _make_task(cell, scope, diags, wf.tasks)
+            task = _make_task(cell, scope, diags, wf.tasks, broken)
             if task is not None:
                 wf.tasks[task.name] = task
     producers = _wire(wf, diags)
@@ -54,7 +74,8 @@ def build(path: str, cells: list[Cell], launch_params: dict[str, Any] | None = N
     for task in wf.tasks.values():
         _check_body(task, setup_names, explored, set(wf.parameters), diags)
         _warn_pickled(task, diags)
-    _workflow_inputs(wf, producers, launch_params or {}, launching, diags)
+    wf.broken_outputs = {n: c for n, c in broken.outputs.items() if n not in producers}
+    _workflow_inputs(wf, producers, launch_params or {}, launching, diags, bool(broken.unknown))
     # compiler order: by place in the notebook, file-level problems first
     wf.diagnostics = sorted(diags.items, key=lambda d: (d.cell or 0, d.line or 0))
     return wf
@@ -125,15 +146,19 @@ def _line_of(cell: Cell, name: str, header_lines: int) -> int:
     return 1
 
 
-def _make_task(cell: Cell, scope: TypeScope, diags: _Collector, tasks: dict[str, Task]) -> Task | None:
+def _make_task(cell: Cell, scope: TypeScope, diags: _Collector, tasks: dict[str, Task],
+               broken: _Broken) -> Task | None:
+    """The cell's task, or None with a `bad-header` error (and what the header declares noted in `broken`)."""
     try:
         spec = parse_header(cell.source)
     except HeaderError as exc:
         diags.error("bad-header", exc.message, cell=cell.index, line=1)
+        broken.add(cell.index, declared_outputs(cell.source))
         return None
     if spec.name in tasks:
         diags.error("bad-header", f"task name `{spec.name}` is already used by cell {tasks[spec.name].cell}; "
                     "task names must be unique", task=spec.name, cell=cell.index, line=1, name=spec.name)
+        broken.add(cell.index, tuple(name for name, _ in spec.outputs))
         return None
     ok = True
 
@@ -159,6 +184,7 @@ def _make_task(cell: Cell, scope: TypeScope, diags: _Collector, tasks: dict[str,
         if ref is not None:
             outputs.append(Param(name, ref))
     if not ok:
+        broken.add(cell.index, tuple(name for name, _ in spec.outputs))
         return None
     header, body = _split_cell(cell.source, spec.header_lines)
     return Task(name=spec.name, cell=cell.index, header=header, body=body, body_line=spec.header_lines + 1,
@@ -314,12 +340,18 @@ def _warn_pickled(task: Task, diags: _Collector) -> None:
 
 
 def _workflow_inputs(wf: Workflow, producers: dict[str, tuple[Task, Param]], launch: dict[str, Any],
-                     launching: bool, diags: _Collector) -> None:
+                     launching: bool, diags: _Collector, unknown_outputs: bool) -> None:
+    """Inputs no task produces, with their defaults, and a `missing-input` for each one without a value.
+
+    A name a broken header declares as an output is not a workflow input (its `bad-header` error already
+    says what to fix). When a broken header's outputs cannot be read at all (`unknown_outputs`), any
+    input may be one of them, so no `missing-input` is reported until the header is fixed.
+    """
     consumers: dict[str, list[tuple[Task, Param]]] = defaultdict(list)
     for name in wf.order or list(wf.tasks):
         task = wf.tasks[name]
         for param in task.inputs:
-            if param.name not in producers:
+            if param.name not in producers and param.name not in wf.broken_outputs:
                 consumers[param.name].append((task, param))
     for name, uses in consumers.items():
         first_task, first = uses[0]
@@ -336,7 +368,7 @@ def _workflow_inputs(wf: Workflow, producers: dict[str, tuple[Task, Param]], lau
         default = wf.parameters[name] if name in wf.parameters else (defaults[0] if defaults else None)
         wf.workflow_inputs[name] = WorkflowInput(name, declared, has_default, default,
                                                  tuple(t.name for t, _ in uses))
-        if name in launch or name in wf.parameters:
+        if name in launch or name in wf.parameters or unknown_outputs:
             continue
         for task, param in uses:
             if param.has_default:

@@ -97,6 +97,50 @@ def parse_header(source: str) -> HeaderSpec:
     return HeaderSpec(name=name, inputs=inputs, outputs=outputs, options=options, header_lines=nlines)
 
 
+_ARROW_OR_QUOTE = re.compile("->|['\"]")
+_OPTION_START = re.compile(r"\s--(?=[A-Za-z])")
+_LENIENT_NAME = re.compile(r"\s*\(?\s*([A-Za-z_]\w*)\s*(?::|\)?\s*$)")
+
+
+def declared_outputs(source: str) -> tuple[str, ...] | None:
+    """The output names a header declares, read leniently from a header that may not parse.
+
+    Why: a broken header must not make its consumers look like workflow inputs. The names are the
+    identifiers before `:` after the first `->` outside strings (brackets need not balance).
+    `()` when there is no arrow (no outputs), None when an arrow is there but no name can be read.
+    """
+    text, _ = split_header(source)
+    pos, quote = 0, ""
+    while True:
+        match = _ARROW_OR_QUOTE.search(text, pos)
+        if match is None:
+            return ()
+        pos = match.end()
+        found = match.group()
+        if quote:
+            quote = "" if found == quote and text[match.start() - 1] != "\\" else quote
+        elif found == "->":
+            break
+        else:
+            quote = found
+    outputs = _OPTION_START.split(text[pos:], maxsplit=1)[0].strip()
+    if outputs in ("", "None", "(None)", "()"):
+        return ()
+    names: list[str] = []
+    depth, start = 0, 0
+    for i, ch in enumerate(outputs + ","):
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0:
+            named = _LENIENT_NAME.match(outputs[start:i])
+            if named and not keyword.iskeyword(named.group(1)) and named.group(1) not in names:
+                names.append(named.group(1))
+            start = i + 1
+    return tuple(names) or None
+
+
 _SPECIAL = re.compile(r"""[()\[\]{}'"\\]|-""")
 
 

@@ -172,6 +172,8 @@ class Workflow:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
     kernel_name: str = "python3"
+    # outputs declared by headers that did not become tasks (name -> cell): drawn from their red node
+    broken_outputs: dict[str, int] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Diagnostic]:

@@ -156,6 +156,13 @@ def _bad_headers(wf: Workflow) -> dict[int, Diagnostic]:
     return found
 
 
+def _broken_edges(wf: Workflow, nodes: dict[str, _Node]) -> list[tuple[str, str, str]]:
+    """(bad:CELL, consumer, name) for each input fed by an output a broken header declares."""
+    bad = _bad_headers(wf)
+    return [(f"bad:{wf.broken_outputs[p.name]}", task.name, p.name) for task in wf.tasks.values() if task.name in nodes
+            for p in task.inputs if p.name in wf.broken_outputs and wf.broken_outputs[p.name] in bad]
+
+
 def _build(wf: Workflow) -> _Picture:
     """Nodes in layers (virtual ones for long edges), ordered by barycentre sweeps, then coordinates."""
     layers = _task_layers(wf)
@@ -165,8 +172,10 @@ def _build(wf: Workflow) -> _Picture:
         if consumers:
             nodes[f"input:{spec.name}"] = _Node(f"input:{spec.name}", "input",
                                                 min(nodes[c].layer for c in consumers) - 1)
+    fed = _broken_edges(wf, nodes)
     for cell in sorted(_bad_headers(wf)):
-        nodes[f"bad:{cell}"] = _Node(f"bad:{cell}", "bad", -1)
+        below = [nodes[dst].layer for src, dst, _ in fed if src == f"bad:{cell}"]
+        nodes[f"bad:{cell}"] = _Node(f"bad:{cell}", "bad", min(below, default=0) - 1)
     low = min((n.layer for n in nodes.values()), default=0)
     for node in nodes.values():
         node.layer -= low
@@ -174,6 +183,8 @@ def _build(wf: Workflow) -> _Picture:
     for src, dst, name in wf.edges:
         if src in nodes and dst in nodes:
             grouped[(src, dst)].append(name)
+    for src, dst, name in fed:
+        grouped[(src, dst)].append(name)
     edges = [_Edge(src, dst, ", ".join(names)) for (src, dst), names in grouped.items()]
     for spec in wf.workflow_inputs.values():
         for consumer in spec.consumers:
@@ -263,13 +274,14 @@ def _place(picture: _Picture, cycle: bool) -> None:
             previous = node
 
 
-def layout(wf: Workflow) -> dict[str, tuple[int, int]]:
-    """(layer, position among the tasks of that layer) per task."""
+def layout(wf: Workflow, kinds: tuple[str, ...] = ("task",)) -> dict[str, tuple[int, int]]:
+    """(layer, position among the nodes of those `kinds` in that layer) per node: tasks by name,
+    workflow inputs as `input:NAME`, bad headers as `bad:CELL`."""
     picture = _build(wf)
     place: dict[str, tuple[int, int]] = {}
     for layer, row in picture.rows.items():
-        tasks = [n for n in row if picture.nodes[n].kind == "task"]
-        for pos, name in enumerate(tasks):
+        shown = [n for n in row if picture.nodes[n].kind in kinds]
+        for pos, name in enumerate(shown):
             place[name] = (layer, pos)
     return place
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, exc, insert, select, update
+from sqlalchemy import Connection, Select, exc, func, insert, select, update
 
 from flyte_lab.errors import FlyteLabError, RunNotFound, UserInputError
 from flyte_lab.private_fs import make_private_home
@@ -289,9 +289,10 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         status: str | None = None,
         notebook: str | None = None,
         schedule: str | None = None,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """The `runs --json` array, newest first, optionally filtered."""
-        query = select(
+        """The `runs --json` array, newest first, optionally filtered; `offset` skips that many (paging)."""
+        query = _filtered(select(
             Run.run_id,
             Run.notebook,
             Run.status,
@@ -299,18 +300,27 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             Run.scheduled_time,
             Run.created_at,
             Run.finished_at,
-        )
-        if status is not None:
-            query = query.where(Run.status == status)
-        if notebook is not None:
-            query = query.where(Run.notebook == str(notebook))
-        if schedule is not None:
-            query = query.where(Run.schedule == schedule)
+        ), status, notebook, schedule)
         # run ids sort by time too, and break ties within one clock tick
-        query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit)
+        query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit).offset(max(offset, 0))
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [summary_view(r) for r in rows]
+
+    def count_runs(self, status: str | None = None, notebook: str | None = None,
+                   schedule: str | None = None) -> int:
+        """How many runs `list_runs` would page through with these filters (one COUNT, no rows read)."""
+        with self._read() as conn:
+            return int(conn.scalar(_filtered(select(func.count()).select_from(Run), status, notebook, schedule))
+                       or 0)
+
+    def run_filter_values(self) -> tuple[list[str], list[str]]:
+        """The distinct notebooks and schedules of all runs, sorted: what the runs can be filtered by."""
+        with self._read() as conn:
+            notebooks = conn.scalars(select(Run.notebook).distinct().order_by(Run.notebook)).all()
+            schedules = conn.scalars(select(Run.schedule).where(Run.schedule.is_not(None)).distinct()
+                                     .order_by(Run.schedule)).all()
+        return [str(n) for n in notebooks], [str(s) for s in schedules]
 
     def get_graph(self, run_id: str) -> dict[str, Any]:
         """The validated graph JSON stored at launch: all `resume` needs."""
@@ -556,3 +566,16 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
     def _full_id(self, run_id: str) -> str:
         with self._read() as conn:
             return self._resolve(conn, run_id)
+
+
+_Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
+
+
+def _filtered(query: _Query, status: str | None, notebook: str | None, schedule: str | None) -> _Query:
+    if status is not None:
+        query = query.where(Run.status == status)
+    if notebook is not None:
+        query = query.where(Run.notebook == str(notebook))
+    if schedule is not None:
+        query = query.where(Run.schedule == schedule)
+    return query
