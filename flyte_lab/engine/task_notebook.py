@@ -1,9 +1,9 @@
 """Turn one task of a workflow into the small notebook papermill executes.
 
-Cells: papermill `parameters` (the run context is injected after it), a
-prelude, the setup cells, input loading, the task cell and the output
-check-and-save. Each generated cell is tagged so an error can be traced to
-its origin. The task cell keeps its `%%flyte_task` header (and each setup
+Cells: the run context papermill injects first (there is no `parameters`
+cell to put it after), a prelude, the setup cells, input loading, the task
+cell and the output check-and-save. Each generated cell is tagged so an
+error can be traced to its origin. The task cell keeps its `%%flyte_task` header (and each setup
 cell its `%%flyte_setup` line) as Python comments, so line N of the user's
 cell is line N of the executed cell and of its traceback.
 """
@@ -41,8 +41,9 @@ def build_task_notebook(wf: Workflow, task_name: str) -> Any:
     nb.metadata["kernelspec"] = {"name": wf.kernel_name, "display_name": wf.kernel_name, "language": "python"}
     nb.metadata["flyte_lab"] = {"task": task.name, "cell": task.cell, "body_line": task.body_line,
                                 "notebook": wf.path}
+    # no `parameters` cell: papermill then injects the run context as the first cell, one kernel round trip
+    # fewer per task than a placeholder cell followed by the injected one
     cells = [
-        _cell("flyte_context = {}", "parameters"),
         _cell("from flyte_lab.engine import task_runtime as _flyte_runtime\n_flyte_runtime.enter(flyte_context)",
               "flyte-prelude"),
     ]
