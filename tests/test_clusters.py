@@ -124,3 +124,10 @@ def test_check_artifact_root(cluster: str, root: str, shared: bool, refused: boo
     message = info.value.message
     assert "\n" not in message and "FLYTE_LAB_ARTIFACTS" in message and "--shared-fs" in message
     assert message.startswith(f"--cluster {cluster}: artifacts live in {root}")
+
+
+def test_the_local_cluster_listens_on_loopback_only_and_has_no_dask_dashboard(home: Path) -> None:
+    with connect("local", workers=1) as client:
+        scheduler = client.cluster.scheduler
+        assert scheduler.http_server.address == "127.0.0.1"  # its /metrics server: never 0.0.0.0:8787
+        assert scheduler.http_server.port != 8787

@@ -61,7 +61,7 @@ def one_run(workers: int) -> None:
     """What a `flyte-lab run` on a local cluster does to the pool: warm every worker of a fresh cluster."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None,
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         client.run(warm_up)
 
