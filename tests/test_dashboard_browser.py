@@ -200,12 +200,14 @@ INPUT_NODES = "() => Array.from(Bokeh.documents[0].get_model_by_name('inputs').d
 
 def test_clicking_a_graph_node_shows_that_task_and_inputs_are_nodes(tab: Any, runs: dict[str, Any],
                                                                     dashboard: Any) -> None:
-    tab.goto(dashboard(runs["home"]) + f"/run?id={runs['failed']}")
-    tab.locator(".flyte-task-title", has_text="ratio").wait_for()  # a failed run opens on its failed task
-    tab.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
-                          "Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('flyte-graph')) != null")
-    assert tab.evaluate(INPUT_NODES) == ["divisor", "n"]  # workflow inputs are nodes of their own
+    # one click per page load: a second click while the page still applies the first one's update was
+    # sometimes not taken as a tap (seen 1 run in 3); a fresh page makes each click the only one in flight
     for task, shown in (("total", "output of make"), ("make", "workflow input (default)")):
+        tab.goto(dashboard(runs["home"]) + f"/run?id={runs['failed']}")
+        tab.locator(".flyte-task-title", has_text="ratio").wait_for()  # a failed run opens on its failed task
+        tab.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
+                              "Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('flyte-graph')) != null")
+        assert tab.evaluate(INPUT_NODES) == ["divisor", "n"]  # workflow inputs are nodes of their own
         x, y = tab.evaluate(NODE_ON_SCREEN, task)
         tab.mouse.click(x, y)
         tab.locator(".flyte-task-title", has_text=task).wait_for()
