@@ -197,3 +197,15 @@ def test_a_pool_that_runs_dry_grows_to_meet_demand_but_stays_bounded() -> None:
     finally:
         for kernel in taken:
             _kill(kernel)
+
+
+def test_a_pooled_kernel_that_dies_is_replaced() -> None:
+    python3 = pool("python3")
+    assert python3 is not None
+    wait_for(lambda: python3.live() == python3.size, 60, "a full pool")
+    victim = python3._ready[0].proc
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    python3._wake.set()  # as a take would; otherwise the fill thread looks again within 5 s
+    wait_for(lambda: python3.live() == python3.size and all(p.proc.pid != victim.pid for p in python3._ready),
+             60, "the dead kernel replaced")

@@ -225,8 +225,11 @@ class KernelPool:
     def _fill(self) -> None:
         while not self._closed:
             with self._lock:
-                stale = [p for p in self._ready if p.forked and p.generation != self.generation]
-                for pooled in stale:  # forked before the setup modules were preloaded: replace them
+                # replaced: forks made before the setup modules were preloaded, and kernels that died waiting
+                # (e.g. a port taken between choosing it and binding it): a dead one would hold its place forever
+                stale = [p for p in self._ready if (p.forked and p.generation != self.generation)
+                         or p.proc.poll() is not None]
+                for pooled in stale:
                     self._ready.remove(pooled)
                 missing = self.size - len(self._ready)
             for pooled in stale:
