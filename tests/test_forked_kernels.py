@@ -109,6 +109,27 @@ def test_a_setup_import_that_starts_a_thread_is_left_to_each_kernel(tmp_path: Pa
     assert any("threaded_setup" in r.message and "thread" in r.message for r in caplog.records)
 
 
+def test_forks_are_configured_like_started_kernels_from_config_read_once(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # the template reads the command line and the profile's config files once; every fork must still get them
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text("c.IPKernelApp.exec_lines = ['from_config = 42']\n")
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    cells = [SETUP, "%%flyte_task probe() -> (parent: str, pid: int, configured: int, history: bool, conn: str)\n"
+                    "parent = ' '.join(psutil.Process(os.getppid()).cmdline())\n"
+                    "pid = os.getpid()\n"
+                    "configured = globals()['from_config']\n"
+                    "history = get_ipython().history_manager.enabled\n"
+                    "from ipykernel.connect import get_connection_file\n"
+                    "conn = get_connection_file()"]
+    seen = [run_probe(tmp_path, cells) for _ in range(3)]
+    assert all("kernel_template" in s["parent"] for s in seen)
+    assert [s["configured"] for s in seen] == [42, 42, 42]  # the profile's config file, read by the template
+    assert not any(s["history"] for s in seen)  # the task kernels' own arguments (no history database)
+    assert len({s["conn"] for s in seen}) == 3 and len({s["pid"] for s in seen}) == 3  # each its own kernel
+
+
 def test_a_task_with_its_own_env_gets_a_kernel_started_with_it_not_a_fork(tmp_path: Path) -> None:
     cells = [SETUP, "%%flyte_task probe() -> (parent: str, token: str)\n"
                     "parent = ' '.join(psutil.Process(os.getppid()).cmdline())\ntoken = os.environ['TOKEN']"]

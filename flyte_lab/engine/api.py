@@ -117,6 +117,18 @@ def _check_cluster(cluster: str, wf: Workflow) -> None:
             raise UserInputError(f"{wf.path}: {why}")
 
 
+def _start_local_kernels(cluster: str, workers: int | None, wf: Workflow, scrub: list[str]) -> None:
+    """The local cluster's kernels (and their template's imports) start in the background as soon as the
+    workflow is valid: while the store opens, the run is recorded and Dask starts, not after."""
+    if cluster != "local":
+        return
+    from flyte_lab.engine.attempt_spec import setup_modules
+    from flyte_lab.engine.clusters import local_workers
+    from flyte_lab.engine.kernels import reserve
+
+    reserve(local_workers(workers), wf.kernel_name, setup_modules(wf), scrub)
+
+
 def _check_artifact_root(cluster: str, artifacts: Any, shared_fs: bool) -> None:
     from flyte_lab.engine.clusters import check_artifact_access, check_artifact_root
 
@@ -145,15 +157,24 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     wf, values = _validated(path, params)
     _check_cluster(cluster, wf)
     secrets, scrub = secret_env(wf)
-    home = flyte_home()
-    store, artifacts = _stores(home)
-    _check_artifact_root(cluster, artifacts, shared_fs)
-    refs = _input_refs(wf, values, artifacts)
-    tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()} for n in wf.order]
-    run_id = store.create_run(str(Path(path).resolve()), encode_values(wf, values), graph_json(wf), tasks, cluster,
-                              notebook_hash=notebook_hash(path),
-                              options={"use_cache": use_cache, "shared_fs": shared_fs}, **launch)
-    fence = store.claim_run(run_id, driver_identity(), lease_ttl())
+    _start_local_kernels(cluster, workers, wf, scrub)
+    try:
+        home = flyte_home()
+        store, artifacts = _stores(home)
+        _check_artifact_root(cluster, artifacts, shared_fs)
+        refs = _input_refs(wf, values, artifacts)
+        tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()}
+                 for n in wf.order]
+        run_id = store.create_run(str(Path(path).resolve()), encode_values(wf, values), graph_json(wf), tasks,
+                                  cluster, notebook_hash=notebook_hash(path),
+                                  options={"use_cache": use_cache, "shared_fs": shared_fs}, **launch)
+        fence = store.claim_run(run_id, driver_identity(), lease_ttl())
+    except BaseException:
+        if cluster == "local":  # refused before it ran (e.g. a scheduled run that exists): no kernel left behind
+            from flyte_lab.engine.kernels import close_pools
+
+            close_pools()
+        raise
     if on_created:
         on_created(run_id)
     try:
@@ -229,15 +250,12 @@ def cancel_run(run_id: str) -> tuple[str, str]:
 def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, refs: Any, secrets: Any,
            scrub: list[str], cluster: str, workers: int | None, use_cache: bool, on_change: OnChange | None,
            on_event: OnEvent | None, **prior: Any) -> None:
-    from flyte_lab.engine.attempt_spec import setup_modules
-    from flyte_lab.engine.clusters import connect, local_workers
+    from flyte_lab.engine.clusters import connect
     from flyte_lab.engine.driver import RunDriver
-    from flyte_lab.engine.kernels import close_pools, reserve
+    from flyte_lab.engine.kernels import close_pools
     from flyte_lab.k8s.autoscaler import store_recorder
 
-    if cluster == "local":
-        # kernels (and their template's setup imports) start while the cluster does
-        reserve(local_workers(workers), wf.kernel_name, setup_modules(wf), scrub)
+    _start_local_kernels(cluster, workers, wf, scrub)  # already started by a new run; a resumed one starts here
     driving = False
     try:
         on_scale = store_recorder(store, run_id, fence)  # k8s worker groups' scale events, into the run

@@ -173,14 +173,11 @@ def _become_kernel(request: dict[str, Any]) -> None:
     _reseed()
     import atexit
 
-    from ipykernel.kernelapp import IPKernelApp
+    from flyte_lab.engine import kernel_app
 
     sys.argv = [sys.executable, "-m", "ipykernel_launcher", "-f", request["connection_file"]]
-    app = IPKernelApp.instance()
-    app.initialize(["-f", request["connection_file"], f"--IPKernelApp.parent_handle={template}",
-                    *request.get("argv", [])])
     try:
-        app.start()
+        kernel_app.become_kernel(request["connection_file"], list(request.get("argv", [])), template)
     finally:
         atexit._run_exitfuncs()
 
@@ -206,12 +203,23 @@ def serve(channel: socket.socket) -> None:
             _retire()
             return
         elif request.get("op") == "fork":
-            reason = unsafe_reason()
-            reply = {"error": f"unsafe to fork: {reason}"} if reason else {"pid": fork_kernel(request, channel)}
+            reply = _fork(request, channel)
         else:
             reply = {"error": f"unknown request {request.get('op')!r}"}
         channel.sendall(json.dumps(reply).encode() + b"\n")
     _kill_children()  # EOF without `retire`: the worker is gone, and so is every use of its kernels
+
+
+def _fork(request: dict[str, Any], channel: socket.socket) -> dict[str, Any]:
+    from flyte_lab.engine import kernel_app
+
+    try:
+        # the configuration every fork for these arguments shares, read here once
+        kernel_app.prepare(list(request.get("argv", [])), os.getpid())
+    except Exception as exc:  # e.g. a broken ipython_kernel_config.py: the worker starts that kernel itself
+        return {"error": f"cannot configure a kernel: {type(exc).__name__}: {exc}"}
+    reason = unsafe_reason()  # after prepare: a config file may have started a thread
+    return {"error": f"unsafe to fork: {reason}"} if reason else {"pid": fork_kernel(request, channel)}
 
 
 def _retire() -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import DottedObjectName, Type
+from traitlets import DottedObjectName, Type, default
 
 from flyte_lab.engine import attempts
 from flyte_lab.engine.forked_kernels import ForkedProcess, KernelProcess, Template, TemplateError
@@ -428,6 +428,23 @@ def warm_up(dask_worker: Any = None, kernel_name: str = "python3", modules: Iter
 # -- papermill's kernel manager -----------------------------------------------------------------------------------
 
 
+_zmq_lock = threading.Lock()
+_zmq_context: Any = None
+
+
+def _shared_zmq_context() -> Any:
+    """One zmq context for every task's kernel manager and client in this process. jupyter_client makes one
+    per manager and one per client, each with an I/O thread started and joined per task; a context of our
+    own (not `Context.instance()`, which a hosting kernel may own and terminate) lives as long as the process."""
+    global _zmq_context
+    with _zmq_lock:
+        if _zmq_context is None or _zmq_context.closed:
+            import zmq.asyncio
+
+            _zmq_context = zmq.asyncio.Context()
+        return _zmq_context
+
+
 class FastReadyClient(AsyncKernelClient):
     """Ready as soon as the kernel answers kernel_info and IOPub flows.
 
@@ -435,6 +452,10 @@ class FastReadyClient(AsyncKernelClient):
     task; nbclient ignores stray IOPub messages by parent id, so we only drain
     what is already queued.
     """
+
+    @default("context")
+    def _shared_context(self) -> Any:
+        return _shared_zmq_context()  # not created here, so not destroyed with this client
 
     def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True, hb: bool = True,
                        control: bool = True) -> None:
@@ -479,6 +500,10 @@ class TaskKernelManager(AsyncKernelManager):
         return self._kernel_spec
 
     client_class = DottedObjectName("flyte_lab.engine.kernels.FastReadyClient")
+
+    @default("context")
+    def _shared_context(self) -> Any:
+        return _shared_zmq_context()
     client_factory = Type(klass=AsyncKernelClient, default_value=FastReadyClient)
 
     extra_env: dict[str, str] = {}

@@ -1,8 +1,9 @@
 """Turn one task of a workflow into the small notebook papermill executes.
 
 Cells: the run context papermill injects first (there is no `parameters`
-cell to put it after), a prelude, the setup cells, input loading, the task
-cell and the output check-and-save. Each generated cell is tagged so an
+cell to put it after), a prelude, the setup cells, input loading (in the
+prelude's cell when there are no setup cells), the task cell and the output
+check-and-save. Each generated cell is tagged so an
 error can be traced to its origin. The task cell keeps its `%%flyte_task` header (and each setup
 cell its `%%flyte_setup` line) as Python comments, so line N of the user's
 cell is line N of the executed cell and of its traceback.
@@ -20,6 +21,7 @@ from flyte_lab.graph.model import Task, Workflow
 BODY_TAG = "flyte-body"
 OUTPUTS_TAG = "flyte-outputs"
 INPUTS_TAG = "flyte-inputs"
+PRELUDE_TAG = "flyte-prelude"
 
 
 def _cell(source: str, *tags: str) -> Any:
@@ -43,13 +45,14 @@ def build_task_notebook(wf: Workflow, task_name: str) -> Any:
                                 "notebook": wf.path}
     # no `parameters` cell: papermill then injects the run context as the first cell, one kernel round trip
     # fewer per task than a placeholder cell followed by the injected one
-    cells = [
-        _cell("from flyte_lab.engine import task_runtime as _flyte_runtime\n_flyte_runtime.enter(flyte_context)",
-              "flyte-prelude"),
-    ]
-    for setup in wf.setup:
-        cells.append(_cell(f"# %%flyte_setup\n{setup.source}", f"flyte-setup-cell-{setup.cell}"))
-    cells.append(_cell("globals().update(_flyte_runtime.load_inputs(flyte_context, globals()))", INPUTS_TAG))
+    prelude = "from flyte_lab.engine import task_runtime as _flyte_runtime\n_flyte_runtime.enter(flyte_context)"
+    load = "globals().update(_flyte_runtime.load_inputs(flyte_context, globals()))"
+    if wf.setup:  # the setup cells run between the prelude and the inputs (decoding may need their imports)
+        cells = [_cell(prelude, PRELUDE_TAG)]
+        cells += [_cell(f"# %%flyte_setup\n{setup.source}", f"flyte-setup-cell-{setup.cell}") for setup in wf.setup]
+        cells.append(_cell(load, INPUTS_TAG))
+    else:  # one cell, one kernel round trip fewer per task
+        cells = [_cell(f"{prelude}\n{load}", PRELUDE_TAG, INPUTS_TAG)]
     cells.append(_cell(task_cell_source(task), BODY_TAG))
     cells.append(_cell("_flyte_runtime.save_outputs(flyte_context, globals())", OUTPUTS_TAG))
     nb.cells = cells
