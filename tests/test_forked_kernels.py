@@ -116,7 +116,10 @@ def test_forks_are_configured_like_started_kernels_from_config_read_once(tmp_pat
     profile.mkdir(parents=True)
     (profile / "ipython_kernel_config.py").write_text("c.IPKernelApp.exec_lines = ['from_config = 42']\n")
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    cells = [SETUP, "%%flyte_task probe() -> (parent: str, pid: int, configured: int, history: bool, conn: str)\n"
+    cells = [SETUP, "%%flyte_task probe() -> (parent: str, pid: int, configured: int, history: bool, conn: str, "
+                    "threads: str)\n"
+                    "import threading\n"
+                    "threads = ','.join(t.name for t in threading.enumerate())\n"
                     "parent = ' '.join(psutil.Process(os.getppid()).cmdline())\n"
                     "pid = os.getpid()\n"
                     "configured = globals()['from_config']\n"
@@ -128,6 +131,8 @@ def test_forks_are_configured_like_started_kernels_from_config_read_once(tmp_pat
     assert [s["configured"] for s in seen] == [42, 42, 42]  # the profile's config file, read by the template
     assert not any(s["history"] for s in seen)  # the task kernels' own arguments (no history database)
     assert len({s["conn"] for s in seen}) == 3 and len({s["pid"] for s in seen}) == 3  # each its own kernel
+    # the worker watches the process, not a heartbeat: none is started per task
+    assert all("Shell" in s["threads"] and "Heartbeat" not in s["threads"] for s in seen), seen
 
 
 def test_a_task_with_its_own_env_gets_a_kernel_started_with_it_not_a_fork(tmp_path: Path) -> None:

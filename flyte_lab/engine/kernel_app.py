@@ -34,6 +34,11 @@ class _ConfiguredOnce(BaseIPythonApplication):
 class ForkedKernelApp(IPKernelApp, _ConfiguredOnce):
     """IPKernelApp, configured before the fork (`IPKernelApp.instance()` finds it in the kernel as usual)."""
 
+    def init_heartbeat(self) -> None:
+        # A task kernel's one client is its worker, which watches the process itself and opens no heartbeat
+        # channel: no REP socket, no zmq context, I/O thread and thread of its own to start per task.
+        return
+
 
 _prepared: tuple[str, ...] | None = None
 
