@@ -91,6 +91,52 @@ def test_migration_creates_schema_with_alembic_version(store: RunStore, tmp_path
     assert {"runs", "tasks", "attempts", "outputs", "cache_entries", "cache_locks"} <= tables
 
 
+def test_the_recorded_head_schema_is_what_the_migrations_make(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from flyte_lab.store.database import HEAD_SQLITE_SQL, alembic_config, head_schema_sql
+
+    migrated = create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    with migrated.begin() as conn:
+        command.upgrade(alembic_config(connection=conn), "head")
+    try:
+        assert HEAD_SQLITE_SQL.read_text() == head_schema_sql(migrated), (
+            "the migrations changed: regenerate the snapshot with "
+            "python -c 'from flyte_lab.store.database import write_head_schema; write_head_schema()'")
+    finally:
+        migrated.dispose()
+
+
+def test_a_new_sqlite_store_gets_the_head_schema_without_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # a new store made by a fresh process: the snapshot's tables, stamped at the head, alembic never imported
+    new_url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = (f"import sys\nfrom flyte_lab.store import RunStore\nRunStore({new_url!r}).close()\n"
+            "print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    from sqlalchemy import create_engine
+
+    from flyte_lab.store.database import HEAD_SQLITE_SQL, head_schema_sql
+
+    made = create_engine(new_url)
+    try:
+        assert head_schema_sql(made) == HEAD_SQLITE_SQL.read_text()
+        with made.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
+    finally:
+        made.dispose()
+    store = RunStore(new_url)  # and it works as a store
+    try:
+        run_id = _new_run(store)
+        assert store.get_run(run_id)["status"] == "queued"
+    finally:
+        store.close()
+
+
 def test_schema_matches_declarative_models(store: RunStore) -> None:
     from flyte_lab.store.schema import Base
 
