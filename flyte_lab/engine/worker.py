@@ -104,7 +104,7 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str
     loop = _own_event_loop()
     try:
         papermill.execute_notebook(
-            nbformat.from_dict(spec["notebook"]), local, parameters={"flyte_context": context},
+            _with_context(nbformat.from_dict(spec["notebook"]), context), local, parameters=None,
             kernel_name=spec["kernel_name"], progress_bar=False, log_output=False, engine_name=_engine(),
             execution_timeout=spec.get("timeout_s"), kernel_manager_class=manager, shutdown_kernel="immediate",
             request_save_on_cell_execute=True,  # the engine below writes only when execution is cut short
@@ -120,6 +120,16 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str
     finally:
         _release_event_loop(loop)
     return None
+
+
+def _with_context(nb: Any, context: dict[str, Any]) -> Any:
+    """The run context as the first lines of the prelude cell, tagged `injected-parameters` as papermill tags
+    what it injects (triage reads the literal back from there): one cell, and one kernel round trip, fewer
+    than papermill's own injected cell, and no parameter translation per task."""
+    first = nb.cells[0]
+    first.source = f"# Parameters\nflyte_context = {context!r}\n\n{first.source}"
+    first.metadata["tags"] = ["injected-parameters", *first.metadata.get("tags", [])]
+    return nb
 
 
 def _own_event_loop() -> Any:
