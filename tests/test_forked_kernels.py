@@ -117,8 +117,10 @@ def test_forks_are_configured_like_started_kernels_from_config_read_once(tmp_pat
     (profile / "ipython_kernel_config.py").write_text("c.IPKernelApp.exec_lines = ['from_config = 42']\n")
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     cells = [SETUP, "%%flyte_task probe() -> (parent: str, pid: int, configured: int, history: bool, conn: str, "
-                    "threads: str)\n"
+                    "threads: str, linked: bool)\n"
                     "import threading\n"
+                    "ip = get_ipython()\n"
+                    "linked = ip.kernel is not None and ip.kernel.shell is ip and ip.parent is ip.kernel\n"
                     "threads = ','.join(t.name for t in threading.enumerate())\n"
                     "parent = ' '.join(psutil.Process(os.getppid()).cmdline())\n"
                     "pid = os.getpid()\n"
@@ -131,6 +133,8 @@ def test_forks_are_configured_like_started_kernels_from_config_read_once(tmp_pat
     assert [s["configured"] for s in seen] == [42, 42, 42]  # the profile's config file, read by the template
     assert not any(s["history"] for s in seen)  # the task kernels' own arguments (no history database)
     assert len({s["conn"] for s in seen}) == 3 and len({s["pid"] for s in seen}) == 3  # each its own kernel
+    # the shell the template built belongs to each fork's own kernel
+    assert all(s["linked"] for s in seen), seen
     # the worker watches the process, not a heartbeat: none is started per task
     assert all("Shell" in s["threads"] and "Heartbeat" not in s["threads"] for s in seen), seen
 
