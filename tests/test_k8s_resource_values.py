@@ -14,7 +14,8 @@ from tests.test_engine_run import write_notebook
 
 BAD = ["--mem 4XB", "--cpu -1", "--gpu 1.5", "--cpu 0",
        # float() reads these, str.isdigit() accepts `²`: each once got through (or crashed)
-       "--cpu nan", "--cpu inf", "--gpu ²", "--mem 0", "--mem 0.5B", "--mem \uff14Gi"]  # a full-width 4
+       "--cpu nan", "--cpu inf", "--gpu ²", "--mem 0", "--mem 0.5B", "--mem \uff14Gi",  # a full-width 4
+       "--timeout \u0663s"]  # an Arabic-Indic 3
 
 
 def _notebook(folder: Path, option: str) -> Path:

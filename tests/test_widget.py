@@ -154,4 +154,5 @@ def test_cancel_from_the_widget_stops_the_run(home: Path, tmp_path: Path) -> Non
     assert [m["state"]["bar_style"] for m in models if m["model_name"] == "IntProgressModel"] == ["warning"]
     buttons = [m["state"] for m in models if m["model_name"] == "ButtonModel"]
     assert buttons[0]["description"] == "Cancel" and buttons[0]["disabled"] is True  # nothing left to cancel
+    assert buttons[0]["button_style"] == ""  # and it looks it: grey, not the orange of an action
     assert re.search(r'data-status="cancelled"[^>]*>cancelled</span>', html_values(models))

@@ -25,7 +25,7 @@ _IDENT = re.compile(r"[A-Za-z_]\w*")
 # ASCII digits only: `\d` also matches digits of other scripts, which no scheduler reads
 _MEM = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T|k|B)?$")
 _WHOLE = re.compile(r"^[0-9]+$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?$")  # not \d: it matches `٣`, which float() reads
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _FLAG_OPTIONS = {"--cache"}
 _VALUE_OPTIONS = {

@@ -47,14 +47,19 @@ class RunWidget:
         self.title = w.HTML(value=f"<b>flyte_lab run</b> · starting · {escape(source_note)}")
         self.bar = w.IntProgress(value=0, min=0, max=1, description="0/?", bar_style="info",
                                  layout=w.Layout(width="60%"))
-        self.cancel = w.Button(description="Cancel", button_style="warning", disabled=on_cancel is None,
-                               tooltip="cancel this run (kills its running tasks)")
+        self.cancel = w.Button(description="Cancel", button_style="warning" if on_cancel else "",
+                               disabled=on_cancel is None, tooltip="cancel this run (kills its running tasks)")
         if on_cancel is not None:
             self.cancel.on_click(lambda _button: on_cancel())
         self.graph = w.HTML(value="")
         self.table = w.HTML(value="")
         self.failures = w.HTML(value="")
         self.box = w.VBox([self.title, w.HBox([self.bar, self.cancel]), self.graph, self.table, self.failures])
+
+    def _no_cancel(self) -> None:
+        # plain grey when there is nothing to cancel: a disabled "warning" button still looks like an action
+        self.cancel.disabled = True
+        self.cancel.button_style = ""
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -67,7 +72,7 @@ class RunWidget:
                             f"{escape(self.source_note)}")
         self.failures.value = f'<pre class="flyte-refused" style="color:#c0392b">{escape(message)}</pre>'
         self.bar.bar_style = "danger"
-        self.cancel.disabled = True
+        self._no_cancel()
 
     def show(self, run: Mapping[str, Any], graph: Mapping[str, Any], sizes: Mapping[str, int],
              now: datetime | None = None) -> None:
@@ -80,7 +85,8 @@ class RunWidget:
         self.bar.description = f"{done}/{total}"
         self.bar.bar_style = _BAR_STYLE.get(status, "info")
         live = status not in TERMINAL_RUN
-        self.cancel.disabled = self.cancel.disabled or not live
+        if not live:
+            self._no_cancel()
         elapsed = format_duration(run_duration(run, now or datetime.now(UTC)))
         self.title.value = (f'<b>flyte_lab run <code class="flyte-run-id">{escape(str(run.get("run_id")))}</code></b>'
                             f' · <span class="flyte-run-status" data-status="{escape(status)}" '
@@ -125,7 +131,8 @@ def failures_html(run_id: str, tasks: Mapping[str, Mapping[str, Any]], run_error
             f'data-line="{escape(str(error.get("line")))}" style="border-left:4px solid #c0392b;padding-left:8px;'
             'margin-top:8px">'
             f'<div style="color:#c0392b;font-weight:bold">{escape(task_error_line(name, task))}</div>'
-            f'<pre style="white-space:pre-wrap;font-size:11px">{escape(str(error.get("traceback") or ""))}</pre>'
+            f'<pre style="white-space:pre-wrap;font-size:11px;font-family:monospace">'
+            f'{escape(str(error.get("traceback") or ""))}</pre>'
             f"{link}<div>next: <code>{escape(debug_hint(run_id, name))}</code> loads the inputs it failed on "
             f"into this kernel (or <code>flyte-lab debug {escape(run_id)} {escape(name)}</code> writes a "
             "notebook)</div></div>")

@@ -5,7 +5,6 @@ A mixin of `RunStore`, kept apart because it is keyed by cache key, not by run.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -14,16 +13,11 @@ from sqlalchemy import Connection, delete, insert, select, update
 from flyte_lab.store.database import upsert
 from flyte_lab.store.rows import dumps, iso, loads, now_utc
 from flyte_lab.store.schema import CacheEntry, CacheLock
+from flyte_lab.store.store_part import StorePart
 
 
-class CacheMixin:
+class CacheMixin(StorePart):
     """`cache_get/put` and `cache_lock/unlock`; `RunStore` provides the transactions."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
 
     def cache_get(self, cache_key: str) -> dict[str, Any] | None:
         """`{"cache_key", "task", "outputs", "run_id", "created_at"}`, or None on a miss."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy import Connection, delete, select, update
 from flyte_lab.errors import LeaseLostError, RunBusy
 from flyte_lab.store.rows import dumps, iso, now_utc
 from flyte_lab.store.schema import CacheLock, Run, Task
+from flyte_lab.store.store_part import StorePart
 
 RUN_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -55,20 +55,8 @@ def describe_holder(holder: str) -> str:
     return f"pid {rest.partition(':')[0]} on host {host}"
 
 
-class LeaseMixin:
+class LeaseMixin(StorePart):
     """`claim_run`, `renew_run`, `release_run`, `request_cancel` and the fence check."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _resolve(self, conn: Connection, run_id: str) -> str:
-        raise NotImplementedError
-
-    def _not_found(self, run_id: str) -> Exception:
-        raise NotImplementedError
 
     def check_fence(self, conn: Connection, run_id: str, fence: int | None) -> None:
         """Inside a write transaction: refuse the write if another driver claimed the run since."""

@@ -6,7 +6,6 @@ of run state: a driver whose run was taken over records nothing more.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy import Connection, insert, select
 
 from flyte_lab.store.rows import iso, now_utc, to_db_time
 from flyte_lab.store.schema import ScaleEvent
+from flyte_lab.store.store_part import StorePart
 
 SCALE_REASONS = frozenset({"waiting_tasks", "idle_timeout", "min_workers"})
 
@@ -36,17 +36,8 @@ def scale_events_of(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     return [scale_event_view(r) for r in rows]
 
 
-class ScaleEventsMixin:
+class ScaleEventsMixin(StorePart):
     """`record_scale_event` and `scale_events`; `RunStore` provides the transactions and the fence check."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _resolve(self, conn: Connection, run_id: str) -> str:
-        raise NotImplementedError
 
     def check_fence(self, conn: Connection, run_id: str, fence: int | None) -> None:
         raise NotImplementedError  # LeaseMixin's, earlier in RunStore's bases

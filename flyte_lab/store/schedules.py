@@ -13,7 +13,6 @@ slow claimant and its successor can both try, only one run is ever created.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from flyte_lab.errors import UserInputError
 from flyte_lab.store.rows import dumps, iso, loads, now_utc
 from flyte_lab.store.schema import Notification, Run, Schedule, ScheduleFire
+from flyte_lab.store.store_part import StorePart
 
 ACTIVE_RUN = ("queued", "running")
 FIRE_STATES = frozenset({"pending", "claimed", "launched", "skipped", "failed"})
@@ -77,14 +77,8 @@ def fire_view(row: Any) -> dict[str, Any]:
     }
 
 
-class SchedulesMixin:
+class SchedulesMixin(StorePart):
     """Schedules, fire-time claims and notification records; `RunStore` provides the transactions."""
-
-    def _read(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
 
     # -- schedules -------------------------------------------------------------------
 
