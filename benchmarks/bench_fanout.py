@@ -106,7 +106,8 @@ def join(upstream):
 
 
 if __name__ == "__main__":
-    with LocalCluster(n_workers={workers}, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \\
+    with LocalCluster(n_workers={workers}, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", scheduler_kwargs={{"dashboard": False}}) as cluster, \\
             Client(cluster) as client:
         futures = [client.submit(run_body, body, out, {{}}, pure=False) for body, out in zip(BODIES, OUTPUTS)]
         total = client.submit(join, futures, pure=False).result()

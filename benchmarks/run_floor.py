@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed import Client, Future, LocalCluster, wait
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -78,8 +79,12 @@ def main() -> int:
     args = parser.parse_args()
     workload = workload_from_json(args.workload.read_text())
     start = time.perf_counter()
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    # Dask at its cheapest, as flyte_lab's local cluster runs it: no dashboard (bokeh), no profiler; loopback only
+    # (dashboard_address=None would still serve the scheduler's HTTP on 8787, every interface)
+    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}) as cluster, \
+            Client(cluster) as client:
         cluster_s = time.perf_counter() - start
         result, map_s = run(client, workload)
     workload.check(result)
