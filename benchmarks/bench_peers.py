@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -122,7 +123,10 @@ def run_once(plan: Plan, repeat: int, timeout_s: float) -> tuple[float, float | 
     proc = _run_group(plan.command(repeat), plan.folder, env, timeout_s)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RunFailed(f"exit {proc.returncode}: {_tail(proc.stderr or proc.stdout)}")
+        # the whole output, for whoever looks into it (the folder itself goes away with the run)
+        log = plan.folder.parent.parent / f"failed-{plan.workload.name}-{plan.tool}-{repeat + 1}.log"
+        log.write_text(f"$ {' '.join(plan.command(repeat))}\n\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+        raise RunFailed(f"exit {proc.returncode} (whole output: {log.name}): {_tail(proc.stderr or proc.stdout)}")
     if plan.tool == "flyte_lab":
         return elapsed, _check_flyte(plan, env, proc.stdout)
     if plan.tool == "floor":
@@ -205,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                     if map_s is not None:
                         cell.map_s.append(map_s)
                     print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} {elapsed:7.2f} s", flush=True)
+
+        args.results.mkdir(parents=True, exist_ok=True)
+        for log in Path(tmp).glob("failed-*.log"):
+            shutil.copy(log, args.results / log.name)
 
     rows = peer_report.rows(workloads, tools, {k: (c.median, c.error, c.map_s) for k, c in cells.items()})
     table = peer_report.pivot(rows) + "\n" + peer_report.markdown(rows, args.repeat)
