@@ -139,6 +139,29 @@ def test_forks_are_configured_like_started_kernels_from_config_read_once(tmp_pat
     assert all("Shell" in s["threads"] and "Heartbeat" not in s["threads"] for s in seen), seen
 
 
+def test_a_configured_kernel_class_builds_its_own_shell_in_each_fork(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the template pre-builds ipykernel's own shell only: a kernel class configured with another shell gets it
+    (tmp_path / "own_shell.py").write_text("from ipykernel.ipkernel import IPythonKernel\n"
+                                           "from ipykernel.zmqshell import ZMQInteractiveShell\n"
+                                           "from traitlets import Type\n"
+                                           "class OwnShell(ZMQInteractiveShell):\n    pass\n"
+                                           "class OwnKernel(IPythonKernel):\n    shell_class = Type(OwnShell)\n")
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text("c.IPKernelApp.kernel_class = 'own_shell.OwnKernel'\n")
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    cells = [SETUP, "%%flyte_task probe() -> (parent: str, shell: str, linked: bool)\n"
+                    "parent = ' '.join(psutil.Process(os.getppid()).cmdline())\n"
+                    "ip = get_ipython()\n"
+                    "shell = type(ip).__name__\n"
+                    "linked = ip.kernel is not None and ip.kernel.shell is ip"]
+    seen = [run_probe(tmp_path, cells) for _ in range(2)]
+    assert all("kernel_template" in s["parent"] for s in seen)
+    assert [(s["shell"], s["linked"]) for s in seen] == [("OwnShell", True)] * 2
+
+
 def test_a_task_with_its_own_env_gets_a_kernel_started_with_it_not_a_fork(tmp_path: Path) -> None:
     cells = [SETUP, "%%flyte_task probe() -> (parent: str, token: str)\n"
                     "parent = ' '.join(psutil.Process(os.getppid()).cmdline())\ntoken = os.environ['TOKEN']"]

@@ -81,8 +81,8 @@ def _make_shell(app: ForkedKernelApp) -> None:
     from ipykernel.zmqshell import ZMQInteractiveShell
 
     ZMQInteractiveShell.clear_instance()
-    configured = app.config.get("IPythonKernel", {})
-    if app.kernel_class is not IPythonKernel or {"shell_class", "compiler_class"} & set(configured):
+    configured = {*app.config.get("IPythonKernel", {}), *app.config.get("Kernel", {})}
+    if app.kernel_class is not IPythonKernel or {"shell_class", "compiler_class"} & configured:
         return
     try:
         ZMQInteractiveShell.instance(parent=app, profile_dir=app.profile_dir, compiler_class=XCachingCompiler)
