@@ -109,13 +109,18 @@ def test_a_setup_import_that_starts_a_thread_is_left_to_each_kernel(tmp_path: Pa
     assert any("threaded_setup" in r.message and "thread" in r.message for r in caplog.records)
 
 
+def kernel_config(folder: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """An IPython profile whose ipython_kernel_config.py holds `text`, for every kernel started from here on."""
+    profile = folder / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text(text + "\n")
+    monkeypatch.setenv("IPYTHONDIR", str(folder / "ipython"))
+
+
 def test_forks_are_configured_like_started_kernels_from_config_read_once(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # the template reads the command line and the profile's config files once; every fork must still get them
-    profile = tmp_path / "ipython" / "profile_default"
-    profile.mkdir(parents=True)
-    (profile / "ipython_kernel_config.py").write_text("c.IPKernelApp.exec_lines = ['from_config = 42']\n")
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    kernel_config(tmp_path, monkeypatch, "c.IPKernelApp.exec_lines = ['from_config = 42']")
     cells = [SETUP, "%%flyte_task probe() -> (parent: str, pid: int, configured: int, history: bool, conn: str, "
                     "threads: str, linked: bool)\n"
                     "import threading\n"
@@ -147,10 +152,7 @@ def test_a_configured_kernel_class_builds_its_own_shell_in_each_fork(tmp_path: P
                                            "from traitlets import Type\n"
                                            "class OwnShell(ZMQInteractiveShell):\n    pass\n"
                                            "class OwnKernel(IPythonKernel):\n    shell_class = Type(OwnShell)\n")
-    profile = tmp_path / "ipython" / "profile_default"
-    profile.mkdir(parents=True)
-    (profile / "ipython_kernel_config.py").write_text("c.IPKernelApp.kernel_class = 'own_shell.OwnKernel'\n")
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    kernel_config(tmp_path, monkeypatch, "c.IPKernelApp.kernel_class = 'own_shell.OwnKernel'")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     cells = [SETUP, "%%flyte_task probe() -> (parent: str, shell: str, linked: bool)\n"
                     "parent = ' '.join(psutil.Process(os.getppid()).cmdline())\n"
