@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
+from flyte_lab.graph.model import Workflow
 from flyte_lab.graph.validate import graph_json, validate_notebook
 from flyte_lab.kernel_ext.graph_render import render_svg, workflow_from_graph_json
 from tests.conftest import EXAMPLES
@@ -113,14 +114,19 @@ def test_workflow_inputs_are_nodes_and_options_show(tmp_path: Path) -> None:
     assert any(t.options.cache for t in wf.tasks.values()) and "cache" in badges
 
 
-def test_a_bad_header_stays_in_the_picture_in_red(tmp_path: Path) -> None:
-    path = tmp_path / "bad.ipynb"
+def bad_header_workflow(folder: Path, consumer: str) -> Workflow:
+    """make -> broken (its header misses a `)`), then the cell `consumer`."""
+    path = folder / "bad.ipynb"
     nbformat.write(new_notebook(cells=[
         new_code_cell("%%flyte_task make() -> xs: list[int]\nxs = [1]"),
         new_code_cell("%%flyte_task broken(xs: list[int] -> total: int\ntotal = sum(xs)"),
-        new_code_cell("%%flyte_task report(xs: list[int])\nprint(xs)"),
+        new_code_cell(consumer),
     ]), path)
-    wf = validate_notebook(str(path))
+    return validate_notebook(str(path))
+
+
+def test_a_bad_header_stays_in_the_picture_in_red(tmp_path: Path) -> None:
+    wf = bad_header_workflow(tmp_path, "%%flyte_task report(xs: list[int])\nprint(xs)")
     root = ET.fromstring(render_svg(wf))
     bad = [g for g in root.iter(f"{SVG}g") if g.get("class") == "flyte-bad-header"]
     assert [g.get("data-cell") for g in bad] == ["2"]
@@ -129,13 +135,7 @@ def test_a_bad_header_stays_in_the_picture_in_red(tmp_path: Path) -> None:
 
 
 def test_a_bad_header_feeds_its_consumers_from_its_red_node(tmp_path: Path) -> None:
-    path = tmp_path / "bad.ipynb"
-    nbformat.write(new_notebook(cells=[
-        new_code_cell("%%flyte_task make() -> xs: list[int]\nxs = [1]"),
-        new_code_cell("%%flyte_task broken(xs: list[int] -> total: int\ntotal = sum(xs)"),
-        new_code_cell("%%flyte_task report(total: int)\nprint(total)"),
-    ]), path)
-    wf = validate_notebook(str(path))
+    wf = bad_header_workflow(tmp_path, "%%flyte_task report(total: int)\nprint(total)")
     root = check_routing(render_svg(wf))
     found = boxes(root)
     assert "input:total" not in found  # not a workflow input: the output of the broken header
