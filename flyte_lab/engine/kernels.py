@@ -18,10 +18,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -29,11 +27,11 @@ from queue import Empty
 from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.connect import write_connection_file
+from jupyter_client.connect import port_names
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import DottedObjectName, Type, default
 
-from flyte_lab.engine import attempts
+from flyte_lab.engine import attempts, connection_files
 from flyte_lab.engine.forked_kernels import ForkedProcess, KernelProcess, Template, TemplateError
 
 POOL_SIZE = int(os.environ.get("FLYTE_LAB_KERNEL_POOL", "1"))
@@ -166,13 +164,9 @@ class KernelPool:
 
     def _launch(self) -> _Pooled:
         spec = _kernel_spec(self.kernel_name)
-        conn_file = os.path.join(self._dir, f"kernel-{os.urandom(6).hex()}.json")
-        _, written = write_connection_file(conn_file, ip="127.0.0.1")
+        conn_file, info = connection_files.write(self.kernel_name)  # its own random key
         argv = self._argv(spec, conn_file)
         scrub = self.scrub
-        info: dict[str, Any] = dict(written)
-        # jupyter_client compares connection info with the key as bytes
-        info["key"] = info["key"].encode() if isinstance(info["key"], str) else info["key"]
         proc: KernelProcess | None = self._fork(spec, argv, conn_file, scrub) if self._forkable else None
         generation = self.generation
         if proc is None:
@@ -339,17 +333,13 @@ def _kill(pooled: _Pooled) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     pooled.proc.wait()
-    try:
-        os.unlink(pooled.conn_file)
-    except FileNotFoundError:
-        pass
+    connection_files.remove(pooled.conn_file)
 
 
 _pools: dict[str, KernelPool] = {}
 _pool_lock = threading.Lock()
 _owners: set[str] = set()  # workers served by this process: threaded local clusters put several in one
 _reserved = 0
-_conn_dir: str | None = None
 
 
 def _pool_size(forking: bool) -> int:
@@ -366,17 +356,15 @@ def pool(kernel_name: str = "python3", modules: Iterable[str] = (),
     `modules`: the setup cells' imports, preloaded where kernels are forked; `scrub`: the run's secret names,
     so the kernels started ahead of its first task already lack them.
     """
-    global _conn_dir
     if POOL_SIZE <= 0:
         return None
     with _pool_lock:
         found = _pools.get(kernel_name)
         if found is None:
-            if _conn_dir is None:
-                _conn_dir = tempfile.mkdtemp(prefix="flyte-lab-kernels-")  # 0700: connection files hold keys
+            if not _pools:
                 atexit.unregister(close_pools)
                 atexit.register(close_pools)
-            found = _pools[kernel_name] = KernelPool(kernel_name, _pool_size(FORK), _conn_dir,
+            found = _pools[kernel_name] = KernelPool(kernel_name, _pool_size(FORK), connection_files.folder(),
                                                      frozenset(scrub or ()))
         else:
             found.size = max(found.size, _pool_size(found.forking))  # kept if it grew to meet demand
@@ -393,18 +381,17 @@ def pooled_kernels() -> int:
 
 
 def close_pools() -> None:
-    """Kill every pooled kernel of this process and remove their connection files' folder."""
-    global _conn_dir, _reserved
+    """Kill every pooled kernel of this process, removing their connection files (and the folder, once no
+    task's kernel has one in it)."""
+    global _reserved
     with _pool_lock:
         pools = list(_pools.values())
         _pools.clear()
         _owners.clear()
         _reserved = 0
-        directory, _conn_dir = _conn_dir, None
     for found in pools:
         found.close()
-    if directory:
-        shutil.rmtree(directory, ignore_errors=True)
+    connection_files.release()
 
 
 def reserve(kernels: int, kernel_name: str = "python3", modules: Iterable[str] = (),
@@ -504,6 +491,12 @@ class TaskKernelManager(AsyncKernelManager):
     @default("context")
     def _shared_context(self) -> Any:
         return _shared_zmq_context()
+
+    @default("connection_file")
+    def _private_connection_file(self) -> str:
+        # not jupyter_client's default (a `tmp*.json` in the shared temporary folder)
+        return connection_files.new_path()
+
     client_factory = Type(klass=AsyncKernelClient, default_value=FastReadyClient)
 
     extra_env: dict[str, str] = {}
@@ -529,11 +522,19 @@ class TaskKernelManager(AsyncKernelManager):
             provisioner.pgid = pooled.proc.pid  # every kernel leads its own group (start_new_session / setsid)
             provisioner.ip = "127.0.0.1"
             provisioner.connection_info = pooled.info
-            self._reconcile_connection_info(pooled.info)  # type: ignore[arg-type]
-            # the pooled connection file stays until the pool closes: a kernel still starting may not have read it
+            self.cleanup_connection_file()  # written for a kernel of our own, which the pooled one replaces
+            self.connection_file = pooled.conn_file
+            for name in port_names:
+                setattr(self, name, 0)  # else `load_connection_info` keeps the ports chosen for our own kernel
+            self.load_connection_info(pooled.info)  # type: ignore[arg-type]
+            self._connection_file_written = True  # so shutting this kernel down removes its file
         attempt = attempts.current(self.attempt_key)
         if attempt is not None:
-            attempt.kernel_started(provisioner.process, provisioner.pid)  # raises if it was cancelled meanwhile
+            try:
+                attempt.kernel_started(provisioner.process, provisioner.pid)  # raises if cancelled meanwhile
+            except attempts.AttemptStopped:
+                self.cleanup_connection_file()  # its kernel is killed and nobody will shut it down
+                raise
 
     async def _async_kill_kernel(self, restart: bool = False) -> None:
         """Kill, then wait for the exit itself (a pidfd), not jupyter_client's 0.1 s polls: one less step per task."""
