@@ -40,6 +40,7 @@ __all__ = ["procs"]  # a fixture, used by name
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+LOOPBACK = {"127.0.0.1", "::1"}
 
 
 def blocking_notebook(tmp_path: Path, marks: Path) -> Path:
@@ -236,3 +237,18 @@ def test_a_killed_drivers_connection_files_are_keyed_and_swept(
     wait_no_home_processes(home, 30)
     assert connection_files(tmp) == {}
     assert list(tmp.glob("flyte-lab-kernels-*")) == []
+
+
+@pytest.mark.timeout(240)
+def test_everything_a_run_opens_listens_on_loopback(home: Path, tmp_path: Path,
+                                                    procs: list[subprocess.Popen[bytes]]) -> None:
+    driver, log, marks, task_pid = start_blocked_run(tmp_path, home, procs)
+    ready_kernels(home, task_pid)
+    sockets = {(p.pid, " ".join(p.cmdline())[:80], c.laddr.ip, c.laddr.port)
+               for p in home_processes(home) for c in listening(p.pid)}
+    driver_http = [s for s in sockets if s[0] == driver.pid]
+    (marks / "release").touch()
+    rc, out = finish(driver, log, 90)
+    assert rc == 0, out[-3000:]
+    assert len(driver_http) >= 2, sockets  # the scheduler's and the local workers' HTTP servers (/metrics)
+    assert {s for s in sockets if s[2] not in LOOPBACK} == set()

@@ -42,10 +42,12 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
         # and in-process workers start in ~0.2 s instead of ~1.5 s
         # no Dask dashboard (its port was random and never shown; `flyte-lab dashboard` is the UI, and bokeh's
         # import costs ~1 CPU-s) and no statistical profiler sampling the worker threads every 10 ms. The
-        # scheduler's HTTP server (/metrics) starts regardless: on 127.0.0.1 and a free port, never 0.0.0.0:8787
+        # scheduler's and workers' HTTP servers (/metrics) start regardless: on 127.0.0.1 and a free port, never
+        # 0.0.0.0:8787 nor every interface
         with dask.config.set({"distributed.worker.profile.enabled": False}), \
                 LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
                              dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                             worker_class="flyte_lab.engine.local_worker.LoopbackWorker",
                              resources=machine_resources(n), silence_logs=logging.ERROR) as local:
             # short target/interval: the default 5 s target never scales short tasks past one worker
             local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
