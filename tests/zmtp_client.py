@@ -14,7 +14,7 @@ import socket
 import struct
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 GREETING = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
 
@@ -50,7 +50,7 @@ def _ready(socket_type: bytes) -> bytes:
 def execute_request(code: str) -> list[bytes]:
     """A Jupyter message as a DEALER sends it, with an empty signature (what a client without the key sends)."""
     header = {"msg_id": uuid.uuid4().hex, "session": uuid.uuid4().hex, "username": "attacker",
-              "date": datetime.now(timezone.utc).isoformat(), "msg_type": "execute_request", "version": "5.3"}
+              "date": datetime.now(UTC).isoformat(), "msg_type": "execute_request", "version": "5.3"}
     content = {"code": code, "silent": False, "store_history": False, "user_expressions": {},
                "allow_stdin": False, "stop_on_error": True}
     return [b"<IDS|MSG>", b"", json.dumps(header).encode(), b"{}", b"{}", json.dumps(content).encode()]

@@ -98,7 +98,7 @@ def _remove_at_exit() -> None:
 def sweep(parent: str | None = None) -> list[str]:
     """Remove the folders that processes of this user left behind when they were killed; the removed paths."""
     parent = parent or tempfile.gettempdir()
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(parent)
     except OSError:
