@@ -3,8 +3,7 @@
 Standard library only, so that it runs as another user (`setpriv --reuid=65534 /usr/bin/python3 -c ...`)
 with Debian's interpreter, which has no pyzmq: it speaks ZMTP 3.0 (RFC 23, NULL security) as a DEALER
 socket by hand. Usage: `python3 zmtp_client.py CODE PORT...`; prints one JSON object: the ports whose peer
-completed the handshake and took the message (a kernel's ROUTER sockets: shell, control, stdin), and the
-ones that refused (its PUB socket, IOPub).
+completed the handshake and was sent the message, and the ones whose peer refused the handshake.
 """
 
 from __future__ import annotations
