@@ -80,3 +80,19 @@ def test_no_other_task_reads_a_secret_through_proc(ordinary_user: OrdinaryUser, 
     hits = outputs["scan_proc"]["hits"]
     assert f"{control_pid} environ" in hits, f"the scan cannot read its own user's processes: {hits}"
     assert [h for h in hits if h.split()[0] != control_pid] == [], "the secret was read through /proc"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["/venv/bin/python", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+     ["/venv/bin/python", "-Xfrozen_modules=off", "-m", "flyte_lab.engine.secret_kernel", "ipykernel_launcher",
+      "-f", "{connection_file}"]),
+    (["python", "-m", "ipykernel", "-f", "{connection_file}"],
+     ["python", "-m", "flyte_lab.engine.secret_kernel", "ipykernel", "-f", "{connection_file}"]),
+    # not ipykernel started with -m: no way to hand it secrets in memory (they go in its environment)
+    (["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"], None),
+    (["python", "-m", "other_kernel", "-f", "{connection_file}"], None),
+])
+def test_which_kernel_commands_take_secrets_in_memory(argv: list[str], expected: list[str] | None) -> None:
+    from flyte_lab.engine.secret_kernel import command
+
+    assert command(argv) == expected
