@@ -70,6 +70,10 @@ def secret_env(wf: Workflow) -> tuple[dict[str, dict[str, str]], list[str]]:
                 env[key] = value
         if env:
             out[task.name] = env
+    if scrub:
+        from flyte_lab.private_process import hide_memory
+
+        hide_memory()  # this process holds them now (and in its environment): closed to the user's other processes
     return out, sorted(scrub)
 
 

@@ -10,7 +10,9 @@ Secrets: the driver names, in `scrub`, every environment variable that is a
 secret of some task; no kernel may see one unless its own task's `--env` sets
 it. Each pooled kernel remembers which names were removed from its
 environment, and is handed only to a task that scrubs exactly those; a task
-with its own `--env` gets a fresh kernel launched with that environment.
+with its own `--env` gets a fresh kernel launched with that environment, less
+its secrets, which reach it in memory (`engine/secret_kernel.py`): what a
+process was started with is readable in /proc by every process of the user.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from jupyter_client.connect import port_names
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import DottedObjectName, Type, default
 
-from flyte_lab.engine import attempts, connection_files
+from flyte_lab.engine import attempts, connection_files, secret_kernel
 from flyte_lab.engine.forked_kernels import ForkedProcess, KernelProcess, Template, TemplateError
 
 POOL_SIZE = int(os.environ.get("FLYTE_LAB_KERNEL_POOL", "1"))
@@ -512,10 +514,9 @@ class TaskKernelManager(AsyncKernelManager):
         pooled = source.take(self.scrub, wait_s=FORK_WAIT_S if source.forking else 0.0) if source else None
         provisioner: Any = self.provisioner
         if pooled is None:
-            kw["env"] = kernel_env(dict(kw.get("env") or os.environ), self.scrub, self.extra_env)
             if _is_ipykernel(kernel_cmd):
                 kernel_cmd = [*kernel_cmd, *TASK_KERNEL_ARGS]
-            await super()._async_launch_kernel(kernel_cmd, **kw)
+            await self._spawn(kernel_cmd, kw)
         else:
             provisioner.process = pooled.proc
             provisioner.pid = pooled.proc.pid
@@ -535,6 +536,29 @@ class TaskKernelManager(AsyncKernelManager):
             except attempts.AttemptStopped:
                 self.cleanup_connection_file()  # its kernel is killed and nobody will shut it down
                 raise
+
+    async def _spawn(self, kernel_cmd: list[str], kw: dict[str, Any]) -> None:
+        """Start a kernel process with this task's `--env`; its secrets (the `--env` names that are scrubbed
+        everywhere else) go through `secret_kernel`, in memory, unless the kernelspec cannot take them that way."""
+        base = dict(kw.get("env") or os.environ)
+        secrets = {k: v for k, v in self.extra_env.items() if k in self.scrub}
+        secret_cmd = secret_kernel.command(kernel_cmd) if secrets else None
+        if secret_cmd is None:
+            if secrets:
+                log.warning("kernelspec %s does not start ipykernel with -m: this task's secrets are in its "
+                            "kernel's environment", self.kernel_name)
+            kw["env"] = kernel_env(base, self.scrub, self.extra_env)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            return
+        plain = {k: v for k, v in self.extra_env.items() if k not in secrets}
+        channel = secret_kernel.SecretChannel(secrets)
+        try:
+            kw.update(channel.launch_kw(kernel_env(base, self.scrub, plain)))
+            await super()._async_launch_kernel(secret_cmd, **kw)
+        except BaseException:
+            channel.close()
+            raise
+        channel.send()
 
     async def _async_kill_kernel(self, restart: bool = False) -> None:
         """Kill, then wait for the exit itself (a pidfd), not jupyter_client's 0.1 s polls: one less step per task."""

@@ -41,6 +41,10 @@ def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     # the poller it abandons on a timeout) would only repeat it on the driver's terminal
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    if spec.get("scrub"):  # the run has secrets: this worker holds them in memory from now on (tcp:// workers)
+        from flyte_lab.private_process import hide_memory
+
+        hide_memory()
     missing = missing_kernelspec(spec["kernel_name"])
     worker = _announce(spec, warm=missing is None)
     result: dict[str, Any] = {"worker": worker, "output_notebook": None, "started": time.time(),

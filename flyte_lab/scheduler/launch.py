@@ -56,6 +56,9 @@ def launch(name: str, fire: datetime) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flyte_lab.private_process import hide_memory
+
+    hide_memory()  # started with the scheduler's environment, the source of the scheduled runs' secrets
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m flyte_lab.scheduler.launch SCHEDULE FIRE_TIME", file=sys.stderr)

@@ -17,6 +17,10 @@ class FlyteLabApp(ExtensionApp):
                             help="Where `flyte-lab dashboard` serves; the sidebar links a run to .../run?id=ID")
 
     def initialize_settings(self) -> None:
+        from flyte_lab.private_process import hide_memory
+
+        # runs launched from the sidebar take their `--env K=$NAME` secrets from this server's environment
+        hide_memory()
         self.launcher = Launcher()
         self.settings.update({"flyte_lab_launcher": self.launcher, "flyte_lab_dashboard_url": self.dashboard_url})
 

@@ -95,6 +95,9 @@ def _error_json(exc: BaseException) -> dict[str, Any]:
 
 
 def main() -> int:
+    from flyte_lab.private_process import hide_memory
+
+    hide_memory()  # started with the Jupyter server's environment, the source of the runs' secrets
     from flyte_lab.engine.api import resume_run, run_notebook
 
     out = os.fdopen(os.dup(1), "w")

@@ -96,6 +96,63 @@ FIXTURES = {
         "%%flyte_task square(items: int) -> sq: int --map-over items\nsq = items * items",
         "%%flyte_task total(sq: list[int]) -> s: int\ns = sum(sq)",
     ],
+    # one task holds a secret while another reads every /proc/PID/{environ,cmdline,mem} its user may read
+    # (tests/test_secret_isolation.py); the secret starts with a known prefix, spelled in two pieces here so
+    # that this notebook's own text never matches
+    "proc_scan_for_secret": [
+        "%%flyte_setup\nimport hashlib\nimport os\nimport time\nfrom pathlib import Path",
+        params("marks = ''\ntoken_sha256 = ''"),
+        "%%flyte_task hold_secret(marks: str, token_sha256: str) -> token_seen: bool --env TOKEN=$FLYTE_TEST_SECRET\n"
+        "Path(marks, 'holding').write_text(str(os.getpid()))\n"
+        "deadline = time.monotonic() + 120\n"
+        "while not Path(marks, 'scanned').exists() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.1)\n"
+        "token_seen = hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest() == token_sha256",
+        "%%flyte_task scan_proc(marks: str) -> hits: list[str]\n"
+        "deadline = time.monotonic() + 120\n"
+        "while not Path(marks, 'holding').exists():\n"
+        "    if time.monotonic() > deadline:\n"
+        "        raise TimeoutError('the task holding the secret never started')\n"
+        "    time.sleep(0.1)\n"
+        "needle = ('flyte-lab-' + 'secret-').encode()\n"
+        "\n"
+        "def found_in_memory(pid):\n"
+        "    regions = Path(f'/proc/{pid}/maps').read_text().splitlines()\n"
+        "    with open(f'/proc/{pid}/mem', 'rb', buffering=0) as mem:\n"
+        "        for region in regions:\n"
+        "            span, perms = region.split()[:2]\n"
+        "            if 'rw' not in perms:  # a secret lives in writable memory: heap, stack, anonymous maps\n"
+        "                continue\n"
+        "            start, end = (int(x, 16) for x in span.split('-'))\n"
+        "            tail = b''\n"
+        "            for at in range(start, end, 1 << 22):\n"
+        "                try:\n"
+        "                    mem.seek(at)\n"
+        "                    chunk = tail + mem.read(min(1 << 22, end - at))\n"
+        "                except OSError:\n"
+        "                    break\n"
+        "                if needle in chunk:\n"
+        "                    return True\n"
+        "                tail = chunk[-len(needle):]\n"
+        "    return False\n"
+        "\n"
+        "hits = []\n"
+        "for pid in sorted(int(p) for p in os.listdir('/proc') if p.isdigit()):\n"
+        "    if pid == os.getpid():\n"
+        "        continue\n"
+        "    for name in ('environ', 'cmdline'):\n"
+        "        try:\n"
+        "            if needle in Path(f'/proc/{pid}/{name}').read_bytes():\n"
+        "                hits.append(f'{pid} {name}')\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    try:\n"
+        "        if found_in_memory(pid):\n"
+        "            hits.append(f'{pid} mem')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "Path(marks, 'scanned').touch()",
+    ],
     "many_errors": [
         "%%flyte_task a() -> x: str\nx = 'a'", "%%flyte_task b(x: int) -> y: int\ny = nope",
         "%%flyte_task c() -> y: int\ny = 2",
