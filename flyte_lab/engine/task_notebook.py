@@ -6,7 +6,9 @@ prelude's cell when there are no setup cells), the task cell and the output
 check-and-save. Each generated cell is tagged so an
 error can be traced to its origin. The task cell keeps its `%%flyte_task` header (and each setup
 cell its `%%flyte_setup` line) as Python comments, so line N of the user's
-cell is line N of the executed cell and of its traceback.
+cell is line N of the executed cell and of its traceback. A `--map-over`
+task whose list only a kernel may decode gets a second notebook, the same
+without the task cell, that stores the list element by element.
 """
 
 from __future__ import annotations
