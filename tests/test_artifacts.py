@@ -43,10 +43,10 @@ INT, FLOAT, STR, BOOL, ANY = T("int"), T("float"), T("str"), T("bool"), T("typin
 @pytest.fixture(params=["local", "memory"])
 def store(request, tmp_path) -> ArtifactStore:
     if request.param == "local":
-        yield ArtifactStore(str(tmp_path / "artifacts"), KEY)
+        yield ArtifactStore(str(tmp_path / "artifacts"), KEY, allow_pickle=True)  # as a task kernel opens it
         return
     root = f"memory://flyte-lab-test-{uuid.uuid4().hex}"
-    yield ArtifactStore(root, KEY, cache_dir=str(tmp_path / "cache"))
+    yield ArtifactStore(root, KEY, cache_dir=str(tmp_path / "cache"), allow_pickle=True)
     _drop_memory_root(root)
 
 
@@ -59,7 +59,7 @@ def _drop_memory_root(root: str) -> None:
 
 @pytest.fixture
 def local(tmp_path) -> ArtifactStore:
-    return ArtifactStore(f"file://{tmp_path}/artifacts", KEY)
+    return ArtifactStore(f"file://{tmp_path}/artifacts", KEY, allow_pickle=True)
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ json_values = st.recursive(
 @pytest.fixture(scope="module")
 def mem_store():
     root = f"memory://flyte-lab-hyp-{uuid.uuid4().hex}"
-    yield ArtifactStore(root, KEY)
+    yield ArtifactStore(root, KEY, allow_pickle=True)
     _drop_memory_root(root)
 
 
@@ -456,11 +456,29 @@ def test_flipped_byte_is_refused(local, tmp_path):
     assert not marker.exists()
 
 
+def test_a_store_not_opened_by_a_kernel_never_loads_a_pickle(tmp_path, monkeypatch):
+    """The driver's, the widget's: every task kernel holds the key, so a valid signature proves nothing."""
+    marker = tmp_path / "marker"
+    kernel = ArtifactStore(str(tmp_path / "a"), KEY, allow_pickle=True)
+    art = kernel.put(Evil(marker), T("Evil"))
+    listed = kernel.put([Evil(marker)], T("list", T("Evil")))
+    monkeypatch.setenv("FLYTE_LAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FLYTE_LAB_ARTIFACTS", str(tmp_path / "a"))
+    monkeypatch.setenv("FLYTE_LAB_ARTIFACT_KEY", KEY.hex())
+    for driver in (ArtifactStore(str(tmp_path / "a"), KEY), ArtifactStore.from_env(),
+                   pickle.loads(pickle.dumps(ArtifactStore(str(tmp_path / "a"), KEY)))):  # also after crossing Dask
+        for uri, ref in ((art.uri, T("Evil")), (listed.uri, T("list", T("Evil")))):
+            with pytest.raises(ArtifactError, match=r"refusing to unpickle .* in this process"):
+                driver.get(uri, ref)
+    assert not marker.exists()
+    assert isinstance(kernel.get(art.uri, T("Evil")), str) and marker.exists()  # the same file, in a kernel
+
+
 def test_other_key_cannot_read_pickles(tmp_path):
     marker = tmp_path / "marker"
     art = ArtifactStore(str(tmp_path / "a"), KEY).put(Evil(marker), T("Evil"))
     with pytest.raises(ArtifactError, match="FLYTE_LAB_ARTIFACT_KEY"):
-        ArtifactStore(str(tmp_path / "a"), b"x" * 32).get(art.uri, T("Evil"))
+        ArtifactStore(str(tmp_path / "a"), b"x" * 32, allow_pickle=True).get(art.uri, T("Evil"))
     assert not marker.exists()
 
 
@@ -581,10 +599,10 @@ def test_from_env(tmp_path, monkeypatch):
     one = ArtifactStore.from_env()
     assert one.root_url == f"file://{tmp_path}/home/artifacts"
     art = one.put(Widget(5), WIDGET)
-    assert ArtifactStore.from_env().get(art.uri, WIDGET) == Widget(5)  # same key file
+    assert ArtifactStore.from_env(allow_pickle=True).get(art.uri, WIDGET) == Widget(5)  # same key file
     monkeypatch.setenv("FLYTE_LAB_ARTIFACT_KEY", "ab" * 32)
     with pytest.raises(ArtifactError, match="HMAC"):
-        ArtifactStore.from_env().get(art.uri, WIDGET)
+        ArtifactStore.from_env(allow_pickle=True).get(art.uri, WIDGET)
     monkeypatch.setenv("FLYTE_LAB_ARTIFACTS", f"memory://flyte-lab-env-{uuid.uuid4().hex}")
     assert ArtifactStore.from_env(str(tmp_path / "other")).root_url.startswith("memory://")
     monkeypatch.setenv("FLYTE_LAB_ARTIFACT_KEY", "not hex")

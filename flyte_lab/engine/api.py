@@ -144,7 +144,7 @@ def _stores(home: Path) -> tuple[Any, Any]:
     from flyte_lab.engine.artifacts import ArtifactStore
     from flyte_lab.store import RunStore
 
-    return RunStore.from_env(str(home)), ArtifactStore.from_env(str(home))
+    return RunStore.from_env(str(home)), ArtifactStore.from_env(str(home))  # never unpickles (DESIGN.md 3)
 
 
 def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", workers: int | None = None,

@@ -7,10 +7,15 @@ for JSON): Parquet for DataFrames, `.npy` for arrays, a copied file or folder
 for `pathlib.Path` (`path_artifacts.py`), and cloudpickle, signed with
 HMAC-SHA256, for everything else. A list can also be stored element by
 element behind a manifest (`put_elements`, `put_manifest`), so a map-over task
-reads only its element and the driver gathers without decoding. Reading checks
-that the URI names a key of this store before touching it, checks every byte
-against its sha256, and checks the signature before unpickling anything.
+reads only its element and the driver splits and gathers without decoding. Reading
+checks that the URI names a key of this store before touching it, checks every
+byte against its sha256, and checks the signature before unpickling anything.
 Everything written locally is private (folders 0700, files 0600).
+
+Only task kernels (and the user's own kernel) unpickle: every task kernel holds the
+signing key, so a signature proves a pickle came from some task, not that loading it
+is harmless. A store unpickles only when opened with `allow_pickle=True`, which only
+kernels do.
 """
 
 from __future__ import annotations
@@ -67,12 +72,15 @@ class ArtifactRef:
 class ArtifactStore:
     """Content-addressed artifacts under one fsspec root (`file://`, `memory://`, `s3://`…)."""
 
-    def __init__(self, root_url: str, hmac_key: bytes, *, cache_dir: str | None = None) -> None:
+    def __init__(self, root_url: str, hmac_key: bytes, *, cache_dir: str | None = None,
+                 allow_pickle: bool = False) -> None:
         if not hmac_key:
             raise ArtifactError("the artifact HMAC key is empty; set FLYTE_LAB_ARTIFACT_KEY to hex bytes")
         if "::" in root_url:
             raise ArtifactError(f"chained fsspec URLs are not supported as artifact root: {root_url}")
         self._key = bytes(hmac_key)
+        # True only in a task's kernel and the user's own (`%flyte_load`): see the module docstring
+        self.allow_pickle = allow_pickle
         fs, root = url_to_fs(root_url)
         self.fs = fs
         self.local = isinstance(fs, LocalFileSystem)
@@ -94,10 +102,10 @@ class ArtifactStore:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the store crosses Dask to workers: rebuild it from its settings, not its fs object
-        return (_rebuild_store, (self.root_url, self._key, self._cache_dir))
+        return (_rebuild_store, (self.root_url, self._key, self._cache_dir, self.allow_pickle))
 
     @classmethod
-    def from_env(cls, home: str | None = None) -> ArtifactStore:
+    def from_env(cls, home: str | None = None, *, allow_pickle: bool = False) -> ArtifactStore:
         home = os.path.expanduser(home or os.environ.get("FLYTE_LAB_HOME") or "~/.flyte_lab")
         root = os.environ.get("FLYTE_LAB_ARTIFACTS") or os.path.join(home, "artifacts")
         key_hex = os.environ.get("FLYTE_LAB_ARTIFACT_KEY")
@@ -109,7 +117,7 @@ class ArtifactStore:
                                     "`python -c 'import secrets; print(secrets.token_hex(32))'`") from None
         else:
             key = load_or_create_key(os.path.join(home, "artifact.key"))
-        return cls(root, key, cache_dir=os.path.join(home, "artifact-cache"))
+        return cls(root, key, cache_dir=os.path.join(home, "artifact-cache"), allow_pickle=allow_pickle)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -243,12 +251,14 @@ class ArtifactStore:
             raise ArtifactError(f"artifact {uri} is not a list manifest", uri=uri)
         return [self.uri_of(k) for k in self._manifest_keys(key, self._verified_read(key))]
 
-    def element_uris(self, uri: str, elem_type: TypeRef) -> list[str]:
-        """One URI per element of a stored list, for the driver to hand each map task its own element.
+    def element_uris(self, uri: str, elem_type: TypeRef) -> list[str] | None:
+        """One URI per element of a stored list, for the driver to hand each map task its own element;
+        None when only a kernel may split it.
 
         A manifest lists them already. A JSON list is split at the JSON level, decoding nothing: each
         element's JSON is exactly what storing that element alone writes, and a nested artifact
-        (`{"$artifact": key}`) is its own element. Only a pickled list is decoded and stored again.
+        (`{"$artifact": key}`) is its own element. Anything else (a pickled list, e.g. cached by a run
+        where no map-over read it) is never loaded here: loading a pickle runs code of the task's choosing.
         """
         key = self._key_of(uri)
         if key.endswith(".list"):
@@ -260,8 +270,7 @@ class ArtifactStore:
                 return [self.uri_of(self._checked_key(item["$artifact"], uri))
                         if nested and isinstance(item, dict) and item.keys() == {"$artifact"}
                         else self.uri_of(self.write_blob(codecs.canonical_json(item), "json")) for item in data]
-        values = self.get(uri, TypeRef("list", (elem_type,)))
-        return self.manifest_elements(self.put_elements(list(values), elem_type).uri)
+        return None
 
     def _put_manifest(self, keys: list[str], preview: str, warning: str | None = None) -> ArtifactRef:
         elements = [[key, KEY_RE.match(key).group(1)] for key in keys]  # type: ignore[union-attr]
@@ -322,6 +331,10 @@ class ArtifactStore:
         return data
 
     def _unpickle(self, key: str, data: bytes) -> Any:
+        if not self.allow_pickle:
+            uri = self.uri_of(key)
+            raise ArtifactError(f"refusing to unpickle {uri} in this process: only a task's kernel (or your own, "
+                                "with %flyte_load) loads pickles, whose loading runs code", uri=uri)
         head = len(_PICKLE_MAGIC)
         signature, payload = data[head:head + _SIG_SIZE], data[head + _SIG_SIZE:]
         # the signature is checked before a single byte of the payload is unpickled
@@ -556,8 +569,8 @@ def _first_line(err: BaseException) -> str:
     return lines[0][:300] if lines else type(err).__name__
 
 
-def _rebuild_store(root_url: str, key: bytes, cache_dir: str) -> ArtifactStore:
-    return ArtifactStore(root_url, key, cache_dir=cache_dir)
+def _rebuild_store(root_url: str, key: bytes, cache_dir: str, allow_pickle: bool) -> ArtifactStore:
+    return ArtifactStore(root_url, key, cache_dir=cache_dir, allow_pickle=allow_pickle)
 
 
 __all__ = ["ArtifactRef", "ArtifactStore", "load_or_create_key"]

@@ -60,14 +60,38 @@ def attempt_spec(*, wf: Workflow, task: str, run_id: str, number: int, inputs: d
                  element_uri: str | None = None, modules: list[str] | None = None) -> dict[str, Any]:
     spec_task = wf.tasks[task]
     suffix = f"attempt-{number}" + (f"-item-{map_index}" if map_index is not None else "")
-    folder = run_folder(artifacts, run_id, task)
-    key = f"flyte-{run_id}-{task}-{suffix}"
     input_specs = []
     for param in spec_task.inputs:
         mapped = param.name == spec_task.options.map_over
         # an element task reads only its element: its own artifact, typed as the element
         input_specs.append({"name": param.name, "type": typeref_to_json(param.type),
                             "uri": element_uri if mapped else inputs[param.name]["uri"]})
+    outputs = [{"name": p.name, "type": typeref_to_json(p.type), **({"split": True} if (task, p.name) in split else {})}
+               for p in spec_task.outputs]
+    return _spec(wf, task, run_id, suffix, artifacts, artifact_key, secrets, scrub, notebook, map_index,
+                 input_specs, outputs, modules)
+
+
+def split_spec(*, wf: Workflow, task: str, run_id: str, number: int, uri: str, artifacts: Any, artifact_key: str,
+               scrub: list[str], notebook: Any, modules: list[str] | None = None) -> dict[str, Any]:
+    """The attempt of the kernel that stores the list at `uri`, fed to `task`'s `--map-over` input, element by
+    element (a manifest): the list is its one input and its one output, under the mapped input's name. It runs
+    no task code and gets no secrets."""
+    spec_task = wf.tasks[task]
+    mapped = spec_task.input(spec_task.options.map_over or "")
+    assert mapped is not None
+    list_type = typeref_to_json(as_list(mapped.type))
+    return _spec(wf, task, run_id, f"attempt-{number}-split", artifacts, artifact_key, None, scrub, notebook, None,
+                 [{"name": mapped.name, "type": list_type, "uri": uri}],
+                 [{"name": mapped.name, "type": list_type, "split": True}], modules)
+
+
+def _spec(wf: Workflow, task: str, run_id: str, suffix: str, artifacts: Any, artifact_key: str,
+          secrets: dict[str, str] | None, scrub: list[str], notebook: Any, map_index: int | None,
+          inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], modules: list[str] | None) -> dict[str, Any]:
+    spec_task = wf.tasks[task]
+    folder = run_folder(artifacts, run_id, task)
+    key = f"flyte-{run_id}-{task}-{suffix}"
     return {
         "key": key, "task": task, "cell": spec_task.cell, "body_line": spec_task.body_line,
         "kernel_name": wf.kernel_name, "notebook": notebook, "timeout_s": spec_task.options.timeout_s,
@@ -78,9 +102,8 @@ def attempt_spec(*, wf: Workflow, task: str, run_id: str, number: int, inputs: d
             "task": task, "artifacts": artifacts.root_url,
             "cwd": str(Path(wf.path).resolve().parent), "map_index": map_index,
             "result_path": f"{folder}/{suffix}.outputs.json",
-            "inputs": input_specs,
-            "outputs": [{"name": p.name, "type": typeref_to_json(p.type),
-                         **({"split": True} if (task, p.name) in split else {})} for p in spec_task.outputs],
+            "inputs": inputs,
+            "outputs": outputs,
         },
     }
 

@@ -20,10 +20,10 @@ from typing import Any
 
 from flyte_lab.engine import state_machine as sm
 from flyte_lab.engine.artifacts import ArtifactStore
-from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, setup_modules, split_outputs
+from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, setup_modules, split_outputs, split_spec
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import task_resources, unplaceable
-from flyte_lab.engine.task_notebook import build_task_notebook
+from flyte_lab.engine.task_notebook import build_split_notebook, build_task_notebook
 from flyte_lab.engine.worker import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import DriverError, FlyteLabError, LeaseLostError
 from flyte_lab.graph.model import Workflow
@@ -41,6 +41,7 @@ class _Attempt:
     futures: list[Any]
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
     size: int | None = None  # map-over fan-out
+    splitting: bool = False  # its one future is the kernel splitting the mapped list (`_split_in_kernel`)
     _index: dict[str, int] = field(default_factory=dict)
 
     def index_of(self, key: str) -> int:
@@ -223,6 +224,7 @@ class RunDriver:
     def _mark(self, ins: sm.MarkTask) -> None:
         if ins.status in ("succeeded", "cached"):
             record, outputs, notebook = self.pending.pop(ins.task)
+            outputs = self._declared_types(ins.task, outputs)
             if ins.status == "succeeded":
                 assert record is not None
                 self.store.commit_success(self.run_id, ins.task, record.number, outputs, output_notebook=notebook,
@@ -243,6 +245,14 @@ class RunDriver:
                                        at=at, fence=self.fence)
         if self.on_change:
             self.on_change(self.progress())
+
+    def _declared_types(self, task: str, outputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each output's type as its header declares it, never as the kernel's result says: `%flyte_load`
+        evaluates this text in the user's kernel, and task code may write whatever result file it likes."""
+        spec = self.wf.tasks[task]
+        declared = {p.name: (gathered_type(self.wf, task, p.name) if spec.options.map_over else p.type).display()
+                    for p in spec.outputs}
+        return {name: {**entry, "type": declared[name]} for name, entry in outputs.items() if name in declared}
 
     def _renew(self, ins: sm.RenewLeases) -> list[sm.Event]:
         cancel = self.store.renew_run(self.run_id, self.fence, self.lease_ttl_s)
@@ -308,35 +318,57 @@ class RunDriver:
             self.store.finish_attempt(self.run_id, task, number, "failed", kind="user", error=error, fence=self.fence)
             return [sm.TaskStarted(task, attempt), sm.TaskFailed(task, attempt, "user", error)]
         inputs = self._input_entries(task)
-        elements: list[str | None] = [None]
-        if spec_task.options.map_over:
-            mapped_param = spec_task.input(spec_task.options.map_over)
-            assert mapped_param is not None
-            # element references only: a manifest is read as JSON, nothing is decoded here
-            elements = list(self.artifacts.element_uris(inputs[mapped_param.name]["uri"], mapped_param.type))
+        if not spec_task.options.map_over:
+            return self._fan_out(task, attempt, number, inputs, None)
+        mapped_param = spec_task.input(spec_task.options.map_over)
+        assert mapped_param is not None
+        # element references only: a manifest or a JSON list is split as JSON, nothing is decoded here
+        elements = self.artifacts.element_uris(inputs[mapped_param.name]["uri"], mapped_param.type)
+        if elements is None:
+            return self._split_in_kernel(task, attempt, number, inputs[mapped_param.name]["uri"])
+        return self._fan_out(task, attempt, number, inputs, elements)
+
+    def _fan_out(self, task: str, attempt: int, number: int, inputs: dict[str, dict[str, Any]],
+                 elements: list[str] | None) -> list[sm.Event]:
+        """Submit the attempt: one Dask task, or one per element of a map-over (`elements`)."""
         notebook = self.notebooks.get(task)
         if notebook is None:
             notebook = self.notebooks[task] = build_task_notebook(self.wf, task)
-        futures = []
-        mapped = spec_task.options.map_over is not None
-        for index, element in enumerate(elements):
-            spec = attempt_spec(wf=self.wf, task=task, run_id=self.run_id, number=number, inputs=inputs,
-                                artifacts=self.artifacts, artifact_key=self.artifacts.hmac_key_hex,
-                                secrets=self.secrets.get(task), scrub=self.scrub, split=self.split,
-                                notebook=notebook, map_index=index if mapped else None, element_uri=element,
-                                modules=self.setup_modules)
-            futures.append(self.client.submit(run_task_attempt, spec, key=spec["key"], resources=wanted or None,
-                                              pure=False))
-        record = _Attempt(task, attempt, number, futures, size=len(elements) if mapped else None)
-        self.by_task[task] = record
-        for future in futures:
-            self.inflight[future.key] = record
-            future.add_done_callback(self._on_future_done)  # called at once if it is already done
+        specs = [attempt_spec(wf=self.wf, task=task, run_id=self.run_id, number=number, inputs=inputs,
+                              artifacts=self.artifacts, artifact_key=self.artifacts.hmac_key_hex,
+                              secrets=self.secrets.get(task), scrub=self.scrub, split=self.split,
+                              notebook=notebook, map_index=index if elements is not None else None,
+                              element_uri=element, modules=self.setup_modules)
+                 for index, element in enumerate(elements if elements is not None else [None])]
+        record = self._track(_Attempt(task, attempt, number, [], size=None if elements is None else len(elements)),
+                             specs)
         # the task is marked running when a worker reports it started (`_drain_events`), so durations
         # exclude time spent queued
         if record.size == 0:
             return [sm.TaskStarted(task, attempt), *self._finish_map(record)]
         return []
+
+    def _split_in_kernel(self, task: str, attempt: int, number: int, uri: str) -> list[sm.Event]:
+        """The mapped list is stored in a form only a kernel may decode (a pickle, e.g. a cached list no map-over
+        read when it was stored): a kernel stores it element by element first, then the elements fan out."""
+        notebook = self.notebooks.get(f"{task} split")
+        if notebook is None:
+            notebook = self.notebooks[f"{task} split"] = build_split_notebook(self.wf, task)
+        spec = split_spec(wf=self.wf, task=task, run_id=self.run_id, number=number, uri=uri, artifacts=self.artifacts,
+                          artifact_key=self.artifacts.hmac_key_hex, scrub=self.scrub, notebook=notebook,
+                          modules=self.setup_modules)
+        self._track(_Attempt(task, attempt, number, [], splitting=True), [spec])
+        return []
+
+    def _track(self, record: _Attempt, specs: list[dict[str, Any]]) -> _Attempt:
+        wanted = task_resources(self.client, self.wf, record.task)
+        record.futures = [self.client.submit(run_task_attempt, spec, key=spec["key"], resources=wanted or None,
+                                             pure=False) for spec in specs]
+        self.by_task[record.task] = record
+        for future in record.futures:
+            self.inflight[future.key] = record
+            future.add_done_callback(self._on_future_done)  # called at once if it is already done
+        return record
 
     # -- outcomes ---------------------------------------------------------------------------------------------
     def _drain_events(self) -> None:
@@ -415,7 +447,23 @@ class RunDriver:
         if record.size is not None:
             return self._finish_map(record)
         (result,) = record.results.values()
+        if record.splitting and result["status"] == "succeeded":
+            return self._split_done(record, result)
         return self._conclude(record, result, result.get("outputs"))
+
+    def _split_done(self, record: _Attempt, result: dict[str, Any]) -> list[sm.Event]:
+        """The splitting kernel stored the mapped list as a manifest: fan its elements out, same attempt."""
+        spec_task = self.wf.tasks[record.task]
+        mapped = spec_task.input(spec_task.options.map_over or "")
+        assert mapped is not None
+        stored = (result.get("outputs") or {}).get(mapped.name) or {}
+        uri = stored.get("uri")
+        elements = self.artifacts.element_uris(uri, mapped.type) if isinstance(uri, str) else None
+        if elements is None:
+            error = {"type": "ArtifactError", "message": f"the kernel splitting `{mapped.name}` for task "
+                     f"`{record.task}` stored no list manifest", "cell": spec_task.cell, "line": 1, "traceback": ""}
+            return self._conclude(record, {**result, "status": "failed", "kind": "infra", "error": error}, None)
+        return self._fan_out(record.task, record.attempt, record.number, self._input_entries(record.task), elements)
 
     def _finish_map(self, record: _Attempt) -> list[sm.Event]:
         results = [record.results[i] for i in sorted(record.results)]

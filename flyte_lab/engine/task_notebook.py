@@ -6,7 +6,9 @@ prelude's cell when there are no setup cells), the task cell and the output
 check-and-save. Each generated cell is tagged so an
 error can be traced to its origin. The task cell keeps its `%%flyte_task` header (and each setup
 cell its `%%flyte_setup` line) as Python comments, so line N of the user's
-cell is line N of the executed cell and of its traceback.
+cell is line N of the executed cell and of its traceback. A `--map-over`
+task whose list only a kernel may decode gets a second notebook, the same
+without the task cell, that stores the list element by element.
 """
 
 from __future__ import annotations
@@ -38,7 +40,17 @@ def task_cell_source(task: Task) -> str:
 
 
 def build_task_notebook(wf: Workflow, task_name: str) -> Any:
-    task = wf.tasks[task_name]
+    return _notebook(wf, wf.tasks[task_name], body=True)
+
+
+def build_split_notebook(wf: Workflow, task_name: str) -> Any:
+    """The notebook of a kernel that splits a `--map-over` task's list for it: the setup cells, loading the
+    list (its context names it as both input and split output) and saving it element by element. The driver
+    runs it when the list is stored in a form only a kernel may decode (a pickle)."""
+    return _notebook(wf, wf.tasks[task_name], body=False)
+
+
+def _notebook(wf: Workflow, task: Task, body: bool) -> Any:
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": wf.kernel_name, "display_name": wf.kernel_name, "language": "python"}
     nb.metadata["flyte_lab"] = {"task": task.name, "cell": task.cell, "body_line": task.body_line,
@@ -53,7 +65,8 @@ def build_task_notebook(wf: Workflow, task_name: str) -> Any:
         cells.append(_cell(load, INPUTS_TAG))
     else:  # one cell, one kernel round trip fewer per task
         cells = [_cell(f"{prelude}\n{load}", PRELUDE_TAG, INPUTS_TAG)]
-    cells.append(_cell(task_cell_source(task), BODY_TAG))
+    if body:
+        cells.append(_cell(task_cell_source(task), BODY_TAG))
     cells.append(_cell("_flyte_runtime.save_outputs(flyte_context, globals())", OUTPUTS_TAG))
     nb.cells = cells
     return nbformat.from_dict(nb)

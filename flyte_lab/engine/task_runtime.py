@@ -32,7 +32,8 @@ def open_store(ctx: dict[str, Any]) -> ArtifactStore:
         if not key_hex:
             raise RuntimeError("flyte_lab: this task got no artifact key from the driver")
         key = bytes.fromhex(key_hex)
-    return ArtifactStore(ctx["artifacts"], key, cache_dir=ctx.get("cache_dir"))  # the worker's private cache
+    # the worker's private cache; a task's kernel is where task-written pickles may be loaded
+    return ArtifactStore(ctx["artifacts"], key, cache_dir=ctx.get("cache_dir"), allow_pickle=True)
 
 
 def enter(ctx: dict[str, Any]) -> None:

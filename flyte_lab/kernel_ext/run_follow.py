@@ -119,7 +119,7 @@ class RunFollower:
             from flyte_lab.engine.api import flyte_home
             from flyte_lab.engine.artifacts import ArtifactStore
 
-            self._artifacts = ArtifactStore.from_env(str(flyte_home()))
+            self._artifacts = ArtifactStore.from_env(str(flyte_home()))  # reads manifests only
         return self._artifacts
 
     def _count_elements(self, run: Mapping[str, Any], graph: Mapping[str, Any]) -> None:

@@ -188,7 +188,7 @@ def load_inputs(record: AttemptRecord, namespace: dict[str, Any]) -> dict[str, A
     from flyte_lab.engine.artifacts import ArtifactStore
     from flyte_lab.graph.model import typeref_from_json
 
-    artifacts = ArtifactStore.from_env(str(flyte_home()))
+    artifacts = ArtifactStore.from_env(str(flyte_home()), allow_pickle=True)  # the user's own kernel
     over = (record.graph_task.get("options") or {}).get("map_over")
     values: dict[str, Any] = {}
     for spec in record.inputs:

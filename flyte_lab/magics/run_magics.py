@@ -210,7 +210,9 @@ class RunMagics(Magics):
         except Exception:  # the setup cells did not run here: plain decoding still gives the value
             spec = ANY
         try:
-            return ArtifactStore.from_env(str(flyte_home())).get(ref["uri"], spec, self._shell.user_ns)
+            # the user's own kernel, by their choice: the one place outside a task kernel that unpickles
+            return ArtifactStore.from_env(str(flyte_home()), allow_pickle=True).get(ref["uri"], spec,
+                                                                                    self._shell.user_ns)
         except FlyteLabError as exc:
             raise UsageError(f"cannot load {ref['uri']}: {exc.message}") from None
 

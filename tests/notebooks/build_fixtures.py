@@ -13,6 +13,28 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).parent
 SETUP = "%%flyte_setup\nimport pandas as pd\nimport numpy as np\n"
+# a class with no codec (it travels by cloudpickle) whose unpickling appends, to the file `marks`, which process
+# loaded it: its pid and, in a kernel, its IPython shell's class
+MARKER_SETUP = (
+    "%%flyte_setup\n"
+    "def _loaded_marker(value, marks):\n"
+    "    import json, os, sys\n"
+    "    ipython = sys.modules.get('IPython')\n"
+    "    shell = ipython.get_ipython() if ipython is not None else None\n"
+    "    with open(marks, 'a') as fh:\n"
+    "        fh.write(json.dumps({'pid': os.getpid(), 'shell': type(shell).__name__ if shell else None,\n"
+    "                             'argv': sys.argv[:3]}) + '\\n')\n"
+    "    import __main__  # the loading kernel's own Marker: a by-value copy of the class would fail its type check\n"
+    "    return getattr(__main__, 'Marker', Marker)(value, marks)\n"
+    "\n"
+    "class Marker:\n"
+    "    def __init__(self, value, marks):\n"
+    "        self.value, self.marks = value, marks\n"
+    "\n"
+    "    def __reduce__(self):\n"
+    "        return (_loaded_marker, (self.value, self.marks))\n"
+)
+MAKE_MARKERS = "%%flyte_task make(marks: str, n: int) -> items: list[Marker] --cache\nitems = [Marker(i, marks) for i in range(n)]"
 
 
 def params(source: str) -> nbformat.NotebookNode:
@@ -152,6 +174,17 @@ FIXTURES = {
         "    except OSError:\n"
         "        pass\n"
         "Path(marks, 'scanned').touch()",
+    ],
+    # `make` caches its list as one pickle: no map-over reads it here
+    "pickled_marker_list": [
+        MARKER_SETUP, params("marks = ''\nn = 3"), MAKE_MARKERS,
+        "%%flyte_task count(items: list[Marker]) -> k: int\nk = len(items)",
+    ],
+    # the same `make` (same cache key), its list mapped over
+    "map_over_pickled_marker": [
+        MARKER_SETUP, params("marks = ''\nn = 3"), MAKE_MARKERS,
+        "%%flyte_task double(items: Marker) -> doubled: int --map-over items\ndoubled = items.value * 2",
+        "%%flyte_task total(doubled: list[int]) -> s: int\ns = sum(doubled)",
     ],
     "many_errors": [
         "%%flyte_task a() -> x: str\nx = 'a'", "%%flyte_task b(x: int) -> y: int\ny = nope",
