@@ -18,7 +18,7 @@ from rich.console import Console
 from flyte_lab.cli import report
 from flyte_lab.cli.main import main
 from flyte_lab.store import RunStore
-from tests.conftest import cli_env
+from tests.conftest import CLI, NOTEBOOKS, cli_env
 
 GRAPH = {"tasks": [{"name": "a", "cell": 2}], "edges": []}
 TASKS = [{"name": "a", "cell": 2, "resources": {}}]
@@ -145,3 +145,31 @@ def test_runs_table_shows_the_file_name_and_fits_100_columns() -> None:
     assert lines[2].split()[-1] == report.format_duration(245.0) == "4m05s"
     assert lines[3].split()[-1] == report.format_duration(1.0)
     assert "…" in lines[3]
+
+
+def _modes(top: Path) -> dict[str, int]:
+    """Every folder and file under `top` (itself included) and its permission bits."""
+    found = {str(top): stat.S_IMODE(os.stat(top).st_mode)}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            found[path] = stat.S_IMODE(os.stat(path).st_mode)
+    return found
+
+
+@pytest.mark.cluster
+def test_a_run_writes_everything_private_under_an_artifact_root_outside_home(tmp_path: Path) -> None:
+    home, artifacts = tmp_path / "home", tmp_path / "shared" / "artifacts"
+    env = dict(cli_env(home), FLYTE_LAB_ARTIFACTS=str(artifacts))
+    env.pop("FLYTE_LAB_DB_URL", None)
+    old = os.umask(0o022)  # what most users have; the CLI inherits it
+    try:
+        done = subprocess.run([*CLI, "run", str(NOTEBOOKS / "valid_pipeline.ipynb"), "-p", "n=5", "--workers", "1"],
+                              env=env, capture_output=True, text=True, timeout=240, check=False)
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    modes = _modes(artifacts) | _modes(home)
+    assert any(p.endswith("attempt-1.ipynb") for p in modes) and any(p.endswith("outputs.json") for p in modes)
+    loose = {p: oct(m) for p, m in modes.items() if m != (0o700 if os.path.isdir(p) else 0o600)}
+    assert loose == {}
