@@ -173,3 +173,45 @@ def test_a_run_writes_everything_private_under_an_artifact_root_outside_home(tmp
     assert any(p.endswith("attempt-1.ipynb") for p in modes) and any(p.endswith("outputs.json") for p in modes)
     loose = {p: oct(m) for p, m in modes.items() if m != (0o700 if os.path.isdir(p) else 0o600)}
     assert loose == {}
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_store_a_newer_flyte_lab_wrote_is_one_line_and_left_as_it_is(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flyte_lab.store.database import head_revision
+
+    home = tmp_path / "home"
+    monkeypatch.delenv("FLYTE_LAB_DB_URL", raising=False)
+    with RunStore.from_env(home) as store:
+        store.create_run("/x/pipe.ipynb", {}, GRAPH, TASKS, "local", notebook_hash="h")
+    with sqlite3.connect(home / "store.db") as db:  # as a later version's migration would leave it
+        db.execute("UPDATE alembic_version SET version_num = '0999'")
+    db.close()
+    before = _files(home)
+    env = dict(cli_env(home))
+    env.pop("FLYTE_LAB_DB_URL", None)
+    for argv in (["runs"], ["show", "abc"], ["cancel", "abc"], ["run", str(NOTEBOOKS / "valid_pipeline.ipynb")]):
+        done = subprocess.run([*CLI, *argv], env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert done.stderr.splitlines() == [
+            f"flyte-lab: error: the run store at sqlite:///{home}/store.db was written by a newer version of "
+            f"flyte_lab (schema revision `0999`; this one knows up to `{head_revision()}`); upgrade flyte_lab to "
+            "use it (the store was left as it is)"], argv
+        assert _files(home) == before, argv  # not a byte changed, no -wal/-shm or key left behind
+
+
+def test_a_0_byte_store_file_is_no_store_and_stays_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "store.db").touch()
+    monkeypatch.setenv("FLYTE_LAB_HOME", str(home))
+    monkeypatch.delenv("FLYTE_LAB_DB_URL", raising=False)
+    assert main(["runs", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+    assert main(["show", "abc"]) == 2
+    assert "no run `abc`" in capsys.readouterr().err
+    assert _files(home) == {"store.db": b""}
