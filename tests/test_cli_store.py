@@ -215,3 +215,29 @@ def test_a_0_byte_store_file_is_no_store_and_stays_empty(tmp_path: Path, monkeyp
     assert main(["show", "abc"]) == 2
     assert "no run `abc`" in capsys.readouterr().err
     assert _files(home) == {"store.db": b""}
+
+
+def _read_only_mounts_work() -> bool:
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not _read_only_mounts_work(), reason="needs `unshare -m` (a private mount namespace): a "
+                    "read-only bind mount is the one refusal that holds for root, who ignores file modes")
+@pytest.mark.parametrize("under", ["", "team/runs"])
+def test_a_read_only_artifact_folder_is_one_line_and_nothing_is_created(tmp_path: Path, under: str) -> None:
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    artifacts.mkdir()
+    root = artifacts / under
+    env = dict(cli_env(home), FLYTE_LAB_ARTIFACTS=str(root))
+    env.pop("FLYTE_LAB_DB_URL", None)
+    run = " ".join([*CLI, "run", str(NOTEBOOKS / "valid_pipeline.ipynb"), "--workers", "1"])
+    script = f"mount --bind {artifacts} {artifacts} && mount -o remount,bind,ro {artifacts} && exec {run}"
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"flyte-lab: error: FLYTE_LAB_ARTIFACTS={root}: cannot write there (Read-only file system)"]
+    assert not home.exists() and list(artifacts.iterdir()) == []  # no store, no key, no folder
