@@ -557,9 +557,12 @@ def root_problem(root_url: str) -> str | None:
 
 
 def _local_root_problem(root: str) -> str | None:
-    # a real write: file modes say nothing to root, and a read-only mount refuses whatever the modes say
+    # a real write (file modes say nothing to root; a read-only mount refuses whatever they say), in the
+    # root or, when it is still to be made, in the folder it will be made in: the probe leaves nothing
+    folder = os.path.abspath(os.path.expanduser(root))
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
     try:
-        folder = make_private_dirs(os.path.expanduser(root))  # made now anyway by the run that follows
         probe = os.path.join(folder, f"{PROBE_NAME}-{uuid.uuid4().hex}")
         os.close(open_private(probe))
         os.unlink(probe)
