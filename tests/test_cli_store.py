@@ -18,7 +18,7 @@ from rich.console import Console
 from flyte_lab.cli import report
 from flyte_lab.cli.main import main
 from flyte_lab.store import RunStore
-from tests.conftest import cli_env
+from tests.conftest import CLI, NOTEBOOKS, cli_env
 
 GRAPH = {"tasks": [{"name": "a", "cell": 2}], "edges": []}
 TASKS = [{"name": "a", "cell": 2, "resources": {}}]
@@ -145,3 +145,99 @@ def test_runs_table_shows_the_file_name_and_fits_100_columns() -> None:
     assert lines[2].split()[-1] == report.format_duration(245.0) == "4m05s"
     assert lines[3].split()[-1] == report.format_duration(1.0)
     assert "…" in lines[3]
+
+
+def _modes(top: Path) -> dict[str, int]:
+    """Every folder and file under `top` (itself included) and its permission bits."""
+    found = {str(top): stat.S_IMODE(os.stat(top).st_mode)}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            found[path] = stat.S_IMODE(os.stat(path).st_mode)
+    return found
+
+
+@pytest.mark.cluster
+def test_a_run_writes_everything_private_under_an_artifact_root_outside_home(tmp_path: Path) -> None:
+    home, artifacts = tmp_path / "home", tmp_path / "shared" / "artifacts"
+    env = dict(cli_env(home), FLYTE_LAB_ARTIFACTS=str(artifacts))
+    env.pop("FLYTE_LAB_DB_URL", None)
+    old = os.umask(0o022)  # what most users have; the CLI inherits it
+    try:
+        done = subprocess.run([*CLI, "run", str(NOTEBOOKS / "valid_pipeline.ipynb"), "-p", "n=5", "--workers", "1"],
+                              env=env, capture_output=True, text=True, timeout=240, check=False)
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    modes = _modes(artifacts) | _modes(home)
+    assert any(p.endswith("attempt-1.ipynb") for p in modes) and any(p.endswith("outputs.json") for p in modes)
+    loose = {p: oct(m) for p, m in modes.items() if m != (0o700 if os.path.isdir(p) else 0o600)}
+    assert loose == {}
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_store_a_newer_flyte_lab_wrote_is_one_line_and_left_as_it_is(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flyte_lab.store.database import head_revision
+
+    home = tmp_path / "home"
+    monkeypatch.delenv("FLYTE_LAB_DB_URL", raising=False)
+    with RunStore.from_env(home) as store:
+        store.create_run("/x/pipe.ipynb", {}, GRAPH, TASKS, "local", notebook_hash="h")
+    with sqlite3.connect(home / "store.db") as db:  # as a later version's migration would leave it
+        db.execute("UPDATE alembic_version SET version_num = '0999'")
+    db.close()
+    before = _files(home)
+    env = dict(cli_env(home))
+    env.pop("FLYTE_LAB_DB_URL", None)
+    for argv in (["runs"], ["show", "abc"], ["cancel", "abc"], ["run", str(NOTEBOOKS / "valid_pipeline.ipynb")]):
+        done = subprocess.run([*CLI, *argv], env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert done.stderr.splitlines() == [
+            f"flyte-lab: error: the run store at sqlite:///{home}/store.db was written by a newer version of "
+            f"flyte_lab (schema revision `0999`; this one knows up to `{head_revision()}`); upgrade flyte_lab to "
+            "use it (the store was left as it is)"], argv
+        assert _files(home) == before, argv  # not a byte changed, no -wal/-shm or key left behind
+
+
+def test_a_0_byte_store_file_is_no_store_and_stays_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "store.db").touch()
+    monkeypatch.setenv("FLYTE_LAB_HOME", str(home))
+    monkeypatch.delenv("FLYTE_LAB_DB_URL", raising=False)
+    assert main(["runs", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+    assert main(["show", "abc"]) == 2
+    assert "no run `abc`" in capsys.readouterr().err
+    assert _files(home) == {"store.db": b""}
+
+
+def _read_only_mounts_work() -> bool:
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not _read_only_mounts_work(), reason="needs `unshare -m` (a private mount namespace): a "
+                    "read-only bind mount is the one refusal that holds for root, who ignores file modes")
+@pytest.mark.parametrize("under", ["", "team/runs"])
+def test_a_read_only_artifact_folder_is_one_line_and_nothing_is_created(tmp_path: Path, under: str) -> None:
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    artifacts.mkdir()
+    root = artifacts / under
+    env = dict(cli_env(home), FLYTE_LAB_ARTIFACTS=str(root))
+    env.pop("FLYTE_LAB_DB_URL", None)
+    run = " ".join([*CLI, "run", str(NOTEBOOKS / "valid_pipeline.ipynb"), "--workers", "1"])
+    script = f"mount --bind {artifacts} {artifacts} && mount -o remount,bind,ro {artifacts} && exec {run}"
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"flyte-lab: error: FLYTE_LAB_ARTIFACTS={root}: cannot write there (Read-only file system)"]
+    assert not home.exists() and list(artifacts.iterdir()) == []  # no store, no key, no folder

@@ -3,6 +3,8 @@ and the real `flyte-lab dashboard` process."""
 
 from __future__ import annotations
 
+import re
+import socket
 import sqlite3
 import subprocess
 import urllib.request
@@ -182,6 +184,37 @@ def test_newer_store_schema_is_a_clear_message(home: Path) -> None:
     assert "newer version of flyte_lab" in problem.message
     assert "flyte-message-newer" in _message(runs_page())
     assert "flyte-message-newer" in _message(run_page("20260101-000000-abcdef"))
+
+
+def test_dashboard_port_0_prints_the_port_it_listens_on(home: Path, tmp_path: Path) -> None:
+    log_path = tmp_path / "dashboard.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen([*CLI, "dashboard", "--port", "0"], env=cli_env(home), stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        found = wait_for(lambda: re.search(r"http://127\.0\.0\.1:(\d+)/", log_path.read_text())
+                         or proc.poll() is not None, 60, "the dashboard to print its URL")
+        assert proc.poll() is None, log_path.read_text()
+        url = found.group(0)
+        assert int(found.group(1)) > 0, url
+        with urllib.request.urlopen(url, timeout=30) as answer:  # printed once listening: no wait needed
+            page = answer.read().decode()
+        assert answer.status == 200 and "flyte_lab runs" in page
+    finally:
+        killpg(proc)
+        log.close()
+
+
+def test_dashboard_on_a_port_in_use_is_one_line(home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([*CLI, "dashboard", "--port", str(port)], env=cli_env(home), capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"flyte-lab: error: the dashboard cannot listen on 127.0.0.1:{port} (Address already in use)"]
 
 
 def test_dashboard_command_serves_the_runs_page(home: Path, tmp_path: Path) -> None:

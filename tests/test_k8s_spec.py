@@ -119,3 +119,33 @@ def test_the_worker_dockerfile_lints_clean() -> None:
     proc = subprocess.run([hadolint, str(ROOT / "docker/worker.Dockerfile")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# runs the CLI as if the `k8s` extra were not installed: an import hook refuses its packages
+WITHOUT_K8S_EXTRA = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class NotInstalled(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("dask_kubernetes", "kubernetes", "kubernetes_asyncio", "kr8s"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
+from flyte_lab.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(("argv", "what"), [(["k8s-spec"], "`flyte-lab k8s-spec`"),
+                                            (["run", "--cluster", "k8s"], "--cluster k8s")])
+def test_without_the_k8s_extra_it_is_one_line_saying_what_to_install(tmp_path: Path, notebook: Path,
+                                                                      argv: list[str], what: str) -> None:
+    proc = subprocess.run([CLI[0], "-c", WITHOUT_K8S_EXTRA, *argv, str(notebook)], env=cli_env(tmp_path / "home"),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"flyte-lab: error: {what} needs the `k8s` extra, which is not installed (dask_kubernetes): "
+        "pip install 'flyte_lab[k8s]'"]
+    assert not (tmp_path / "home").exists()  # nothing stored

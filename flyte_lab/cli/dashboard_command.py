@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def dashboard(args: argparse.Namespace) -> int:
-    from flyte_lab.dashboard.server import serve
+    from flyte_lab.dashboard.server import bind
 
     extra = None
     if args.oauth_extra_params:
@@ -29,9 +29,12 @@ def dashboard(args: argparse.Namespace) -> int:
             extra = json.loads(args.oauth_extra_params)
         except json.JSONDecodeError as exc:
             raise UserInputError(f"--oauth-extra-params is not JSON: {exc}") from None
-    print(f"flyte-lab dashboard: http://{args.address}:{args.port}/ (Ctrl-C stops it)", flush=True)
-    serve(args.address, args.port, args.allow_websocket_origin, basic_auth=args.basic_auth,
-          cookie_secret=args.cookie_secret, oauth_provider=args.oauth_provider, oauth_key=args.oauth_key,
-          oauth_secret=args.oauth_secret, oauth_redirect_uri=args.oauth_redirect_uri,
-          oauth_encryption_key=args.oauth_encryption_key, oauth_extra_params=extra)
+    server = bind(args.address, args.port, args.allow_websocket_origin, basic_auth=args.basic_auth,
+                  cookie_secret=args.cookie_secret, oauth_provider=args.oauth_provider, oauth_key=args.oauth_key,
+                  oauth_secret=args.oauth_secret, oauth_redirect_uri=args.oauth_redirect_uri,
+                  oauth_encryption_key=args.oauth_encryption_key, oauth_extra_params=extra)
+    # printed once listening, with the port really bound (`--port 0` picks one)
+    print(f"flyte-lab dashboard: http://{args.address}:{server.port}/ (Ctrl-C stops it)", flush=True)
+    server.start()
+    server.io_loop.start()
     return 0

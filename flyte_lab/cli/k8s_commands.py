@@ -10,8 +10,9 @@ from flyte_lab.errors import ValidationFailed
 def k8s_spec(args: argparse.Namespace) -> int:
     from flyte_lab.graph.validate import validate_notebook
     from flyte_lab.k8s.config import load_config
-    from flyte_lab.k8s.manifests import build_manifests, to_yaml
+    from flyte_lab.k8s.manifests import build_manifests, require_k8s_extra, to_yaml
 
+    require_k8s_extra("`flyte-lab k8s-spec`")
     wf = validate_notebook(args.notebook)
     if wf.errors:
         raise ValidationFailed(wf.errors[0].format(args.notebook), diagnostics=[d.as_json() for d in wf.diagnostics])

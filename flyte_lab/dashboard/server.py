@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from flyte_lab.dashboard.run_page import run_page
 from flyte_lab.dashboard.runs_page import runs_page
+from flyte_lab.errors import UserInputError
 
 ROUTES = {"/": runs_page, "/run": run_page}
 
@@ -19,9 +21,32 @@ def server_options(address: str, port: int, origins: list[str] | None = None, **
     return options
 
 
+def _chosen_port(address: str, port: int) -> int:
+    """`port`, or for 0 a free one: the websocket origins must name the real port before Bokeh binds it."""
+    if port:
+        return port
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(address, 0, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.bind(sockaddr)
+        return int(probe.getsockname()[1])
+
+
+def bind(address: str = "127.0.0.1", port: int = 5006, origins: list[str] | None = None, **auth: Any) -> Any:
+    """The dashboard's server, listening but not serving yet (`.port` is the real port; `.start()` and then
+    `.io_loop.start()` serve); a port that cannot be bound is one line."""
+    import panel as pn
+
+    port = _chosen_port(address, port)
+    try:
+        return pn.serve(ROUTES, start=False, **server_options(address, port, origins, **auth))
+    except OSError as err:
+        raise UserInputError(f"the dashboard cannot listen on {address}:{port} ({err.strerror or err})") from None
+
+
 def serve(address: str = "127.0.0.1", port: int = 5006, origins: list[str] | None = None, *,
           threaded: bool = False, **auth: Any) -> Any:
     """Serve the dashboard; blocks unless `threaded` (then returns the server thread, `.stop()` ends it)."""
     import panel as pn
 
-    return pn.serve(ROUTES, threaded=threaded, **server_options(address, port, origins, **auth))
+    options = server_options(address, _chosen_port(address, port), origins, **auth)
+    return pn.serve(ROUTES, threaded=threaded, **options)

@@ -30,10 +30,8 @@ def open_store() -> Any:
 
     Only a store that opened is kept: one that does not exist yet is looked for again on the next page load.
     """
-    from alembic.util.exc import CommandError
-
     from flyte_lab.store import RunStore
-    from flyte_lab.store.database import NoStore
+    from flyte_lab.store.database import NoStore, StoreTooNew
 
     key = _key()
     with _lock:
@@ -44,10 +42,8 @@ def open_store() -> Any:
         except NoStore as exc:
             return StoreProblem("empty", f"No runs yet ({exc.message}). Start one with `flyte-lab run NOTEBOOK` "
                                          "and it appears here.")
-        except CommandError as exc:  # alembic does not know the store's revision: a newer flyte_lab wrote it
-            return StoreProblem("newer", "This run store was written by a newer version of flyte_lab (schema "
-                                         f"revision unknown here: {exc}). Upgrade flyte_lab to read it; the "
-                                         "dashboard changes nothing in it.")
+        except StoreTooNew as exc:
+            return StoreProblem("newer", f"{exc.message[0].upper()}{exc.message[1:]}.")
         except FlyteLabError as exc:
             return StoreProblem("error", exc.message)
         _stores[key] = store

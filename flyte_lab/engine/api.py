@@ -133,11 +133,15 @@ def _start_local_kernels(cluster: str, workers: int | None, wf: Workflow, scrub:
     reserve(local_workers(workers), wf.kernel_name, setup_modules(wf), scrub)
 
 
-def _check_artifact_root(cluster: str, artifacts: Any, shared_fs: bool) -> None:
+def _check_artifact_root(cluster: str, shared_fs: bool) -> None:
+    """Refuse artifacts the workers could not reach or nobody can write, before the home, the store or the
+    artifact key is created."""
+    from flyte_lab.engine.artifacts import root_url_from_env
     from flyte_lab.engine.clusters import check_artifact_access, check_artifact_root
 
-    check_artifact_root(cluster, artifacts.root_url, shared_fs)
-    check_artifact_access(artifacts.root_url)
+    root_url = root_url_from_env(str(flyte_home(create=False)))
+    check_artifact_root(cluster, root_url, shared_fs)
+    check_artifact_access(root_url)
 
 
 def _stores(home: Path) -> tuple[Any, Any]:
@@ -163,9 +167,8 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     secrets, scrub = secret_env(wf)
     _start_local_kernels(cluster, workers, wf, scrub)
     try:
-        home = flyte_home()
-        store, artifacts = _stores(home)
-        _check_artifact_root(cluster, artifacts, shared_fs)
+        _check_artifact_root(cluster, shared_fs)
+        store, artifacts = _stores(flyte_home())
         refs = _input_refs(wf, values, artifacts)
         tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()}
                  for n in wf.order]
@@ -198,8 +201,7 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     the rest and everything downstream of it (fix-and-continue after an edit), keep the launch options."""
     from flyte_lab.store.leases import driver_identity
 
-    home = flyte_home()
-    store, artifacts = _stores(home)
+    store, artifacts = _stores(flyte_home())
     record = store.run_record(run_id)
     run = store.get_run(run_id)
     run_id = run["run_id"]
@@ -218,7 +220,7 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     cluster = cluster or record.get("cluster") or "local"
     _check_cluster(cluster, wf)
     secrets, scrub = secret_env(wf)
-    _check_artifact_root(cluster, artifacts, shared_fs or bool(record.get("options", {}).get("shared_fs")))
+    _check_artifact_root(cluster, shared_fs or bool(record.get("options", {}).get("shared_fs")))
     fence = store.claim_run(run_id, driver_identity(), lease_ttl())  # refuses while a live driver holds it
     refs = _input_refs(wf, values, artifacts)
     plan = plan_resume(wf, store.run_tasks(run_id), lambda t: store.get_outputs(run_id, t), refs, edited)

@@ -107,7 +107,7 @@ class ArtifactStore:
     @classmethod
     def from_env(cls, home: str | None = None, *, allow_pickle: bool = False) -> ArtifactStore:
         home = os.path.expanduser(home or os.environ.get("FLYTE_LAB_HOME") or "~/.flyte_lab")
-        root = os.environ.get("FLYTE_LAB_ARTIFACTS") or os.path.join(home, "artifacts")
+        root = root_url_from_env(home)
         key_hex = os.environ.get("FLYTE_LAB_ARTIFACT_KEY")
         if key_hex:
             try:
@@ -540,19 +540,24 @@ def _outside(uri: Any, root: str) -> ArtifactError:
                          uri=str(uri))
 
 
+def root_url_from_env(home: str) -> str:
+    """Where artifacts go: `FLYTE_LAB_ARTIFACTS`, else `HOME/artifacts` (nothing is created)."""
+    return os.environ.get("FLYTE_LAB_ARTIFACTS") or os.path.join(home, "artifacts")
+
+
 PROBE_NAME = ".flyte-lab-probe"  # never a content key (KEY_RE), so it cannot shadow an artifact
 
 
-def remote_root_problem(root_url: str) -> str | None:
-    """Why a run could not write artifacts under a remote root (None if it can): one small probe write,
-    so missing credentials, a missing bucket or a read-only root are found before anything is recorded,
-    not as a traceback from the first task. Local roots are not probed (they are created on demand)."""
+def root_problem(root_url: str) -> str | None:
+    """Why a run could not write artifacts under this root (None if it can): one small probe write, so
+    missing credentials, a missing bucket or a read-only folder are found before anything is recorded,
+    not as a traceback from the first task."""
     try:
         fs, root = url_to_fs(root_url)
     except (ImportError, ValueError) as err:  # e.g. s3:// without s3fs installed
         return f"cannot open it ({_first_line(err)})"
     if isinstance(fs, LocalFileSystem):
-        return None
+        return _local_root_problem(root)
     try:
         fs.pipe_file(f"{root.rstrip('/')}/{PROBE_NAME}", b"flyte_lab checks it may write here\n")
     except Exception as err:  # whatever the backend raises: it is the reason, told in one line
@@ -561,6 +566,21 @@ def remote_root_problem(root_url: str) -> str | None:
             reason += ("; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment of "
                        "the driver and of every worker (AWS_ENDPOINT_URL for an S3-compatible server)")
         return f"cannot write there ({reason})"
+    return None
+
+
+def _local_root_problem(root: str) -> str | None:
+    # a real write (file modes say nothing to root; a read-only mount refuses whatever they say), in the
+    # root or, when it is still to be made, in the folder it will be made in: the probe leaves nothing
+    folder = os.path.abspath(os.path.expanduser(root))
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    try:
+        probe = os.path.join(folder, f"{PROBE_NAME}-{uuid.uuid4().hex}")
+        os.close(open_private(probe))
+        os.unlink(probe)
+    except OSError as err:
+        return f"cannot write there ({err.strerror or _first_line(err)})"
     return None
 
 
@@ -573,4 +593,4 @@ def _rebuild_store(root_url: str, key: bytes, cache_dir: str, allow_pickle: bool
     return ArtifactStore(root_url, key, cache_dir=cache_dir, allow_pickle=allow_pickle)
 
 
-__all__ = ["ArtifactRef", "ArtifactStore", "load_or_create_key"]
+__all__ = ["ArtifactRef", "ArtifactStore", "load_or_create_key", "root_problem", "root_url_from_env"]

@@ -139,13 +139,14 @@ def worker_resources(client: Any) -> list[dict[str, float]]:
 
 
 def check_artifact_access(artifacts_root_url: str) -> None:
-    """Refuse a run whose artifacts could not be written: a remote root (s3://…) this process cannot write to
-    (no credentials, no bucket, read-only). One probe write; local roots are not probed."""
-    from flyte_lab.engine.artifacts import remote_root_problem
+    """Refuse a run whose artifacts could not be written: a root this process cannot write to (no
+    credentials, no bucket, a read-only folder or mount). One probe write."""
+    from flyte_lab.engine.artifacts import root_problem
 
-    problem = remote_root_problem(artifacts_root_url)
+    problem = root_problem(artifacts_root_url)
     if problem:
-        raise UserInputError(f"FLYTE_LAB_ARTIFACTS={artifacts_root_url}: {problem}")
+        where = "FLYTE_LAB_ARTIFACTS=" if os.environ.get("FLYTE_LAB_ARTIFACTS") else "the artifact folder "
+        raise UserInputError(f"{where}{artifacts_root_url}: {problem}")
 
 
 def check_artifact_root(cluster: str, artifacts_root_url: str, shared_fs: bool) -> None:

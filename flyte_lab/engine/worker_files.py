@@ -16,6 +16,8 @@ import shutil
 import tempfile
 import threading
 
+from flyte_lab.private_fs import make_private_dirs, open_private
+
 _lock = threading.Lock()
 _private: str | None = None
 
@@ -31,9 +33,7 @@ def private_dir() -> str:
 
 
 def private_subdir(name: str) -> str:
-    path = os.path.join(private_dir(), name)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
+    return make_private_dirs(os.path.join(private_dir(), name))
 
 
 def artifact_key_file(key_hex: str) -> str:
@@ -61,19 +61,22 @@ def cache_dir() -> str:
 
 
 def write_bytes(url: str, data: bytes) -> None:
-    """Write a whole file at a path or fsspec URL, creating its folder; local writes are atomic."""
+    """Write a whole file at a path or fsspec URL, creating its folder; local writes are atomic and private
+    (folders 0700, files 0600)."""
     from fsspec.core import url_to_fs
 
     fs, path = url_to_fs(url)
     parent = fs._parent(path)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
     if "file" in _protocols(fs):
+        # a local root may lie outside the private home (FLYTE_LAB_ARTIFACTS): private whatever the umask
+        make_private_dirs(parent)
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with fs.open(tmp, "wb") as out:
+        with os.fdopen(open_private(tmp), "wb") as out:
             out.write(data)
         os.replace(tmp, path)
         return
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
     with fs.open(path, "wb") as out:
         out.write(data)
 

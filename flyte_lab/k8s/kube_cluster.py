@@ -47,11 +47,9 @@ def credentials_problem(environ: dict[str, str] | None = None) -> str | None:
 
 def check_ready() -> None:
     """Refuse `--cluster k8s` in one line (exit 2), before anything is recorded, when it cannot work here."""
-    try:
-        import dask_kubernetes.operator  # noqa: F401
-    except ImportError as err:
-        raise UserInputError(f"--cluster k8s: dask-kubernetes is not installed ({err.name}); "
-                             "pip install 'flyte_lab[k8s]'") from None
+    from flyte_lab.k8s.manifests import require_k8s_extra
+
+    require_k8s_extra("--cluster k8s")
     why = credentials_problem()
     if why:
         raise UserInputError(f"--cluster k8s: {why}")

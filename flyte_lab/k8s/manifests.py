@@ -10,9 +10,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flyte_lab.errors import UserInputError
 from flyte_lab.graph.model import Workflow
 from flyte_lab.k8s.config import K8sConfig
 from flyte_lab.k8s.profiles import Profile, profiles_of
+
+
+def require_k8s_extra(what: str) -> None:
+    """Refuse `what` in one line (exit 2) when the `k8s` extra (dask-kubernetes, its kubernetes client,
+    PyYAML) is not installed: it is optional, so a missing one is the user's setup, not a crash."""
+    try:
+        import dask_kubernetes.operator  # noqa: F401
+        import yaml  # noqa: F401
+    except ImportError as err:
+        raise UserInputError(f"{what} needs the `k8s` extra, which is not installed ({err.name or err}): "
+                             "pip install 'flyte_lab[k8s]'") from None
 
 
 def cluster_name(wf: Workflow) -> str:

@@ -1,8 +1,9 @@
 """The REST handlers of DESIGN.md section 3b; `ROUTES` below is the one route table.
 
 Every handler is behind Jupyter's authentication (`@tornado.web.authenticated`; `APIHandler` checks
-XSRF on cookie-authenticated writes), every notebook path goes through `paths.resolve_notebook`, and
-every error goes through `errors.STATUS_TABLE`. Store and graph calls run in a thread (they block).
+XSRF on cookie-authenticated writes), every notebook path goes through `paths.resolve_notebook`, every
+run or schedule named in a URL is confined to the root by `answers`, and every error goes through
+`errors.STATUS_TABLE`. Store and graph calls run in a thread (they block).
 """
 
 from __future__ import annotations
@@ -36,12 +37,20 @@ T = TypeVar("T")
 
 
 def answers(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Authenticated, and every exception answered through the status table."""
+    """Authenticated, confined to the root, and every exception answered through the status table.
+
+    A route whose URL names a run (`run_id`) or a schedule (`name`) acts only on one whose notebook lies
+    under the root: the check is made here, once for every such route, before its handler runs.
+    """
 
     @tornado.web.authenticated
     @functools.wraps(method)
     async def wrapper(self: FlyteHandler, *args: Any, **kwargs: Any) -> None:
         try:
+            if "run_id" in kwargs:
+                self.run = await self.blocking(service.confined_run, self.root_dir, kwargs["run_id"])
+            if "name" in kwargs:
+                await self.blocking(service.confined_schedule, self.root_dir, kwargs["name"])
             await method(self, *args, **kwargs)
         except Exception as exc:
             status = status_for(exc)
@@ -54,6 +63,8 @@ def answers(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[N
 
 
 class FlyteHandler(ExtensionHandlerMixin, APIHandler):
+    run: dict[str, Any]  # on routes of one run: its `show --json` object, set by `answers` once confined
+
     @property
     def root_dir(self) -> str:
         return str(self.settings["server_root_dir"])
@@ -123,29 +134,29 @@ class RunsHandler(FlyteHandler):
 class RunHandler(FlyteHandler):
     @answers
     async def get(self, run_id: str) -> None:
-        self.reply(await self.blocking(service.get_run, self.root_dir, run_id))
+        self.reply(self.run)
 
 
 class ResumeHandler(FlyteHandler):
     @answers
     async def post(self, run_id: str) -> None:
         req = self.body(ResumeRequest)
-        await self.blocking(service.get_run, self.root_dir, run_id)  # 404 before a process starts
-        run_id = await self.launcher.start({"action": "resume", "run_id": run_id, "cluster": req.cluster})
-        self.reply(RunCreated(run_id=run_id), 202)
+        started = await self.launcher.start({"action": "resume", "run_id": self.run["run_id"],
+                                             "cluster": req.cluster})
+        self.reply(RunCreated(run_id=started), 202)
 
 
 class CancelHandler(FlyteHandler):
     @answers
     async def post(self, run_id: str) -> None:
-        full_id, state = await self.blocking(service.cancel, run_id)
+        full_id, state = await self.blocking(service.cancel, self.run["run_id"])
         self.reply(CancelAnswer(run_id=full_id, state=state), 202)
 
 
 class TaskNotebookHandler(FlyteHandler):
     @answers
     async def get(self, run_id: str, task: str) -> None:
-        self.reply(await self.blocking(service.executed_notebook, run_id, task))
+        self.reply(await self.blocking(service.executed_notebook, self.run, task))
 
 
 class SchedulesHandler(FlyteHandler):

@@ -2,6 +2,8 @@
 
 A path is the Lab's relative path (`dir/nb.ipynb`). Absolute paths, `..` segments and symlinks that
 lead out of the root are all the same answer: not found (404), so the API reveals nothing outside it.
+Stored runs and schedules name their notebook by absolute path; `relative_to_root` is the one test of
+whether the server may show or act on them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ def resolve_notebook(root_dir: str, rel: str, *, must_exist: bool = True) -> Pat
 
 
 def relative_to_root(root_dir: str, absolute: str) -> str | None:
-    """The Lab path of a stored absolute notebook path, or None when it lies outside the root."""
+    """The Lab path of a stored absolute notebook path, or None when it lies outside the root.
+
+    The test on real paths, as they are now: a stored path whose folder or file has since become a symlink
+    that leads out of the root is outside; a notebook renamed or deleted inside the root stays inside.
+    """
     root = Path(root_dir).resolve()
     try:
         return Path(absolute).resolve().relative_to(root).as_posix()

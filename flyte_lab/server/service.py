@@ -1,7 +1,8 @@
 """What the handlers do, as plain blocking functions over the graph, the run store and the scheduler.
 
 No HTTP here: paths arrive resolved under the root, answers are the CLI's JSON objects (DESIGN.md 2-3),
-with each stored notebook path also given relative to the Jupyter root (`path`, null outside it).
+with each stored notebook path also given relative to the Jupyter root (`path`). Runs and schedules whose
+notebooks lie outside the root are neither listed nor found (`confined_run`, `confined_schedule`).
 """
 
 from __future__ import annotations
@@ -70,52 +71,70 @@ def _store(create: bool = False) -> Any:
     return RunStore.from_env(create=create)
 
 
+LIST_LIMIT = 50
+
+
 def list_runs(root: str, notebook: str | None) -> list[dict[str, Any]]:
+    """The newest runs (at most `LIST_LIMIT`) whose notebooks lie under the root; the others are not listed."""
     try:
         store = _store()
     except NoStore:
         return []
+    shown: list[dict[str, Any]] = []
+    offset = 0
     with store:
-        runs = store.list_runs(limit=50, notebook=notebook)
-    return [dict(r, path=relative_to_root(root, r["notebook"])) for r in runs]
+        while len(shown) < LIST_LIMIT:  # runs of notebooks elsewhere are skipped, so page until enough
+            page = store.list_runs(limit=LIST_LIMIT, offset=offset, notebook=notebook)
+            shown += [dict(r, path=path) for r in page if (path := relative_to_root(root, r["notebook"])) is not None]
+            if len(page) < LIST_LIMIT:
+                break
+            offset += LIST_LIMIT
+    return shown[:LIST_LIMIT]
 
 
-def get_run(root: str, run_id: str) -> dict[str, Any]:
+def confined_run(root: str, run_id: str) -> dict[str, Any]:
+    """The `show --json` object of the run with exactly this id, if its notebook lies under the root.
+
+    Every route on one run goes through here first. A run that does not exist, a prefix of an id and a run
+    whose notebook is elsewhere get the same answer, so nothing is learnt about runs outside the root.
+    """
     from flyte_lab.errors import RunNotFound
 
+    hidden = RunNotFound(f"no run `{run_id}` under the Jupyter root", run_id=run_id)
     try:
         store = _store()
     except NoStore:
-        raise RunNotFound(f"no run `{run_id}`: there is no run store yet") from None
+        raise hidden from None
     with store:
-        run = store.get_run(run_id)
+        try:
+            run = store.get_run(run_id)
+        except RunNotFound:
+            raise hidden from None
+    path = relative_to_root(root, run["notebook"])
+    if run["run_id"] != run_id or path is None:
+        raise hidden
     run.pop("attempts_detail", None)
-    return dict(run, path=relative_to_root(root, run["notebook"]))
+    return dict(run, path=path)
 
 
 def cancel(run_id: str) -> tuple[str, str]:
     from flyte_lab.engine.api import cancel_run
-    from flyte_lab.errors import RunNotFound
 
-    try:
-        return cancel_run(run_id)
-    except NoStore:
-        raise RunNotFound(f"no run `{run_id}`: there is no run store yet") from None
+    return cancel_run(run_id)
 
 
-def executed_notebook(run_id: str, task: str) -> dict[str, Any]:
+def executed_notebook(run: dict[str, Any], task: str) -> dict[str, Any]:
     """The executed notebook of the task's last attempt, as notebook JSON, wherever the artifacts live."""
     import json
 
     import fsspec
 
-    run = get_run("/", run_id)
     info = run["tasks"].get(task)
     if info is None:
-        raise UserInputError(f"run `{run_id}` has no task `{task}`")
+        raise UserInputError(f"run `{run['run_id']}` has no task `{task}`")
     url = info.get("output_notebook")
     if not url:
-        raise UserInputError(f"task `{task}` of run `{run_id}` has no executed notebook yet")
+        raise UserInputError(f"task `{task}` of run `{run['run_id']}` has no executed notebook yet")
     with fsspec.open(url, "r", encoding="utf-8") as fh:
         return {"name": f"{task}-{run['run_id']}.ipynb", "content": json.load(fh)}
 
@@ -131,7 +150,26 @@ def list_schedules(root: str, notebook: str | None, now: datetime) -> list[dict[
         rows = overview(store, now)
     if notebook is not None:
         rows = [r for r in rows if r["notebook"] == notebook]
-    return [dict(r, path=relative_to_root(root, r["notebook"])) for r in rows]
+    return [dict(r, path=path) for r in rows if (path := relative_to_root(root, r["notebook"])) is not None]
+
+
+def confined_schedule(root: str, name: str) -> None:
+    """Every route on one schedule goes through here first: one whose notebook is not under the root is
+    not found, in the same words as one that does not exist."""
+    from flyte_lab.store.schedules import ScheduleNotFound
+
+    hidden = ScheduleNotFound(f"no schedule `{name}` under the Jupyter root")
+    try:
+        store = _store()
+    except NoStore:
+        raise hidden from None
+    with store:
+        try:
+            schedule = store.get_schedule(name)
+        except ScheduleNotFound:
+            raise hidden from None
+    if relative_to_root(root, schedule["notebook"]) is None:
+        raise hidden
 
 
 def add_schedule(root: str, path: Path, req: ScheduleRequest) -> dict[str, Any]:

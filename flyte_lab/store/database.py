@@ -56,6 +56,10 @@ class NoStore(UserInputError):
     """There is no run store yet (read-only commands create none)."""
 
 
+class StoreTooNew(UserInputError):
+    """The store's schema revision is none this version knows: a newer flyte_lab wrote it."""
+
+
 def shown_url(url: str) -> str:
     """The URL without its password, for messages; the raw text if it does not parse."""
     try:
@@ -87,18 +91,20 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def require_existing(url: str) -> None:
-    """Raise `NoStore` unless a run store exists at `url`; creates nothing (no file, no folder, no table)."""
+    """Raise `NoStore` unless a run store exists at `url` (`StoreTooNew` if a newer flyte_lab made it);
+    creates and changes nothing (no file, no folder, no table, no journal mode)."""
     path = sqlite_file(url)
     if path is not None:
         if not path.is_file():
             raise NoStore(f"no run store at {path}")
-        return
-    if make_url(url).get_backend_name() == "sqlite":
+        if path.stat().st_size == 0:  # what SQLite calls an empty database, and a store being made right now
+            raise NoStore(f"no run store at {path} (the file is empty)")
+    elif make_url(url).get_backend_name() == "sqlite":
         return  # an in-memory database: empty but present
-    engine = create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)  # no WAL switch, no busy wait: this only looks
     try:
-        if current_revision(engine) is None:
-            raise NoStore(f"no run store at {shown_url(url)}")
+        if check_revision(engine) is None:
+            raise NoStore(f"no run store at {path or shown_url(url)} (it holds no flyte_lab tables)")
     finally:
         engine.dispose()
 
@@ -168,11 +174,16 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return cfg
 
 
+def known_revisions() -> list[str]:
+    """Every migration's revision, oldest first: revisions are linear and named by their file's 4-digit
+    prefix (a test holds alembic to it), so opening a store never needs alembic to know them (~0.3 s)."""
+    return sorted(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
 def head_revision() -> str | None:
-    """The newest migration: revisions are linear and named by their file's 4-digit prefix (a test holds
-    alembic to it), so opening a store that is up to date never imports alembic (~0.3 s per process)."""
-    names = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
-    return names[-1][:4] if names else None
+    """The newest migration (opening a store that is up to date never imports alembic)."""
+    names = known_revisions()
+    return names[-1] if names else None
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -182,10 +193,21 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def check_revision(engine: Engine) -> str | None:
+    """The store's revision (None: no store in it yet); `StoreTooNew` for one no migration here names."""
+    current = current_revision(engine)
+    if current is not None and current not in known_revisions():
+        raise StoreTooNew(f"the run store at {engine.url.render_as_string(hide_password=True)} was written by a "
+                          f"newer version of flyte_lab (schema revision `{current}`; this one knows up to "
+                          f"`{head_revision()}`); upgrade flyte_lab to use it (the store was left as it is)")
+    return current
+
+
 def upgrade(engine: Engine) -> None:
-    """`alembic upgrade head`, safe when several processes open a fresh store at once."""
+    """`alembic upgrade head`, safe when several processes open a fresh store at once; a store a newer
+    flyte_lab wrote is refused (`StoreTooNew`) before anything is written."""
     head = head_revision()
-    if current_revision(engine) == head:
+    if check_revision(engine) == head:
         return  # the common case: nothing to do, and no write lock taken
     write_engine = engine.execution_options(**{WRITE_OPTION: True})
     try:
