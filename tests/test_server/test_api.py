@@ -334,3 +334,22 @@ async def test_schedule_list_marks_stored_rows_that_cannot_be_read(home: Path, r
     assert rows["good"]["invalid"] is None and rows["good"]["next_fire_time"]
     assert {name: why in (rows[name]["invalid"] or "") for name, (_, why) in bad.items()} == dict.fromkeys(bad, True)
 
+
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(("route", "body"), [
+    ("graph", "[" * 100_000 + "]" * 100_000),
+    ("runs", "[" * 100_000 + "]" * 100_000),
+    ("schedules", "{" + '"a": {' * 100_000 + "}" * 100_001),
+    ("runs/abc/resume", "[" * 100_000 + "]" * 100_000),
+    # parses, but a notebook reader would recurse past Python's limit on it
+    ("graph", '{"path": "x.ipynb", "content": {"cells": [], "metadata": {"deep": ' + _nested(500) + "}}}"),
+    ("runs", '{"path": "valid_pipeline.ipynb", "params": {"n": ' + _nested(101) + "}}"),
+])
+async def test_deeply_nested_bodies_are_400(root: Path, fetch: Any, route: str, body: str) -> None:
+    response = await fetch(route, method="POST", body=body)
+    assert response.code == 400, response.body[:300]
+    assert as_json(response)["message"] == "the request body nests lists or objects deeper than 100 levels"
+    assert as_json(await fetch("runs")) == [] and as_json(await fetch("schedules")) == []
