@@ -71,6 +71,8 @@ def _schedules(home: Path) -> list[dict]:
 @pytest.mark.parametrize(("args", "says"), [
     (["--cron", "61 * * * *"], "--cron `61 * * * *`: is not acceptable, out of range"),
     (["--cron", "0 7 * * *", "--timezone", "Mars/Olympus"], "--timezone `Mars/Olympus`: not a timezone"),
+    (["--cron", "0 7 * * *", "--timezone", "Europe"], "--timezone `Europe`: not a timezone"),
+    (["--cron", "0 7 * * *", "--timezone", "Mars" * 1000], "not a timezone zoneinfo knows"),
     (["--cron", "0 7 * * *", "-p", "colour=red"], "-p colour: `colour` is not a workflow input"),
     (["--cron", "0 7 * * *", "-p", "n=many"], "-p n=many: expects int"),
     (["--cron", "0 7 * * *", "-p", "scheduled_time=2026-01-01"], "the scheduler sets `scheduled_time`"),

@@ -85,15 +85,14 @@ def check_when(cron: str | None, every_s: float | None, timezone: str, start: da
                every_text: str | None = None) -> When:
     """The rules above, on parsed values (`cron` already read by `timing.check_cron`)."""
     tz = timing.zone(timezone)
+    what = f"--cron `{cron}`" if cron is not None else f"--every `{every_text or f'{every_s:g}s'}`"
     if every_s is not None:
-        shown = f"--every `{every_text or f'{every_s:g}s'}`"
         if math.isnan(every_s) or every_s < MIN_EVERY_S:
-            raise UserInputError(f"{shown}: an interval is at least 1s; for example 30s, 15m, 2h or 1d")
+            raise UserInputError(f"{what}: an interval is at least 1s; for example 30s, 15m, 2h or 1d")
         if every_s > MAX_EVERY_S:  # infinity too
-            raise UserInputError(f"{shown}: an interval is at most {MAX_EVERY_S / 86400:g}d (ten years)")
+            raise UserInputError(f"{what}: an interval is at most {MAX_EVERY_S / 86400:g}d (ten years)")
     if start < EARLIEST_START:
         raise UserInputError(f"--start `{start.isoformat()}`: a schedule starts on 1970-01-01 or later")
-    what = f"--cron `{cron}`" if cron is not None else f"--every `{every_text or f'{every_s:g}s'}`"
     never = UserInputError(f"{what}: no fire time within ten years of {max(now, start):%Y-%m-%d}; a day that "
                            f"does not exist (such as 30 February) never fires")
     fires: list[datetime] = []

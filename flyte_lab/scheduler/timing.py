@@ -54,7 +54,7 @@ def parse_every(text: str) -> float:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise UserInputError(f"--timezone `{name}`: not a timezone zoneinfo knows; use an IANA name such as "
                              f"`Europe/Paris`, `America/New_York` or `UTC`") from None
 
