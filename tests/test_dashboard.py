@@ -239,3 +239,23 @@ def test_dashboard_command_refuses_bad_oauth_params_in_one_line(home: Path) -> N
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("flyte-lab: error: --oauth-extra-params is not JSON")
+
+
+def test_runs_page_lists_the_schedules_around_one_whose_row_cannot_be_read(home: Path, tmp_path: Path) -> None:
+    from flyte_lab.dashboard.runs_page import RunsPage
+    from flyte_lab.scheduler.spec import ScheduleSpec
+    from flyte_lab.store import RunStore
+    from tests.test_sched_cli import REPORT, spoil, spoiled_rows, write_notebook
+
+    notebook = write_notebook(tmp_path / "daily.ipynb", REPORT)
+    bad = spoiled_rows()
+    with RunStore.from_env() as store:
+        for name in ["good", *bad]:
+            store.add_schedule(ScheduleSpec(str(notebook), every="1h", name=name).row())
+        for name, (assignment, _) in bad.items():
+            spoil(home, name, assignment)
+        html = RunsPage(store)._schedules_html()
+    rows = dict(re.findall(r"<tr><td>([a-z]+)</td>.*?</td><td>(.*?)</td>", html))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows.pop("good"))  # its next fire time
+    assert {name: why in rows[name] and rows[name].startswith("invalid: ") for name, (_, why) in bad.items()} == \
+        dict.fromkeys(bad, True)

@@ -31,6 +31,38 @@ def notebook(tmp_path: Path) -> Path:
     return write_notebook(tmp_path / "daily.ipynb", REPORT)
 
 
+# hand edits of stored rows, as an older version or a person with sqlite3 may leave them: (SET clause, why)
+SPOILED = {
+    "badcron": ("cron = '0 0 30 2 *', every_s = NULL", "never fires"),
+    "zero": ("every_s = 0", "an interval is at least 1s"),
+    "badtz": ("timezone = 'Mars/Olympus'", "not a timezone zoneinfo knows"),
+    "badjson": ("params_json = '{nope'", "its stored params cannot be read"),
+}
+# PostgreSQL's timestamp column takes no text; SQLite's keeps whatever it is given
+SPOILED_SQLITE = {"badstart": ("start_at = 'garbage'", "its stored start cannot be read")}
+
+
+def spoiled_rows() -> dict[str, tuple[str, str]]:
+    from tests.pg_server import engine_on_postgres
+
+    return SPOILED if engine_on_postgres() else SPOILED | SPOILED_SQLITE
+
+
+def spoil(home: Path, name: str, assignment: str) -> None:
+    """Edit a stored schedule row by hand, past every check of flyte_lab."""
+    import sqlalchemy
+
+    from tests.pg_server import store_url
+
+    engine = sqlalchemy.create_engine(store_url(home))
+    try:
+        with engine.begin() as conn:
+            sql = f"UPDATE schedules SET {assignment} WHERE name = :name"
+            assert conn.execute(sqlalchemy.text(sql), {"name": name}).rowcount == 1
+    finally:
+        engine.dispose()
+
+
 def _schedules(home: Path) -> list[dict]:
     with RunStore.from_env(home) as store:
         return store.list_schedules()
@@ -39,12 +71,31 @@ def _schedules(home: Path) -> list[dict]:
 @pytest.mark.parametrize(("args", "says"), [
     (["--cron", "61 * * * *"], "--cron `61 * * * *`: is not acceptable, out of range"),
     (["--cron", "0 7 * * *", "--timezone", "Mars/Olympus"], "--timezone `Mars/Olympus`: not a timezone"),
+    (["--cron", "0 7 * * *", "--timezone", "Europe"], "--timezone `Europe`: not a timezone"),
+    (["--cron", "0 7 * * *", "--timezone", "Mars" * 1000], "not a timezone zoneinfo knows"),
     (["--cron", "0 7 * * *", "-p", "colour=red"], "-p colour: `colour` is not a workflow input"),
     (["--cron", "0 7 * * *", "-p", "n=many"], "-p n=many: expects int"),
     (["--cron", "0 7 * * *", "-p", "scheduled_time=2026-01-01"], "the scheduler sets `scheduled_time`"),
     (["--every", "soon"], "--every `soon`"),
     (["--cron", "0 7 * * *", "--start", "next tuesday"], "--start `next tuesday`: not an ISO-8601 time"),
-    (["--cron", "0 7 * * *", "--max-active", "0"], "--max-active must be at least 1"),
+    (["--cron", "0 7 * * *", "--max-active", "0"], "--max-active must be at least 1 and at most 1000, got 0"),
+    (["--cron", "0 7 * * *", "--max-catchup", "99999999999999999999"], "--max-catchup must be at least 1 and at"),
+    # a timing that would stop every schedule once stored: no fire time, or fire times nothing can compute
+    (["--cron", "0 0 31 2 *"], "--cron `0 0 31 2 *`: no fire time within ten years of"),
+    (["--cron", "0 0 30 2 *"], "a day that does not exist (such as 30 February) never fires"),
+    (["--cron", "0 0 29 2 *", "--start", "9990-01-01"], "its fire times run past year 9999"),
+    (["--every", "0.0000001s"], "--every `0.0000001s`: an interval is at least 1s"),
+    (["--every", "0s"], "--every `0s`: an interval is at least 1s"),
+    (["--every=-1s"], "--every `-1s`: expected a positive number and a unit"),
+    (["--every", "1e400s"], "--every `1e400s`: expected a positive number"),
+    (["--every", "nan"], "--every `nan`: expected a positive number"),
+    (["--every", f"{'9' * 400}s"], "an interval is at most 3653d (ten years)"),
+    (["--every", "99999999999999d"], "--every `99999999999999d`: an interval is at most 3653d"),
+    (["--every", "1s", "--start", "9999-12-31T23:59:58"], "--every `1s` from --start `9999-12-31T23:59:58+00:00`: "
+                                                          "its fire times run past year 9999"),
+    (["--every", "1s", "--start", "10000-01-01"], "--start `10000-01-01`: out of range"),
+    (["--every", "1s", "--start", "9999-12-31T23:59", "--timezone", "America/New_York"], "out of range"),
+    (["--every", "1h", "--start", "1969-12-31T23:00"], "a schedule starts on 1970-01-01 or later"),
     (["--cron", "0 7 * * *", "--notify", "finished=http://x"], "EVENT one of succeeded, failed, timed_out"),
     (["--cron", "0 7 * * *", "--notify", "failed=ftp://x/y"], "expected an http://, https:// or mailto:"),
 ])
@@ -111,6 +162,24 @@ def test_add_list_pause_resume_remove(home: Path, notebook: Path, capsys: pytest
     assert main(["schedule", "remove", "daily"]) == 0
     assert main(["schedule", "remove", "daily"]) == 2
     assert "no schedule named `daily`" in capsys.readouterr().err
+
+
+def test_rows_that_cannot_be_read_are_listed_as_invalid_and_the_others_as_usual(
+        home: Path, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = spoiled_rows()
+    for name in ["good", *bad]:
+        assert main(["schedule", "add", str(notebook), "--name", name, "--every", "1h"]) == 0
+    for name, (assignment, _) in bad.items():
+        spoil(home, name, assignment)
+    capsys.readouterr()
+    assert main(["schedule", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["good"]["invalid"] is None and rows["good"]["next_fire_time"]
+    for name, (_, why) in bad.items():
+        assert why in rows[name]["invalid"] and rows[name]["next_fire_time"] is None, rows[name]
+    assert main(["schedule", "list"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("invalid: ") == len(bad) and "active" in table
 
 
 def test_the_example_daily_report_can_be_scheduled(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

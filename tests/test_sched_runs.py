@@ -18,7 +18,7 @@ import pytest
 from flyte_lab.store import RunStore
 from tests.conftest import CLI, cli_env
 from tests.process_helpers import kill_home_processes, killpg, wait_for, wait_no_home_processes
-from tests.test_sched_cli import write_notebook
+from tests.test_sched_cli import spoil, spoiled_rows, write_notebook
 
 pytestmark = pytest.mark.cluster
 
@@ -192,6 +192,37 @@ def test_a_notebook_that_no_longer_validates_is_recorded_not_retried(home: Path,
     listing = flyte(home, "schedule", "list", "--json")
     assert "is missing" in listing.stderr
     assert datetime.fromisoformat(json.loads(listing.stdout)[0]["next_fire_time"]).minute == 0
+
+
+def test_rows_that_cannot_be_read_are_reported_once_and_the_good_schedule_still_fires(
+        home: Path, tmp_path: Path) -> None:
+    from datetime import UTC
+
+    from flyte_lab.scheduler.loop import planner
+
+    nb = write_notebook(tmp_path / "daily.ipynb", REPORT)
+    bad = spoiled_rows()
+    for name in ["good", "went_bad", *bad]:
+        add(home, nb, name, "--every", "1h", "--start", "2026-01-01T00:00:00Z")
+    with RunStore.from_env(home) as store:  # went_bad's fire time was found due before its row went bad
+        assert store.plan_fires("went_bad", planner(datetime(2026, 1, 1, 1, 30, tzinfo=UTC))) == [
+            datetime(2026, 1, 1, 1)]
+    spoil(home, "went_bad", "every_s = 0.0000001")
+    for name, (assignment, _) in bad.items():
+        spoil(home, name, assignment)
+
+    proc = flyte(home, "scheduler", "--once", "--now", "2026-01-01T01:30:00Z")
+    assert proc.returncode == 0, proc.stderr
+    (run,) = runs(home)
+    assert (run["schedule"], run["scheduled_time"], run["status"]) == (
+        "good", "2026-01-01T01:00:00+00:00", "succeeded")
+    for name, why in [*((n, w) for n, (_, w) in bad.items()), ("went_bad", "--every `1e-07s`: an interval is at")]:
+        (line,) = [line for line in proc.stderr.splitlines() if f"schedule {name}: " in line]
+        assert f"schedule {name}: skipped, its stored row is invalid: " in line and why in line, line
+    (fire,) = fires(home, "went_bad")
+    assert fire["state"] == "failed" and fire["reason"].startswith("the schedule is invalid: --every `1e-07s`")
+    assert "Traceback" not in proc.stderr
+    wait_no_home_processes(home, 30)
 
 
 def test_the_long_running_scheduler_fires_what_is_due_and_stops_on_sigterm(

@@ -34,7 +34,7 @@ def add(args: argparse.Namespace) -> int:
 
 
 def list_(args: argparse.Namespace) -> int:
-    from flyte_lab.scheduler.overview import overview
+    from flyte_lab.scheduler.overview import describe, overview, status
 
     with RunStore.from_env() as store:
         rows = overview(store, datetime.now(UTC))
@@ -53,12 +53,9 @@ def list_(args: argparse.Namespace) -> int:
 
     table = Table("name", "when", "timezone", "next fire (UTC)", "last run", "state", "notebook")
     for row in rows:
-        when = row["cron"] or f"every {row['every_s']:g}s"
         last = row["last_run"]
-        table.add_row(row["name"], when, row["timezone"], report.format_time(row["next_fire_time"]),
-                      f"{last['run_id']} {last['status']}" if last else "-",
-                      "paused" if row["paused"] else "active" + (" (changed)" if row["notebook_changed"] else ""),
-                      row["notebook"])
+        table.add_row(row["name"], describe(row), str(row["timezone"]), report.format_time(row["next_fire_time"]),
+                      f"{last['run_id']} {last['status']}" if last else "-", status(row), row["notebook"])
     report.make_console().print(table)
     return 0
 

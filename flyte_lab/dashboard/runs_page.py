@@ -100,16 +100,16 @@ class RunsPage:
             return None
 
     def _schedules_html(self) -> str:
-        from flyte_lab.scheduler.overview import overview
+        from flyte_lab.scheduler.overview import describe, overview
 
         rows = overview(self.store, datetime.now(UTC))
         if not rows:
             return ""
         lines = []
         for r in rows:
-            when = r["cron"] or f"every {r['every_s']:g}s"
-            fire = "paused" if r["paused"] else format_time(r["next_fire_time"])
-            lines.append(f"<tr><td>{escape(r['name'])}</td><td><code>{escape(when)}</code></td><td>{fire}</td>"
+            fire = (escape(f"invalid: {r['invalid']}") if r["invalid"] else
+                    "paused" if r["paused"] else format_time(r["next_fire_time"]))
+            lines.append(f"<tr><td>{escape(r['name'])}</td><td><code>{escape(describe(r))}</code></td><td>{fire}</td>"
                          f"<td>{escape(notebook_name(r['notebook']))}</td></tr>")
         body = "".join(lines)
         return ('<h3>schedules</h3><table class="flyte-schedules"><thead><tr><th>name</th><th>when</th>'

@@ -1,6 +1,7 @@
 """Scheduled notebook runs: when a schedule fires, who launches each fire time, and who hears about the result.
 
 - `timing`: fire times of a cron or fixed-rate schedule in a named timezone (DST included);
+- `checks`: the timing rules every schedule passes, typed or stored (its next fire times computable);
 - `spec`: `schedule add` arguments checked and turned into a store row (refusals exit 2);
 - `claims`: who this process is, and whether another claimant is still alive;
 - `loop`: the `flyte-lab scheduler` process: plan, claim, launch, reap;

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flyte_lab.scheduler import claims, timing
+from flyte_lab.scheduler import checks, claims, timing
 
 log = logging.getLogger("flyte_lab.scheduler")
 
@@ -41,11 +41,10 @@ def planner(now: datetime) -> Callable[[dict[str, Any]], tuple[list[datetime], d
     """The store's `plan_fires` callback at `now`: which fire times are due, and the new cursor (naive UTC)."""
 
     def plan(schedule: dict[str, Any]) -> tuple[list[datetime], datetime | None]:
-        start = _aware(schedule["start"])
-        assert start is not None
+        when = checks.stored_when(schedule, now)  # InvalidSchedule: nothing planned, the cursor stays
         bound = schedule["max_catchup"] if schedule["catchup"] else 1
-        fires = timing.latest_fires(schedule["cron"], schedule["every_s"], timing.zone(schedule["timezone"]),
-                                    start, _aware(schedule["cursor"]), now, bound + 1)
+        fires = timing.latest_fires(when.cron, when.every_s, when.tz, when.start, _aware(schedule["cursor"]), now,
+                                    bound + 1)
         if len(fires) > bound:
             policy = f"--max-catchup {bound}" if schedule["catchup"] else "catch-up off"
             log.info("schedule %s: missed fire times up to %s skipped (%s)", schedule["name"],
@@ -74,15 +73,26 @@ class Scheduler:
         self.children: list[_Child] = []
         self.failures = 0
         self.stopping = threading.Event()
+        self.reported: dict[str, str] = {}  # schedule -> why it is invalid, logged once per reason
 
     # -- one pass --------------------------------------------------------------------------
+
+    def skip_invalid(self, name: str, exc: checks.InvalidSchedule) -> None:
+        """Log a schedule the rules refuse, once per reason: it is skipped, the others fire."""
+        if self.reported.get(name) != exc.message:
+            self.reported[name] = exc.message
+            log.error("schedule %s: skipped, its stored row is invalid: %s", name, exc.message)
 
     def plan(self, now: datetime) -> int:
         planned = 0
         for schedule in self.store.list_schedules():
             if schedule["paused"]:
                 continue
-            fires = self.store.plan_fires(schedule["name"], planner(now))
+            try:
+                fires = self.store.plan_fires(schedule["name"], planner(now))
+            except checks.InvalidSchedule as exc:
+                self.skip_invalid(schedule["name"], exc)
+                continue
             for fire in fires:
                 log.info("schedule %s: fire time %s is due", schedule["name"], fire.replace(tzinfo=UTC).isoformat())
             planned += len(fires)
@@ -96,6 +106,12 @@ class Scheduler:
                 break
             name, fire = claim["schedule"]["name"], claim["fire_time"]
             shown = fire.replace(tzinfo=UTC).isoformat()
+            try:  # planned before its row went bad: a launch would fail the same way each time
+                checks.stored_when(claim["schedule"], self.clock())
+            except checks.InvalidSchedule as exc:
+                self.skip_invalid(name, exc)
+                self.store.mark_fire(name, fire, "failed", reason=f"the schedule is invalid: {exc.message}")
+                continue
             log.info("schedule %s: claimed fire time %s%s", name, shown,
                      f" (claim {claim['claims']}: its previous launcher stopped)" if claim["claims"] > 1 else "")
             if os.environ.get(HOLD_AFTER_CLAIM):
@@ -155,10 +171,12 @@ class Scheduler:
         for schedule in self.store.list_schedules():
             if schedule["paused"]:
                 continue
-            start = _aware(schedule["start"])
-            assert start is not None
-            nxt = timing.next_fire(schedule["cron"], schedule["every_s"], timing.zone(schedule["timezone"]),
-                                   start, _aware(schedule["cursor"]) or now)
+            try:
+                when = checks.stored_when(schedule, now)
+            except checks.InvalidSchedule as exc:
+                self.skip_invalid(schedule["name"], exc)
+                continue
+            nxt = timing.next_fire(when.cron, when.every_s, when.tz, when.start, _aware(schedule["cursor"]) or now)
             wait = min(wait, max((nxt - now) / timedelta(seconds=1), 0.05))
         return wait
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flyte_lab.scheduler import timing
+from flyte_lab.scheduler import checks, timing
 from flyte_lab.scheduler.notify import redact
 
 
@@ -19,12 +19,31 @@ def content_hash(path: Path) -> str | None:
 
 
 def next_fire_time(schedule: dict[str, Any], now: datetime) -> datetime | None:
-    """When the schedule fires next after `now` (aware UTC), or None while it is paused."""
+    """When the schedule fires next after `now` (aware UTC), or None while it is paused.
+
+    Raises `checks.InvalidSchedule` for a stored row the rules refuse.
+    """
+    when = checks.stored_when(schedule, now)
     if schedule["paused"]:
         return None
-    start = datetime.fromisoformat(schedule["start"])
-    after = max(now, datetime.fromisoformat(schedule["cursor"])) if schedule["cursor"] else now
-    return timing.next_fire(schedule["cron"], schedule["every_s"], timing.zone(schedule["timezone"]), start, after)
+    cursor = datetime.fromisoformat(schedule["cursor"]) if schedule["cursor"] else None
+    if cursor is None or cursor <= now:
+        return when.fires[0]
+    return timing.next_fire(when.cron, when.every_s, when.tz, when.start, cursor)
+
+
+def describe(schedule: dict[str, Any]) -> str:
+    """`0 7 * * *` or `every 900s`, whatever the row holds."""
+    every = schedule["every_s"]
+    return str(schedule["cron"]) if schedule["cron"] is not None else (
+        f"every {every:g}s" if isinstance(every, int | float) else f"every {every!r}")
+
+
+def status(schedule: dict[str, Any]) -> str:
+    """`invalid: WHY`, `paused`, or `active` (with `(changed)` when the notebook changed), for listings."""
+    if schedule["invalid"]:
+        return f"invalid: {schedule['invalid']}"
+    return "paused" if schedule["paused"] else "active" + (" (changed)" if schedule["notebook_changed"] else "")
 
 
 def warnings(schedule: dict[str, Any]) -> list[str]:
@@ -40,13 +59,17 @@ def warnings(schedule: dict[str, Any]) -> list[str]:
 
 
 def overview(store: Any, now: datetime) -> list[dict[str, Any]]:
-    """The `schedule list --json` array: each schedule with `next_fire_time`, `last_run` and `warnings`."""
+    """The `schedule list --json` array: each schedule with `next_fire_time`, `last_run`, `warnings` and
+    `invalid` (why the scheduler skips a stored row the rules refuse, else None)."""
     out = []
     for schedule in store.list_schedules():
         found = warnings(schedule)
-        nxt = next_fire_time(schedule, now)
+        try:
+            nxt, invalid = next_fire_time(schedule, now), None
+        except checks.InvalidSchedule as exc:
+            nxt, invalid = None, exc.message
         # webhook URLs are secrets (a Slack hook's path is its key): readers see where, not the key
         shown = [f"{event}={redact(url)}" for event, _, url in (n.partition("=") for n in schedule["notify"])]
         out.append(dict(schedule, notify=shown, next_fire_time=nxt.isoformat() if nxt else None,
-                        notebook_changed=bool(found), warnings=found))
+                        notebook_changed=bool(found), warnings=found, invalid=invalid))
     return out

@@ -1,8 +1,9 @@
 """`schedule add`: every argument checked before anything is stored, then one store row.
 
 A refusal is a `UserInputError` (exit 2, one line) naming the argument and what to
-write instead: an invalid cron or timezone, a notebook that is missing or does not
-validate, a `-p` that names no workflow input or does not parse as its type.
+write instead: a cron, interval, timezone or start that `checks` refuses, a notebook
+that is missing or does not validate, a `-p` that names no workflow input or does not
+parse as its type.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from flyte_lab.errors import ParameterError, UserInputError, ValidationFailed
-from flyte_lab.scheduler import timing
+from flyte_lab.scheduler import checks, timing
 from flyte_lab.scheduler.notify import parse_targets
 from flyte_lab.scheduler.overview import content_hash
 
 SCHEDULED_TIME = "scheduled_time"
 OVERLAP_POLICIES = ("skip", "queue")
+# far above any real use, and within every store's integer column
+MAX_CATCHUP = 10_000
+MAX_ACTIVE = 1_000
 
 
 @dataclass
@@ -41,17 +45,11 @@ class ScheduleSpec:
     def row(self, now: datetime | None = None) -> dict[str, Any]:
         """The checked store row; raises `UserInputError` on the first bad argument."""
         now = now or datetime.now(UTC)
-        if (self.cron is None) == (self.every is None):
-            raise UserInputError("give exactly one of --cron \"EXPR\" or --every INTERVAL")
-        cron = timing.check_cron(self.cron) if self.cron is not None else None
-        every_s = timing.parse_every(self.every) if self.every is not None else None
-        tz = timing.zone(self.timezone)
-        start = timing.parse_time(self.start, tz, "--start") if self.start else now
-        start = start.replace(microsecond=0)
-        if self.max_catchup < 1:
-            raise UserInputError(f"--max-catchup must be at least 1, got {self.max_catchup}")
-        if self.max_active < 1:
-            raise UserInputError(f"--max-active must be at least 1, got {self.max_active}")
+        when = checks.parse_when(self.cron, self.every, self.timezone, self.start, now)
+        for flag, value, most in (("--max-catchup", self.max_catchup, MAX_CATCHUP),
+                                  ("--max-active", self.max_active, MAX_ACTIVE)):
+            if not 1 <= value <= most:
+                raise UserInputError(f"{flag} must be at least 1 and at most {most}, got {value}")
         if self.overlap not in OVERLAP_POLICIES:
             raise UserInputError(f"--overlap `{self.overlap}`: expected one of {', '.join(OVERLAP_POLICIES)}")
         targets = parse_targets(self.notify)
@@ -59,16 +57,16 @@ class ScheduleSpec:
         name = self.name or path.stem
         if not name or len(name) > 200 or any(c.isspace() or c == "/" for c in name):
             raise UserInputError(f"--name `{name}`: a schedule name is 1-200 characters without spaces or `/`")
-        check_notebook(str(path), self.params, now.astimezone(tz))
+        check_notebook(str(path), self.params, when.fires[0].astimezone(when.tz))
         return {
             "name": name,
             "notebook": str(path.resolve()),
             "notebook_hash": content_hash(path),
-            "cron": cron,
-            "every_s": every_s,
+            "cron": when.cron,
+            "every_s": when.every_s,
             "timezone": self.timezone,
             "params": dict(self.params),
-            "start_at": start.replace(tzinfo=None),
+            "start_at": when.start.replace(tzinfo=None),
             "catchup": self.catchup,
             "max_catchup": self.max_catchup,
             "max_active": self.max_active,

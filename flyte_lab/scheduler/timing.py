@@ -23,6 +23,7 @@ from croniter import CroniterError, croniter
 from flyte_lab.errors import UserInputError
 
 _EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_LONG_YEAR = re.compile(r"^\s*[+-]?\d{5,}-")  # `10000-01-01`: fromisoformat would only say "invalid"
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -43,9 +44,9 @@ def check_cron(expr: str) -> str:
 
 
 def parse_every(text: str) -> float:
-    """`--every 15m` as seconds (`s`, `m`, `h`, `d`)."""
+    """`--every 15m` as seconds (`s`, `m`, `h`, `d`); `checks` bounds it."""
     match = _EVERY.match(text)
-    if not match or float(match.group(1)) <= 0:
+    if not match:
         raise UserInputError(f"--every `{text}`: expected a positive number and a unit, like 30s, 15m, 2h or 1d")
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
@@ -53,13 +54,16 @@ def parse_every(text: str) -> float:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise UserInputError(f"--timezone `{name}`: not a timezone zoneinfo knows; use an IANA name such as "
                              f"`Europe/Paris`, `America/New_York` or `UTC`") from None
 
 
 def parse_time(text: str, tz: ZoneInfo | None = None, what: str = "time") -> datetime:
     """An ISO-8601 time as aware UTC; a time without an offset is read in `tz` (UTC if none)."""
+    out_of_range = UserInputError(f"{what} `{text}`: out of range; a time is in the years 1 to 9999 (in UTC)")
+    if _LONG_YEAR.match(text):
+        raise out_of_range
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -67,7 +71,10 @@ def parse_time(text: str, tz: ZoneInfo | None = None, what: str = "time") -> dat
                              f"or 2026-03-08T07:00:00+01:00") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz or UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00 west of UTC is in year 10000
+        raise out_of_range from None
 
 
 def to_utc(wall: datetime, tz: ZoneInfo) -> datetime:

@@ -23,12 +23,14 @@ from pydantic import BaseModel
 from flyte_lab.server import service
 from flyte_lab.server.errors import BadRequest, body_for, status_for
 from flyte_lab.server.models import (
+    MAX_BODY_DEPTH,
     CancelAnswer,
     GraphRequest,
     ResumeRequest,
     RunCreated,
     RunRequest,
     ScheduleRequest,
+    too_deep,
 )
 from flyte_lab.server.paths import resolve_notebook
 
@@ -74,10 +76,15 @@ class FlyteHandler(ExtensionHandlerMixin, APIHandler):
         return self.settings["flyte_lab_launcher"]
 
     def body(self, model: type[M]) -> M:
+        deep = BadRequest(f"the request body nests lists or objects deeper than {MAX_BODY_DEPTH} levels")
         try:
             data = json.loads(self.request.body or b"{}")
         except ValueError:
             raise BadRequest("the request body is not JSON") from None
+        except RecursionError:  # the parser recurses once per `[` or `{`
+            raise deep from None
+        if too_deep(data):
+            raise deep
         return model.model_validate(data)
 
     def arg(self, name: str) -> str:

@@ -7,6 +7,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 CLUSTER_PATTERN = r"^(local|k8s|tcp://[A-Za-z0-9.\-\[\]:]+)$"
+# deeper bodies are refused before anything reads them: nbformat's validator recurses per level and
+# fails near 300 (a notebook's own JSON nests about 10 deep)
+MAX_BODY_DEPTH = 100
+
+
+def too_deep(data: Any) -> bool:
+    """Whether lists and objects nest deeper than MAX_BODY_DEPTH (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            if level > MAX_BODY_DEPTH:
+                return True
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 class _Body(BaseModel):

@@ -17,8 +17,6 @@ from flyte_lab.server.models import FirePreview, ScheduleRequest
 from flyte_lab.server.paths import relative_to_root
 from flyte_lab.store.database import NoStore
 
-PREVIEW_COUNT = 5
-
 
 def _graph_answer(wf: Any) -> dict[str, Any]:
     """The `validate --json` object, plus `input_fields`: the sidebar's form for the workflow inputs."""
@@ -199,19 +197,8 @@ def pause_schedule(name: str, paused: bool) -> None:
 
 
 def preview(cron: str | None, every: str | None, timezone: str, start: str | None, now: datetime) -> FirePreview:
-    """The next five fire times of a schedule not saved yet (the form shows them before saving)."""
-    from flyte_lab.scheduler import timing
+    """The next fire times of a schedule not saved yet (the form shows them before saving), checked as saving it is."""
+    from flyte_lab.scheduler.checks import parse_when
 
-    if (cron is None) == (every is None):
-        raise UserInputError('give exactly one of cron="EXPR" or every=INTERVAL')
-    expr = timing.check_cron(cron) if cron is not None else None
-    every_s = timing.parse_every(every) if every is not None else None
-    tz = timing.zone(timezone)
-    first = timing.parse_time(start, tz, "start") if start else now.replace(microsecond=0)
-    fires: list[str] = []
-    after = now
-    for _ in range(PREVIEW_COUNT):
-        fire = timing.next_fire(expr, every_s, tz, first, after)
-        fires.append(fire.astimezone(tz).isoformat())
-        after = fire
-    return FirePreview(timezone=timezone, fire_times=fires)
+    when = parse_when(cron, every, timezone, start, now)
+    return FirePreview(timezone=timezone, fire_times=[f.astimezone(when.tz).isoformat() for f in when.fires])

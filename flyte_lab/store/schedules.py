@@ -12,11 +12,12 @@ slow claimant and its successor can both try, only one run is ever created.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, DateTime, String, and_, delete, func, insert, select, type_coerce, update
 
 from flyte_lab.errors import UserInputError
 from flyte_lab.store.rows import dumps, iso, loads, now_utc
@@ -43,8 +44,50 @@ class ScheduleExists(UserInputError):
     """A schedule with that name is already in the store."""
 
 
+def _stored_time(value: Any) -> datetime | None:
+    """A DateTime column read raw: SQLite hands back the text, which a hand edit may have spoiled."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if value is None or isinstance(value, datetime):
+        return value
+    raise TypeError(f"{value!r} is not a time")
+
+
+def _stored_iso(value: Any) -> str | None:
+    return iso(_stored_time(value))
+
+
+def _stored_params(text: str | None) -> dict[str, str]:
+    value = loads(text)
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("expected a JSON object of strings")
+    return value
+
+
+def _stored_notify(text: str | None) -> list[str]:
+    value = loads(text)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a JSON array of strings")
+    return value
+
+
 def schedule_view(row: Any) -> dict[str, Any]:
-    """A schedule row as the `schedule list --json` element (times as ISO-8601 UTC)."""
+    """A schedule row as the `schedule list --json` element (times as ISO-8601 UTC).
+
+    Never raises: a column that cannot be decoded (an older version's row, a hand edit) is left empty
+    and named in `invalid`, so one bad row cannot stop the readers of the others.
+    """
+    problems: list[str] = []
+
+    def decode(column: str, fn: Callable[[], Any], empty: Any) -> Any:
+        try:
+            return fn()
+        except (ValueError, TypeError) as exc:
+            problems.append(f"its stored {column} cannot be read ({exc})")
+            return empty
+
+    times = {key: decode(key, functools.partial(_stored_iso, getattr(row, column)), None)
+             for key, column in (("start", "start_at"), ("created_at", "created_at"), ("cursor", "cursor_at"))}
     return {
         "name": row.name,
         "notebook": row.notebook,
@@ -52,17 +95,23 @@ def schedule_view(row: Any) -> dict[str, Any]:
         "cron": row.cron,
         "every_s": row.every_s,
         "timezone": row.timezone,
-        "params": loads(row.params_json),
-        "start": iso(row.start_at),
+        "params": decode("params", functools.partial(_stored_params, row.params_json), {}),
+        "start": times["start"],
         "catchup": bool(row.catchup),
         "max_catchup": row.max_catchup,
         "max_active": row.max_active,
         "overlap": row.overlap,
         "paused": bool(row.paused),
-        "notify": loads(row.notify_json),
-        "created_at": iso(row.created_at),
-        "cursor": iso(row.cursor_at),
+        "notify": decode("notify", functools.partial(_stored_notify, row.notify_json), []),
+        "created_at": times["created_at"],
+        "cursor": times["cursor"],
+        "invalid": "; ".join(problems) or None,
     }
+
+
+# the schedules table with its times read as stored (text on SQLite), for `schedule_view` to decode
+SCHEDULE_ROW = select(*(type_coerce(c, String).label(c.name) if isinstance(c.type, DateTime) else c
+                        for c in Schedule.__table__.columns))
 
 
 def fire_view(row: Any) -> dict[str, Any]:
@@ -96,7 +145,7 @@ class SchedulesMixin(StorePart):
 
     def get_schedule(self, name: str) -> dict[str, Any]:
         with self._read() as conn:
-            row = conn.execute(select(Schedule).where(Schedule.name == name)).first()
+            row = conn.execute(SCHEDULE_ROW.where(Schedule.name == name)).first()
         if row is None:
             raise self._no_schedule(name)
         return schedule_view(row)
@@ -104,7 +153,7 @@ class SchedulesMixin(StorePart):
     def list_schedules(self) -> list[dict[str, Any]]:
         """Every schedule with its last run (`last_run`: run id, status, fire time, or None)."""
         with self._read() as conn:
-            rows = conn.execute(select(Schedule).order_by(Schedule.name)).all()
+            rows = conn.execute(SCHEDULE_ROW.order_by(Schedule.name)).all()
             latest = (
                 select(Run.schedule, func.max(Run.scheduled_time).label("fire"))
                 .where(Run.schedule.is_not(None))
@@ -125,7 +174,11 @@ class SchedulesMixin(StorePart):
         with self._write() as conn:
             values: dict[str, Any] = {"paused": paused}
             if not paused:
-                current = conn.scalar(select(Schedule.cursor_at).where(Schedule.name == name))
+                try:
+                    current = _stored_time(conn.scalar(
+                        select(type_coerce(Schedule.cursor_at, String)).where(Schedule.name == name)))
+                except (ValueError, TypeError):
+                    current = None  # a spoiled cursor: resuming from now is what resume does anyway
                 now = now_utc()
                 values["cursor_at"] = now if current is None or current < now else current
             if conn.execute(update(Schedule).where(Schedule.name == name).values(**values)).rowcount == 0:
@@ -151,7 +204,7 @@ class SchedulesMixin(StorePart):
         """
         now = now_utc()
         with self._write() as conn:
-            row = conn.execute(select(Schedule).where(Schedule.name == name)).first()
+            row = conn.execute(SCHEDULE_ROW.where(Schedule.name == name)).first()
             if row is None or row.paused:
                 return []
             fires, cursor = planner(schedule_view(row))
@@ -163,7 +216,8 @@ class SchedulesMixin(StorePart):
                     conn.execute(insert(ScheduleFire).values(schedule=name, fire_time=fire, state="pending",
                                                              claims=0, planned_at=now, updated_at=now))
                     planned.append(fire)
-            if cursor is not None and (row.cursor_at is None or cursor > row.cursor_at):
+            current = _stored_time(row.cursor_at)  # the planner read it without complaint
+            if cursor is not None and (current is None or cursor > current):
                 conn.execute(update(Schedule).where(Schedule.name == name).values(cursor_at=cursor))
         return planned
 
@@ -184,7 +238,7 @@ class SchedulesMixin(StorePart):
                 .where(ScheduleFire.state.in_(("pending", "claimed")))
                 .order_by(ScheduleFire.fire_time, ScheduleFire.schedule)
             ).all()
-            schedules = {r.name: r for r in conn.execute(select(Schedule).where(
+            schedules = {r.name: r for r in conn.execute(SCHEDULE_ROW.where(
                 Schedule.name.in_({f.schedule for f in candidates}))).all()}
             for fire in candidates:
                 sched = schedules.get(fire.schedule)

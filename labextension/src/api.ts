@@ -64,6 +64,7 @@ export interface Schedule {
   overlap: string;
   notify: string[]; // EVENT=URL, the URL's secret part redacted
   next_fire_time: string | null;
+  invalid: string | null; // why the scheduler skips this stored row, or null
   last_run: { run_id: string; status: string } | null;
 }
 

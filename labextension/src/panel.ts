@@ -312,7 +312,7 @@ export class FlytePanel extends Widget {
         `max active ${s.max_active}, overlap ${s.overlap}`, params ? `-p ${params}` : '',
         ...(s.notify ?? []).map(n => `notify ${n}`)].filter(Boolean).join('; ');
       list.append(el('li', { class: 'flyte-schedule', 'data-schedule': s.name },
-        `${s.name}: ${s.cron ?? `every ${s.every_s}s`} (${s.timezone}) ${s.paused ? 'paused' : `next ${s.next_fire_time}`} `,
+        `${s.name}: ${s.cron ?? `every ${s.every_s}s`} (${s.timezone}) ${s.invalid ? `invalid: ${s.invalid}` : s.paused ? 'paused' : `next ${s.next_fire_time}`} `,
         toggle, ' ', remove, el('div', { class: 'flyte-schedule-policy' }, policy)));
     }
     this.sections.schedules.replaceChildren(el('h3', {}, 'Schedules'), list);

@@ -291,3 +291,65 @@ async def test_schedule_add_takes_what_the_cli_takes(root: Path, fetch: Any) -> 
         assert refused.code == 400, (bad, refused.body)
         assert as_json(refused)["message"]
     assert [x["name"] for x in as_json(await fetch("schedules"))] == ["often"]
+
+
+BAD_TIMINGS = [  # (body or preview fields, what the message says)
+    ({"cron": "0 0 31 2 *"}, "--cron `0 0 31 2 *`: no fire time within ten years"),
+    ({"cron": "0 0 30 2 *", "timezone": "America/New_York"}, "never fires"),
+    ({"every": "0.0000001s"}, "--every `0.0000001s`: an interval is at least 1s"),
+    ({"every": "99999999999999d"}, "an interval is at most 3653d"),
+    ({"every": "1s", "start": "9999-12-31T23:59:58"}, "its fire times run past year 9999"),
+    ({"every": "1s", "start": "10000-01-01"}, "--start `10000-01-01`: out of range"),
+    ({"every": "1h", "start": "1900-01-01"}, "a schedule starts on 1970-01-01 or later"),
+    ({"every": "1h", "max_catchup": 10**20}, "--max-catchup must be at least 1 and at most"),
+]
+
+
+@pytest.mark.parametrize(("fields", "says"), BAD_TIMINGS)
+async def test_a_schedule_that_never_fires_or_overflows_is_400_and_nothing_is_stored(
+        root: Path, fetch: Any, fields: dict[str, Any], says: str) -> None:
+    refused = await fetch("schedules", method="POST", body={"path": "valid_pipeline.ipynb", "name": "bad", **fields})
+    assert refused.code == 400, refused.body
+    assert says in as_json(refused)["message"]
+    assert as_json(await fetch("schedules")) == []
+    if "max_catchup" not in fields:  # the preview checks the timing as saving does
+        preview = await fetch("schedules/preview", params=fields)
+        assert preview.code == 400, preview.body
+        assert says in as_json(preview)["message"]
+
+
+async def test_schedule_list_marks_stored_rows_that_cannot_be_read(home: Path, root: Path, fetch: Any) -> None:
+    from tests.test_sched_cli import spoil, spoiled_rows
+
+    bad = spoiled_rows()
+    for name in ["good", *bad]:
+        created = await fetch("schedules", method="POST", body={"path": "valid_pipeline.ipynb", "name": name,
+                                                                "every": "1h"})
+        assert created.code == 201, created.body
+    for name, (assignment, _) in bad.items():
+        spoil(home, name, assignment)
+    listed = await fetch("schedules")
+    assert listed.code == 200, listed.body
+    rows = {r["name"]: r for r in as_json(listed)}
+    assert rows["good"]["invalid"] is None and rows["good"]["next_fire_time"]
+    assert {name: why in (rows[name]["invalid"] or "") for name, (_, why) in bad.items()} == dict.fromkeys(bad, True)
+
+
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(("route", "body"), [
+    ("graph", "[" * 100_000 + "]" * 100_000),
+    ("runs", "[" * 100_000 + "]" * 100_000),
+    ("schedules", "{" + '"a": {' * 100_000 + "}" * 100_001),
+    ("runs/abc/resume", "[" * 100_000 + "]" * 100_000),
+    # parses, but a notebook reader would recurse past Python's limit on it
+    ("graph", '{"path": "x.ipynb", "content": {"cells": [], "metadata": {"deep": ' + _nested(500) + "}}}"),
+    ("runs", '{"path": "valid_pipeline.ipynb", "params": {"n": ' + _nested(101) + "}}"),
+])
+async def test_deeply_nested_bodies_are_400(root: Path, fetch: Any, route: str, body: str) -> None:
+    response = await fetch(route, method="POST", body=body)
+    assert response.code == 400, response.body[:300]
+    assert as_json(response)["message"] == "the request body nests lists or objects deeper than 100 levels"
+    assert as_json(await fetch("runs")) == [] and as_json(await fetch("schedules")) == []
