@@ -106,6 +106,46 @@ def test_task_rows_and_error_text() -> None:
     assert views.debug_command("r1", "ratio") == "flyte-lab debug r1 ratio"
 
 
+@pytest.mark.parametrize(("dirty", "kept"), [
+    ('<b>x</b><img src=x onerror="alert(1)">', "<b>x</b><img>"),
+    ("<script>alert(1)</script><style>b{}</style>ok", "ok"),
+    ('<svg onload="alert(1)"><circle r="1"/></svg>ok', "ok"),
+    ('<a href=" JavaScript:alert(1)">a</a>', '<a rel="noopener noreferrer">a</a>'),
+    ('<a href="data:text/html,<script>1</script>">a</a>', '<a rel="noopener noreferrer">a</a>'),
+    ('<a href="https://example.org/">a</a>', '<a href="https://example.org/" rel="noopener noreferrer">a</a>'),
+    ('<img src="https://example.org/track.png"><img src="data:image/png;base64,AA==">',
+     '<img><img src="data:image/png;base64,AA==">'),
+    ('<iframe srcdoc="<script>1</script>"></iframe><form action="/x"><input></form>ok', "ok"),
+    ('<details open ontoggle="alert(1)">d</details>', '<details open="">d</details>'),
+    ('<div style="color: red; position: fixed; background: url(x)">s</div>', '<div style="color:red">s</div>'),
+    ('<table class="dataframe"><thead><tr><th>a</th></tr></thead></table>',
+     '<table class="dataframe"><thead><tr><th>a</th></tr></thead></table>'),
+])
+def test_notebook_html_keeps_only_harmless_markup(dirty: str, kept: str) -> None:
+    from flyte_lab.dashboard.notebook_view import clean
+
+    assert clean(dirty) == kept
+
+
+def test_notebook_is_shown_in_a_frame_that_runs_and_loads_nothing() -> None:
+    import html
+
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from flyte_lab.dashboard.notebook_view import render
+
+    cell = new_code_cell("show()")
+    cell.outputs = [new_output("display_data", data={"text/html": "<b>kept</b><script>alert(1)</script>",
+                                                     "text/plain": "p"}),
+                    new_output("display_data", data={"application/javascript": "alert(2)", "text/plain": "js"})]
+    frame = render(new_notebook(cells=[cell]), 'executed notebook "x"')
+    assert frame.startswith('<iframe class="flyte-notebook-frame" sandbox="" ')  # no allow-scripts, no same origin
+    assert frame.count("<") == 2 and "srcdoc=" in frame  # the document is one escaped attribute
+    document = html.unescape(frame.split('srcdoc="', 1)[1].rsplit('"', 1)[0])
+    assert "Content-Security-Policy\" content=\"default-src 'none'; img-src data:;" in document
+    assert "<b>kept</b>" in document and "alert" not in document and "<script" not in document
+
+
 def test_graph_reads_left_to_right() -> None:
     where = positions(GRAPH)
     for src, dst, _ in GRAPH["edges"]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from flyte_lab.dashboard import actions
 from flyte_lab.dashboard.store_access import close_stores
-from tests.conftest import CHROMIUM, CLI, cli_env
+from tests.conftest import CHROMIUM, CLI, NOTEBOOKS, cli_env
 from tests.process_helpers import accepts, free_port, kill_home_processes, killpg, spawn, wait_for
+from tests.script_probe import marks_by_frame
 
 DOCS = Path(__file__).parent.parent / "docs"
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
@@ -162,7 +164,7 @@ def test_run_page_shows_graph_timeline_error_and_notebook(tab: Any, runs: dict[s
     error = tab.locator(".flyte-error").inner_text()
     assert "ZeroDivisionError: float division by zero (cell 5, line 3)" in error
     assert tab.locator(".flyte-debug").inner_text() == f"flyte-lab debug {runs['failed']} ratio"
-    notebook = tab.locator(".flyte-notebook")
+    notebook = tab.frame_locator(".flyte-notebook iframe").locator("body")
     notebook.get_by_text("Execution using papermill encountered an exception here and stopped").wait_for()
     assert "r = scale * xs[-1] / divisor" in notebook.inner_text()
     # the graph and the timeline are bokeh canvases, drawn with real sizes
@@ -283,3 +285,37 @@ def test_resume_after_the_fix_makes_the_run_succeed(tab: Any, dashboard: Any, tm
         newest, first = store.list_runs()
     assert first["run_id"] == run["run_id"] and newest["status"] == "succeeded"
     assert newest["run_id"] in tab.locator(".flyte-notice").inner_text()
+
+
+def test_a_tasks_html_output_is_shown_without_running_it(tab: Any, dashboard: Any, tmp_path: Path) -> None:
+    home, notebook = tmp_path / "home", tmp_path / "html_output_xss.ipynb"
+    shutil.copy(NOTEBOOKS / "html_output_xss.ipynb", notebook)
+    flyte_run(home, notebook)
+    from flyte_lab.store import RunStore
+
+    with RunStore(f"sqlite:///{home}/store.db") as store:
+        (run,) = store.list_runs()
+    assert run["status"] == "failed"  # the task raises after its outputs: the page opens on it
+    requested: list[str] = []
+    tab.on("request", lambda request: requested.append(request.url))
+    tab.goto(dashboard(home) + f"/run?id={run['run_id']}")
+    tab.locator(".flyte-notebook").wait_for()
+    # no script of the task's ran, neither in the page nor in any frame, and its <img src=x> fetched nothing
+    marks = marks_by_frame(tab)
+    assert all(ran is None for ran in marks.values()), marks
+    assert not [url for url in requested if url.rsplit("/", 1)[-1] in ("x", "y")], requested
+    frame = tab.locator(".flyte-notebook iframe")
+    assert frame.get_attribute("sandbox") == ""  # neither allow-scripts nor allow-same-origin
+    # the harmless part is shown (the output's <style> hid nothing), the rest as text or not at all
+    shown = tab.frame_locator(".flyte-notebook iframe")
+    expect(shown.locator("b.harmless")).to_be_visible()
+    expect(shown.locator("b.harmless")).to_have_text("harmless bold text")
+    expect(shown.locator("table.harmless td")).to_have_text("forty-two")
+    expect(shown.locator(".output_svg img")).to_have_count(1)  # the SVG output, as an image (runs nothing)
+    expect(shown.locator("a.js-link")).to_have_text("a javascript: link")
+    assert shown.locator("a.js-link").get_attribute("href") is None
+    expect(shown.locator("body iframe, body script, body style")).to_have_count(0)
+    expect(shown.locator(".output_stdout")).to_contain_text('<img src=x onerror="(window.__pwned')
+    # the error message and traceback stay escaped text
+    expect(tab.locator(".flyte-error")).to_contain_text('RuntimeError: <img src=x onerror="(window.__pwned')
+    expect(tab.locator(".flyte-traceback")).to_contain_text('raise RuntimeError(f\'<img src=x onerror=')

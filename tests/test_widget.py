@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from tests.conftest import NOTEBOOKS
 
 pytestmark = pytest.mark.cluster
 
@@ -85,6 +88,19 @@ def test_flyte_run_widget_shows_the_final_run(home: Path, tmp_path: Path) -> Non
     assert "attempt-1.ipynb" in failure
     assert "%flyte_debug " in failure
     assert 'class="flyte-run-row"' in html and 'data-status="failed"' in html  # %flyte_runs lists it
+
+
+def test_a_tasks_html_in_its_error_is_shown_as_text(home: Path, tmp_path: Path) -> None:
+    # the widget's HTML is set as is by ipywidgets (no sanitiser): every task-written text must be escaped
+    path = tmp_path / "html_output_xss.ipynb"
+    shutil.copy(NOTEBOOKS / "html_output_xss.ipynb", path)
+    nb = execute(new_notebook(cells=[new_code_cell("%load_ext flyte_lab"), new_code_cell(f"%flyte_run {path}")]),
+                 tmp_path)
+    assert errors_of(nb) == []
+    html = html_values(widget_models(nb))
+    assert "task `report` failed at cell 2, line 18: RuntimeError: &lt;img src=x onerror=" in html
+    assert "raise RuntimeError(f&#x27;&lt;img src=x onerror=" in html  # the traceback
+    assert "<img" not in html and "onerror=\"" not in html
 
 
 def test_background_run_returns_at_once_and_ends_exact(home: Path, tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ One module per job:
 - `views`: store records -> the plain rows and columns the pages show (pure, no Panel);
 - `run_graph`: the bokeh DAG (layers from `kernel_ext.graph_render.layout`, left to right);
 - `timeline`: the bokeh Gantt of every attempt on every worker;
-- `task_detail`: one task's inputs, outputs, error and executed notebooks (nbconvert HTML);
+- `task_detail`: one task's inputs, outputs, error and executed notebooks;
+- `notebook_view`: an executed notebook as nbconvert HTML cleaned by nh3, in a sandboxed frame (runs no script);
 - `actions`: Cancel / Resume / Relaunch through `engine.api`, off the page's thread;
 - `runs_page`, `run_page`: the two pages; `server`: Panel's server with both routes.
 """

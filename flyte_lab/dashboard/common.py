@@ -13,8 +13,8 @@ from flyte_lab.dashboard.views import STATUS_COLORS
 TITLE = "flyte_lab"
 CSS = """
 .flyte-status { padding: 1px 8px; border-radius: 8px; color: white; font-weight: 600; }
-.flyte-notebook { max-width: 100%; overflow-x: auto; border: 1px solid #ddd; padding: 6px; }
-.flyte-notebook pre, .flyte-traceback { white-space: pre-wrap; word-break: break-word; }
+.flyte-notebook { max-width: 100%; border: 1px solid #ddd; }
+.flyte-traceback { white-space: pre-wrap; word-break: break-word; }
 .flyte-traceback { background: #fbeeee; padding: 6px; }
 table.flyte-io, table.flyte-schedules { border-collapse: collapse; }
 table.flyte-io td, table.flyte-io th, table.flyte-schedules td, table.flyte-schedules th {

@@ -1,4 +1,5 @@
-"""One task of a run in detail: inputs, outputs, error and traceback, and each attempt's executed notebook as HTML."""
+"""One task of a run in detail: inputs, outputs, error and traceback (all escaped), and each attempt's executed
+notebook as HTML in a sandboxed frame (`notebook_view`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from flyte_lab.dashboard.notebook_view import render
 from flyte_lab.dashboard.views import debug_command, error_text, task_inputs, task_outputs
 
 _lock = threading.Lock()
@@ -20,15 +22,14 @@ def notebook_html(url: str, final: bool) -> str:
             return _rendered[url]
     import fsspec
     import nbformat
-    from nbconvert import HTMLExporter
 
     try:
         with fsspec.open(url, "r", encoding="utf-8") as handle:
             nb = nbformat.read(handle, as_version=4)
-        body, _ = HTMLExporter(template_name="basic").from_notebook_node(nb)
+        frame = render(nb, f"executed notebook {url}")
     except (OSError, ValueError) as exc:
         return f'<p class="flyte-missing">executed notebook {escape(url)} cannot be read: {escape(str(exc))}</p>'
-    html = f'<div class="flyte-notebook">{body}</div>'
+    html = f'<div class="flyte-notebook">{frame}</div>'
     if final:
         with _lock:
             _rendered[url] = html

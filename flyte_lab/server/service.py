@@ -134,7 +134,19 @@ def executed_notebook(run: dict[str, Any], task: str) -> dict[str, Any]:
     if not url:
         raise UserInputError(f"task `{task}` of run `{run['run_id']}` has no executed notebook yet")
     with fsspec.open(url, "r", encoding="utf-8") as fh:
-        return {"name": f"{task}-{run['run_id']}.ipynb", "content": json.load(fh)}
+        return {"name": f"{task}-{run['run_id']}.ipynb", "content": untrusted(json.load(fh))}
+
+
+def untrusted(nb: Any) -> Any:
+    """The notebook JSON `nb` without trust marks: Lab shows an untrusted notebook's HTML sanitised and runs
+    none of its scripts. The file is the task's to write (its outputs, and anything it writes there later)."""
+    if not isinstance(nb, dict):
+        return nb
+    cells = nb.get("cells")
+    for part in [nb, *(cells if isinstance(cells, list) else [])]:
+        if isinstance(part, dict) and isinstance(part.get("metadata"), dict):
+            part["metadata"].pop("trusted", None)
+    return nb
 
 
 def list_schedules(root: str, notebook: str | None, now: datetime) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-// A task's executed notebook, rendered as a notebook (cells, outputs, errors) in a read-only main-area tab.
+// A task's executed notebook, rendered as an untrusted notebook (cells, outputs, errors) in a read-only
+// main-area tab.
 // Its JSON comes from the server route, which reads it wherever the artifact store keeps it (a local
 // folder, S3, ...): no file under the Jupyter root, no kernel, nothing to save.
 import { JupyterFrontEnd } from '@jupyterlab/application';
@@ -38,6 +39,11 @@ export async function openExecuted(app: JupyterFrontEnd, services: ViewerService
   const answer = await api<ExecutedAnswer>(`runs/${runId}/tasks/${task}/notebook`);
   const model = new NotebookModel();
   model.fromJSON(answer.content);
+  // never trusted, whatever the file says (the server drops trust marks too): Lab then sanitises the outputs'
+  // HTML and runs none of their scripts; a task writes what it likes into its outputs
+  for (const cell of model.cells) {
+    cell.trusted = false;
+  }
   model.dirty = false;
   const notebook = new StaticNotebook({
     rendermime: services.rendermime,

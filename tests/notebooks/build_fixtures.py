@@ -186,6 +186,28 @@ FIXTURES = {
         "%%flyte_task double(items: Marker) -> doubled: int --map-over items\ndoubled = items.value * 2",
         "%%flyte_task total(doubled: list[int]) -> s: int\ns = sum(doubled)",
     ],
+    "html_output_xss": [
+        "%%flyte_setup\nfrom IPython.display import HTML, SVG, Javascript, Markdown, display\n",
+        # every way a task's output could carry script; each would record itself in window.__pwned
+        "%%flyte_task report() -> None\n"
+        "mark = \"(window.__pwned = window.__pwned || []).push('{}')\"\n"
+        "display(HTML('<b class=\"harmless\">harmless bold text</b>'\n"
+        "             '<table class=\"harmless\"><thead><tr><th>metric</th></tr></thead>'\n"
+        "             '<tbody><tr><td>forty-two</td></tr></tbody></table>'\n"
+        "             f'<img src=x onerror=\"{mark.format(\"img\")}\">'\n"
+        "             f'<script>{mark.format(\"script\")}</script>'\n"
+        "             f'<svg onload=\"{mark.format(\"svg\")}\"></svg>'\n"
+        "             f'<details open ontoggle=\"{mark.format(\"details\")}\">details</details>'\n"
+        "             f'<a class=\"js-link\" href=\"javascript:{mark.format(\"link\")}\">a javascript: link</a>'\n"
+        "             f'<iframe srcdoc=\"<script>{mark.format(\"iframe\")}</script>\"></iframe>'\n"
+        "             '<style>b { display: none }</style>'))\n"
+        "display(Javascript(mark.format('javascript')))\n"
+        "display(SVG(f'<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"{mark.format(\"svg-output\")}\">'\n"
+        "            '<rect width=\"4\" height=\"4\"/></svg>'))\n"
+        "display(Markdown(f'<img src=y onerror=\"{mark.format(\"markdown\")}\">'))\n"
+        "print(f'<img src=x onerror=\"{mark.format(\"stdout\")}\">')\n"
+        "raise RuntimeError(f'<img src=x onerror=\"{mark.format(\"error\")}\">')",
+    ],
     "many_errors": [
         "%%flyte_task a() -> x: str\nx = 'a'", "%%flyte_task b(x: int) -> y: int\ny = nope",
         "%%flyte_task c() -> y: int\ny = 2",

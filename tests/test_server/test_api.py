@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import tornado.httpclient
 
-from tests.conftest import NOTEBOOKS
+from tests.conftest import CLI, NOTEBOOKS, cli_env
 from tests.test_lab.conftest import write_notebook
 from tests.test_server.conftest import API
 
@@ -147,6 +148,26 @@ async def test_unknown_runs_are_404(root: Path, fetch: Any) -> None:
                      await fetch("runs/nosuchrun/cancel", method="POST", body={})):
         assert response.code == 404
         assert "nosuchrun" in as_json(response)["message"]
+
+
+@pytest.mark.cluster
+async def test_an_executed_notebook_is_answered_without_trust_marks(root: Path, fetch: Any, home: Path) -> None:
+    shutil.copy(NOTEBOOKS / "html_output_xss.ipynb", root / "html_output_xss.ipynb")
+    subprocess.run([*CLI, "run", str(root / "html_output_xss.ipynb")], env=cli_env(home), timeout=240,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    [run] = as_json(await fetch("runs"))
+    stored = Path(as_json(await fetch(f"runs/{run['run_id']}"))["tasks"]["report"]["output_notebook"])
+    # marked trusted, as Lab marks a notebook it saves: the file is the task's to write, the view trusts none
+    content = json.loads(stored.read_text(encoding="utf-8"))
+    content["metadata"]["trusted"] = True
+    for cell in content["cells"]:
+        cell["metadata"]["trusted"] = True
+    stored.write_text(json.dumps(content), encoding="utf-8")
+    answered = as_json(await fetch(f"runs/{run['run_id']}/tasks/report/notebook"))["content"]
+    assert "trusted" not in answered["metadata"]
+    assert [c["metadata"].get("trusted") for c in answered["cells"]] == [None] * len(content["cells"])
+    # the rest is as written: Lab sanitises an untrusted notebook's outputs itself
+    assert [c.get("outputs") for c in answered["cells"]] == [c.get("outputs") for c in content["cells"]]
 
 
 @pytest.mark.cluster
