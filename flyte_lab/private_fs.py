@@ -8,6 +8,10 @@ the process umask, which is shared by every thread of the process).
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import stat
+import tempfile
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -56,3 +60,45 @@ def open_private(path: str | os.PathLike[str]) -> int:
 
 
 __all__ = ["create_private_file", "make_private_dirs", "make_private_home", "open_private"]
+
+
+def process_folder(prefix: str) -> str:
+    """A new 0700 folder `PREFIX<pid>-XXXX` in the temporary folder, after removing this user's folders of
+    that prefix whose process is gone (SIGKILL leaves them; they may hold keys)."""
+    sweep_dead(prefix)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")  # mkdtemp makes it 0700
+
+
+def sweep_dead(prefix: str, parent: str | None = None) -> list[str]:
+    """Remove this user's `PREFIX<pid>-*` folders whose pid no longer runs; the removed paths. A live
+    process is never judged dead; a reused pid only delays the sweep."""
+    parent = parent or tempfile.gettempdir()
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-")
+    removed: list[str] = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.match(name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive, and not ours to judge
+    return True

@@ -209,6 +209,7 @@ def test_a_runs_kernels_run_only_signed_messages(home: Path, tmp_path: Path, mon
     wait_no_home_processes(home, 30)
     assert connection_files(tmp) == {}
     assert list(tmp.glob("flyte-lab-kernels-*")) == []
+    assert list(tmp.glob("flyte-lab-worker-*")) == []  # the dead driver's worker folder held the artifact key
 
 
 @pytest.mark.timeout(240)
@@ -237,6 +238,7 @@ def test_a_killed_drivers_connection_files_are_keyed_and_swept(
     wait_no_home_processes(home, 30)
     assert connection_files(tmp) == {}
     assert list(tmp.glob("flyte-lab-kernels-*")) == []
+    assert list(tmp.glob("flyte-lab-worker-*")) == []  # the dead driver's worker folder held the artifact key
 
 
 @pytest.mark.timeout(240)

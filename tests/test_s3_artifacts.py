@@ -77,7 +77,9 @@ def s3_env(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture
 def store(s3_env: dict[str, str], tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(f"s3://{BUCKET}/{uuid.uuid4().hex}", KEY, cache_dir=str(tmp_path / "cache"))
+    # opened as a task's kernel opens it: these tests read pickles back
+    return ArtifactStore(f"s3://{BUCKET}/{uuid.uuid4().hex}", KEY, cache_dir=str(tmp_path / "cache"),
+                         allow_pickle=True)
 
 
 def test_an_s3_root_is_remote_and_keeps_its_url(store: ArtifactStore) -> None:
@@ -93,7 +95,7 @@ def test_an_object_changed_in_the_bucket_is_refused(store: ArtifactStore, s3: S3
     data = bytearray(store.fs.cat_file(path))
     data[-2] ^= 0x01
     store.fs.pipe_file(path, bytes(data))  # someone with write access to the bucket
-    fresh = ArtifactStore(store.root_url, KEY, cache_dir=str(Path(store._cache_dir).parent / "c2"))
+    fresh = ArtifactStore(store.root_url, KEY, cache_dir=str(Path(store._cache_dir).parent / "c2"), allow_pickle=True)
     with pytest.raises(ArtifactError, match="content hash"):
         fresh.get(art.uri, WIDGET)
 

@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import secrets
 import shutil
-import stat
-import tempfile
 import threading
 from typing import Any
 
 from jupyter_client.connect import write_connection_file
 
+from flyte_lab.private_fs import process_folder
+
 PREFIX = "flyte-lab-kernels-"
 SIGNATURE_SCHEME = "hmac-sha256"
-_NAME = re.compile(rf"^{PREFIX}(\d+)-")
 
 _lock = threading.Lock()
 _folder: str | None = None
@@ -43,8 +41,7 @@ def folder() -> str:
 def _folder_locked() -> str:
     global _folder, _owner
     if _folder is None or _owner != os.getpid() or not os.path.isdir(_folder):
-        sweep()
-        _folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")  # mkdtemp makes it 0700
+        _folder = process_folder(PREFIX)
         if _owner is None:
             atexit.register(_remove_at_exit)
         _owner = os.getpid()
@@ -93,36 +90,3 @@ def release() -> None:
 def _remove_at_exit() -> None:
     if _folder is not None and _owner == os.getpid():
         shutil.rmtree(_folder, ignore_errors=True)
-
-
-def sweep(parent: str | None = None) -> list[str]:
-    """Remove the folders that processes of this user left behind when they were killed; the removed paths."""
-    parent = parent or tempfile.gettempdir()
-    removed: list[str] = []
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return removed
-    for name in names:
-        match = _NAME.match(name)
-        if match is None or _alive(int(match.group(1))):
-            continue
-        path = os.path.join(parent, name)
-        try:
-            info = os.lstat(path)
-        except OSError:
-            continue
-        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process: alive, and not ours to judge
-    return True

@@ -13,10 +13,9 @@ import atexit
 import hashlib
 import os
 import shutil
-import tempfile
 import threading
 
-from flyte_lab.private_fs import make_private_dirs, open_private
+from flyte_lab.private_fs import make_private_dirs, open_private, process_folder
 
 _lock = threading.Lock()
 _private: str | None = None
@@ -27,7 +26,8 @@ def private_dir() -> str:
     global _private
     with _lock:
         if _private is None or not os.path.isdir(_private):
-            _private = tempfile.mkdtemp(prefix="flyte-lab-worker-")  # mkdtemp creates it 0700
+            # pid-named: a killed worker's folder (it holds the artifact key) is swept by the next one
+            _private = process_folder("flyte-lab-worker-")
             atexit.register(shutil.rmtree, _private, True)
         return _private
 

@@ -364,7 +364,6 @@ def _nested(depth: int) -> str:
     ("graph", "[" * 100_000 + "]" * 100_000),
     ("runs", "[" * 100_000 + "]" * 100_000),
     ("schedules", "{" + '"a": {' * 100_000 + "}" * 100_001),
-    ("runs/abc/resume", "[" * 100_000 + "]" * 100_000),
     # parses, but a notebook reader would recurse past Python's limit on it
     ("graph", '{"path": "x.ipynb", "content": {"cells": [], "metadata": {"deep": ' + _nested(500) + "}}}"),
     ("runs", '{"path": "valid_pipeline.ipynb", "params": {"n": ' + _nested(101) + "}}"),
