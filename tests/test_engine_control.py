@@ -17,8 +17,11 @@ from tests.conftest import CLI, cli_env
 from tests.pg_server import WriteLock, query
 from tests.process_helpers import (
     CANCEL_BOUND_S,
+    DASK,
     PYTHON_START_S,
+    accepts,
     finish,
+    free_port,
     only_run_id,
     open_store,
     procs,
@@ -217,14 +220,37 @@ def test_fix_and_continue_resume_reruns_only_what_changed(home: Path, tmp_path: 
 
 
 
-@pytest.mark.timeout(150)
-def test_cancel_from_the_cli_stops_the_run_and_every_kernel_within_about_a_second(
-        home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+def _dask_cluster(home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> str:
+    """A `dask scheduler` and one `dask worker` process (under its nanny) with room for two tasks at once."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs.append(spawn([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
+                        "127.0.0.1:0"], home, tmp_path / "scheduler.log"))
+    wait_for(lambda: accepts(port), 30, "the Dask scheduler to listen")
+    procs.append(spawn([DASK, "worker", address, "--host", "127.0.0.1", "--nthreads", "2", "--no-dashboard"], home,
+                       tmp_path / "worker.log"))
+
+    def joined() -> bool:
+        from distributed import Client
+
+        with Client(address, timeout=5) as client:
+            return len(client.scheduler_info()["workers"]) == 1
+
+    wait_for(joined, 60, "the worker to join", interval=0.5)
+    return address
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("cluster", ["local", "tcp"])
+def test_cancel_from_the_cli_stops_the_run_and_its_kernels_within_about_a_second(
+        cluster: str, home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
     nb = sleeping_notebook(tmp_path / "sleepers.ipynb", marks)
+    where = ["--workers", "2"] if cluster == "local" else ["--cluster", _dask_cluster(home, tmp_path, procs),
+                                                           "--shared-fs"]
     log = tmp_path / "run.log"
-    driver = spawn([*CLI, "run", str(nb), "--workers", "2"], home, log)
+    driver = spawn([*CLI, "run", str(nb), *where], home, log)
     procs.append(driver)
     kernels = wait_for(lambda: running_kernels(marks, driver, 2), 90, "both sleeping tasks' kernels")
     run_id = only_run_id(home)
@@ -247,4 +273,5 @@ def test_cancel_from_the_cli_stops_the_run_and_every_kernel_within_about_a_secon
     assert {name: task["status"] for name, task in run["tasks"].items()} == {
         "left": "failed", "right": "failed", "both": "skipped"}
     assert run["tasks"]["left"]["error"]["type"] == "Cancelled"
-    wait_no_home_processes(home, 10)  # nothing of the run is left: no kernel, worker or template
+    if cluster == "local":
+        wait_no_home_processes(home, 10)  # nothing of the run is left: no kernel, worker or template
