@@ -274,4 +274,4 @@ def test_cancel_from_the_cli_stops_the_run_and_its_kernels_within_about_a_second
         "left": "failed", "right": "failed", "both": "skipped"}
     assert run["tasks"]["left"]["error"]["type"] == "Cancelled"
     if cluster == "local":
-        wait_no_home_processes(home, 10)  # nothing of the run is left: no kernel, worker or template
+        wait_no_home_processes(home, 10, only_kernels=True)  # not even an idle pooled kernel
