@@ -1,8 +1,6 @@
 """`python -m flyte_lab` is `flyte-lab`."""
 
-import sys
-
-from flyte_lab.cli.main import main
+from flyte_lab.cli.main import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

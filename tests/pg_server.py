@@ -83,8 +83,11 @@ class PostgresServer:
         return server
 
     def _run(self, argv: list[str], timeout: float) -> None:
+        # not the FLYTE_LAB_HOME of the test that happened to start the session's server: its cleanup kills
+        # every process carrying its home (`process_helpers.kill_home_processes`)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE_LAB_")}
         done = subprocess.run([*self._as_user, *argv], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, cwd=self.data_dir)
+                              stdin=subprocess.DEVNULL, cwd=self.data_dir, env=env)
         if done.returncode != 0:
             log = self.data_dir / "log"
             tail = log.read_text()[-2000:] if log.exists() else ""

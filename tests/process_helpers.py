@@ -186,3 +186,82 @@ def json_tail(text: str) -> dict[str, Any]:
     return json.loads(text[start:])
 
 
+
+
+# -- timing a cancel ----------------------------------------------------------------------------------------------
+
+CANCEL_BOUND_S = 3.0  # "within about a second" (~0.5 s idle), with room for a loaded 2-core machine
+PYTHON_START_S = 3.0  # one CLI process starting on a loaded machine (~0.8 s idle)
+SLEEPER = "import os, time\nopen(os.path.join(marks, f'{NAME}_pid_{os.getpid()}'), 'w').close()\ntime.sleep(600)\n"
+
+
+def sleeping_notebook(path: Path, marks: Path) -> Path:
+    """Two tasks side by side that run until killed (each leaves `NAME_pid_PID` in `marks` as it starts), and one
+    that needs both."""
+    return write_notebook(
+        path, f"marks = {str(marks)!r}",
+        "%%flyte_task left(marks: str) -> a: int\n" + SLEEPER.replace("{NAME}", "left") + "a = 1",
+        "%%flyte_task right(marks: str) -> b: int\n" + SLEEPER.replace("{NAME}", "right") + "b = 2",
+        "%%flyte_task both(a: int, b: int) -> c: int\nc = a + b",
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def running_kernels(marks: Path, driver: subprocess.Popen[bytes] | None, count: int) -> list[int]:
+    """The pids of the task kernels that announced themselves in `marks`, once there are `count` of them."""
+    if driver is not None and driver.poll() is not None:
+        raise AssertionError(f"the run's process ended (exit {driver.returncode}) before its tasks started")
+    pids = sorted(int(p.name.rpartition("_")[2]) for p in marks.glob("*_pid_*"))
+    return pids if len(pids) == count and all(pid_alive(pid) for pid in pids) else []
+
+
+def time_cancel(home: Path, run_id: str, kernels: list[int], ends: dict[str, int],
+                timeout: float = 40) -> dict[str, float]:
+    """Seconds from the run's cancel request reaching the store to: the run recorded `cancelled`, the last of
+    `kernels` gone, and each process of `ends` (name -> pid) exited.
+
+    The store is read with plain SQL (the code under test is not asked). The request's moment is taken as the
+    last poll that did not see it, so every figure is an upper bound. The timeout is long enough to show (in
+    the failure) how late a slow cancel is."""
+    import sqlalchemy
+
+    from tests.pg_server import store_url
+
+    engine = sqlalchemy.create_engine(store_url(home))
+    row = sqlalchemy.text("SELECT status, cancel_requested_at FROM runs WHERE run_id = :run_id")
+
+    def read() -> Any:
+        with engine.connect() as conn:
+            return conn.execute(row, {"run_id": run_id}).one()
+
+    try:
+        start = requested = time.monotonic()
+        while read().cancel_requested_at is None:
+            requested = time.monotonic()
+            if requested - start > timeout:
+                raise AssertionError(f"no cancel request for run {run_id} reached the store in {timeout:g}s")
+            time.sleep(0.02)
+        seen: dict[str, float] = {}
+        waiting = {f"{name} exited": pid for name, pid in ends.items()}
+        while time.monotonic() - requested < timeout:
+            now = time.monotonic() - requested
+            if "run recorded cancelled" not in seen and read().status == "cancelled":
+                seen["run recorded cancelled"] = now
+            if "task kernels gone" not in seen and not any(pid_alive(pid) for pid in kernels):
+                seen["task kernels gone"] = now
+            for what, pid in list(waiting.items()):
+                if not pid_alive(pid):
+                    seen[what] = now
+                    del waiting[what]
+            if len(seen) == 2 + len(ends):
+                return {what: round(at, 2) for what, at in seen.items()}
+            time.sleep(0.05)
+        raise AssertionError(f"{timeout:g}s after the cancel request, only: {seen}")
+    finally:
+        engine.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,19 @@ import pytest
 from tests.conftest import CLI, cli_env
 from tests.pg_server import WriteLock, query
 from tests.process_helpers import (
+    CANCEL_BOUND_S,
+    DASK,
+    PYTHON_START_S,
+    accepts,
     finish,
+    free_port,
     only_run_id,
     open_store,
     procs,
+    running_kernels,
+    sleeping_notebook,
     spawn,
+    time_cancel,
     wait_for,
     wait_no_home_processes,
     write_notebook,
@@ -208,3 +217,61 @@ def test_fix_and_continue_resume_reruns_only_what_changed(home: Path, tmp_path: 
     with open_store(home) as store:
         outputs = store.run_outputs(only_run_id(home) or "")
     assert outputs["report"]["text"] == "mean=20.0" and outputs["other"]["doubled"] == 80
+
+
+
+def _dask_cluster(home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> str:
+    """A `dask scheduler` and one `dask worker` process (under its nanny) with room for two tasks at once."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs.append(spawn([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
+                        "127.0.0.1:0"], home, tmp_path / "scheduler.log"))
+    wait_for(lambda: accepts(port), 30, "the Dask scheduler to listen")
+    procs.append(spawn([DASK, "worker", address, "--host", "127.0.0.1", "--nthreads", "2", "--no-dashboard"], home,
+                       tmp_path / "worker.log"))
+
+    def joined() -> bool:
+        from distributed import Client
+
+        with Client(address, timeout=5) as client:
+            return len(client.scheduler_info()["workers"]) == 1
+
+    wait_for(joined, 60, "the worker to join", interval=0.5)
+    return address
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("cluster", ["local", "tcp"])
+def test_cancel_from_the_cli_stops_the_run_and_its_kernels_within_about_a_second(
+        cluster: str, home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    nb = sleeping_notebook(tmp_path / "sleepers.ipynb", marks)
+    where = ["--workers", "2"] if cluster == "local" else ["--cluster", _dask_cluster(home, tmp_path, procs),
+                                                           "--shared-fs"]
+    log = tmp_path / "run.log"
+    driver = spawn([*CLI, "run", str(nb), *where], home, log)
+    procs.append(driver)
+    kernels = wait_for(lambda: running_kernels(marks, driver, 2), 90, "both sleeping tasks' kernels")
+    run_id = only_run_id(home)
+    assert run_id
+
+    issued = time.monotonic()
+    canceller = spawn([*CLI, "cancel", run_id], home, tmp_path / "cancel.log")
+    procs.append(canceller)
+    timings = time_cancel(home, run_id, kernels, {"the driver": driver.pid, "`flyte-lab cancel`": canceller.pid})
+    # from the request in the store: the engine's own doing (the old driver read it at its next lease renewal,
+    # up to 20 s later); from the command's start: one Python start-up more
+    assert max(timings.values()) <= CANCEL_BOUND_S, timings
+    assert time.monotonic() - issued <= CANCEL_BOUND_S + PYTHON_START_S, timings
+    rc, out = finish(canceller, tmp_path / "cancel.log", 5)
+    assert rc == 0 and f"run {run_id} cancelled" in out, out
+    rc, out = finish(driver, log, 5)
+    assert rc == 1 and "Traceback" not in out, out
+    with open_store(home) as store:
+        run = store.get_run(run_id)
+    assert {name: task["status"] for name, task in run["tasks"].items()} == {
+        "left": "failed", "right": "failed", "both": "skipped"}
+    assert run["tasks"]["left"]["error"]["type"] == "Cancelled"
+    if cluster == "local":
+        wait_no_home_processes(home, 10, only_kernels=True)  # not even an idle pooled kernel

@@ -15,6 +15,7 @@ from flyte_lab.engine.state_machine import (
     CacheMiss,
     CancelRequested,
     CheckCache,
+    CheckCancel,
     DriverCrashed,
     FinishRun,
     Instruction,
@@ -384,7 +385,7 @@ class Driver:
             elif isinstance(instr, KillAttempts):
                 for task in instr.tasks:
                     self.attempts_pending.pop(task, None)
-            elif isinstance(instr, ReleaseCacheLock | Retrying | RenewLeases):
+            elif isinstance(instr, ReleaseCacheLock | Retrying | RenewLeases | CheckCancel):
                 pass
             else:
                 assert isinstance(instr, FinishRun)
@@ -523,7 +524,7 @@ def test_busy_cache_key_waits_and_asks_again_on_ticks() -> None:
     assert sm.handle(Tick(100.0)) == [RenewLeases(()), CheckCache("a")]
     assert sm.handle(Tick(100.2)) == []  # too soon to ask again or renew
     assert sm.handle(CacheBusy("a", "other-run")) == []
-    assert sm.handle(Tick(100.6)) == [CheckCache("a")]
+    assert sm.handle(Tick(100.6)) == [CheckCancel(), CheckCache("a")]
     # the holder committed: the re-check is a hit, and the waiter never computes
     assert sm.handle(TaskCacheHit("a")) == [MarkTask("a", "cached"), Submit("b", 1)]
     assert sm.waiting_on_cache == {} and sm.attempts["a"] == 0
@@ -536,7 +537,7 @@ def test_waiter_takes_over_a_lapsed_lock_and_renews_it() -> None:
     assert sm.handle(Tick(1.0)) == [RenewLeases(()), CheckCache("a")]
     assert sm.handle(CacheLocked("a")) == [Submit("a", 1)]  # the store let us take over
     assert sm.held_locks == {"a"}
-    assert sm.handle(Tick(5.0)) == []
+    assert sm.handle(Tick(5.0)) == [CheckCancel()]
     assert sm.handle(Tick(11.0)) == [RenewLeases(("a",))]  # every ttl/3 while it runs
 
 
@@ -561,6 +562,44 @@ def test_cancel_kills_running_attempts_and_releases_locks() -> None:
                    MarkTask("c", "skipped"), ReleaseCacheLock("a"), FinishRun("cancelled")]
     assert sm.done and sm.held_locks == frozenset() and sm.waiting_on_cache == {}
     assert sm.handle(TaskSucceeded("a", 1)) == []  # the killed attempt's late answer changes nothing
+
+
+def test_a_cancel_from_another_process_is_read_on_ticks_not_only_at_lease_renewals() -> None:
+    sm = RunStateMachine([plan("a"), plan("b", "a")], lease_ttl_s=60, cancel_check_s=0.25)
+    sm.handle(RunStarted())
+    sm.handle(TaskStarted("a", 1))
+    assert sm.handle(Tick(10.0)) == [RenewLeases(())]  # a renewal reads the flag too
+    assert sm.handle(Tick(10.1)) == []
+    assert sm.handle(Tick(10.25)) == [CheckCancel()]
+    assert sm.handle(Tick(10.3)) == []
+    assert sm.handle(Tick(10.9)) == [CheckCancel()]
+    assert sm.handle(Tick(30.0)) == [RenewLeases(())]  # every ttl/3
+    # the flag was set: the driver answers the read with the cancel
+    assert sm.handle(CancelRequested("cancelled by `flyte-lab cancel`"))[0] == KillAttempts(("a",))
+    assert sm.run_status == "cancelled"
+    assert sm.handle(Tick(31.0)) == []  # a finished run reads nothing more
+
+
+@settings(max_examples=150, deadline=None)
+@given(plans=dags(), check_s=st.sampled_from([0.1, 0.25, 0.5]), data=st.data())
+def test_a_live_runs_cancel_flag_is_never_left_unread_for_cancel_check_s(
+        plans: list[TaskPlan], check_s: float, data: st.DataObject) -> None:
+    """Whatever happens between ticks, a tick finds the flag read less than `cancel_check_s` ago: with the
+    driver ticking every TICK_S, a cancel request is seen within cancel_check_s + TICK_S."""
+    sm = RunStateMachine(plans, cancel_check_s=check_s)
+    driver = Driver(sm, plans)
+    driver.send(RunStarted())
+    now, last_read = 0.0, None
+    for _ in range(80):
+        if sm.done:
+            break
+        if driver.idle() or data.draw(st.booleans()):
+            now += data.draw(st.floats(min_value=0.0, max_value=2.0))
+            if any(isinstance(i, CheckCancel | RenewLeases) for i in driver.send(Tick(now))):
+                last_read = now
+            assert last_read is not None and now - last_read < check_s
+        else:
+            driver.step(data.draw)
 
 
 def test_driver_crash_ends_the_run_failed_with_its_error() -> None:

@@ -133,6 +133,35 @@ def test_cancel_kills_a_running_attempt(tmp_path: Path) -> None:
     assert not alive(pid)
 
 
+def test_a_cancelled_attempt_returns_at_once_not_at_nbclients_next_liveness_poll(tmp_path: Path) -> None:
+    # nbclient looks for a dead kernel once a second from the cell's start; cancelling as soon as the body
+    # starts, the old attempt returned ~1 s later (and a driver closing its cluster waited for it)
+    pid_file = tmp_path / "kernel.pid"
+    spec = make_spec(tmp_path, [
+        "%%flyte_setup\nimport os, time",
+        f"%%flyte_task sleepy() -> None\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)",
+    ], "sleepy")
+    returned = threading.Event()
+    results: list[dict[str, Any]] = []
+
+    def attempt() -> None:
+        results.append(run_task_attempt(spec))
+        returned.set()
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the body to start")
+        cancelled = time.monotonic()
+        assert cancel_attempts([spec["key"]]) == [spec["key"]]
+        assert returned.wait(10)
+        took = time.monotonic() - cancelled
+    finally:
+        thread.join(timeout=60)
+    assert results[0]["error"]["type"] == "Cancelled", results
+    assert took < 0.5, f"the attempt returned {took:.2f}s after its cancel"
+
+
 def test_an_attempt_cancelled_before_it_starts_starts_no_kernel(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, ["%%flyte_task never() -> None\nraise SystemExit('must not run')"], "never")
     assert cancel_attempts([spec["key"]], dask_worker=None) == []

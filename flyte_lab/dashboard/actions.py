@@ -106,4 +106,6 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    from flyte_lab.process_exit import exit_process
+
+    exit_process(_main(sys.argv[1:]))

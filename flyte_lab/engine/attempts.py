@@ -6,10 +6,17 @@ runs from its kernel's start to its outputs being saved: a watchdog timer
 kills the kernel's process group when it is spent, and `cancel_attempts`
 (called by the driver on every worker through `client.run`) kills the kernels
 of the attempts it names and refuses to start a kernel for them later.
+
+A kill also wakes the attempt's papermill at once: nbclient looks for a dead
+kernel only once a second, and until it notices, the worker thread (and a
+driver closing its local cluster) waits. Cancelling the tasks of the
+attempt's own event loop is nbclient's own "the kernel died" signal.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,6 +48,7 @@ class Attempt:
         self.pid: int | None = None
         self.pgid: int | None = None
         self.proc: KernelProcess | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop papermill runs this attempt on
         self._timer: threading.Timer | None = None
         self._done = False
 
@@ -61,12 +69,13 @@ class Attempt:
                 self._timer.daemon = True
                 self._timer.start()
 
-    def _expire(self) -> None:
+    def running_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Papermill runs this attempt on `loop` (None: no longer; the caller closes it only after this)."""
         with _lock:
-            if self._done or self.stopped_by is not None:
-                return
-            self.stopped_by = "timeout"
-            self._kill_locked()
+            self._loop = loop
+
+    def _expire(self) -> None:
+        self.stop("timeout")
 
     def stop(self, why: str) -> None:
         with _lock:
@@ -74,6 +83,14 @@ class Attempt:
                 return
             self.stopped_by = why
             self._kill_locked()
+            self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        # only once its kernel runs: a kernel still starting is stopped by `kernel_started`, and interrupting
+        # its start could leave its process unknown to this attempt
+        if self._loop is not None and self.pid is not None:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: papermill has returned already
+                self._loop.call_soon_threadsafe(_cancel_all, self._loop)
 
     def _kill_locked(self) -> None:
         if self.pgid is not None and self.pgid != os.getpgid(0):  # never our own group
@@ -102,6 +119,13 @@ class Attempt:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """On the attempt's loop: what nbclient waits on (the reply, the next poll) ends now; it raises
+    `DeadKernelError`, or `CancelledError` when papermill was between two awaits."""
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
 
 
 def begin(key: str, timeout_s: float | None) -> Attempt:

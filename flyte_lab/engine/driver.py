@@ -30,7 +30,10 @@ from flyte_lab.graph.model import Workflow
 from flyte_lab.store import RunStore
 
 log = logging.getLogger(__name__)
-TICK_S = 0.25  # the loop wakes at least this often: the state machine decides when leases and caches need a look
+# the loop wakes at least this often: the state machine decides when leases, caches and the cancel flag need a
+# look, so a cancel from another process is seen within sm.CANCEL_CHECK_S + TICK_S of its request
+TICK_S = 0.25
+BY_COMMAND = "cancelled by `flyte-lab cancel`"  # the CLI, the REST route, the dashboard and the widget alike
 
 
 @dataclass
@@ -211,6 +214,8 @@ class RunDriver:
             self._worker_lost(ins)
         elif isinstance(ins, sm.RenewLeases):
             return self._renew(ins)
+        elif isinstance(ins, sm.CheckCancel):
+            return [sm.CancelRequested(BY_COMMAND)] if self.store.cancel_requested(self.run_id) else []
         elif isinstance(ins, sm.ReleaseCacheLock):
             key = self.cache_keys.get(ins.task)
             if key:
@@ -260,7 +265,7 @@ class RunDriver:
         for lost in self.store.cache_renew(keys, self.run_id, self.lease_ttl_s):
             log.warning("flyte_lab: run %s lost its cache lock %s (its lease lapsed); computing anyway",
                         self.run_id, lost[:12])
-        return [sm.CancelRequested("cancelled by `flyte-lab cancel`")] if cancel else []
+        return [sm.CancelRequested(BY_COMMAND)] if cancel else []
 
     def _kill(self, tasks: tuple[str, ...]) -> None:
         keys: list[str] = []

@@ -14,7 +14,10 @@ protocol of a run lives here, so each race is a plain test:
   driver took the run over) abandons the run without writing anything;
 - cancel (from `flyte-lab cancel`, Ctrl-C) and a crash of the driver itself:
   running attempts are killed, locks released, the run ends `cancelled` or
-  `failed` with the error recorded, never `running` forever;
+  `failed` with the error recorded, never `running` forever; a cancel
+  requested from another process is looked for on ticks every
+  `CANCEL_CHECK_S` (a one-row read), so it takes effect within about that,
+  not at the next lease renewal;
 - a lost worker (Dask reran the attempt elsewhere) is recorded as such.
 
 Delivery may be at-least-once: an event for an unknown task, for an attempt
@@ -39,6 +42,7 @@ CANCELLED_ERROR: dict[str, Any] = {"type": "Cancelled", "message": "run cancelle
 
 LEASE_TTL_S = 60.0  # a lapsed lease (its driver died) is taken over after this long
 CACHE_RECHECK_S = 0.5  # how often a task waiting on another run's cache lock asks again
+CANCEL_CHECK_S = 0.25  # how often a running run reads its cancel flag (one indexed row: cheap on any store)
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,11 @@ class RenewLeases:
 
 
 @dataclass(frozen=True)
+class CheckCancel:
+    """Read the run's cancel flag; if another process set it, answer with `CancelRequested`."""
+
+
+@dataclass(frozen=True)
 class ReleaseCacheLock:
     task: str
 
@@ -225,7 +234,7 @@ class Abandon:
 
 
 Instruction: TypeAlias = (Submit | CheckCache | MarkTask | Retrying | RecordWorkerLost | RenewLeases
-                          | ReleaseCacheLock | KillAttempts | FinishRun | Abandon)
+                          | CheckCancel | ReleaseCacheLock | KillAttempts | FinishRun | Abandon)
 
 
 class RunStateMachine:
@@ -240,6 +249,7 @@ class RunStateMachine:
         prior_attempts: dict[str, int] | None = None,
         lease_ttl_s: float = LEASE_TTL_S,
         cache_recheck_s: float = CACHE_RECHECK_S,
+        cancel_check_s: float = CANCEL_CHECK_S,
     ) -> None:
         # `prior_attempts` lets a resumed run number its attempts after the ones
         # already recorded, so attempt rows never collide; retry budgets restart.
@@ -277,8 +287,10 @@ class RunStateMachine:
         self._abandoned = False
         self._lease_every = lease_ttl_s / 3  # renew well before the lease lapses
         self._recheck_every = cache_recheck_s
+        self._cancel_every = cancel_check_s
         self._last_renew: float | None = None
         self._last_recheck: float | None = None
+        self._last_cancel_check: float | None = None
 
     # --- read-only views ------------------------------------------------------
 
@@ -372,8 +384,11 @@ class RunStateMachine:
     def _on_tick(self, now: float) -> list[Instruction]:
         out: list[Instruction] = []
         if self._last_renew is None or now - self._last_renew >= self._lease_every:
-            self._last_renew = now
+            self._last_renew = self._last_cancel_check = now  # a renewal reads the cancel flag too
             out.append(RenewLeases(tuple(name for name in self._plans if name in self._locks)))
+        elif self._last_cancel_check is None or now - self._last_cancel_check >= self._cancel_every:
+            self._last_cancel_check = now
+            out.append(CheckCancel())
         if self._busy and (self._last_recheck is None or now - self._last_recheck >= self._recheck_every):
             self._last_recheck = now
             # ask again: the holder may have finished (a hit) or died (its lease lapsed: we take over)

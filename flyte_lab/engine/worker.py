@@ -25,6 +25,7 @@ import time
 import uuid
 from typing import Any
 
+from flyte_lab.engine import attempts
 from flyte_lab.engine.attempts import AttemptStopped, cancel_attempts
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -33,7 +34,6 @@ EVENT_TOPIC = "flyte-lab"
 
 
 def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
-    from flyte_lab.engine import attempts
     from flyte_lab.engine.kernels import missing_kernelspec
     from flyte_lab.engine.worker_files import private_subdir
 
@@ -61,7 +61,7 @@ def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
         return _failed(result, "infra", spec, "NoArtifactKey", context)
     local = os.path.join(private_subdir("notebooks"), f"{uuid.uuid4().hex}.ipynb")
     try:
-        outcome = _execute(spec, context, local, attempt.key)
+        outcome = _execute(spec, context, local, attempt)
     finally:
         attempt.finish()  # the kernel is gone (and reaped) from here on, whatever happened
     try:
@@ -94,8 +94,10 @@ class _Timeout:
     """nbclient's own per-cell timeout fired (a backstop; the watchdog normally fires first)."""
 
 
-def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str) -> Any:
+def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt: attempts.Attempt) -> Any:
     """Run papermill; None on success, else `("user"|"infra", exception)` or a `_Timeout`."""
+    import asyncio
+
     import nbformat
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -103,9 +105,10 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str
 
     from flyte_lab.engine.kernels import kernel_manager_for
 
-    manager = kernel_manager_for(spec.get("env"), attempt_key=key, scrub=spec.get("scrub") or (),
+    manager = kernel_manager_for(spec.get("env"), attempt_key=attempt.key, scrub=spec.get("scrub") or (),
                                  modules=spec.get("setup_modules") or ())
     loop = _own_event_loop()
+    attempt.running_on(loop)  # a kill (cancel, timeout) wakes papermill at once
     try:
         papermill.execute_notebook(
             _with_context(nbformat.from_dict(spec["notebook"]), context), local, parameters=None,
@@ -121,7 +124,10 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, key: str
         return ("infra", exc)  # cancelled while its kernel started: the caller reports the cancel
     except (DeadKernelError, RuntimeError) as exc:  # RuntimeError: jupyter_client's "kernel died before replying"
         return ("infra", exc)
+    except asyncio.CancelledError as exc:  # woken by `Attempt.stop` between two of nbclient's awaits
+        return ("infra", exc)
     finally:
+        attempt.running_on(None)
         _release_event_loop(loop)
     return None
 

@@ -134,4 +134,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from flyte_lab.process_exit import exit_process
+
+    exit_process(main())

@@ -56,7 +56,7 @@ def describe_holder(holder: str) -> str:
 
 
 class LeaseMixin(StorePart):
-    """`claim_run`, `renew_run`, `release_run`, `request_cancel` and the fence check."""
+    """`claim_run`, `renew_run`, `release_run`, `request_cancel`, `cancel_requested` and the fence check."""
 
     def check_fence(self, conn: Connection, run_id: str, fence: int | None) -> None:
         """Inside a write transaction: refuse the write if another driver claimed the run since."""
@@ -99,6 +99,11 @@ class LeaseMixin(StorePart):
                 lease_expires_at=now_utc() + timedelta(seconds=ttl_s)))
             requested = conn.scalar(select(Run.cancel_requested_at).where(Run.run_id == run_id))
         return requested is not None
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether someone asked the run to stop: one primary-key read, cheap enough for every driver tick."""
+        with self._read() as conn:
+            return conn.scalar(select(Run.cancel_requested_at).where(Run.run_id == run_id)) is not None
 
     def release_run(self, run_id: str, fence: int) -> None:
         """The driver is done: its lease ends now (a resume need not wait for it to lapse)."""

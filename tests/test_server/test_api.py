@@ -5,9 +5,11 @@ Runs launched here are real: a child process drives a local Dask cluster and pap
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,13 @@ import pytest
 import tornado.httpclient
 
 from tests.conftest import CLI, NOTEBOOKS, cli_env
+from tests.process_helpers import (
+    CANCEL_BOUND_S,
+    running_kernels,
+    sleeping_notebook,
+    time_cancel,
+    wait_no_home_processes,
+)
 from tests.test_lab.conftest import write_notebook
 from tests.test_server.conftest import API
 
@@ -198,6 +207,36 @@ async def test_a_run_launched_here_finishes_for_real(root: Path, fetch: Any, lau
         await launcher.wait_all()
     assert resume.code == 400
     assert "already succeeded" in as_json(resume)["message"]
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(200)
+async def test_the_cancel_route_stops_a_run_and_its_kernels_within_about_a_second(
+        root: Path, fetch: Any, launcher: Any, home: Path, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    sleeping_notebook(root / "sleepers.ipynb", marks)
+    try:
+        response = await fetch("runs", method="POST", body={"path": "sleepers.ipynb", "workers": 2})
+        assert response.code == 201, response.body
+        run_id = as_json(response)["run_id"]
+        (child,) = launcher.children
+        deadline = time.monotonic() + 90
+        while not (kernels := running_kernels(marks, None, 2)):
+            assert child.returncode is None and time.monotonic() < deadline, "the sleeping tasks never started"
+            await asyncio.sleep(0.2)
+
+        cancel = await fetch(f"runs/{run_id}/cancel", method="POST", body={})
+        assert (cancel.code, as_json(cancel)["state"]) == (202, "requested")
+        timings = time_cancel(home, run_id, kernels, {"the run's process": child.pid})
+        assert max(timings.values()) <= CANCEL_BOUND_S, timings
+    finally:
+        await launcher.wait_all()
+    run = as_json(await fetch(f"runs/{run_id}"))
+    assert run["status"] == "cancelled"
+    assert {name: task["status"] for name, task in run["tasks"].items()} == {
+        "left": "failed", "right": "failed", "both": "skipped"}
+    wait_no_home_processes(home, 10, only_kernels=True)
 
 
 async def test_schedules_add_list_pause_resume_remove(root: Path, fetch: Any) -> None:
