@@ -34,7 +34,7 @@ EVENT_TOPIC = "flyte-lab"
 
 def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     from flyte_lab.engine import attempts
-    from flyte_lab.engine.kernels import missing_kernelspec
+    from flyte_lab.engine.kernelspecs import missing_kernelspec
     from flyte_lab.engine.worker_files import private_subdir
 
     # the outcome is reported through the result; nbclient's own error logs (and asyncio's complaints about
