@@ -1,6 +1,7 @@
 """flyte_lab against its peers, side by side on the same workloads, timed as whole processes.
 
     python benchmarks/bench_peers.py [--repeat 3] [--workloads fanout,...] [--tools flyte_lab,...]
+                                     [--kernelspec installed|shipped]
 
 Tools (each run is one process: interpreter start, cluster or kernel start and teardown included):
 
@@ -9,6 +10,10 @@ Tools (each run is one process: interpreter start, cluster or kernel start and t
 - floor:     the same setup and bodies run by `exec` as Dask tasks on a 2-worker LocalCluster (run_floor.py);
 - ploomber:  NotebookRunner tasks on the Parallel executor, 2 processes (run_ploomber.py, its own venv);
 - flytekit:  NotebookTasks in a workflow, local execution (run_flytekit.py, its own venv).
+
+flyte_lab and papermill run their notebooks with `--kernelspec installed` (the default) in a kernelspec made
+by `python -m ipykernel install --prefix` (how users get one: `-Xfrozen_modules=off` on Python 3.11+), with
+`shipped` in ipykernel's wheel's `python3` (`python`, no options); the peers in their own venvs use theirs.
 
 Workloads are in workloads.py. Every run checks the workload's result, so a broken tool is an error in
 its cell, not a fast number; a peer whose venv cannot be built says so in its cells. Medians of --repeat
@@ -92,18 +97,37 @@ def _tail(text: str, count: int = 4) -> str:
     return " / ".join(lines[-count:])[-400:]
 
 
-def prepare(tool: str, workload: Workload, folder: Path, peer_pythons: dict[str, peer_envs.PeerEnv]) -> Plan:
+@dataclass(frozen=True)
+class Kernelspec:
+    """The kernelspec flyte_lab and papermill run in: its name and the Jupyter data folder that holds it."""
+
+    name: str = "python3"
+    jupyter_path: str | None = None
+
+
+def install_kernelspec(prefix: Path) -> Kernelspec:
+    """A kernelspec as users get one (`python -m ipykernel install`), into a folder of this benchmark's own."""
+    name = "bench-installed"
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", name],
+                   check=True, capture_output=True)
+    return Kernelspec(name, str(prefix / "share" / "jupyter"))
+
+
+def prepare(tool: str, workload: Workload, folder: Path, peer_pythons: dict[str, peer_envs.PeerEnv],
+            kernelspec: Kernelspec = Kernelspec()) -> Plan:
     """Write the tool's input (untimed) and say how to run it."""
     folder.mkdir(parents=True)
     (folder / "workload.json").write_text(workload.to_json())
     env = dict(os.environ, TMPDIR=str(folder))  # what a tool leaves in /tmp goes away with the folder
     python = Path(sys.executable)
+    if tool in ("flyte_lab", "papermill") and kernelspec.jupyter_path:
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in (kernelspec.jupyter_path, env.get("JUPYTER_PATH")) if p)
     if tool == "flyte_lab":
-        peer_inputs.write_flyte(workload, folder / "flyte.ipynb")
+        peer_inputs.write_flyte(workload, folder / "flyte.ipynb", kernelspec.name)
         for name in ("FLYTE_LAB_DB_URL", "FLYTE_LAB_ARTIFACTS"):  # a private store per run, below
             env.pop(name, None)
     elif tool == "papermill":
-        peer_inputs.write_plain(workload, folder / "plain.ipynb")
+        peer_inputs.write_plain(workload, folder / "plain.ipynb", kernelspec.name)
     elif tool in PEERS:
         python = peer_pythons[tool].python or python
         (peer_inputs.write_ploomber if tool == "ploomber" else peer_inputs.write_flytekit)(workload, folder)
@@ -182,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", default=",".join(TOOLS), help="the floor is always run: ratios need it")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one run may take before it counts failed")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where peers.md, .jsonl and .png go")
+    parser.add_argument("--kernelspec", choices=("installed", "shipped"), default="installed",
+                        help="flyte_lab's and papermill's kernelspec: installed by `python -m ipykernel install` "
+                             "(as users get it), or the `python3` ipykernel's wheel ships")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
@@ -192,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     envs = {p: peer_envs.ensure(p, args.results / f"venv-{p}.log") for p in PEERS if p in tools}
     cells = {(w.name, t): Cell(error=envs[t].error if t in envs else "") for w in workloads for t in tools}
     with tempfile.TemporaryDirectory(prefix="bench_peers_") as tmp:
-        plans = {(w.name, t): prepare(t, w, Path(tmp) / w.name / t, envs) for w in workloads for t in tools}
+        kernelspec = install_kernelspec(Path(tmp) / "jupyter") if args.kernelspec == "installed" else Kernelspec()
+        plans = {(w.name, t): prepare(t, w, Path(tmp) / w.name / t, envs, kernelspec)
+                 for w in workloads for t in tools}
         for repeat in range(args.repeat):
             for w in workloads:
                 for tool in tools:  # interleaved: drift in machine load hits every tool alike
@@ -215,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy(log, args.results / log.name)
 
     rows = peer_report.rows(workloads, tools, {k: (c.median, c.error, c.map_s) for k, c in cells.items()})
-    table = peer_report.pivot(rows) + "\n" + peer_report.markdown(rows, args.repeat)
+    table = (f"flyte_lab and papermill kernelspec: {args.kernelspec}\n\n" + peer_report.pivot(rows) + "\n"
+             + peer_report.markdown(rows, args.repeat))
     print(table)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "peers.md").write_text(table)
@@ -230,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "repeat": args.repeat,
+        "kernelspec": args.kernelspec,
         "total_s": round(time.perf_counter() - started, 1),
         "cells": [
             {"workload": w, "tool": t, "times_s": [round(x, 4) for x in c.times], "error": c.error,

@@ -21,11 +21,13 @@ from workloads import INT, Task, Var, Workload
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
-def _notebook(cells: list[str], tags: dict[int, str] | None = None) -> nbformat.NotebookNode:
+def _notebook(cells: list[str], tags: dict[int, str] | None = None,
+              kernel_name: str = "python3") -> nbformat.NotebookNode:
     nb = new_notebook(cells=[new_code_cell(src) for src in cells])
     for index, tag in (tags or {}).items():
         nb.cells[index].metadata["tags"] = [tag]
-    nb.metadata["kernelspec"] = KERNELSPEC  # papermill (and so every peer) needs a kernel name
+    # papermill (and so every peer) needs a kernel name
+    nb.metadata["kernelspec"] = {**KERNELSPEC, "name": kernel_name}
     nb.metadata["language_info"] = {"name": "python"}
     return nb
 
@@ -42,10 +44,10 @@ def flyte_header(task: Task) -> str:
     return f"%%flyte_task {task.name}({_signature(task.inputs)}) -> {outputs}{option}"
 
 
-def write_flyte(workload: Workload, path: Path) -> None:
+def write_flyte(workload: Workload, path: Path, kernel_name: str = "python3") -> None:
     cells = [f"%%flyte_setup\n{workload.setup}"] if workload.setup else []
     cells += [f"{flyte_header(t)}\n{t.body}" for t in workload.tasks]
-    nbformat.write(_notebook(cells), path)
+    nbformat.write(_notebook(cells, kernel_name=kernel_name), path)
 
 
 def plain_cell(task: Task) -> str:
@@ -60,11 +62,11 @@ def plain_cell(task: Task) -> str:
     return "\n".join([*lists, *loop, *ends])
 
 
-def write_plain(workload: Workload, path: Path) -> None:
+def write_plain(workload: Workload, path: Path, kernel_name: str = "python3") -> None:
     check = f"assert {workload.result} == {workload.expected}, {workload.result}"
     cells = [workload.setup] if workload.setup else []
     cells += [plain_cell(t) for t in workload.tasks] + [check]
-    nbformat.write(_notebook(cells), path)
+    nbformat.write(_notebook(cells, kernel_name=kernel_name), path)
 
 
 # -- Ploomber: files as the only channel between tasks (its NotebookRunner injects `upstream` and `product`)

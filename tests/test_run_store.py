@@ -22,7 +22,7 @@ CTX = mp.get_context("fork")
 PROCESS_TIMEOUT_S = 60
 
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
-EXTRA_KEYS = {"schedule", "scheduled_time", "error", "attempts_detail", "scale_events"}
+EXTRA_KEYS = {"schedule", "scheduled_time", "error", "attempts_detail", "scale_events", "notes"}
 TASK_KEYS = {
     "status",
     "attempts",
@@ -87,7 +87,7 @@ def test_migration_creates_schema_with_alembic_version(store: RunStore, tmp_path
     finally:
         conn.close()
     assert versions == [(head_revision(),)]
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
     assert {"runs", "tasks", "attempts", "outputs", "cache_entries", "cache_locks"} <= tables
 
 
@@ -636,3 +636,12 @@ def test_the_fast_head_revision_is_alembics_own() -> None:
     assert scripts.get_current_head() == head_revision()
     for script in scripts.walk_revisions():
         assert Path(script.path).name.startswith(f"{script.revision}_")
+
+
+def test_a_run_note_is_recorded_once_and_shown(store: RunStore) -> None:
+    run_id = _new_run(store)
+    assert store.get_run(run_id)["notes"] == []
+    assert store.add_run_note(run_id, "kernels are started, not forked")
+    assert not store.add_run_note(run_id, "kernels are started, not forked")  # a second worker says it again
+    assert store.add_run_note(run_id, "another")
+    assert store.get_run(run_id)["notes"] == ["kernels are started, not forked", "another"]

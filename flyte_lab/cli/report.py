@@ -232,6 +232,8 @@ def run_report(run: Mapping[str, Any], now: datetime | None = None) -> Group:
     parts.append(tasks_table(tasks) if tasks else Text("no tasks"))
     if run.get("scale_events"):
         parts.extend([Text(""), scale_table(run["scale_events"])])
+    for note in run.get("notes") or ():
+        parts.extend([Text(""), Text(f"note: {note}", style="yellow")])
     for name, task in tasks.items():
         if task.get("status") == "failed":
             parts.extend([Text(""), task_error(name, task)])

@@ -114,7 +114,7 @@ def _check_cluster(cluster: str, wf: Workflow) -> None:
 
         check_ready()
     if cluster == "local":  # remote workers have their own kernelspecs: they report a missing one per task
-        from flyte_lab.engine.kernels import missing_kernelspec
+        from flyte_lab.engine.kernelspecs import missing_kernelspec
 
         why = missing_kernelspec(wf.kernel_name)
         if why:

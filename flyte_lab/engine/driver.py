@@ -99,6 +99,7 @@ class RunDriver:
         self.split = split_outputs(wf)
         self.notebooks: dict[str, Any] = {}  # task -> its task notebook, built once, reused by every attempt
         self.setup_modules = setup_modules(wf)
+        self.notes: set[str] = set()  # said and recorded already (`_note`)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> str:
@@ -183,6 +184,18 @@ class RunDriver:
             elif record is not None and record.size is not None and state == "running":
                 done += sum(1 for r in record.results.values() if r.get("status") == "succeeded")
         return Progress(status, done, total, [n for n, s in status.items() if s == "running"])
+
+    def _note(self, note: Any) -> None:
+        """What a worker reports about how this run's tasks run (e.g. why their kernels are started, not forked):
+        said and recorded on the run once, however many tasks and workers report it."""
+        if not note or note in self.notes:
+            return
+        self.notes.add(str(note))
+        self.store.add_run_note(self.run_id, str(note), fence=self.fence)
+        if self.on_event:
+            self._say(f"note: {note}")
+        else:
+            log.warning("flyte_lab: run %s: %s", self.run_id, note)
 
     def _say(self, text: str) -> None:
         if self.on_event:
@@ -435,6 +448,7 @@ class RunDriver:
                     "traceback": ""}}
             else:
                 record.results[index] = values[key] if key in values else future.result()
+                self._note(record.results[index].get("kernel_note"))
             future.release()
             if len(record.results) == len(record.futures):
                 for other in record.futures:

@@ -7,9 +7,10 @@ any other to jupyter_client: `ForkedProcess` gives the provisioner the `Popen` m
 pidfd (the kernel is the template's child, not ours, so `waitpid` cannot see it; a pidfd can, without
 racing pid reuse).
 
-Only ipykernel kernelspecs are forked (the template must be able to import this package with the
-kernelspec's interpreter); anything that fails here returns None, logged, and the caller starts the kernel
-the normal way.
+Only ipykernel kernelspecs are forked (`engine/kernelspecs.py` says which): the template runs with the
+kernelspec's interpreter and interpreter options, so it must be able to import this package there, as the
+task's kernel must too. Anything that fails here raises `TemplateError`, and the caller starts kernels the
+normal way and says why.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from flyte_lab.errors import FlyteLabError
 log = logging.getLogger("flyte_lab.kernels")
 TEMPLATE_START_TIMEOUT_S = 60.0
 # not `-m`: that puts the working directory first on sys.path, where a folder named like one of our modules
-# would shadow it (ipykernel_launcher drops it for the same reason; the kernel's IPython adds it back)
-TEMPLATE_MAIN = "import sys; sys.path.pop(0); from flyte_lab.engine.kernel_template import main; main()"
+# would shadow it (ipykernel_launcher drops it for the same reason; the kernel's IPython adds it back). Under
+# `-P` or `-I` (safe_path) `-c` adds no such entry, and sys.path[0] is the standard library's.
+TEMPLATE_MAIN = ("import sys\nif not getattr(sys.flags, 'safe_path', False): del sys.path[0]\n"
+                 "from flyte_lab.engine.kernel_template import main\nmain()")
 
 
 class ForkedProcess:
@@ -93,12 +96,13 @@ class ForkedProcess:
 class Template:
     """One template process, spoken to over a private socketpair; its requests are serialised."""
 
-    def __init__(self, python: str, env: dict[str, str], cwd: str | None = None) -> None:
+    def __init__(self, interpreter: list[str], env: dict[str, str], cwd: str | None = None) -> None:
+        """`interpreter`: the kernelspec's interpreter and its options (`python -Xfrozen_modules=off`)."""
         ours, theirs = socket.socketpair()
         # its stderr, so that a template that dies can say why (the kernels it forks write to /dev/null)
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [python, "-c", TEMPLATE_MAIN, str(theirs.fileno())], pass_fds=[theirs.fileno()],
+            [*interpreter, "-c", TEMPLATE_MAIN, str(theirs.fileno())], pass_fds=[theirs.fileno()],
             env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
             start_new_session=True)
         theirs.close()

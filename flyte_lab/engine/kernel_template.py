@@ -1,7 +1,8 @@
 """The template process: imports a kernel's code once, then forks one fresh kernel per request.
 
-Run as `python -m flyte_lab.engine.kernel_template FD` by `engine/forked_kernels.py`, with the environment a
-normal kernel of this kernelspec would get (secrets already scrubbed). FD is this end of a socketpair: the
+Started by `engine/forked_kernels.py` as the kernelspec's interpreter with its interpreter options
+(`INTERPRETER OPTIONS -c "... main()" FD`), with the environment a normal kernel of this kernelspec would get
+(secrets already scrubbed). FD is this end of a socketpair: the
 only way in (nothing on the filesystem to connect to). Requests and replies are JSON lines:
 
 - `{"op": "preload", "modules": [...]}`: import the notebook's setup-cell modules here, once per worker;

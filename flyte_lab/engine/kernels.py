@@ -21,7 +21,6 @@ import atexit
 import logging
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -33,8 +32,9 @@ from jupyter_client.connect import port_names
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import DottedObjectName, Type, default
 
-from flyte_lab.engine import attempts, connection_files, secret_kernel
+from flyte_lab.engine import attempts, connection_files, kernelspecs, secret_kernel
 from flyte_lab.engine.forked_kernels import ForkedProcess, KernelProcess, Template, TemplateError
+from flyte_lab.engine.kernelspecs import Launch, is_ipykernel, launch_of, spec_env
 
 POOL_SIZE = int(os.environ.get("FLYTE_LAB_KERNEL_POOL", "1"))
 FORK = os.environ.get("FLYTE_LAB_KERNEL_FORK", "1") != "0"  # 0: every kernel is started as a process
@@ -47,40 +47,7 @@ TASK_KERNEL_ARGS = ["--HistoryManager.enabled=False"]
 log = logging.getLogger("flyte_lab.kernels")
 
 
-# -- kernelspecs --------------------------------------------------------------------------------------------------
-
-
-_specs: dict[tuple[str, str, str], tuple[float, Any]] = {}
-SPEC_TTL_S = 5.0  # a kernelspec installed or changed meanwhile is seen this much later
-
-
-def _kernel_spec(name: str) -> Any:
-    """The kernelspec `name`, looked up at most every SPEC_TTL_S (a lookup scans every Jupyter data folder)."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    key = (name, os.environ.get("JUPYTER_PATH", ""), os.environ.get("JUPYTER_DATA_DIR", ""))
-    found = _specs.get(key)
-    if found is None or time.monotonic() - found[0] > SPEC_TTL_S:
-        found = _specs[key] = (time.monotonic(), KernelSpecManager().get_kernel_spec(name))
-    return found[1]
-
-
-def missing_kernelspec(name: str) -> str | None:
-    """Why kernelspec `name` cannot start a kernel here (a message naming the installed ones), or None."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    manager = KernelSpecManager()
-    try:
-        _kernel_spec(name)
-    except NoSuchKernel:
-        installed = ", ".join(sorted(manager.find_kernel_specs())) or "none"
-        return (f"the notebook's kernelspec `{name}` is not installed here (installed kernelspecs: {installed}); "
-                "install it (e.g. `python -m ipykernel install --user --name NAME`) or change the notebook's kernel")
-    return None
-
-
-def _is_ipykernel(argv: list[str]) -> bool:
-    return any(arg in ("ipykernel_launcher", "ipykernel") for arg in argv)
+# -- environments -----------------------------------------------------------------------------------------------
 
 
 def kernel_env(base: dict[str, str], scrub: Iterable[str], own: dict[str, str] | None) -> dict[str, str]:
@@ -131,8 +98,14 @@ class KernelPool:
         self._wake = threading.Event()
         self._closed = False
         self._filling = True  # the fill thread is still working towards `size` (a take may wait for it)
-        spec = _kernel_spec(kernel_name)
-        self._forkable = FORK and _is_ipykernel(spec.argv)
+        self._spec = spec = kernelspecs.kernel_spec(kernel_name)
+        self.identity = spec_identity(spec)  # the kernelspec this pool follows: another one gets another pool
+        plan = launch_of(spec)
+        self._plan: Launch | None = plan if isinstance(plan, Launch) else None
+        self.refusal: str | None = None  # why this kernelspec's kernels are started as processes, not forked
+        self._forkable = FORK
+        if FORK and isinstance(plan, str):
+            self._refuse(plan)
         self._template: Template | None = None
         self._template_removed: frozenset[str] | None = None
         self._modules: list[str] = []
@@ -160,55 +133,64 @@ class KernelPool:
     def _argv(self, spec: Any, conn_file: str) -> list[str]:
         argv = [conn_file if a == "{connection_file}" else a.replace("{resource_dir}", spec.resource_dir)
                 for a in spec.argv]
-        if argv and argv[0] in ("python", f"python{sys.version_info[0]}"):
-            argv[0] = sys.executable
+        if argv:
+            argv[0] = kernelspecs.interpreter(argv[0])
         return argv
 
+    def _refuse(self, why: str) -> None:
+        """From now on this pool starts kernels as processes; `refusal` tells the run why (once, by its driver)."""
+        self._forkable = False
+        self.refusal = (f"kernelspec `{self.kernel_name}`: each task's kernel is started as a new process, not "
+                        f"forked from a template (several times slower per task), because {why}")
+        log.info("kernel pool %s", self.refusal)
+
     def _launch(self) -> _Pooled:
-        spec = _kernel_spec(self.kernel_name)
+        spec = self._spec
         conn_file, info = connection_files.write(self.kernel_name)  # its own random key
-        argv = self._argv(spec, conn_file)
         scrub = self.scrub
-        proc: KernelProcess | None = self._fork(spec, argv, conn_file, scrub) if self._forkable else None
+        proc: KernelProcess | None = self._fork(spec, conn_file, scrub) if self._forkable else None
         generation = self.generation
         if proc is None:
-            if _is_ipykernel(argv):
+            argv = self._argv(spec, conn_file)
+            if is_ipykernel(argv):
                 argv.append(PRELOAD)  # the task runtime is imported while the kernel waits, off the critical path
                 argv.extend(TASK_KERNEL_ARGS)
-            env = kernel_env(dict(os.environ), scrub, spec.env)
+            env = spec_env(dict(os.environ), spec, scrub)
             env["JPY_PARENT_PID"] = str(os.getpid())  # the kernel exits when this worker dies
             proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True)
         return _Pooled(proc, info, conn_file, removed_names(scrub), generation)
 
-    def _fork(self, spec: Any, argv: list[str], conn_file: str, scrub: frozenset[str]) -> ForkedProcess | None:
+    def _fork(self, spec: Any, conn_file: str, scrub: frozenset[str]) -> ForkedProcess | None:
         """A kernel forked from this kernelspec's template (started or replaced as needed); None: spawn instead."""
+        assert self._plan is not None
         try:
-            template = self._template_for(spec, argv, scrub)
-            return template.fork(conn_file, [*_extra_kernel_args(argv), *TASK_KERNEL_ARGS])
+            template = self._template_for(spec, scrub)
+            return template.fork(conn_file, [*self._plan.kernel_args, *TASK_KERNEL_ARGS])
         except (TemplateError, OSError) as exc:
-            log.warning("kernel pool %s: forking kernels failed (%s); starting them as processes",
-                        self.kernel_name, exc)
-            self._forkable = False
+            self._refuse(f"its kernel template failed ({exc})")
             self._drop_template()
             return None
 
-    def _template_for(self, spec: Any, argv: list[str], scrub: frozenset[str]) -> Template:
+    def _new_template(self, spec: Any, scrub: frozenset[str]) -> Template:
+        """A template run as the kernelspec runs its kernels: its interpreter and options, its environment."""
+        assert self._plan is not None
+        self._template_removed = removed_names(scrub)
+        return Template([self._plan.python, *self._plan.options], spec_env(dict(os.environ), spec, scrub))
+
+    def _template_for(self, spec: Any, scrub: frozenset[str]) -> Template:
         removed = removed_names(scrub)
         if self._template is not None and (self._template_removed != removed or not self._template.alive()):
             self._drop_template(retire=True)  # made for other secrets: kernels it forked may still run tasks
         if self._template is None:
-            env = kernel_env(dict(os.environ), scrub, spec.env)
-            self._template = Template(argv[0], env)
-            self._template_removed = removed
+            self._template = self._new_template(spec, scrub)
         while True:
             unsafe = self._template.preload([m for m in self._modules if m not in self._unsafe])
             if unsafe is None:
                 return self._template
             self._unsafe.add(unsafe)
             self._drop_template(retire=True)
-            self._template = Template(argv[0], kernel_env(dict(os.environ), scrub, spec.env))
-            self._template_removed = removed
+            self._template = self._new_template(spec, scrub)
 
     def _drop_template(self, retire: bool = False) -> None:
         template, self._template = self._template, None
@@ -297,7 +279,8 @@ class KernelPool:
         with self._lock:
             return sum(1 for p in self._ready if p.proc.poll() is None)
 
-    def close(self) -> None:
+    def close(self, retire: bool = False) -> None:
+        """Kill the ready kernels and end the template; `retire`: let the kernels it forked finish their tasks."""
         with self._lock:
             self._closed = True
             self._lock.notify_all()
@@ -307,26 +290,12 @@ class KernelPool:
             for pooled in self._ready:
                 _kill(pooled)
             self._ready.clear()
-        self._drop_template()
+        self._drop_template(retire)
 
 
-def _extra_kernel_args(argv: list[str]) -> list[str]:
-    """The kernelspec's own options (e.g. `--matplotlib=inline`), without the interpreter, module and `-f`."""
-    extra: list[str] = []
-    skip = 0
-    for i, arg in enumerate(argv):
-        if skip:
-            skip -= 1
-            continue
-        if i == 0 or arg in ("-m", "ipykernel_launcher", "ipykernel"):
-            continue
-        if arg == "-f":
-            skip = 1
-            continue
-        if arg.startswith("--f=") or arg.startswith("--connection-file"):
-            continue
-        extra.append(arg)
-    return extra
+def spec_identity(spec: Any) -> tuple[Any, ...]:
+    """What makes two kernelspecs of one name start different kernels (a `--user` one shadowing the venv's)."""
+    return (spec.resource_dir, tuple(spec.argv), tuple(sorted((spec.env or {}).items())))
 
 
 def _kill(pooled: _Pooled) -> None:
@@ -360,8 +329,15 @@ def pool(kernel_name: str = "python3", modules: Iterable[str] = (),
     """
     if POOL_SIZE <= 0:
         return None
+    identity = spec_identity(kernelspecs.kernel_spec(kernel_name))
     with _pool_lock:
         found = _pools.get(kernel_name)
+        if found is not None and found.identity != identity:
+            # the kernelspec changed (installed, edited, or a user one now shadows it): its kernels are not ours
+            # to hand out; the old template stays until the kernels it forked end their tasks
+            threading.Thread(target=found.close, kwargs={"retire": True}, daemon=True,
+                             name=f"flyte-lab-kernel-pool-{kernel_name}-closing").start()
+            found = None
         if found is None:
             if not _pools:
                 atexit.unregister(close_pools)
@@ -373,6 +349,13 @@ def pool(kernel_name: str = "python3", modules: Iterable[str] = (),
             found._wake.set()
     found.want(modules)
     return found
+
+
+def fork_refusal(kernel_name: str) -> str | None:
+    """Why this process starts kernels of `kernel_name` as processes instead of forking them, if it does."""
+    with _pool_lock:
+        found = _pools.get(kernel_name)
+    return found.refusal if found is not None else None
 
 
 def pooled_kernels() -> int:
@@ -485,7 +468,7 @@ class TaskKernelManager(AsyncKernelManager):
     @property
     def kernel_spec(self) -> Any:
         if self._kernel_spec is None and self.kernel_name:
-            self._kernel_spec = _kernel_spec(self.kernel_name)
+            self._kernel_spec = kernelspecs.kernel_spec(self.kernel_name)
         return self._kernel_spec
 
     client_class = DottedObjectName("flyte_lab.engine.kernels.FastReadyClient")
@@ -514,7 +497,7 @@ class TaskKernelManager(AsyncKernelManager):
         pooled = source.take(self.scrub, wait_s=FORK_WAIT_S if source.forking else 0.0) if source else None
         provisioner: Any = self.provisioner
         if pooled is None:
-            if _is_ipykernel(kernel_cmd):
+            if is_ipykernel(kernel_cmd):
                 kernel_cmd = [*kernel_cmd, *TASK_KERNEL_ARGS]
             await self._spawn(kernel_cmd, kw)
         else:

@@ -34,7 +34,8 @@ EVENT_TOPIC = "flyte-lab"
 
 
 def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
-    from flyte_lab.engine.kernels import missing_kernelspec
+    from flyte_lab.engine.kernels import fork_refusal
+    from flyte_lab.engine.kernelspecs import missing_kernelspec
     from flyte_lab.engine.worker_files import private_subdir
 
     # the outcome is reported through the result; nbclient's own error logs (and asyncio's complaints about
@@ -64,6 +65,9 @@ def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
         outcome = _execute(spec, context, local, attempt)
     finally:
         attempt.finish()  # the kernel is gone (and reaped) from here on, whatever happened
+    note = fork_refusal(spec["kernel_name"])
+    if note:
+        result["kernel_note"] = note  # the driver says and records it once per run
     try:
         executed = _publish(local, spec["output_notebook"])
         result["output_notebook"] = spec["output_notebook"] if executed is not None else None

@@ -260,6 +260,16 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                 values["error_json"] = dumps(error)
             conn.execute(update(Run).where(Run.run_id == run_id).values(**values))
 
+    def add_run_note(self, run_id: str, note: str, *, fence: int | None = None) -> bool:
+        """Record `note` on the run unless it is there already; True if it is new."""
+        with self._write() as conn:
+            self.check_fence(conn, run_id, fence)
+            notes = loads(conn.scalar(select(Run.notes_json).where(Run.run_id == run_id))) or []
+            if note in notes:
+                return False
+            conn.execute(update(Run).where(Run.run_id == run_id).values(notes_json=dumps([*notes, note])))
+        return True
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The `show --json` object, plus `schedule`, `scheduled_time`, `error`, `attempts_detail`,
         `scale_events`."""

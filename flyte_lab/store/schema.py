@@ -67,6 +67,8 @@ class Run(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
     options_json: Mapped[str | None] = mapped_column(Text)
+    # a JSON list of sentences the driver recorded once each (e.g. why task kernels were not forked)
+    notes_json: Mapped[str | None] = mapped_column(Text)
 
 
 class Task(Base):

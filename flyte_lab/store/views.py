@@ -15,8 +15,9 @@ def show_view(
     run: Any, tasks: Sequence[Any], outputs: Sequence[Any], attempts: Sequence[Any],
     scale_events: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The `show --json` object, plus `schedule`, `scheduled_time`, `error`, `attempts_detail` and
-    `scale_events` (worker groups scaled by `--cluster k8s`'s autoscaler, oldest first)."""
+    """The `show --json` object, plus `schedule`, `scheduled_time`, `error`, `attempts_detail`,
+    `scale_events` (worker groups scaled by `--cluster k8s`'s autoscaler, oldest first) and `notes` (what the
+    driver recorded once about how the tasks ran, e.g. why their kernels were not forked)."""
     task_outputs: dict[str, dict[str, Any]] = {}
     for o in outputs:
         task_outputs.setdefault(o.task, {})[o.name] = {
@@ -53,6 +54,7 @@ def show_view(
         "error": loads(run.error_json),
         "attempts_detail": detail,
         "scale_events": list(scale_events),
+        "notes": loads(run.notes_json) or [],
     }
 
 
