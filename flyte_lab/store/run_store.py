@@ -66,7 +66,13 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         # same pool, but its transactions take the write lock at BEGIN
         self._write_engine = self._engine.execution_options(**{database.WRITE_OPTION: True})
         self._pid = os.getpid()
-        database.upgrade(self._engine)
+        try:
+            database.upgrade(self._engine)
+        except BaseException:
+            # closed now, not by the collector at exit (our CLI exits without one): a refused store keeps no
+            # -wal/-shm files
+            self._engine.dispose()
+            raise
 
     @classmethod
     def from_env(cls, home: str | Path | None = None, *, create: bool = True) -> RunStore:
