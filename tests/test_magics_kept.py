@@ -13,6 +13,7 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from flyte_lab.engine import kernels
 from flyte_lab.engine.api import run_notebook
 from tests.process_helpers import CANCEL_BOUND_S, open_store, wait_no_home_processes
 from tests.test_widget import errors_of, execute
@@ -63,10 +64,10 @@ def test_second_run_reuses_the_kept_cluster_and_nothing_is_left_after_shutdown(h
     assert errors_of(nb) == []
     first, second = reports(nb, [1, 2])
     assert first["status"] == second["status"] == "succeeded"
-    # the same scheduler, and each task's kernel forked by the same template: nothing was started again
-    assert first["scheduler"] and first["scheduler"] == second["scheduler"]
+    # each task's kernel forked by the same template, on the same scheduler: nothing was started again
     parents = [outputs(home, r["run_id"], t)[f"p{t}"] for r in (first, second) for t in ("a", "b")]
     assert len(set(parents)) == 1, parents
+    assert first["scheduler"] and first["scheduler"] == second["scheduler"]
     assert outputs(home, second["run_id"], "b")["y"] == 42
     templates = json.loads(nb.cells[3].outputs[-1]["text"])
     assert templates == parents[:1]
@@ -139,4 +140,29 @@ def test_cancel_of_a_second_run_works_and_the_next_run_reuses_the_cluster(home: 
     assert status == "cancelled" and float(took) <= CANCEL_BOUND_S, took
     assert third["status"] == "succeeded" and outputs(home, third["run_id"], "b")["y"] == 42
     assert first["scheduler"] == cancelled["scheduler"] == third["scheduler"]
+    wait_no_home_processes(home, timeout=30)
+
+
+def test_a_kept_pool_is_closed_when_its_kernels_would_differ(home: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other setup modules, another environment or folder in the kernel: the next run gets a new template."""
+    monkeypatch.chdir(tmp_path)
+    try:
+        kept = kernels.pool("python3", ["json"], scrub=())
+        assert kept is not None and kept.forking
+        kernels.close_unfit("python3", ["json"])  # the same: kept
+        assert kernels.pool("python3", ["json"]) is kept
+        kernels.close_unfit("python3", ["json", "csv"])  # the setup imports another module
+        fresh = kernels.pool("python3", ["json", "csv"])
+        assert fresh is not kept and fresh is not None
+        monkeypatch.setenv("FLYTE_TEST_KEPT_CHANGED", "1")  # e.g. `%env` in the notebook's kernel
+        kernels.close_unfit("python3", ["json", "csv"])
+        again = kernels.pool("python3", ["json", "csv"])
+        assert again is not fresh and again is not None
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")  # `%cd`
+        kernels.close_unfit("python3", ["json", "csv"])
+        assert kernels.pool("python3", ["json", "csv"]) is not again
+    finally:
+        kernels.close_pools()
     wait_no_home_processes(home, timeout=30)
