@@ -121,15 +121,18 @@ def _check_cluster(cluster: str, wf: Workflow) -> None:
             raise UserInputError(f"{wf.path}: {why}")
 
 
-def _start_local_kernels(cluster: str, workers: int | None, wf: Workflow, scrub: list[str]) -> None:
+def _start_local_kernels(cluster: str, workers: int | None, wf: Workflow, scrub: list[str], keep: bool) -> None:
     """The local cluster's kernels (and their template's imports) start in the background as soon as the
-    workflow is valid: while the store opens, the run is recorded and Dask starts, not after."""
+    workflow is valid: while the store opens, the run is recorded and Dask starts, not after. Kept ones
+    (`keep`) serve this run only if they are what it would start itself."""
     if cluster != "local":
         return
     from flyte_lab.engine.attempt_spec import setup_modules
     from flyte_lab.engine.clusters import local_workers
-    from flyte_lab.engine.kernels import reserve
+    from flyte_lab.engine.kernels import close_unfit, reserve
 
+    if keep:
+        close_unfit(wf.kernel_name, setup_modules(wf))
     reserve(local_workers(workers), wf.kernel_name, setup_modules(wf), scrub)
 
 
@@ -154,8 +157,11 @@ def _stores(home: Path) -> tuple[Any, Any]:
 def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", workers: int | None = None,
                  use_cache: bool = True, shared_fs: bool = False, on_created: Callable[[str], None] | None = None,
                  on_change: OnChange | None = None, on_event: OnEvent | None = None,
-                 on_finished: Callable[[dict[str, Any]], None] | None = None, **launch: Any) -> dict[str, Any]:
+                 on_finished: Callable[[dict[str, Any]], None] | None = None, keep_cluster: bool = False,
+                 **launch: Any) -> dict[str, Any]:
     """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record.
+
+    `keep_cluster`: a local cluster and its kernels stay for this process's next runs (`engine/kept_cluster.py`).
 
     `launch` may carry `schedule` and `scheduled_time` (a scheduled run: the store refuses a second run for
     the same pair with `ScheduledRunExists`); `on_finished` gets the record of a run that ended (notifications).
@@ -165,7 +171,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     wf, values = _validated(path, params)
     _check_cluster(cluster, wf)
     secrets, scrub = secret_env(wf)
-    _start_local_kernels(cluster, workers, wf, scrub)
+    _start_local_kernels(cluster, workers, wf, scrub, keep_cluster)
     try:
         _check_artifact_root(cluster, shared_fs)
         store, artifacts = _stores(flyte_home())
@@ -177,7 +183,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
                                   options={"use_cache": use_cache, "shared_fs": shared_fs}, **launch)
         fence = store.claim_run(run_id, driver_identity(), lease_ttl())
     except BaseException:
-        if cluster == "local":  # refused before it ran (e.g. a scheduled run that exists): no kernel left behind
+        if cluster == "local" and not keep_cluster:  # refused before it ran (e.g. a scheduled run that exists)
             from flyte_lab.engine.kernels import close_pools
 
             close_pools()
@@ -186,7 +192,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
         on_created(run_id)
     try:
         _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
-               on_event)
+               on_event, keep=keep_cluster)
     finally:
         if on_finished is not None:
             record = store.get_run(run_id)
@@ -255,17 +261,17 @@ def cancel_run(run_id: str) -> tuple[str, str]:
 
 def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, refs: Any, secrets: Any,
            scrub: list[str], cluster: str, workers: int | None, use_cache: bool, on_change: OnChange | None,
-           on_event: OnEvent | None, **prior: Any) -> None:
+           on_event: OnEvent | None, keep: bool = False, **prior: Any) -> None:
     from flyte_lab.engine.clusters import connect
     from flyte_lab.engine.driver import RunDriver
     from flyte_lab.engine.kernels import close_pools
     from flyte_lab.k8s.autoscaler import store_recorder
 
-    _start_local_kernels(cluster, workers, wf, scrub)  # already started by a new run; a resumed one starts here
+    _start_local_kernels(cluster, workers, wf, scrub, keep)  # already started by a new run; a resumed one starts here
     driving = False
     try:
         on_scale = store_recorder(store, run_id, fence)  # k8s worker groups' scale events, into the run
-        with connect(cluster, workers, wf.kernel_name, wf=wf, on_scale=on_scale) as client:
+        with connect(cluster, workers, wf.kernel_name, wf=wf, on_scale=on_scale, keep=keep) as client:
             driving = True
             RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
                       input_refs=refs, secrets=secrets, scrub=scrub, use_cache=use_cache, lease_ttl_s=lease_ttl(),
@@ -283,7 +289,7 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
         raise DriverError(f"run `{run_id}`: the cluster failed ({type(exc).__name__}: {exc})",
                           run_id=run_id) from exc
     finally:
-        if cluster == "local":
+        if cluster == "local" and not keep:
             close_pools()  # the local workers were threads of this process: leave no kernel behind
 
 

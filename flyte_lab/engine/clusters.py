@@ -28,34 +28,49 @@ def local_workers(workers: int | None) -> int:
 
 
 @contextlib.contextmanager
-def connect(cluster: str, workers: int | None = None, kernel_name: str = "python3",
-            wf: Workflow | None = None, on_scale: Callable[[Any], None] | None = None) -> Iterator[Any]:
-    """A connected `distributed.Client`; a local or k8s cluster lives exactly as long as the block.
-    `k8s` needs the workflow: its worker groups are the tasks' resource profiles; `on_scale` hears each of
-    their scale events (`k8s.autoscaler.ScaleEvent`)."""
+def local_cluster(n: int) -> Iterator[Any]:
+    """The local cluster of `n` workers, open as long as the block."""
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
+
+    # threads, not processes: task code runs in its own kernel process, the worker only drives papermill,
+    # and in-process workers start in ~0.2 s instead of ~1.5 s
+    # no Dask dashboard (its port was random and never shown; `flyte-lab dashboard` is the UI, and bokeh's
+    # import costs ~1 CPU-s) and no statistical profiler sampling the worker threads every 10 ms. The
+    # scheduler's and workers' HTTP servers (/metrics) start regardless: on 127.0.0.1 and a free port, never
+    # 0.0.0.0:8787 nor every interface
+    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
+                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                         worker_class="flyte_lab.engine.local_worker.LoopbackWorker",
+                         resources=machine_resources(n), silence_logs=logging.ERROR) as local:
+        # short target/interval: the default 5 s target never scales short tasks past one worker
+        local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
+        yield local
+
+
+@contextlib.contextmanager
+def connect(cluster: str, workers: int | None = None, kernel_name: str = "python3",
+            wf: Workflow | None = None, on_scale: Callable[[Any], None] | None = None,
+            keep: bool = False) -> Iterator[Any]:
+    """A connected `distributed.Client`; a local or k8s cluster lives exactly as long as the block, unless
+    `keep` (a local one): then it is this process's kept cluster (`kept_cluster`), left running for the next
+    run. `k8s` needs the workflow: its worker groups are the tasks' resource profiles; `on_scale` hears each of
+    their scale events (`k8s.autoscaler.ScaleEvent`)."""
+    from distributed import Client
 
     if cluster == "local":
+        from flyte_lab.engine.kept_cluster import kept_local_cluster
+
         n = local_workers(workers)
-        # threads, not processes: task code runs in its own kernel process, the worker only drives papermill,
-        # and in-process workers start in ~0.2 s instead of ~1.5 s
-        # no Dask dashboard (its port was random and never shown; `flyte-lab dashboard` is the UI, and bokeh's
-        # import costs ~1 CPU-s) and no statistical profiler sampling the worker threads every 10 ms. The
-        # scheduler's and workers' HTTP servers (/metrics) start regardless: on 127.0.0.1 and a free port, never
-        # 0.0.0.0:8787 nor every interface
-        with dask.config.set({"distributed.worker.profile.enabled": False}), \
-                LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
-                             dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
-                             worker_class="flyte_lab.engine.local_worker.LoopbackWorker",
-                             resources=machine_resources(n), silence_logs=logging.ERROR) as local:
-            # short target/interval: the default 5 s target never scales short tasks past one worker
-            local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
-            with Client(local) as client:
-                # adapt() adds and removes workers, all alike: judge placement by their configuration
-                client.flyte_lab_offers = [machine_resources(n)]
-                _warm(client, kernel_name, wf)
-                yield client
+        # each run its own client (its event subscription, its attributes), never the process's default one:
+        # the user's own Dask code in a kernel must not land on a kept cluster
+        with (kept_local_cluster(n) if keep else local_cluster(n)) as local, \
+                Client(local, set_as_default=False) as client:
+            # adapt() adds and removes workers, all alike: judge placement by their configuration
+            client.flyte_lab_offers = [machine_resources(n)]
+            _warm(client, kernel_name, wf)
+            yield client
         return
     if cluster.startswith("tcp://"):
         try:

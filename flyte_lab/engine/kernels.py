@@ -99,6 +99,7 @@ class KernelPool:
         self._closed = False
         self._filling = True  # the fill thread is still working towards `size` (a take may wait for it)
         self._spec = spec = kernelspecs.kernel_spec(kernel_name)
+        self.context = launch_context()  # what its template and kernels inherit from this process
         self.identity = spec_identity(spec)  # the kernelspec this pool follows: another one gets another pool
         plan = launch_of(spec)
         self._plan: Launch | None = plan if isinstance(plan, Launch) else None
@@ -118,6 +119,15 @@ class KernelPool:
     @property
     def forking(self) -> bool:
         return self._forkable
+
+    def follow(self, scrub: Iterable[str]) -> None:
+        """Start the next kernels without these names (ready ones that lack others are replaced)."""
+        with self._lock:
+            self.scrub = frozenset(scrub)
+
+    def wanted_modules(self) -> list[str]:
+        with self._lock:
+            return list(self._modules)
 
     def want(self, modules: Iterable[str]) -> None:
         """Setup-cell modules the next tasks import: the template preloads them (in the fill thread)."""
@@ -205,8 +215,9 @@ class KernelPool:
             with self._lock:
                 # replaced: forks made before the setup modules were preloaded, and kernels that died waiting
                 # (e.g. a port taken between choosing it and binding it): a dead one would hold its place forever
+                removed = removed_names(self.scrub)
                 stale = [p for p in self._ready if (p.forked and p.generation != self.generation)
-                         or p.proc.poll() is not None]
+                         or p.proc.poll() is not None or p.removed != removed]
                 for pooled in stale:
                     self._ready.remove(pooled)
                 missing = self.size - len(self._ready)
@@ -298,6 +309,11 @@ def spec_identity(spec: Any) -> tuple[Any, ...]:
     return (spec.resource_dir, tuple(spec.argv), tuple(sorted((spec.env or {}).items())))
 
 
+def launch_context() -> tuple[frozenset[tuple[str, str]], str]:
+    """What a template or a kernel started now inherits from this process: its environment and folder."""
+    return frozenset(os.environ.items()), os.getcwd()
+
+
 def _kill(pooled: _Pooled) -> None:
     try:
         os.killpg(pooled.proc.pid, 9)  # its own group: forked kernels `setsid` before the template answers
@@ -346,6 +362,8 @@ def pool(kernel_name: str = "python3", modules: Iterable[str] = (),
                                                      frozenset(scrub or ()))
         else:
             found.size = max(found.size, _pool_size(found.forking))  # kept if it grew to meet demand
+            if scrub is not None:  # a new run (a kept pool): its first kernels already lack its secrets
+                found.follow(scrub)
             found._wake.set()
     found.want(modules)
     return found
@@ -377,6 +395,19 @@ def close_pools() -> None:
     for found in pools:
         found.close()
     connection_files.release()
+
+
+def close_unfit(kernel_name: str, modules: Iterable[str]) -> None:
+    """Close this kernelspec's pool if a run that has these setup modules would get other kernels from it than
+    from a new one: its template was started in another environment or folder (the user changed them in the
+    kernel since), or preloads another set of modules. For pools kept from one run to the next."""
+    with _pool_lock:
+        found = _pools.get(kernel_name)
+        if found is None or (found.context == launch_context()
+                             and (not found.forking or set(found.wanted_modules()) == set(modules))):
+            return
+        del _pools[kernel_name]
+    found.close(retire=True)  # kernels it forked may still run another run's tasks
 
 
 def reserve(kernels: int, kernel_name: str = "python3", modules: Iterable[str] = (),

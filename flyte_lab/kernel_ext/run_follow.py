@@ -54,7 +54,8 @@ class RunFollower:
 
         try:
             self.record = run_notebook(self.path, self.params, cluster=self.cluster, workers=self.workers,
-                                       use_cache=self.use_cache, on_created=self._created)
+                                       use_cache=self.use_cache, on_created=self._created,
+                                       keep_cluster=True)  # the next `%flyte_run` here starts nothing again
         except BaseException as exc:
             self.error = exc
         finally:
