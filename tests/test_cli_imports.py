@@ -6,6 +6,7 @@ What is declined stays importable by everyone else (`flyte_lab/import_costs.py`)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,8 @@ import pytest
 from tests.conftest import cli_env
 from tests.process_helpers import write_notebook
 
-# the CLI's `main`, then the top-level packages loaded (a None entry in sys.modules is a refused import)
+# the CLI's `main`, then the modules loaded (a None entry in sys.modules is a refused import); `_cli` adds
+# their top-level packages
 WRAPPER = textwrap.dedent("""
     import json, os, sys
     from flyte_lab.cli.main import main
@@ -26,7 +28,7 @@ WRAPPER = textwrap.dedent("""
     except SystemExit as exc:
         code = exc.code
     finally:
-        loaded = sorted({name.split(".")[0] for name, mod in list(sys.modules.items()) if mod is not None})
+        loaded = sorted(name for name, mod in list(sys.modules.items()) if mod is not None)
         with open(os.environ["MODULES_OUT"], "w") as out:
             json.dump(loaded, out)
     sys.exit(code)
@@ -44,7 +46,7 @@ def _cli(home: Path, tmp: Path, *argv: str, timeout: float = 60) -> tuple[subpro
     out.unlink(missing_ok=True)
     done = subprocess.run([sys.executable, "-c", WRAPPER, *argv], env={**cli_env(home), "MODULES_OUT": str(out)},
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return done, set(json.loads(out.read_text()))
+    return done, {name.split(".")[0] for name in json.loads(out.read_text())} | set(json.loads(out.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,8 @@ def test_a_run_drives_papermill_without_its_remote_store_handlers(ran: Ran, tmp_
     assert {"papermill", "distributed", "nbclient"} <= loaded  # the check below is about a real run
     assert not loaded & REMOTE_HANDLERS, sorted(loaded & REMOTE_HANDLERS)
     assert not loaded & FORMAT_CHECKERS, sorted(loaded & FORMAT_CHECKERS)
+    if "postgresql" not in os.environ.get("FLYTE_LAB_DB_URL", ""):
+        assert "sqlalchemy.dialects.postgresql" not in loaded  # a SQLite store loads its own dialect only
 
 
 @pytest.mark.cluster
