@@ -142,12 +142,12 @@ def _load(spec: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flyte_lab.import_costs import skip_unused_grammars
+    from flyte_lab.import_costs import decline_unused_imports
     from flyte_lab.private_process import hide_memory
 
     hide_memory()  # `run`, `resume` and `scheduler` read secrets from this process's environment
 
-    skip_unused_grammars()
+    decline_unused_imports()
     args = _parser().parse_args(argv)
     try:
         return _load(args.handler)(args)
