@@ -248,7 +248,8 @@ def test_live_run_changes_on_the_page_without_reload(tab: Any, dashboard: Any, t
         status_cell(tab, "wait").and_(tab.locator('[data-status="running"]')).wait_for(timeout=RUN_TIMEOUT_MS)
         assert tab.locator(".flyte-live").count() == 1
         navigations: list[str] = []
-        tab.on("framenavigated", lambda frame: navigations.append(frame.url))
+        # the page's own frame only: an executed notebook's sandboxed iframe loads its srcdoc as it appears
+        tab.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == tab.main_frame else None)
         flag.touch()
         tab.locator('.flyte-run-status [data-status="succeeded"]').wait_for(timeout=RUN_TIMEOUT_MS)
         assert status_cell(tab, "after").inner_text() == "succeeded"
