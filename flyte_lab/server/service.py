@@ -8,6 +8,7 @@ notebooks lie outside the root are neither listed nor found (`confined_run`, `co
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,20 @@ def list_runs(root: str, notebook: str | None) -> list[dict[str, Any]]:
     return shown[:LIST_LIMIT]
 
 
+def _stored_or(hidden: Exception, read: Callable[[Any], dict[str, Any]],
+               missing: type[Exception]) -> dict[str, Any]:
+    """`read(store)`, or `hidden` when there is no store or `read` finds nothing: one answer for both."""
+    try:
+        store = _store()
+    except NoStore:
+        raise hidden from None
+    with store:
+        try:
+            return read(store)
+        except missing:
+            raise hidden from None
+
+
 def confined_run(root: str, run_id: str) -> dict[str, Any]:
     """The `show --json` object of the run with exactly this id, if its notebook lies under the root.
 
@@ -99,15 +114,7 @@ def confined_run(root: str, run_id: str) -> dict[str, Any]:
     from flyte_lab.errors import RunNotFound
 
     hidden = RunNotFound(f"no run `{run_id}` under the Jupyter root", run_id=run_id)
-    try:
-        store = _store()
-    except NoStore:
-        raise hidden from None
-    with store:
-        try:
-            run = store.get_run(run_id)
-        except RunNotFound:
-            raise hidden from None
+    run = _stored_or(hidden, lambda store: store.get_run(run_id), RunNotFound)
     path = relative_to_root(root, run["notebook"])
     if run["run_id"] != run_id or path is None:
         raise hidden
@@ -169,15 +176,7 @@ def confined_schedule(root: str, name: str) -> None:
     from flyte_lab.store.schedules import ScheduleNotFound
 
     hidden = ScheduleNotFound(f"no schedule `{name}` under the Jupyter root")
-    try:
-        store = _store()
-    except NoStore:
-        raise hidden from None
-    with store:
-        try:
-            schedule = store.get_schedule(name)
-        except ScheduleNotFound:
-            raise hidden from None
+    schedule = _stored_or(hidden, lambda store: store.get_schedule(name), ScheduleNotFound)
     if relative_to_root(root, schedule["notebook"]) is None:
         raise hidden
 

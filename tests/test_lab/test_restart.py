@@ -9,13 +9,24 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.test_lab.conftest import write_notebook
+
 pytestmark = pytest.mark.cluster
 
 
 def test_run_outlives_the_server(lab: Any) -> None:
+    # the task waits until the server is gone (the test's release file): the run cannot end before the check
+    release = lab.root / "release"
+    write_notebook(lab.root / "waits.ipynb", [
+        "%%flyte_setup\nimport time\nfrom pathlib import Path",
+        "%%flyte_task stats(release: str) -> count: int\n"
+        "deadline = time.monotonic() + 120\n"
+        "while not Path(release).exists() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "count = 2"])
     request = urllib.request.Request(
         f"{lab.url}flyte-lab/api/runs", method="POST",
-        data=json.dumps({"path": "valid_pipeline.ipynb", "params": {"n": "2"}}).encode(),
+        data=json.dumps({"path": "waits.ipynb", "params": {"release": str(release)}}).encode(),
         headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"})
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1, never a proxy
     with direct.open(request, timeout=120) as answer:
@@ -26,6 +37,7 @@ def test_run_outlives_the_server(lab: Any) -> None:
     lab.proc.terminate()  # the server goes away while the run is going on
     lab.proc.wait(30)
     assert driver.is_running()
+    release.touch()
     driver.wait(150)  # not our child: psutil waits by polling, without an exit code
     from flyte_lab.store import RunStore
 
