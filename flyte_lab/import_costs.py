@@ -6,7 +6,7 @@
   (`rfc3987_syntax`, which jupyter-events pulls in) compiles a Lark grammar at import, about 2 CPU-s.
 - papermill's `iorw` imports a handler per remote store at import: S3 (boto3, ~60 ms), Azure, GCS, HDFS
   (pyarrow.fs, which loads pyarrow and numpy) and GitHub. flyte_lab's papermill reads and writes a local file
-  only (executed notebooks reach their URL through fsspec, `engine/worker_files.py`), so those handlers are
+  only (executed notebooks reach their URL through fsspec, `engine/worker/files.py`), so those handlers are
   never called.
 
 Declined for that importer only (the same package imported by anyone else loads as usual, later too), and only

@@ -118,7 +118,8 @@ def test_declined_imports_stay_importable_by_any_other_importer() -> None:
 def test_without_the_cli_papermill_keeps_its_handlers() -> None:
     # the engine inside a user's kernel or Jupyter server: nothing is declined there
     code = textwrap.dedent("""
-        import flyte_lab, flyte_lab.engine.worker, papermill.iorw, papermill.s3, jsonschema._format as formats
+        import flyte_lab, flyte_lab.engine.worker.run_attempt, papermill.iorw, papermill.s3
+        import jsonschema._format as formats
         assert papermill.iorw.S3 is papermill.s3.S3
         assert "idn-hostname" in formats.draft202012_format_checker.checkers
         print("ok")

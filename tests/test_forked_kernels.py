@@ -21,8 +21,8 @@ from typing import Any
 import psutil
 import pytest
 
-from flyte_lab.engine.kernels import FORK, close_pools, pool
-from flyte_lab.engine.worker import run_task_attempt
+from flyte_lab.engine.worker.kernels import FORK, close_pools, pool
+from flyte_lab.engine.worker.run_attempt import run_task_attempt
 from tests.test_worker_attempts import make_spec, wait_for
 
 pytestmark = pytest.mark.skipif(not FORK, reason="FLYTE_LAB_KERNEL_FORK=0: kernels are not forked")
@@ -175,7 +175,7 @@ def test_the_template_and_its_kernels_end_with_the_worker_process(tmp_path: Path
     """SIGKILL the process that owns a pool: its template sees EOF and kills the kernels it forked."""
     script = textwrap.dedent("""\
         import json, sys, time
-        from flyte_lab.engine.kernels import pool
+        from flyte_lab.engine.worker.kernels import pool
         p = pool("python3")
         deadline = time.time() + 60
         while p.live() < 1 and time.time() < deadline:
@@ -205,7 +205,7 @@ def test_the_template_and_its_kernels_end_with_the_worker_process(tmp_path: Path
 
 def test_the_template_refuses_to_fork_when_a_thread_is_running() -> None:
     code = ("import threading, time\n"
-            "from flyte_lab.engine.kernel_template import unsafe_reason\n"
+            "from flyte_lab.engine.worker.kernel_template import unsafe_reason\n"
             "assert unsafe_reason() is None, unsafe_reason()\n"
             "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n"
             "print(unsafe_reason())")
@@ -236,7 +236,7 @@ def test_a_flyte_lab_folder_in_the_working_directory_does_not_shadow_the_templat
 
 
 def test_a_pool_that_runs_dry_grows_to_meet_demand_but_stays_bounded() -> None:
-    from flyte_lab.engine.kernels import MAX_POOL, _kill
+    from flyte_lab.engine.worker.kernels import MAX_POOL, _kill
 
     python3 = pool("python3")
     assert python3 is not None

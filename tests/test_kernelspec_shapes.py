@@ -24,8 +24,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 import flyte_lab
-from flyte_lab.engine.kernels import FORK, close_pools
-from flyte_lab.engine.worker import run_task_attempt
+from flyte_lab.engine.worker.kernels import FORK, close_pools
+from flyte_lab.engine.worker.run_attempt import run_task_attempt
 from tests.conftest import cli_env
 from tests.test_worker_attempts import make_spec
 

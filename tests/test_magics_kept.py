@@ -13,8 +13,8 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from flyte_lab.engine import kernels
 from flyte_lab.engine.api import run_notebook
+from flyte_lab.engine.worker import kernels
 from tests.process_helpers import CANCEL_BOUND_S, open_store, wait_no_home_processes
 from tests.test_widget import errors_of, execute
 
@@ -58,7 +58,7 @@ def hashes(home: Path, run_id: str) -> dict[str, Any]:
 def test_second_run_reuses_the_kept_cluster_and_nothing_is_left_after_shutdown(home: Path, tmp_path: Path) -> None:
     path = two_tasks(tmp_path / "two.ipynb")
     nb = execute(new_notebook(cells=[new_code_cell("%load_ext flyte_lab"), run_cell(path), run_cell(path),
-                                     new_code_cell("from flyte_lab.engine import kernels\n"
+                                     new_code_cell("from flyte_lab.engine.worker import kernels\n"
                                                    "print(json.dumps([p._template.proc.pid for p in "
                                                    "kernels._pools.values() if p._template]))")]), tmp_path)
     assert errors_of(nb) == []

@@ -84,15 +84,15 @@ def test_no_other_task_reads_a_secret_through_proc(ordinary_user: OrdinaryUser, 
 
 @pytest.mark.parametrize(("argv", "expected"), [
     (["/venv/bin/python", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-     ["/venv/bin/python", "-Xfrozen_modules=off", "-m", "flyte_lab.engine.secret_kernel", "ipykernel_launcher",
+     ["/venv/bin/python", "-Xfrozen_modules=off", "-m", "flyte_lab.engine.worker.secret_kernel", "ipykernel_launcher",
       "-f", "{connection_file}"]),
     (["python", "-m", "ipykernel", "-f", "{connection_file}"],
-     ["python", "-m", "flyte_lab.engine.secret_kernel", "ipykernel", "-f", "{connection_file}"]),
+     ["python", "-m", "flyte_lab.engine.worker.secret_kernel", "ipykernel", "-f", "{connection_file}"]),
     # not ipykernel started with -m: no way to hand it secrets in memory (they go in its environment)
     (["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"], None),
     (["python", "-m", "other_kernel", "-f", "{connection_file}"], None),
 ])
 def test_which_kernel_commands_take_secrets_in_memory(argv: list[str], expected: list[str] | None) -> None:
-    from flyte_lab.engine.secret_kernel import command
+    from flyte_lab.engine.worker.secret_kernel import command
 
     assert command(argv) == expected

@@ -25,10 +25,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from flyte_lab.engine.artifacts import ArtifactStore
-from flyte_lab.engine.kernels import close_pools, pool, pooled_kernels
-from flyte_lab.engine.kernelspecs import missing_kernelspec
 from flyte_lab.engine.task_notebook import build_task_notebook
-from flyte_lab.engine.worker import cancel_attempts, run_task_attempt
+from flyte_lab.engine.worker.kernels import close_pools, pool, pooled_kernels
+from flyte_lab.engine.worker.kernelspecs import missing_kernelspec
+from flyte_lab.engine.worker.run_attempt import cancel_attempts, run_task_attempt
 from flyte_lab.graph.model import typeref_to_json
 from flyte_lab.graph.validate import validate_notebook
 

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from flyte_lab.engine.kernels import FORK, MAX_POOL, close_pools, pool, pooled_kernels, reserve, warm_up
+from flyte_lab.engine.worker.kernels import FORK, MAX_POOL, close_pools, pool, pooled_kernels, reserve, warm_up
 
 pytestmark = pytest.mark.cluster
 

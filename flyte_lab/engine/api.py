@@ -114,7 +114,7 @@ def _check_cluster(cluster: str, wf: Workflow) -> None:
 
         check_ready()
     if cluster == "local":  # remote workers have their own kernelspecs: they report a missing one per task
-        from flyte_lab.engine.kernelspecs import missing_kernelspec
+        from flyte_lab.engine.worker.kernelspecs import missing_kernelspec
 
         why = missing_kernelspec(wf.kernel_name)
         if why:
@@ -129,7 +129,7 @@ def _start_local_kernels(cluster: str, workers: int | None, wf: Workflow, scrub:
         return
     from flyte_lab.engine.attempt_spec import setup_modules
     from flyte_lab.engine.clusters import local_workers
-    from flyte_lab.engine.kernels import close_unfit, reserve
+    from flyte_lab.engine.worker.kernels import close_unfit, reserve
 
     if keep:
         close_unfit(wf.kernel_name, setup_modules(wf))
@@ -184,7 +184,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
         fence = store.claim_run(run_id, driver_identity(), lease_ttl())
     except BaseException:
         if cluster == "local" and not keep_cluster:  # refused before it ran (e.g. a scheduled run that exists)
-            from flyte_lab.engine.kernels import close_pools
+            from flyte_lab.engine.worker.kernels import close_pools
 
             close_pools()
         raise
@@ -264,7 +264,7 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
            on_event: OnEvent | None, keep: bool = False, **prior: Any) -> None:
     from flyte_lab.engine.clusters import connect
     from flyte_lab.engine.driver import RunDriver
-    from flyte_lab.engine.kernels import close_pools
+    from flyte_lab.engine.worker.kernels import close_pools
     from flyte_lab.k8s.autoscaler import store_recorder
 
     _start_local_kernels(cluster, workers, wf, scrub, keep)  # already started by a new run; a resumed one starts here

@@ -42,7 +42,7 @@ def local_cluster(n: int) -> Iterator[Any]:
     with dask.config.set({"distributed.worker.profile.enabled": False}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
                          dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
-                         worker_class="flyte_lab.engine.local_worker.LoopbackWorker",
+                         worker_class="flyte_lab.engine.worker.local_worker.LoopbackWorker",
                          resources=machine_resources(n), silence_logs=logging.ERROR) as local:
         # short target/interval: the default 5 s target never scales short tasks past one worker
         local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
@@ -96,7 +96,7 @@ def _warm(client: Any, kernel_name: str, wf: Workflow | None) -> None:
     """Start each worker's kernel pool (for the notebook's kernelspec, with its setup imports preloaded where
     kernels are forked) now, while the driver plans the run."""
     from flyte_lab.engine.attempt_spec import setup_modules
-    from flyte_lab.engine.kernels import warm_up
+    from flyte_lab.engine.worker.kernels import warm_up
 
     try:
         # returns at once: the pool fills in a background thread

@@ -24,7 +24,7 @@ from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, setup_mod
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import task_resources, unplaceable
 from flyte_lab.engine.task_notebook import build_split_notebook, build_task_notebook
-from flyte_lab.engine.worker import EVENT_TOPIC, cancel_attempts, run_task_attempt
+from flyte_lab.engine.worker.run_attempt import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import DriverError, FlyteLabError, LeaseLostError
 from flyte_lab.graph.model import Workflow
 from flyte_lab.store import RunStore

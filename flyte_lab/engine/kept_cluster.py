@@ -2,7 +2,7 @@
 
 Starting the local cluster and, above all, its kernel template and pooled kernels is most of what a short run
 costs; a kernel that runs `%flyte_run` again pays it once. Each run still gets its own client and driver (its
-lease, its cancel), and the pooled kernels still follow each run's secrets (`engine/kernels.py`); pools that
+lease, its cancel), and the pooled kernels still follow each run's secrets (`engine/worker/kernels.py`); pools that
 would start kernels unlike the ones a run would get without them are closed first (`kernels.close_unfit`).
 Closed at exit (the kernel's shutdown), with the pools.
 """
@@ -80,7 +80,7 @@ def kept_scheduler() -> str | None:
 
 def close_kept() -> None:
     """Close the kept cluster and every kernel pool of this process (pooled kernels, templates)."""
-    from flyte_lab.engine.kernels import close_pools
+    from flyte_lab.engine.worker.kernels import close_pools
 
     global _kept
     with _lock:

@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from flyte_lab.engine.artifacts import ArtifactStore
-from flyte_lab.engine.worker_files import write_bytes
+from flyte_lab.engine.worker.files import write_bytes
 from flyte_lab.errors import TaskTypeError
 from flyte_lab.graph.model import TypeRef, typeref_from_json
 from flyte_lab.kernel_ext.runtime_types import check_value, describe, type_error_message

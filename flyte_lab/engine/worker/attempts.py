@@ -35,7 +35,7 @@ class AttemptStopped(Exception):
     """The attempt was cancelled before its kernel started."""
 
 if TYPE_CHECKING:
-    from flyte_lab.engine.forked_kernels import KernelProcess
+    from flyte_lab.engine.worker.forked_kernels import KernelProcess
 
 
 class Attempt:

@@ -11,7 +11,7 @@ secret of some task; no kernel may see one unless its own task's `--env` sets
 it. Each pooled kernel remembers which names were removed from its
 environment, and is handed only to a task that scrubs exactly those; a task
 with its own `--env` gets a fresh kernel launched with that environment, less
-its secrets, which reach it in memory (`engine/secret_kernel.py`): what a
+its secrets, which reach it in memory (`engine/worker/secret_kernel.py`): what a
 process was started with is readable in /proc by every process of the user.
 """
 
@@ -32,9 +32,9 @@ from jupyter_client.connect import port_names
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import DottedObjectName, Type, default
 
-from flyte_lab.engine import attempts, connection_files, kernelspecs, secret_kernel
-from flyte_lab.engine.forked_kernels import ForkedProcess, KernelProcess, Template, TemplateError
-from flyte_lab.engine.kernelspecs import Launch, is_ipykernel, launch_of, spec_env
+from flyte_lab.engine.worker import attempts, connection_files, kernelspecs, secret_kernel
+from flyte_lab.engine.worker.forked_kernels import ForkedProcess, KernelProcess, Template, TemplateError
+from flyte_lab.engine.worker.kernelspecs import Launch, is_ipykernel, launch_of, spec_env
 
 POOL_SIZE = int(os.environ.get("FLYTE_LAB_KERNEL_POOL", "1"))
 FORK = os.environ.get("FLYTE_LAB_KERNEL_FORK", "1") != "0"  # 0: every kernel is started as a process
@@ -83,7 +83,7 @@ class _Pooled:
 class KernelPool:
     """Keeps `size` kernels of one kernelspec started ahead of need, refilled in a thread.
 
-    Kernels are forked from a template (`engine/forked_kernels.py`) where the kernelspec allows it, else
+    Kernels are forked from a template (`engine/worker/forked_kernels.py`) where the kernelspec allows it, else
     started as processes. `want(modules)` names the setup cells' imports: the template imports them once and
     kernels forked before that are replaced, so a task never pays for them again.
     """
@@ -502,7 +502,7 @@ class TaskKernelManager(AsyncKernelManager):
             self._kernel_spec = kernelspecs.kernel_spec(self.kernel_name)
         return self._kernel_spec
 
-    client_class = DottedObjectName("flyte_lab.engine.kernels.FastReadyClient")
+    client_class = DottedObjectName("flyte_lab.engine.worker.kernels.FastReadyClient")
 
     @default("context")
     def _shared_context(self) -> Any:

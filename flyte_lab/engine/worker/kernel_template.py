@@ -1,6 +1,6 @@
 """The template process: imports a kernel's code once, then forks one fresh kernel per request.
 
-Started by `engine/forked_kernels.py` as the kernelspec's interpreter with its interpreter options
+Started by `engine/worker/forked_kernels.py` as the kernelspec's interpreter with its interpreter options
 (`INTERPRETER OPTIONS -c "... main()" FD`), with the environment a normal kernel of this kernelspec would get
 (secrets already scrubbed). FD is this end of a socketpair: the
 only way in (nothing on the filesystem to connect to). Requests and replies are JSON lines:
@@ -174,7 +174,7 @@ def _become_kernel(request: dict[str, Any]) -> None:
     _reseed()
     import atexit
 
-    from flyte_lab.engine import kernel_app
+    from flyte_lab.engine.worker import kernel_app
 
     sys.argv = [sys.executable, "-m", "ipykernel_launcher", "-f", request["connection_file"]]
     try:
@@ -212,7 +212,7 @@ def serve(channel: socket.socket) -> None:
 
 
 def _fork(request: dict[str, Any], channel: socket.socket) -> dict[str, Any]:
-    from flyte_lab.engine import kernel_app
+    from flyte_lab.engine.worker import kernel_app
 
     try:
         # the configuration every fork for these arguments shares, read here once

@@ -1,4 +1,4 @@
-"""Kernels forked from a template process (`engine/kernel_template.py`): the worker's side.
+"""Kernels forked from a template process (`engine/worker/kernel_template.py`): the worker's side.
 
 A normal kernel start costs ~0.4 CPU-s of imports; a fork from a template that already imported them costs
 ~0.06 CPU-s. Each worker process keeps one template per kernelspec and per set of scrubbed secrets, started
@@ -7,7 +7,7 @@ any other to jupyter_client: `ForkedProcess` gives the provisioner the `Popen` m
 pidfd (the kernel is the template's child, not ours, so `waitpid` cannot see it; a pidfd can, without
 racing pid reuse).
 
-Only ipykernel kernelspecs are forked (`engine/kernelspecs.py` says which): the template runs with the
+Only ipykernel kernelspecs are forked (`engine/worker/kernelspecs.py` says which): the template runs with the
 kernelspec's interpreter and interpreter options, so it must be able to import this package there, as the
 task's kernel must too. Anything that fails here raises `TemplateError`, and the caller starts kernels the
 normal way and says why.
@@ -35,11 +35,11 @@ TEMPLATE_START_TIMEOUT_S = 60.0
 # would shadow it (ipykernel_launcher drops it for the same reason; the kernel's IPython adds it back). Under
 # `-P` or `-I` (safe_path) `-c` adds no such entry, and sys.path[0] is the standard library's.
 TEMPLATE_MAIN = ("import sys\nif not getattr(sys.flags, 'safe_path', False): del sys.path[0]\n"
-                 "from flyte_lab.engine.kernel_template import main\nmain()")
+                 "from flyte_lab.engine.worker.kernel_template import main\nmain()")
 
 
 class ForkedProcess:
-    """The `subprocess.Popen` surface jupyter_client and `engine/attempts` use, for a kernel we did not spawn."""
+    """The `subprocess.Popen` surface jupyter_client and `engine/worker/attempts` use, for a kernel we did not spawn."""
 
     stdin = stdout = stderr = None
 

@@ -25,8 +25,8 @@ import time
 import uuid
 from typing import Any
 
-from flyte_lab.engine import attempts
-from flyte_lab.engine.attempts import AttemptStopped, cancel_attempts
+from flyte_lab.engine.worker import attempts
+from flyte_lab.engine.worker.attempts import AttemptStopped, cancel_attempts
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
@@ -34,9 +34,9 @@ EVENT_TOPIC = "flyte-lab"
 
 
 def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
-    from flyte_lab.engine.kernels import fork_refusal
-    from flyte_lab.engine.kernelspecs import missing_kernelspec
-    from flyte_lab.engine.worker_files import private_subdir
+    from flyte_lab.engine.worker.files import private_subdir
+    from flyte_lab.engine.worker.kernels import fork_refusal
+    from flyte_lab.engine.worker.kernelspecs import missing_kernelspec
 
     # the outcome is reported through the result; nbclient's own error logs (and asyncio's complaints about
     # the poller it abandons on a timeout) would only repeat it on the driver's terminal
@@ -81,7 +81,7 @@ def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
                        f"task `{spec['task']}` ran longer than its --timeout of {spec['timeout_s']:g}s "
                        "(kernel start to outputs saved); its kernel was killed", line=1)
     if outcome is None:
-        from flyte_lab.engine.worker_files import read_bytes
+        from flyte_lab.engine.worker.files import read_bytes
 
         result.update(status="succeeded", outputs=json.loads(read_bytes(spec["context"]["result_path"])),
                       finished=time.time())
@@ -107,7 +107,7 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt:
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    from flyte_lab.engine.kernels import kernel_manager_for
+    from flyte_lab.engine.worker.kernels import kernel_manager_for
 
     manager = kernel_manager_for(spec.get("env"), attempt_key=attempt.key, scrub=spec.get("scrub") or (),
                                  modules=spec.get("setup_modules") or ())
@@ -213,7 +213,7 @@ def _engine() -> str:
 
 def _kernel_context(spec: dict[str, Any]) -> dict[str, Any] | str:
     """The context papermill injects (and the executed notebook shows): paths only, never the key itself."""
-    from flyte_lab.engine.worker_files import artifact_key_file, cache_dir
+    from flyte_lab.engine.worker.files import artifact_key_file, cache_dir
 
     context = {k: v for k, v in spec["context"].items() if k not in ("artifact_key", "home")}
     context["cache_dir"] = cache_dir()
@@ -235,7 +235,7 @@ def _publish(local: str, url: str) -> Any:
     """Write the executed notebook (the task's log, success or not) to its URL; returns it parsed, or None."""
     import nbformat
 
-    from flyte_lab.engine.worker_files import write_bytes
+    from flyte_lab.engine.worker.files import write_bytes
 
     try:
         with open(local, "rb") as src:
@@ -266,7 +266,7 @@ def _announce(spec: dict[str, Any], warm: bool) -> str | None:
     except (ImportError, ValueError):
         return None
     if warm:
-        from flyte_lab.engine.kernels import warm_up
+        from flyte_lab.engine.worker.kernels import warm_up
 
         warm_up(worker, kernel_name=spec["kernel_name"], modules=spec.get("setup_modules") or (),
                 scrub=spec.get("scrub") or ())

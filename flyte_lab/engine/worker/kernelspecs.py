@@ -1,7 +1,7 @@
 """What a notebook's kernelspec says about starting its kernels: found, forkable, with which command and env.
 
 A kernelspec is looked up the way Jupyter does (`KernelSpecManager`: a `--user` one may shadow the venv's).
-Kernels fork from a template (`engine/forked_kernels.py`) when the kernelspec runs ipykernel as
+Kernels fork from a template (`engine/worker/forked_kernels.py`) when the kernelspec runs ipykernel as
 `INTERPRETER [OPTIONS] -m ipykernel_launcher ARGS`, which is what every `python -m ipykernel install` writes
 (on Python 3.11+ with `-Xfrozen_modules=off`) and what ipykernel's wheel ships (`python`, no options). The
 template is started as `INTERPRETER OPTIONS -c ...` with the kernelspec's `env`, so it, and each kernel forked

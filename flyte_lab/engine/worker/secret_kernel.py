@@ -2,7 +2,7 @@
 
 `/proc/PID/environ` shows a process's environment as it was at exec, to every process of the same user. So a
 task with `--env K=$NAME` gets a kernel started without K: the worker launches
-`python [-X…] -m flyte_lab.engine.secret_kernel ipykernel_launcher -f …` instead of `-m ipykernel_launcher`,
+`python [-X…] -m flyte_lab.engine.worker.secret_kernel ipykernel_launcher -f …` instead of `-m ipykernel_launcher`,
 passing it one end of a socketpair. Here the kernel makes itself non-dumpable (so its environment and memory are
 closed to its user's other processes), reads the secrets from the socket into `os.environ`, and runs the kernel
 module as `-m` would. A socket, not a pipe or a file: another process cannot open `/proc/PID/fd/N` of a socket.

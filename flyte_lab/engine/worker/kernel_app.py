@@ -7,7 +7,7 @@ then the InteractiveShell (magics, prefilters, completer, formatters). `prepare`
 `become_kernel` sets the fork's own connection file and runs the rest of ipykernel's own `initialize`
 (sockets, IO, kernel, shell), so what a kernel is made of still comes from ipykernel itself.
 
-Runs in the template process only (`engine/kernel_template.py`): nothing here may start a thread or make a zmq
+Runs in the template process only (`engine/worker/kernel_template.py`): nothing here may start a thread or make a zmq
 context before the fork.
 """
 
