@@ -97,3 +97,8 @@ class DriverError(FlyteLabError):
     """The driver hit an unexpected error; the run was recorded `failed` with it."""
 
     exit_code = 1
+
+
+class ClusterLost(DriverError):
+    """The cluster's scheduler went away mid-run (e.g. the shared executor was killed); the run was recorded
+    `failed`, and resume reruns what did not finish."""

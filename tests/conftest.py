@@ -42,10 +42,11 @@ def engine_postgres() -> Iterator[Any]:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
     """A private FLYTE_LAB_HOME (store + artifacts) for one test; with FLYTE_LAB_TEST_DB=postgresql its run
     store is a fresh database on the session's PostgreSQL server (FLYTE_LAB_DB_URL, which subprocesses
-    inherit through `cli_env`)."""
+    inherit through `cli_env`). A shared executor a run started in it (`flyte-lab run`'s default) is stopped
+    at the end."""
     from tests.pg_server import engine_on_postgres
 
     path = tmp_path / "home"
@@ -54,7 +55,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
     monkeypatch.delenv("FLYTE_LAB_ARTIFACTS", raising=False)
     if engine_on_postgres():
         monkeypatch.setenv("FLYTE_LAB_DB_URL", request.getfixturevalue("engine_postgres").fresh_database())
-    return path
+    try:
+        yield path
+    finally:
+        from flyte_lab.engine.shared_executor import stop
+
+        stop(path)
 
 
 def cli_env(home: Path | None = None) -> dict[str, str]:

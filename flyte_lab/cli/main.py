@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="validate then run a notebook's tasks on Dask")
     p.add_argument("notebook")
     params(p)
-    p.add_argument("--cluster", default="local", help="local | tcp://HOST:PORT | k8s")
+    p.add_argument("--cluster", default="shared",
+                   help="shared (default: your warm local executor) | local (a private one) | tcp://HOST:PORT | k8s")
     p.add_argument("--workers", type=int, default=None, help="most workers the local cluster adapts to")
     p.add_argument("--no-cache", action="store_true", help="do not look up cached task outputs")
     shared_fs(p)
@@ -97,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("k8s-spec", help="print the dask-kubernetes manifests `--cluster k8s` would create")
     p.add_argument("notebook")
     p.set_defaults(handler="flyte_lab.cli.k8s_commands:k8s_spec")
+
+    executor = sub.add_parser("executor", help="your warm local executor (the default `--cluster shared`)")
+    esub = executor.add_subparsers(dest="executor_command", required=True, parser_class=_Parser)
+    p = esub.add_parser("status", help="the executors running for this FLYTE_LAB_HOME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="flyte_lab.cli.executor_commands:status")
+    p = esub.add_parser("stop", help="stop them (their kernels too); the next run starts a new one")
+    p.set_defaults(handler="flyte_lab.cli.executor_commands:stop")
 
     # -- schedules (DESIGN.md section 3) -------------------------------------------------
     sub.choices["run"].add_argument("--notify", action="append", default=[], metavar="EVENT=URL",

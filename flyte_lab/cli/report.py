@@ -136,6 +136,8 @@ def run_header(run: Mapping[str, Any], now: datetime | None = None) -> Table:
     grid.add_row("notebook", Text(str(run.get("notebook") or "-")))
     grid.add_row("status", status_text(run.get("status")))
     grid.add_row("params", Text(format_params(run.get("params"))))
+    if run.get("cluster"):
+        grid.add_row("cluster", Text(str(run["cluster"])))
     if run.get("schedule"):
         grid.add_row("schedule", Text(f"{run['schedule']} at {format_time(run.get('scheduled_time'))}"))
     grid.add_row("created", format_time(run.get("created_at")))

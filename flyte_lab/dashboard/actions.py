@@ -94,6 +94,7 @@ def _main(argv: list[str]) -> int:
             stored = api.get_run(run_id)
             wf = validate_notebook(stored["notebook"])
             record = api.run_notebook(stored["notebook"], decode_values(wf, dict(stored["params"])),
+                                      cluster=stored.get("cluster") or "shared",
                                       on_created=lambda new: print(f"run {new}", flush=True))
     except FlyteLabError as exc:
         print(f"flyte-lab: error: {exc.message}", file=sys.stderr)

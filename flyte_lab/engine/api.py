@@ -107,13 +107,13 @@ def _input_refs(wf: Workflow, values: dict[str, Any], artifacts: Any) -> dict[tu
 
 
 def _check_cluster(cluster: str, wf: Workflow) -> None:
-    if cluster not in ("local", "k8s") and not cluster.startswith("tcp://"):
-        raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
+    if cluster not in ("shared", "local", "k8s") and not cluster.startswith("tcp://"):
+        raise UserInputError(f"--cluster {cluster}: expected shared, local, tcp://HOST:PORT or k8s")
     if cluster == "k8s":  # no credentials, no dask-kubernetes: one line, before anything is recorded
         from flyte_lab.k8s.kube_cluster import check_ready
 
         check_ready()
-    if cluster == "local":  # remote workers have their own kernelspecs: they report a missing one per task
+    if cluster in ("shared", "local"):  # remote workers have their own kernelspecs: they report a missing one per task
         from flyte_lab.engine.worker.kernelspecs import missing_kernelspec
 
         why = missing_kernelspec(wf.kernel_name)
@@ -161,7 +161,9 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
                  **launch: Any) -> dict[str, Any]:
     """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record.
 
-    `keep_cluster`: a local cluster and its kernels stay for this process's next runs (`engine/kept_cluster.py`).
+    `cluster`: "shared" (the user's warm executor, `engine/shared_executor.py`: what the CLI, Lab and the
+    scheduler use), "local" (a private cluster in this process), tcp://HOST:PORT or k8s. `keep_cluster`: a local
+    cluster and its kernels stay for this process's next runs (`engine/kept_cluster.py`).
 
     `launch` may carry `schedule` and `scheduled_time` (a scheduled run: the store refuses a second run for
     the same pair with `ScheduledRunExists`); `on_finished` gets the record of a run that ended (notifications).

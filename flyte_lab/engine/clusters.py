@@ -28,8 +28,9 @@ def local_workers(workers: int | None) -> int:
 
 
 @contextlib.contextmanager
-def local_cluster(n: int) -> Iterator[Any]:
-    """The local cluster of `n` workers, open as long as the block."""
+def local_cluster(n: int, security: Any = None) -> Iterator[Any]:
+    """The local cluster of `n` workers, open as long as the block. With `security` (the shared executor's),
+    it listens on tls://127.0.0.1 for drivers in other processes; else nothing listens (inproc)."""
     import dask
     from distributed import LocalCluster
 
@@ -39,9 +40,11 @@ def local_cluster(n: int) -> Iterator[Any]:
     # import costs ~1 CPU-s) and no statistical profiler sampling the worker threads every 10 ms. The
     # scheduler's and workers' HTTP servers (/metrics) start regardless: on 127.0.0.1 and a free port, never
     # 0.0.0.0:8787 nor every interface
+    listen: dict[str, Any] = {} if security is None else {"protocol": "tls://", "host": "127.0.0.1",
+                                                          "security": security}
     with dask.config.set({"distributed.worker.profile.enabled": False}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
-                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, **listen,
                          worker_class="flyte_lab.engine.worker.local_worker.LoopbackWorker",
                          resources=machine_resources(n), silence_logs=logging.ERROR) as local:
         # short target/interval: the default 5 s target never scales short tasks past one worker
@@ -59,6 +62,16 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
     their scale events (`k8s.autoscaler.ScaleEvent`)."""
     from distributed import Client
 
+    if cluster == "shared":
+        from flyte_lab.engine.api import flyte_home
+        from flyte_lab.engine.shared_executor import executor_client
+
+        n = local_workers(workers)
+        with executor_client(flyte_home(), n) as client:
+            client.flyte_lab_offers = [machine_resources(n)]
+            _warm(client, kernel_name, wf)
+            yield client
+        return
     if cluster == "local":
         from flyte_lab.engine.kept_cluster import kept_local_cluster
 
@@ -89,7 +102,7 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
         with kube_client(wf, on_scale=on_scale) as client:
             yield client
         return
-    raise UserInputError(f"--cluster {cluster}: expected local, tcp://HOST:PORT or k8s")
+    raise UserInputError(f"--cluster {cluster}: expected shared, local, tcp://HOST:PORT or k8s")
 
 
 def _warm(client: Any, kernel_name: str, wf: Workflow | None) -> None:
@@ -169,7 +182,7 @@ def check_artifact_root(cluster: str, artifacts_root_url: str, shared_fs: bool) 
     local path), unless `--shared-fs` says they mount it too. No I/O."""
     from fsspec.utils import get_protocol
 
-    if cluster == "local" or shared_fs or get_protocol(artifacts_root_url) not in ("file", "local"):
+    if cluster in ("shared", "local") or shared_fs or get_protocol(artifacts_root_url) not in ("file", "local"):
         return
     raise UserInputError(
         f"--cluster {cluster}: artifacts live in {artifacts_root_url}, a path on this machine that the workers "

@@ -25,7 +25,7 @@ from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import task_resources, unplaceable
 from flyte_lab.engine.task_notebook import build_split_notebook, build_task_notebook
 from flyte_lab.engine.worker.run_attempt import EVENT_TOPIC, cancel_attempts, run_task_attempt
-from flyte_lab.errors import DriverError, FlyteLabError, LeaseLostError
+from flyte_lab.errors import ClusterLost, DriverError, FlyteLabError, LeaseLostError
 from flyte_lab.graph.model import Workflow
 from flyte_lab.store import RunStore
 
@@ -117,6 +117,10 @@ class RunDriver:
             raise
         except LeaseLostError as exc:
             self._feed_safely(sm.LeaseLost(str(exc.data.get("holder") or "")))
+        except ClusterLost as exc:
+            self._feed_safely(sm.DriverCrashed({"type": "ClusterLost", "message": exc.message, "cell": None,
+                                                "line": None, "traceback": ""}))
+            raise
         except Exception as exc:
             error = {"type": "DriverError", "message": f"the driver failed: {type(exc).__name__}: {exc}",
                      "traceback": traceback.format_exc(limit=8)}
@@ -437,6 +441,8 @@ class RunDriver:
             index = record.index_of(key)
             future = record.futures[index]
             del self.inflight[key]
+            if future.status == "cancelled" and self.client.status != "running":
+                raise self._cluster_lost()
             if future.status == "error":
                 exc = future.exception()
                 record.results[index] = {"status": "failed", "kind": "infra", "error": {
@@ -457,6 +463,15 @@ class RunDriver:
             elif record.results[index]["status"] != "succeeded" and record.size is not None:
                 # one element failed for good: the others' results no longer matter, stop them
                 pass
+
+    def _cluster_lost(self) -> ClusterLost:
+        """The scheduler went away with this run's tasks (the shared executor stopped or was killed, a tcp://
+        scheduler died): every running attempt is lost at once; resume reruns them on a live cluster."""
+        executor = getattr(self.client, "flyte_lab_executor", None)
+        what = (f"the shared executor (pid {executor.pid}) stopped" if executor is not None
+                else f"the Dask scheduler {self.client.scheduler.address} went away")
+        return ClusterLost(f"run `{self.run_id}`: {what} while its tasks ran; `flyte-lab resume {self.run_id}` "
+                           "reruns what did not finish", run_id=self.run_id)
 
     def _apply_events(self, events: list[sm.Event]) -> None:
         for event in events:

@@ -38,7 +38,7 @@ def launch(name: str, fire: datetime) -> int:
         try:
             declared = set(validate_notebook(schedule["notebook"]).workflow_inputs)
             record = run_notebook(schedule["notebook"], fire_params(schedule, declared, fire), schedule=name,
-                                  scheduled_time=db_fire, on_created=created,
+                                  scheduled_time=db_fire, cluster="shared", on_created=created,
                                   on_finished=Notifier(parse_targets(schedule["notify"]), store))
         except ScheduledRunExists as exc:
             store.mark_fire(name, db_fire, "launched", run_id=exc.run_id)

@@ -112,7 +112,7 @@ def main() -> int:
 
     try:
         if request["action"] == "run":
-            run_notebook(request["path"], request.get("params") or {}, cluster=request.get("cluster") or "local",
+            run_notebook(request["path"], request.get("params") or {}, cluster=request.get("cluster") or "shared",
                          workers=request.get("workers"), use_cache=not request.get("no_cache"),
                          on_created=created)
         else:

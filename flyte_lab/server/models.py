@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CLUSTER_PATTERN = r"^(local|k8s|tcp://[A-Za-z0-9.\-\[\]:]+)$"
+CLUSTER_PATTERN = r"^(shared|local|k8s|tcp://[A-Za-z0-9.\-\[\]:]+)$"
 # deeper bodies are refused before anything reads them: nbformat's validator recurses per level and
 # fails near 300 (a notebook's own JSON nests about 10 deep)
 MAX_BODY_DEPTH = 100
@@ -39,7 +39,7 @@ class GraphRequest(_Body):
 class RunRequest(_Body):
     path: str
     params: dict[str, Any] = Field(default_factory=dict)
-    cluster: str = Field(default="local", pattern=CLUSTER_PATTERN)
+    cluster: str = Field(default="shared", pattern=CLUSTER_PATTERN)
     workers: int | None = Field(default=None, ge=1, le=1024)
     no_cache: bool = False
 

@@ -51,6 +51,7 @@ def show_view(
         },
         "schedule": run.schedule,
         "scheduled_time": iso(run.scheduled_time),
+        "cluster": run.cluster,
         "error": loads(run.error_json),
         "attempts_detail": detail,
         "scale_events": list(scale_events),

@@ -41,7 +41,7 @@ export class FlytePanel extends Widget {
   private readonly sections: Record<string, HTMLElement> = {};
   private readonly inputs = new InputForm('run');
   private readonly scheduleForm: ScheduleForm;
-  private readonly cluster = el('input', { class: 'flyte-cluster', value: 'local', title: 'local, tcp://HOST:PORT or k8s' });
+  private readonly cluster = el('input', { class: 'flyte-cluster', value: 'shared', title: 'shared (your warm local executor), local (a private one), tcp://HOST:PORT or k8s' });
 
   constructor(
     tracker: INotebookTracker,
@@ -218,7 +218,7 @@ export class FlytePanel extends Widget {
       await panel.context.save();
     }
     try {
-      const created = await post<{ run_id: string }>('runs', { path: panel.context.path, params, cluster: this.cluster.value || 'local' });
+      const created = await post<{ run_id: string }>('runs', { path: panel.context.path, params, cluster: this.cluster.value || 'shared' });
       say(`run ${created.run_id} started`);
       await this.refreshRuns();
     } catch (err) {

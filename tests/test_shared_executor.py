@@ -1,0 +1,180 @@
+"""The warm local executor (`--cluster shared`, the CLI's default): reused by later runs, one per user and
+environment even when runs start together, private to its user, stopped when idle or asked, and a kill of it
+mid-run costs nothing done twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flyte_lab.engine.shared_executor import read_info, running
+from tests.conftest import CLI, cli_env
+from tests.ordinary_user import OrdinaryUser, ordinary_user
+from tests.process_helpers import wait_for, wait_no_home_processes, write_notebook
+
+pytestmark = pytest.mark.cluster
+__all__ = ["ordinary_user"]  # the fixture
+
+
+def marking_notebook(path: Path, marks: Path, slow_unless: Path | None = None) -> Path:
+    """`first` and `second` each append their name to `marks` when they start; `second` sleeps 60 s unless
+    the file `slow_unless` exists."""
+    wait = f"if not os.path.exists({str(slow_unless)!r}):\n    time.sleep(60)\n" if slow_unless else ""
+    return write_notebook(
+        path, "",
+        f"%%flyte_task first() -> a: int\nopen({str(marks)!r}, 'a').write('first\\n')\na = 1",
+        f"%%flyte_task second(a: int) -> b: int\nimport os, time\nopen({str(marks)!r}, 'a').write('second\\n')\n"
+        f"{wait}b = a + 1")
+
+
+def cli(home: Path, *args: str, timeout: float = 240, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env={**cli_env(home), **env}, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def executor_processes(home: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "flyte_lab.engine.executor_process" in (proc.info["cmdline"] or []) and \
+                    proc.environ().get("FLYTE_LAB_HOME") == str(home):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def outputs(home: Path, run_id: str) -> dict[str, object]:
+    return json.loads(cli(home, "outputs", run_id, "--json").stdout)  # type: ignore[no-any-return]
+
+
+def test_a_second_run_reuses_the_executor_and_gives_what_a_private_cluster_gives(home: Path, tmp_path: Path) -> None:
+    nb = marking_notebook(tmp_path / "two.ipynb", tmp_path / "marks")
+    first = cli(home, "run", str(nb), "--json")
+    assert first.returncode == 0, first.stderr
+    (executor,) = running(home)
+    second = cli(home, "run", str(nb), "--json")
+    assert second.returncode == 0, second.stderr
+    assert [e.pid for e in running(home)] == [executor.pid]
+    assert len(executor_processes(home)) == 1
+    private = cli(home, "run", str(nb), "--cluster", "local", "--json")
+    assert private.returncode == 0, private.stderr
+    runs = [json.loads(r.stdout) for r in (first, second, private)]
+    assert [r["cluster"] for r in runs] == ["shared", "shared", "local"]
+    assert outputs(home, runs[1]["run_id"]) == outputs(home, runs[2]["run_id"]) == {"first": {"a": 1},
+                                                                                    "second": {"b": 2}}
+
+
+def test_runs_started_together_start_one_executor(home: Path, tmp_path: Path) -> None:
+    nb = marking_notebook(tmp_path / "two.ipynb", tmp_path / "marks")
+    procs = [subprocess.Popen([*CLI, "run", str(nb)], env=cli_env(home), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL) for _ in range(3)]
+    seen: set[int] = set()
+    while any(p.poll() is None for p in procs):  # every executor process that ever runs, while the runs do
+        seen.update(p.pid for p in executor_processes(home))
+        time.sleep(0.05)
+    for proc in procs:
+        _out, err = proc.communicate()
+        assert proc.returncode == 0, err
+    seen.update(p.pid for p in executor_processes(home))
+    assert len(seen) == 1
+    assert (tmp_path / "marks").read_text().count("second") == 3
+
+
+def test_another_user_cannot_connect_to_the_executor(home: Path, tmp_path: Path,
+                                                     ordinary_user: OrdinaryUser) -> None:
+    nb = marking_notebook(tmp_path / "two.ipynb", tmp_path / "marks")
+    assert cli(home, "run", str(nb)).returncode == 0
+    (executor,) = running(home)
+    assert executor.address.startswith("tls://127.0.0.1:")
+    probe = textwrap.dedent(f"""
+        import sys
+        from distributed import Client
+        from distributed.security import Security
+        for name in ("tls.key", "tls.crt"):
+            try:
+                open({str(executor.folder)!r} + "/" + name).read()
+                print("read", name)
+            except OSError:
+                pass
+        for address, security in (({executor.address!r}, Security.temporary()),
+                                  ({executor.address.replace("tls://", "tcp://")!r}, None)):
+            try:
+                Client(address, security=security, timeout=3).close()
+                print("connected", address)
+            except Exception:
+                print("refused", address)
+    """)
+    # the control: the same probe, run by the executor's own user with its certificate, connects
+    from distributed import Client
+
+    with Client(executor.address, security=executor.security(), timeout=10, set_as_default=False) as client:
+        assert client.scheduler_info()["workers"]
+    done = ordinary_user.run([str(ordinary_user.python), "-c", probe], timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:-1] == [f"refused {executor.address}",
+                                            f"refused {executor.address.replace('tls://', 'tcp://')}"]
+
+
+def test_a_killed_executor_fails_the_run_in_one_line_and_resume_redoes_only_what_did_not_finish(
+        home: Path, tmp_path: Path) -> None:
+    marks, fast = tmp_path / "marks", tmp_path / "fast"
+    nb = marking_notebook(tmp_path / "slow.ipynb", marks, slow_unless=fast)
+    run = subprocess.Popen([*CLI, "run", str(nb)], env=cli_env(home), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: marks.exists() and "second" in marks.read_text(), 120, "the second task to start")
+        (executor,) = running(home)
+        os.kill(executor.pid, signal.SIGKILL)
+        out, err = run.communicate(timeout=60)  # the client gives up reconnecting after 10 s
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 1
+    run_id = out.split()[1]
+    assert err.strip().splitlines()[-1] == (
+        f"flyte-lab: error: run `{run_id}`: the shared executor (pid {executor.pid}) stopped while its tasks ran; "
+        f"`flyte-lab resume {run_id}` reruns what did not finish")
+    assert "Traceback" not in err
+    # the kernels and template of the killed executor go with it
+    wait_for(lambda: not executor_processes(home), 30, "the killed executor to be gone")
+    wait_no_home_processes(home, 30)
+    fast.touch()
+    resumed = cli(home, "resume", run_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads(resumed.stdout)
+    assert record["status"] == "succeeded"
+    assert {t: v["attempts"] for t, v in record["tasks"].items()} == {"first": 1, "second": 2}
+    assert marks.read_text().splitlines() == ["first", "second", "second"]
+    assert [e.pid for e in running(home)] != [executor.pid]
+
+
+def test_the_executor_outlives_a_run_longer_than_its_idle_time_then_stops_and_leaves_nothing(
+        home: Path, tmp_path: Path) -> None:
+    nb = write_notebook(tmp_path / "nap.ipynb", "",
+                        "%%flyte_task nap() -> a: int\nimport time\ntime.sleep(4)\na = 1")
+    done = cli(home, "run", str(nb), FLYTE_LAB_EXECUTOR_IDLE="1")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: not executor_processes(home), 30, "the idle executor to stop")
+    wait_no_home_processes(home, 30)
+    assert not any(read_info(f) for f in (home / "executors").iterdir())
+    assert json.loads(cli(home, "executor", "status", "--json").stdout)["executors"] == []
+
+
+def test_executor_status_and_stop(home: Path, tmp_path: Path) -> None:
+    nb = marking_notebook(tmp_path / "two.ipynb", tmp_path / "marks")
+    assert cli(home, "run", str(nb)).returncode == 0
+    (shown,) = json.loads(cli(home, "executor", "status", "--json").stdout)["executors"]
+    assert psutil.pid_exists(shown["pid"]) and shown["address"].startswith("tls://127.0.0.1:")
+    stopped = cli(home, "executor", "stop")
+    assert stopped.stdout.strip() == "stopped 1 executor(s)"
+    wait_no_home_processes(home, 30)
+    assert cli(home, "executor", "status").stdout.strip() == "no executor runs (the next run starts one)"
