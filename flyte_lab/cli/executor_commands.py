@@ -22,9 +22,8 @@ def status(args: argparse.Namespace) -> int:
         return 0
     from flyte_lab.cli.report import format_duration
 
-    for row in rows:
-        print(f"pid {row['pid']}  {row['address']}  workers {row['workers']}  "
-              f"up {format_duration(time.time() - row['started'])}")
+    for e in found:
+        print(f"pid {e.pid}  {e.address}  workers {e.workers}  up {format_duration(time.time() - e.started)}")
     return 0
 
 
