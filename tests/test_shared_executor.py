@@ -44,7 +44,7 @@ def executor_processes(home: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "flyte_lab.engine.executor_process" in (proc.info["cmdline"] or []) and \
+            if any("flyte_lab.engine.executor_process" in part for part in proc.info["cmdline"] or []) and \
                     proc.environ().get("FLYTE_LAB_HOME") == str(home):
                 found.append(proc)
         except psutil.Error:

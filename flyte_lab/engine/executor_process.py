@@ -1,5 +1,4 @@
-"""The warm local executor's own process (`python -m flyte_lab.engine.executor_process FOLDER WORKERS IDLE_S`),
-started by `engine/shared_executor.py`.
+"""The warm local executor's own process (`main(FOLDER WORKERS IDLE_S)`), started by `engine/shared_executor.py`.
 
 It runs the same local cluster a private run starts (`clusters.local_cluster`: threaded workers, the machine's
 resources shared out, adaptive), listening on `tls://127.0.0.1` with the executor's own certificate, and keeps
@@ -14,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -74,16 +72,11 @@ async def _ask_busy(scheduler: Any) -> bool:
     return _busy(scheduler)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     from flyte_lab.private_process import hide_memory
+    from flyte_lab.process_exit import exit_process
 
     hide_memory()  # it holds the starting run's environment and, for the tasks it runs, their secrets
     folder, workers, idle_s = Path(argv[0]), int(argv[1]), float(argv[2])
     serve(folder, workers, idle_s)
-    return 0
-
-
-if __name__ == "__main__":
-    from flyte_lab.process_exit import exit_process
-
-    exit_process(main(sys.argv[1:]))
+    exit_process(0)

@@ -35,6 +35,7 @@ from typing import Any
 from flyte_lab.errors import DriverError
 from flyte_lab.private_fs import make_private_dirs, open_private
 
+EXECUTOR_MAIN = "flyte_lab.engine.executor_process"
 IDLE_S = 600.0  # FLYTE_LAB_EXECUTOR_IDLE (seconds) overrides
 START_TIMEOUT_S = 60.0
 # per-shell variables: two terminals (or a terminal and Jupyter) of one user differ in these, and no task reads them
@@ -150,8 +151,8 @@ def _is_executor(pid: int) -> bool:
 
     try:
         proc = psutil.Process(pid)
-        return proc.uids().real == os.getuid() and "flyte_lab.engine.executor_process" in proc.cmdline() \
-            and proc.status() != psutil.STATUS_ZOMBIE
+        return proc.uids().real == os.getuid() and proc.status() != psutil.STATUS_ZOMBIE \
+            and any(EXECUTOR_MAIN in part for part in proc.cmdline())
     except psutil.Error:
         return False
 
@@ -161,11 +162,16 @@ def _start(folder: Path, workers: int) -> ExecutorInfo:
     with contextlib.suppress(FileNotFoundError):
         (folder / "executor.json").unlink()
     make_certificate(folder)
+    import flyte_lab
+
     log = os.open(folder / "executor.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # the flyte_lab this process runs (a source checkout on sys.path, or the installed one), whatever the
+    # executor's working folder puts on its path; nothing added to the environment its kernels inherit
+    root = str(Path(flyte_lab.__file__).resolve().parent.parent)
+    code = f"import sys; sys.path.insert(0, {root!r}); from {EXECUTOR_MAIN} import main; main(sys.argv[1:])"
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flyte_lab.engine.executor_process", str(folder), str(workers),
-             str(idle_timeout())],
+            [sys.executable, "-c", code, str(folder), str(workers), str(idle_timeout())],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=str(folder),
             start_new_session=True)  # outlives the run that started it; the run's Ctrl-C does not reach it
     finally:
