@@ -30,10 +30,10 @@ def add_arguments(schedule: argparse.ArgumentParser) -> None:
 
 def spec_arguments(p: argparse.ArgumentParser) -> None:
     """`schedule add`'s options: one per field of the schedule spec, described by it. Only the options given
-    reach the spec, as typed: it fills in the defaults and judges the values, as it does the REST body's."""
+    reach the spec, as typed: it fills in the defaults and judges the values (exactly one of `--cron` and
+    `--every` too), as it does the REST body's."""
     from flyte_lab.scheduler.spec import ScheduleSpec, argument
 
-    when = p.add_mutually_exclusive_group(required=True)
     for field, info in ScheduleSpec.model_fields.items():
         kind: dict[str, Any] = {"help": ScheduleSpec.help_text(field)}
         if info.annotation is bool:
@@ -51,7 +51,7 @@ def spec_arguments(p: argparse.ArgumentParser) -> None:
         elif field == "params":
             p.add_argument("-p", "--param", dest="params", **kind)
         else:
-            (when if field in ("cron", "every") else p).add_argument(argument(field), dest=field, **kind)
+            p.add_argument(argument(field), dest=field, **kind)
     p.set_defaults(handler="flyte_lab.cli.schedule_commands:add")
 
 
