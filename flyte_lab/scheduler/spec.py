@@ -3,8 +3,10 @@
 `ScheduleSpec` (pydantic) is the CLI's `schedule add` arguments, the REST body and, through its timing
 part `ScheduleTiming`, the preview's query; its JSON Schema (defaults, descriptions, choices, bounds) is
 what the sidebar's schedule form is drawn from (`GET /flyte-lab/api/config`). Its validators hold every
-check that needs no file; `parse` turns any refusal, pydantic's own type errors included, into one
-`UserInputError` naming the argument as `schedule add` spells it (`--max-active`, `-p NAME`), whoever asked.
+check that needs no file and raise the checks' own `UserInputError` (pydantic lets any exception but
+`ValueError` through, so their words reach the user unchanged); `parse` turns pydantic's own refusals (a
+type, a bound, a choice) into the same kind of line, naming the argument as `schedule add` spells it
+(`--max-active`, `-p NAME`), whoever asked.
 `row()` adds the checks that read the notebook (after the REST layer has confined its path to the root)
 and makes the store row: a notebook that is missing or does not validate, a `-p` that names no workflow
 input or does not parse as its type.
@@ -35,7 +37,6 @@ from flyte_lab.scheduler.overview import content_hash
 
 SCHEDULED_TIME = "scheduled_time"
 Overlap = Literal["skip", "queue"]
-OVERLAP_POLICIES: tuple[str, ...] = get_args(Overlap)
 # far above any real use, and within every store's integer column
 MAX_CATCHUP = 10_000
 MAX_ACTIVE = 1_000
@@ -63,7 +64,7 @@ class ScheduleTiming(BaseModel):
 
     cron: OptionalText = Field(None, description="five cron fields or an alias", examples=["0 7 * * *", "@hourly"])
     every: OptionalText = Field(None, description="a fixed rate counted from --start",
-                              examples=["30s", "15m", "2h", "1d"])
+                                examples=["30s", "15m", "2h", "1d"])
     timezone: str = Field("UTC", description="IANA name the cron is read in", examples=["Europe/Paris"])
     start: OptionalText = Field(None, description="the first fire is at or after this ISO-8601 time, read in "
                                 "--timezone unless it has an offset (default: now)", examples=["2026-03-08T07:00"])
@@ -159,9 +160,11 @@ def _refusal(model: type[BaseModel], exc: ValidationError) -> UserInputError:
     """Pydantic's first error as the one line the CLI would print (the validators raise theirs directly)."""
     error = exc.errors(include_url=False)[0]
     loc = [str(part) for part in error["loc"]]
-    got, kind = error.get("input"), error["type"]
-    if not loc:
-        return UserInputError(f"a schedule is an object of its arguments ({', '.join(model.model_fields)})")
+    got, kind, message = error.get("input"), error["type"], error["msg"]
+    if not loc:  # the whole spec: not an object, or a model validator's ValueError
+        if kind in ("model_type", "model_attributes_type", "dict_type"):
+            return UserInputError(f"a schedule is an object of its arguments ({', '.join(model.model_fields)})")
+        return UserInputError(message)
     if kind == "extra_forbidden":
         return UserInputError(f"`{loc[0]}`: not a schedule argument; expected {', '.join(model.model_fields)}")
     what = " ".join([argument(loc[0]), *loc[1:]])
@@ -173,7 +176,6 @@ def _refusal(model: type[BaseModel], exc: ValidationError) -> UserInputError:
         return UserInputError(f"{what} must be at least {low} and at most {high}, got {got}")
     if kind == "literal_error" and get_origin(field.annotation) is Literal:
         return UserInputError(f"{what} `{got}`: expected one of {', '.join(get_args(field.annotation))}")
-    message = error["msg"]
     return UserInputError(f"{what} `{got}`: {message[:1].lower()}{message[1:]}")
 
 
