@@ -291,7 +291,7 @@ def test_runs_page_lists_the_schedules_around_one_whose_row_cannot_be_read(home:
     bad = spoiled_rows()
     with RunStore.from_env() as store:
         for name in ["good", *bad]:
-            store.add_schedule(ScheduleSpec(str(notebook), every="1h", name=name).row())
+            store.add_schedule(ScheduleSpec.parse({"path": str(notebook), "every": "1h", "name": name}).row())
         for name, (assignment, _) in bad.items():
             spoil(home, name, assignment)
         html = RunsPage(store)._schedules_html()

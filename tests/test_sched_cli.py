@@ -119,13 +119,14 @@ def test_missing_or_invalid_notebook_is_refused(home: Path, tmp_path: Path, caps
     assert _schedules(home) == []
 
 
-def test_argparse_refusals_exit_2(home: Path, notebook: Path) -> None:
+def test_neither_or_both_of_cron_and_every_exit_2_in_one_line(
+        home: Path, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["schedule", "add", str(notebook)],
                  ["schedule", "add", str(notebook), "--cron", "@daily", "--every", "1h"]):
-        with pytest.raises(SystemExit) as exc:
-            main(argv)
-        assert exc.value.code == 2
+        assert main(argv) == 2
+        assert capsys.readouterr().err == 'flyte-lab: error: give exactly one of --cron "EXPR" or --every INTERVAL\n'
     assert main(["scheduler", "--now", "2026-01-01"]) == 2  # --now needs --once
+    assert _schedules(home) == []
 
 
 def test_add_list_pause_resume_remove(home: Path, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,17 @@ from flyte_lab.errors import FlyteLabError
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, build: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # "module:function" adding this sub-command's arguments on its first use: what it imports, others need not
+        self._build = build
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        if self._build is not None:
+            build, self._build = self._build, None
+            _load(build)(self)
+        return super().parse_known_args(*args, **kwargs)
+
     def error(self, message: str) -> Any:  # argparse's own errors also exit 2, in one line
         self.print_usage(sys.stderr)
         sys.stderr.write(f"flyte-lab: error: {message}\n")
@@ -110,31 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     # -- schedules (DESIGN.md section 3) -------------------------------------------------
     sub.choices["run"].add_argument("--notify", action="append", default=[], metavar="EVENT=URL",
                                     help="succeeded|failed|timed_out=http(s)://… or mailto:… (repeatable)")
-    schedule = sub.add_parser("schedule", help="run a notebook on a cron or fixed-rate schedule")
-    ssub = schedule.add_subparsers(dest="schedule_command", required=True, parser_class=_Parser)
-    p = ssub.add_parser("add", help="add a schedule (checked first: nothing is stored if it is refused)")
-    p.add_argument("notebook")
-    when = p.add_mutually_exclusive_group(required=True)
-    when.add_argument("--cron", help='five cron fields or an alias: "0 7 * * 1-5", "@hourly"')
-    when.add_argument("--every", help="a fixed rate counted from --start: 30s, 15m, 2h, 1d")
-    p.add_argument("--name", help="unique name (default: the notebook's file name without .ipynb)")
-    params(p)
-    p.add_argument("--start", help="ISO-8601; first fire at or after it (default: now)")
-    p.add_argument("--timezone", default="UTC", help="IANA name the cron is read in (default UTC)")
-    p.add_argument("--catchup", action="store_true", help="run every fire time missed while no scheduler ran")
-    p.add_argument("--max-catchup", type=int, default=50, help="at most this many missed fire times (default 50)")
-    p.add_argument("--max-active", type=int, default=1, help="most runs of this schedule at once (default 1)")
-    p.add_argument("--overlap", choices=["skip", "queue"], default="skip",
-                   help="at --max-active: skip the fire time, or queue it until a run ends (default skip)")
-    p.add_argument("--notify", action="append", default=[], metavar="EVENT=URL")
-    p.set_defaults(handler="flyte_lab.cli.schedule_commands:add")
-    p = ssub.add_parser("list", help="schedules, next fire times, last runs")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler="flyte_lab.cli.schedule_commands:list_")
-    for verb, text in (("pause", "stop firing"), ("resume", "fire again, from now"), ("remove", "delete")):
-        p = ssub.add_parser(verb, help=f"{text} a schedule")
-        p.add_argument("name")
-        p.set_defaults(handler=f"flyte_lab.cli.schedule_commands:{verb}")
+    # its arguments come from the schedule spec (pydantic), loaded only when `schedule` is asked for
+    sub.add_parser("schedule", help="run a notebook on a cron or fixed-rate schedule",
+                   build="flyte_lab.cli.schedule_commands:add_arguments")
     p = sub.add_parser("scheduler", help="fire due schedules (long-running; --once fires what is due and exits)")
     p.add_argument("--once", action="store_true", help="fire what is due, wait for those runs, exit")
     p.add_argument("--now", help="ISO-8601 time to fire at instead of the clock (with --once)")
@@ -143,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(spec: str) -> Callable[[argparse.Namespace], int]:
+def _load(spec: str) -> Callable[..., Any]:
+    """The function `module:name` names (a handler or a sub-command's arguments), imported when needed."""
     import importlib
 
     module, _, name = spec.partition(":")
@@ -159,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     decline_unused_imports()
     args = _parser().parse_args(argv)
     try:
-        return _load(args.handler)(args)
+        code: int = _load(args.handler)(args)
+        return code
     except FlyteLabError as exc:
         if args.debug:
             raise

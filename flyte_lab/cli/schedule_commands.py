@@ -7,27 +7,69 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any, get_args, get_origin
 
 from flyte_lab.errors import UserInputError
 from flyte_lab.graph.params import split_params
 from flyte_lab.store import RunStore
 
 
+def add_arguments(schedule: argparse.ArgumentParser) -> None:
+    """The `schedule` sub-commands (`add`'s options are defined when it is asked for: they import pydantic)."""
+    ssub = schedule.add_subparsers(dest="schedule_command", required=True, parser_class=type(schedule))
+    ssub.add_parser("add", help="add a schedule (checked first: nothing is stored if it is refused)",
+                    argument_default=argparse.SUPPRESS, build="flyte_lab.cli.schedule_commands:spec_arguments")
+    p = ssub.add_parser("list", help="schedules, next fire times, last runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="flyte_lab.cli.schedule_commands:list_")
+    for verb, text in (("pause", "stop firing"), ("resume", "fire again, from now"), ("remove", "delete")):
+        p = ssub.add_parser(verb, help=f"{text} a schedule")
+        p.add_argument("name")
+        p.set_defaults(handler=f"flyte_lab.cli.schedule_commands:{verb}")
+
+
+def spec_arguments(p: argparse.ArgumentParser) -> None:
+    """`schedule add`'s options: one per field of the schedule spec, described by it. Only the options given
+    reach the spec, as typed: it fills in the defaults and judges the values (exactly one of `--cron` and
+    `--every` too), as it does the REST body's."""
+    from flyte_lab.scheduler.spec import ScheduleSpec, argument
+
+    for field, info in ScheduleSpec.model_fields.items():
+        kind: dict[str, Any] = {"help": ScheduleSpec.help_text(field)}
+        if info.annotation is bool:
+            kind["action"] = "store_true"
+        elif get_origin(info.annotation) is dict:  # -p NAME=VALUE, split below
+            kind.update(action="append", metavar="NAME=VALUE")
+        elif get_origin(info.annotation) is list:
+            kind.update(action="append", metavar="EVENT=URL")
+        elif info.annotation is int:
+            kind["metavar"] = "N"
+        elif get_args(info.annotation) and all(isinstance(a, str) for a in get_args(info.annotation)):
+            kind["metavar"] = "|".join(get_args(info.annotation))  # a choice
+        if field == "path":
+            p.add_argument("path", metavar="notebook", **kind)
+        elif field == "params":
+            p.add_argument("-p", "--param", dest="params", **kind)
+        else:
+            p.add_argument(argument(field), dest=field, **kind)
+    p.set_defaults(handler="flyte_lab.cli.schedule_commands:add")
+
+
 def add(args: argparse.Namespace) -> int:
     from flyte_lab.scheduler import overview, timing
     from flyte_lab.scheduler.spec import ScheduleSpec
 
-    spec = ScheduleSpec(notebook=args.notebook, cron=args.cron, every=args.every, name=args.name,
-                        params=split_params(args.param), start=args.start, timezone=args.timezone,
-                        catchup=args.catchup, max_catchup=args.max_catchup, max_active=args.max_active,
-                        overlap=args.overlap, notify=args.notify)
+    given = {k: v for k, v in vars(args).items() if k in ScheduleSpec.model_fields}
+    if "params" in given:
+        given["params"] = split_params(given["params"])
+    spec = ScheduleSpec.parse(given)
     row = spec.row()
     with RunStore.from_env() as store:
         store.add_schedule(dict(row))
         schedule = store.get_schedule(row["name"])
     tz = timing.zone(schedule["timezone"])
     nxt = overview.next_fire_time(schedule, datetime.now(UTC))
-    when = f"cron `{schedule['cron']}`" if schedule["cron"] else f"every {args.every}"
+    when = f"cron `{schedule['cron']}`" if schedule["cron"] else f"every {spec.every}"
     print(f"schedule {schedule['name']} added: {schedule['notebook']}, {when} in {schedule['timezone']}; "
           f"next fire {nxt.astimezone(tz).isoformat() if nxt else '-'}")
     return 0

@@ -2,7 +2,7 @@
 
 - `timing`: fire times of a cron or fixed-rate schedule in a named timezone (DST included);
 - `checks`: the timing rules every schedule passes, typed or stored (its next fire times computable);
-- `spec`: `schedule add` arguments checked and turned into a store row (refusals exit 2);
+- `spec`: the one schedule spec (`schedule add`, REST body, preview, sidebar form): checked, then a store row;
 - `claims`: who this process is, and whether another claimant is still alive;
 - `loop`: the `flyte-lab scheduler` process: plan, claim, launch, reap;
 - `launch`: one claimed fire time made into a run (a child process of the loop);

@@ -29,7 +29,6 @@ from flyte_lab.server.models import (
     ResumeRequest,
     RunCreated,
     RunRequest,
-    ScheduleRequest,
     too_deep,
 )
 from flyte_lab.server.paths import resolve_notebook
@@ -76,6 +75,9 @@ class FlyteHandler(ExtensionHandlerMixin, APIHandler):
         return self.settings["flyte_lab_launcher"]
 
     def body(self, model: type[M]) -> M:
+        return model.model_validate(self.json_body())
+
+    def json_body(self) -> Any:
         deep = BadRequest(f"the request body nests lists or objects deeper than {MAX_BODY_DEPTH} levels")
         try:
             data = json.loads(self.request.body or b"{}")
@@ -85,7 +87,7 @@ class FlyteHandler(ExtensionHandlerMixin, APIHandler):
             raise deep from None
         if too_deep(data):
             raise deep
-        return model.model_validate(data)
+        return data
 
     def arg(self, name: str) -> str:
         value = self.get_query_argument(name, None)
@@ -104,7 +106,8 @@ class FlyteHandler(ExtensionHandlerMixin, APIHandler):
 class ConfigHandler(FlyteHandler):
     @answers
     async def get(self) -> None:
-        self.reply({"dashboard_url": self.settings.get("flyte_lab_dashboard_url")})
+        self.reply({"dashboard_url": self.settings.get("flyte_lab_dashboard_url"),
+                    "schedule_spec": service.schedule_spec()})
 
 
 class GraphHandler(FlyteHandler):
@@ -175,9 +178,8 @@ class SchedulesHandler(FlyteHandler):
 
     @answers
     async def post(self) -> None:
-        req = self.body(ScheduleRequest)
-        path = resolve_notebook(self.root_dir, req.path)
-        self.reply(await self.blocking(service.add_schedule, self.root_dir, path, req), 201)
+        body = self.json_body()  # the schedule spec: checked (and its path confined) by `service.add_schedule`
+        self.reply(await self.blocking(service.add_schedule, self.root_dir, body, datetime.now(UTC)), 201)
 
 
 class ScheduleHandler(FlyteHandler):
@@ -198,11 +200,8 @@ class SchedulePauseHandler(FlyteHandler):
 class PreviewHandler(FlyteHandler):
     @answers
     async def get(self) -> None:
-        cron = self.get_query_argument("cron", None)
-        every = self.get_query_argument("every", None)
-        tz = self.get_query_argument("timezone", "UTC")
-        start = self.get_query_argument("start", None)
-        self.reply(await self.blocking(service.preview, cron, every, tz, start, datetime.now(UTC)))
+        query = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+        self.reply(await self.blocking(service.preview, query, datetime.now(UTC)))
 
 
 _ID = r"(?P<run_id>[A-Za-z0-9_\-]+)"

@@ -48,21 +48,6 @@ class ResumeRequest(_Body):
     cluster: str | None = Field(default=None, pattern=CLUSTER_PATTERN)
 
 
-class ScheduleRequest(_Body):
-    path: str
-    cron: str | None = None
-    every: str | None = None
-    name: str | None = None
-    params: dict[str, str] = Field(default_factory=dict)
-    start: str | None = None
-    timezone: str = "UTC"
-    catchup: bool = False
-    max_catchup: int = 50
-    max_active: int = 1
-    overlap: str = "skip"
-    notify: list[str] = Field(default_factory=list)  # `EVENT=URL` items, as `schedule add --notify`
-
-
 class RunCreated(BaseModel):
     run_id: str
 

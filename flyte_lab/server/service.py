@@ -7,6 +7,7 @@ notebooks lie outside the root are neither listed nor found (`confined_run`, `co
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from datetime import datetime
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from flyte_lab.errors import UserInputError, ValidationFailed
-from flyte_lab.server.models import FirePreview, ScheduleRequest
-from flyte_lab.server.paths import relative_to_root
+from flyte_lab.server.models import FirePreview
+from flyte_lab.server.paths import relative_to_root, resolve_notebook
 from flyte_lab.store.database import NoStore
 
 
@@ -181,19 +182,16 @@ def confined_schedule(root: str, name: str) -> None:
         raise hidden
 
 
-def add_schedule(root: str, path: Path, req: ScheduleRequest) -> dict[str, Any]:
-    from datetime import UTC
-
+def add_schedule(root: str, body: Any, now: datetime) -> dict[str, Any]:
+    """`schedule add` of a POST body: the spec checked as the CLI checks it, its notebook under the root."""
     from flyte_lab.scheduler.spec import ScheduleSpec
 
-    spec = ScheduleSpec(notebook=str(path), cron=req.cron or None, every=req.every or None, name=req.name or None,
-                        params=dict(req.params), start=req.start or None, timezone=req.timezone,
-                        catchup=req.catchup, max_catchup=req.max_catchup, max_active=req.max_active,
-                        overlap=req.overlap, notify=list(req.notify))
-    row = spec.row()
+    spec = ScheduleSpec.parse(body, now)
+    path = resolve_notebook(root, spec.path)
+    row = spec.model_copy(update={"path": str(path)}).row()
     with _store(create=True) as store:
         store.add_schedule(dict(row))
-    found = [s for s in list_schedules(root, None, datetime.now(UTC)) if s["name"] == row["name"]]
+    found = [s for s in list_schedules(root, None, now) if s["name"] == row["name"]]
     return found[0]
 
 
@@ -207,9 +205,18 @@ def pause_schedule(name: str, paused: bool) -> None:
         store.set_schedule_paused(name, paused)
 
 
-def preview(cron: str | None, every: str | None, timezone: str, start: str | None, now: datetime) -> FirePreview:
-    """The next fire times of a schedule not saved yet (the form shows them before saving), checked as saving it is."""
-    from flyte_lab.scheduler.checks import parse_when
+def preview(query: dict[str, str], now: datetime) -> FirePreview:
+    """The next fire times of a schedule not saved yet (the form shows them before saving), checked as saving it is:
+    the timing fields of the query (`cron`, `every`, `timezone`, `start`; any other argument is not read)."""
+    from flyte_lab.scheduler.spec import ScheduleTiming
 
-    when = parse_when(cron, every, timezone, start, now)
-    return FirePreview(timezone=timezone, fire_times=[f.astimezone(when.tz).isoformat() for f in when.fires])
+    when = ScheduleTiming.parse({k: v for k, v in query.items() if k in ScheduleTiming.model_fields}, now).when
+    return FirePreview(timezone=when.timezone, fire_times=[f.astimezone(when.tz).isoformat() for f in when.fires])
+
+
+@functools.cache
+def schedule_spec() -> dict[str, Any]:
+    """The schedule spec's JSON Schema: the sidebar's schedule form takes its defaults, choices and bounds."""
+    from flyte_lab.scheduler.spec import ScheduleSpec
+
+    return ScheduleSpec.model_json_schema()

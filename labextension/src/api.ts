@@ -68,6 +68,29 @@ export interface Schedule {
   last_run: { run_id: string; status: string } | null;
 }
 
+/** One field of the schedule spec, as its JSON Schema (`GET config` → `schedule_spec`) describes it. */
+export interface SpecField {
+  default?: unknown;
+  description?: string;
+  examples?: string[];
+  enum?: string[]; // a choice
+  minimum?: number;
+  maximum?: number;
+  events?: string[]; // notify: what a target may be told about
+  reserved?: string[]; // params: inputs the scheduler sets itself
+}
+
+/** The schedule spec the server judges a schedule by (pydantic's JSON Schema of `scheduler/spec.py`). */
+export interface ScheduleSpec {
+  properties: Record<string, SpecField>;
+  required: string[];
+}
+
+export interface ServerConfig {
+  dashboard_url: string | null;
+  schedule_spec: ScheduleSpec;
+}
+
 export class ApiError extends Error {
   constructor(
     message: string,

@@ -4,7 +4,7 @@ import { JupyterFrontEnd } from '@jupyterlab/application';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 
-import { api, ApiError, Diagnostic, Graph, post, RunRecord, RunSummary, Schedule } from './api';
+import { api, ApiError, Diagnostic, Graph, post, RunRecord, RunSummary, Schedule, ServerConfig } from './api';
 import { el } from './dom';
 import { openExecuted, ViewerServices } from './executed';
 import { InputForm } from './form';
@@ -60,7 +60,10 @@ export class FlytePanel extends Widget {
     }
     this.scheduleForm = new ScheduleForm(() => this.path, () => this.refreshSchedules());
     this.sections.schedule.replaceChildren(el('h3', {}, 'Schedule'), this.scheduleForm.node);
-    void api<{ dashboard_url: string }>('config').then(c => (this.dashboardUrl = c.dashboard_url || this.dashboardUrl));
+    void api<ServerConfig>('config').then(c => {
+      this.dashboardUrl = c.dashboard_url || this.dashboardUrl;
+      this.scheduleForm.setSpec(c.schedule_spec);
+    });
     tracker.currentChanged.connect(() => this.follow(tracker.currentWidget));
     this.follow(tracker.currentWidget);
   }

@@ -1,13 +1,13 @@
 // The schedule form: what `flyte-lab schedule add` takes (cron or every, timezone, start, name, the
 // workflow inputs as -p, catch-up, max active, overlap, notifications), with the next five fire times
-// shown before saving. The server checks everything again and stores nothing if it refuses.
-import { api, post, Schedule } from './api';
+// shown before saving. Its defaults, choices, bounds and hints are the server's schedule spec (`setSpec`);
+// an input left empty is not sent, so the server's default applies. The server checks everything again
+// and stores nothing if it refuses.
+import { api, post, Schedule, ScheduleSpec, SpecField } from './api';
 import { el } from './dom';
 import { InputField, InputForm } from './form';
 
 const DEBOUNCE_MS = 400;
-const EVENTS = ['failed', 'succeeded', 'timed_out'];
-const SCHEDULED_TIME = 'scheduled_time'; // the scheduler passes each fire time
 
 function say(node: HTMLElement, err: unknown): void {
   node.textContent = err instanceof Error ? err.message : String(err);
@@ -15,22 +15,24 @@ function say(node: HTMLElement, err: unknown): void {
 
 export class ScheduleForm {
   readonly node = el('div', { class: 'flyte-schedule-form' });
-  readonly params = new InputForm('schedule', new Set([SCHEDULED_TIME]));
+  private readonly reserved = new Set<string>(); // inputs the scheduler sets (the spec's `params.reserved`)
+  readonly params = new InputForm('schedule', this.reserved);
   private readonly kind = el('select', { class: 'flyte-schedule-kind' },
     el('option', { value: 'cron' }, 'cron'), el('option', { value: 'every' }, 'every'));
-  private readonly cron = el('input', { class: 'flyte-cron', placeholder: '0 7 * * *' });
-  private readonly every = el('input', { class: 'flyte-every', placeholder: '15m, 2h, 1d' });
-  private readonly tz = el('input', { class: 'flyte-timezone', value: 'UTC' });
+  private readonly cron = el('input', { class: 'flyte-cron' });
+  private readonly every = el('input', { class: 'flyte-every' });
+  private readonly tz = el('input', { class: 'flyte-timezone' });
   private readonly start = el('input', { class: 'flyte-start', type: 'datetime-local', step: '1' });
-  private readonly name = el('input', { class: 'flyte-schedule-name', placeholder: 'name (default: the notebook)' });
+  private readonly name = el('input', { class: 'flyte-schedule-name' });
   private readonly catchup = el('input', { class: 'flyte-catchup', type: 'checkbox' });
-  private readonly maxCatchup = el('input', { class: 'flyte-max-catchup', type: 'number', min: '1', step: '1', value: '50' });
-  private readonly maxActive = el('input', { class: 'flyte-max-active', type: 'number', min: '1', step: '1', value: '1' });
-  private readonly overlap = el('select', { class: 'flyte-overlap' },
-    el('option', { value: 'skip' }, 'skip'), el('option', { value: 'queue' }, 'queue'));
+  private readonly maxCatchup = el('input', { class: 'flyte-max-catchup', type: 'number', step: '1' });
+  private readonly maxActive = el('input', { class: 'flyte-max-active', type: 'number', step: '1' });
+  private readonly overlap = el('select', { class: 'flyte-overlap' });
   private readonly notify = el('ul', { class: 'flyte-notify-list' });
   private readonly preview = el('ul', { class: 'flyte-fire-times' });
   private readonly message = el('div', { class: 'flyte-schedule-message' });
+  private events: string[] = []; // what a notification may be for (the spec's `notify.events`)
+  private fields: InputField[] = [];
   private timer = 0;
 
   constructor(
@@ -67,7 +69,41 @@ export class ScheduleForm {
 
   /** The workflow inputs of the active notebook changed. */
   setFields(fields: InputField[]): void {
+    this.fields = fields;
     this.params.update(fields);
+  }
+
+  /** Draw the inputs as the server's schedule spec describes them: defaults, choices, bounds, hints. */
+  setSpec(spec: ScheduleSpec): void {
+    const field = (name: string): SpecField => spec.properties[name] ?? {};
+    const texts: [string, HTMLInputElement][] = [
+      ['cron', this.cron], ['every', this.every], ['timezone', this.tz], ['start', this.start], ['name', this.name],
+      ['max_catchup', this.maxCatchup], ['max_active', this.maxActive]
+    ];
+    for (const [name, input] of texts) {
+      const { default: value, description, examples, minimum, maximum } = field(name);
+      input.value = value === null || value === undefined ? '' : String(value);
+      input.title = description ?? '';
+      input.placeholder = examples?.join(', ') ?? description ?? '';
+      if (minimum !== undefined) {
+        input.min = String(minimum);
+      }
+      if (maximum !== undefined) {
+        input.max = String(maximum);
+      }
+    }
+    this.catchup.checked = field('catchup').default === true;
+    this.catchup.title = field('catchup').description ?? '';
+    this.maxCatchup.disabled = !this.catchup.checked;
+    const overlap = field('overlap');
+    this.overlap.replaceChildren(...(overlap.enum ?? []).map(v => el('option', { value: v }, v)));
+    this.overlap.value = String(overlap.default ?? '');
+    this.overlap.title = overlap.description ?? '';
+    this.events = field('notify').events ?? [];
+    for (const name of field('params').reserved ?? []) {
+      this.reserved.add(name);
+    }
+    this.params.update(this.fields);
   }
 
   private showKind(): void {
@@ -89,10 +125,7 @@ export class ScheduleForm {
         this.preview.replaceChildren();
         return;
       }
-      const query: Record<string, string> = { ...when, timezone: this.tz.value.trim() || 'UTC' };
-      if (this.start.value) {
-        query.start = this.start.value;
-      }
+      const query: Record<string, string> = { ...when, ...this.given({ timezone: this.tz, start: this.start }) };
       try {
         const p = await api<{ fire_times: string[] }>('schedules/preview', {}, query);
         this.preview.replaceChildren(...p.fire_times.map(f => el('li', { class: 'flyte-fire-time' }, f)));
@@ -105,7 +138,7 @@ export class ScheduleForm {
   }
 
   private addNotify(): void {
-    const event = el('select', { class: 'flyte-notify-event' }, ...EVENTS.map(e => el('option', { value: e }, e)));
+    const event = el('select', { class: 'flyte-notify-event' }, ...this.events.map(e => el('option', { value: e }, e)));
     const url = el('input', { class: 'flyte-notify-url', placeholder: 'https://hooks.example.com/... or mailto:team@example.com' });
     const remove = el('button', { class: 'jp-Button flyte-notify-remove', type: 'button' }, 'x');
     const row = el('li', { class: 'flyte-notify' }, event, url, remove);
@@ -113,11 +146,24 @@ export class ScheduleForm {
     this.notify.append(row);
   }
 
+  /** The inputs the user did not leave empty, by field name: the server fills in the others. */
+  private given(inputs: Record<string, HTMLInputElement | HTMLSelectElement>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [name, input] of Object.entries(inputs)) {
+      const text = input.value.trim();
+      if (text !== '') {
+        out[name] = text;
+      }
+    }
+    return out;
+  }
+
   private async save(): Promise<void> {
     const when = this.when();
     const params = this.params.values();
     if (!when) {
-      this.message.textContent = `give a ${this.kind.value === 'cron' ? 'cron expression, e.g. 0 7 * * *' : 'interval, e.g. 15m'}`;
+      const input = this.kind.value === 'cron' ? this.cron : this.every;
+      this.message.textContent = `give ${this.kind.value === 'cron' ? 'a cron expression' : 'an interval'}, e.g. ${input.placeholder}`;
       return;
     }
     if (params === null) {
@@ -128,12 +174,13 @@ export class ScheduleForm {
       const event = (li.querySelector('.flyte-notify-event') as HTMLSelectElement).value;
       return `${event}=${(li.querySelector('.flyte-notify-url') as HTMLInputElement).value.trim()}`;
     });
-    const body = {
-      path: this.path(), ...when, timezone: this.tz.value.trim() || 'UTC', name: this.name.value.trim() || null,
-      start: this.start.value || null, params, catchup: this.catchup.checked,
-      max_catchup: Number(this.maxCatchup.value || 50), max_active: Number(this.maxActive.value || 1),
-      overlap: this.overlap.value, notify
+    const body: Record<string, unknown> = {
+      path: this.path(), ...when, params, catchup: this.catchup.checked, notify,
+      ...this.given({ timezone: this.tz, start: this.start, name: this.name, overlap: this.overlap })
     };
+    for (const [name, text] of Object.entries(this.given({ max_catchup: this.maxCatchup, max_active: this.maxActive }))) {
+      body[name] = Number(text);
+    }
     try {
       const s = await post<Schedule>('schedules', body);
       this.message.textContent = `schedule ${s.name} saved`;

@@ -41,6 +41,16 @@ def stored(lab: Any) -> Any:
     return RunStore.from_env(lab.home, create=False)
 
 
+def served_spec(lab: Any) -> dict[str, Any]:
+    """The schedule spec's fields as this server serves them to the sidebar (`GET /flyte-lab/api/config`)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{lab.url}flyte-lab/api/config",
+                                     headers={"Authorization": f"token {lab.token}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.load(answer)["schedule_spec"]["properties"]  # type: ignore[no-any-return]
+
+
 def test_typed_form_runs_with_its_values_and_schedules(page: Page, lab: Any) -> None:
     write_notebook(lab.root / "typed.ipynb", TYPED, parameters_cell=2)
     open_panel(page, lab, "typed.ipynb")
@@ -89,6 +99,17 @@ def test_typed_form_runs_with_its_values_and_schedules(page: Page, lab: Any) -> 
 
     # a schedule with what `schedule add` takes: every, start, the same input form, catch-up, overlap, notify
     sched = panel.locator(".flyte-schedule-form")
+    # its defaults, bounds and choices are the server's schedule spec
+    spec = served_spec(lab)
+    expect(sched.locator(".flyte-timezone")).to_have_value(spec["timezone"]["default"])
+    for box, name in ((".flyte-max-catchup", "max_catchup"), (".flyte-max-active", "max_active")):
+        expect(sched.locator(box)).to_have_value(str(spec[name]["default"]))
+        expect(sched.locator(box)).to_have_attribute("min", str(spec[name]["minimum"]))
+        expect(sched.locator(box)).to_have_attribute("max", str(spec[name]["maximum"]))
+    expect(sched.locator(".flyte-overlap option")).to_have_text(spec["overlap"]["enum"])
+    expect(sched.locator(".flyte-overlap")).to_have_value(spec["overlap"]["default"])
+    expect(sched.locator(".flyte-catchup")).not_to_be_checked()
+    assert spec["catchup"]["default"] is False
     sched.locator(".flyte-schedule-kind").select_option("every")
     sched.locator(".flyte-every").fill("15m")
     sched.locator(".flyte-start").fill("2030-01-01T06:00")
@@ -103,6 +124,7 @@ def test_typed_form_runs_with_its_values_and_schedules(page: Page, lab: Any) -> 
     sched.locator(".flyte-max-active").fill("2")
     sched.locator(".flyte-overlap").select_option("queue")
     sched.locator(".flyte-notify-add").click()
+    expect(sched.locator(".flyte-notify-event option")).to_have_text(spec["notify"]["events"])
     sched.locator(".flyte-notify-event").select_option("failed")
     sched.locator(".flyte-notify-url").fill("ftp://hooks.example.com/x")
     sched.locator(".flyte-schedule-name").fill("typed-often")
