@@ -17,6 +17,7 @@ import ctypes
 import sys
 from typing import Any
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _libc: ctypes.CDLL | None = None
 
@@ -33,6 +34,12 @@ def hide_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     return _prctl(_PR_SET_DUMPABLE, 0) == 0
+
+
+def die_with_parent(signum: int) -> None:
+    """Have the kernel send `signum` to this process when the thread that started it ends (Linux)."""
+    if sys.platform.startswith("linux"):
+        _prctl(_PR_SET_PDEATHSIG, signum)
 
 
 def dask_setup(server: Any) -> None:

@@ -178,3 +178,63 @@ def test_executor_status_and_stop(home: Path, tmp_path: Path) -> None:
     assert stopped.stdout.strip() == "stopped 1 executor(s)"
     wait_no_home_processes(home, 30)
     assert cli(home, "executor", "status").stdout.strip() == "no executor runs (the next run starts one)"
+
+
+def driver_pid(home: Path, run_id: str) -> int:
+    from flyte_lab.store import RunStore
+
+    with RunStore.from_env(str(home), create=False) as store:
+        return int(store.run_record(run_id)["driver_pid"])
+
+
+def start_warm(home: Path, nb: Path) -> None:
+    """A first run: it starts the executor, which starts its warm driver template."""
+    assert cli(home, "run", str(nb)).returncode == 0
+    (executor,) = running(home)
+    wait_for(lambda: (executor.folder / "driver.sock").exists(), 60, "the warm driver template")
+
+
+def test_a_warm_run_is_a_fork_of_the_driver_template_with_the_callers_output_and_exit_codes(
+        home: Path, tmp_path: Path) -> None:
+    nb = marking_notebook(tmp_path / "two.ipynb", tmp_path / "marks")
+    start_warm(home, nb)
+    proc = subprocess.Popen([*CLI, "run", str(nb), "--json"], env=cli_env(home), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    record = json.loads(out)  # stdout is the caller's: one JSON document
+    assert record["status"] == "succeeded" and record["cluster"] == "shared"
+    assert driver_pid(home, record["run_id"]) != proc.pid  # driven by a forked driver, not this process
+    failing = write_notebook(tmp_path / "fails.ipynb", "",
+                             "%%flyte_task boom() -> a: int\nraise ValueError('no')\na = 1")
+    failed = cli(home, "run", str(failing))
+    assert failed.returncode == 1 and "ValueError: no" in failed.stdout + failed.stderr
+    refused = cli(home, "run", str(nb), "-p", "nope=1")
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+
+
+def test_ctrl_c_reaches_a_warm_driver_and_killing_the_caller_kills_it(home: Path, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    nb = marking_notebook(tmp_path / "slow.ipynb", marks, slow_unless=tmp_path / "fast")
+    start_warm(home, marking_notebook(tmp_path / "two.ipynb", tmp_path / "warm-marks"))
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGKILL, -9)):
+        marks.unlink(missing_ok=True)
+        proc = subprocess.Popen([*CLI, "run", str(nb)], env=cli_env(home), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: marks.exists() and "second" in marks.read_text(), 120, "the second task to start")
+            run_id = proc.stdout.readline().split()[1] if proc.stdout else ""
+            driver = driver_pid(home, run_id)
+            assert driver != proc.pid
+            proc.send_signal(signum)
+            proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == code
+        wait_for(lambda: not psutil.pid_exists(driver) or psutil.Process(driver).status() == psutil.STATUS_ZOMBIE,
+                 30, "the warm driver to end with its caller")
+        shown = json.loads(cli(home, "show", run_id, "--json").stdout)
+        # Ctrl-C cancels the run as an in-process driver does; a killed one leaves it for resume
+        assert shown["status"] == ("cancelled" if signum == signal.SIGINT else "running")

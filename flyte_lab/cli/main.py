@@ -167,10 +167,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> NoReturn:
-    """The `flyte-lab` process itself (`main` is for callers that go on running)."""
+    """The `flyte-lab` process itself (`main` is for callers that go on running): a `run` is handed to a warm
+    driver when the shared executor keeps one (`cli/warm_client.py`), else run here."""
+    from flyte_lab.cli.warm_client import delegate
     from flyte_lab.process_exit import exit_process
 
-    exit_process(main())
+    code = delegate(sys.argv[1:])
+    exit_process(main() if code is None else code)
 
 
 if __name__ == "__main__":

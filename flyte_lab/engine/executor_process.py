@@ -13,8 +13,10 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,8 @@ def serve(folder: Path, workers: int, idle_s: float) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     try:
-        with local_cluster(workers, security=security(folder, "cluster")) as cluster:
+        with local_cluster(workers, security=security(folder, "cluster")) as cluster, \
+                _driver_template(folder):
             _record(folder, cluster, workers)
             idle_since = time.monotonic()
             while not stopping.wait(CHECK_S):
@@ -66,6 +69,30 @@ def serve(folder: Path, workers: int, idle_s: float) -> None:
     finally:
         (folder / "executor.json").unlink(missing_ok=True)
         close_pools()
+
+
+@contextlib.contextmanager
+def _driver_template(folder: Path) -> Iterator[None]:
+    """The warm driver template `flyte-lab run` hands itself to (`cli/warm_driver.py`), for this executor's life.
+    Started from this (main) thread: its parent-death signal follows the thread that forked it."""
+    import subprocess
+
+    import flyte_lab
+    from flyte_lab.engine.shared_executor import source_root
+
+    code = (f"import sys; sys.path.insert(0, {source_root(flyte_lab)!r}); "
+            "from flyte_lab.cli.warm_driver import main; main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder / "driver.sock"), str(os.getpid())],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=str(folder))
+    try:
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def _ask_busy(scheduler: Any) -> bool:

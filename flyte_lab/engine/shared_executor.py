@@ -167,8 +167,8 @@ def _start(folder: Path, workers: int) -> ExecutorInfo:
     log = os.open(folder / "executor.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     # the flyte_lab this process runs (a source checkout on sys.path, or the installed one), whatever the
     # executor's working folder puts on its path; nothing added to the environment its kernels inherit
-    root = str(Path(flyte_lab.__file__).resolve().parent.parent)
-    code = f"import sys; sys.path.insert(0, {root!r}); from {EXECUTOR_MAIN} import main; main(sys.argv[1:])"
+    code = (f"import sys; sys.path.insert(0, {source_root(flyte_lab)!r}); from {EXECUTOR_MAIN} import main; "
+            "main(sys.argv[1:])")
     try:
         proc = subprocess.Popen(
             [sys.executable, "-c", code, str(folder), str(workers), str(idle_timeout())],
@@ -190,6 +190,11 @@ def _start(folder: Path, workers: int) -> ExecutorInfo:
     proc.wait()
     raise DriverError(f"the local executor did not start (exit {proc.returncode}): {_last_line(folder)}; "
                       f"its log: {folder / 'executor.log'} (--cluster local runs without it)")
+
+
+def source_root(package: Any) -> str:
+    """The folder holding the flyte_lab this process runs (a source checkout on sys.path, or site-packages)."""
+    return str(Path(package.__file__).resolve().parent.parent)
 
 
 def _reap_later(proc: subprocess.Popen[bytes]) -> None:
