@@ -5,7 +5,10 @@
 
 Tools (each run is one process: interpreter start, cluster or kernel start and teardown included):
 
-- flyte_lab: `python -m flyte_lab.cli.main run NOTEBOOK --workers 2 --json`, a fresh FLYTE_LAB_HOME per run;
+- flyte_lab: `python -m flyte_lab.cli.main run NOTEBOOK --workers 2 --json` on a warm shared executor (one
+  FLYTE_LAB_HOME per workload, its executor started by an untimed run first, as after a user's first run);
+- flyte_lab_cold: the same with no executor running (a fresh FLYTE_LAB_HOME per run; its executor is stopped,
+  untimed, after each run);
 - papermill: the same cells top to bottom in one notebook (`python -m papermill`), one kernel;
 - floor:     the same setup and bodies run by `exec` as Dask tasks on a 2-worker LocalCluster (run_floor.py);
 - ploomber:  NotebookRunner tasks on the Parallel executor, 2 processes (run_ploomber.py, its own venv);
@@ -47,7 +50,8 @@ from workloads import WORKLOADS, Workload
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-TOOLS = ("flyte_lab", "papermill", "floor", "ploomber", "flytekit")
+TOOLS = ("flyte_lab", "flyte_lab_cold", "papermill", "floor", "ploomber", "flytekit")
+FLYTE = ("flyte_lab", "flyte_lab_cold")
 PEERS = ("ploomber", "flytekit")  # the tools that live in venvs of their own
 
 
@@ -80,7 +84,7 @@ class Plan:
 
     def command(self, repeat: int) -> list[str]:
         py, folder = str(self.python), str(self.folder)
-        if self.tool == "flyte_lab":
+        if self.tool in FLYTE:
             return [py, "-m", "flyte_lab.cli.main", "run", "flyte.ipynb", "--workers", "2", "--json"]
         if self.tool == "papermill":
             return [py, "-m", "papermill", "plain.ipynb", f"plain-out-{repeat}.ipynb", "--no-progress-bar"]
@@ -120,12 +124,13 @@ def prepare(tool: str, workload: Workload, folder: Path, peer_pythons: dict[str,
     (folder / "workload.json").write_text(workload.to_json())
     env = dict(os.environ, TMPDIR=str(folder))  # what a tool leaves in /tmp goes away with the folder
     python = Path(sys.executable)
-    if tool in ("flyte_lab", "papermill") and kernelspec.jupyter_path:
+    if tool in (*FLYTE, "papermill") and kernelspec.jupyter_path:
         env["JUPYTER_PATH"] = os.pathsep.join(p for p in (kernelspec.jupyter_path, env.get("JUPYTER_PATH")) if p)
-    if tool == "flyte_lab":
+    if tool in FLYTE:
         peer_inputs.write_flyte(workload, folder / "flyte.ipynb", kernelspec.name)
-        for name in ("FLYTE_LAB_DB_URL", "FLYTE_LAB_ARTIFACTS"):  # a private store per run, below
+        for name in ("FLYTE_LAB_DB_URL", "FLYTE_LAB_ARTIFACTS"):  # a private store, below
             env.pop(name, None)
+        env["FLYTE_LAB_HOME"] = str(folder / "home")
     elif tool == "papermill":
         peer_inputs.write_plain(workload, folder / "plain.ipynb", kernelspec.name)
     elif tool in PEERS:
@@ -141,22 +146,38 @@ def prepare(tool: str, workload: Workload, folder: Path, peer_pythons: dict[str,
 def run_once(plan: Plan, repeat: int, timeout_s: float) -> tuple[float, float | None]:
     """Wall seconds of one whole-process run, and the map-over's span where the tool reports it."""
     env = plan.env
-    if plan.tool == "flyte_lab":
-        env = dict(env, FLYTE_LAB_HOME=str(plan.folder / f"home-{repeat}"))  # fresh store: no cache hits
+    if plan.tool == "flyte_lab_cold":
+        env = dict(env, FLYTE_LAB_HOME=str(plan.folder / f"home-{repeat}"))  # no executor, no store yet
     start = time.perf_counter()
-    proc = _run_group(plan.command(repeat), plan.folder, env, timeout_s)
+    try:
+        proc = _run_group(plan.command(repeat), plan.folder, env, timeout_s)
+    finally:
+        if plan.tool == "flyte_lab_cold":
+            stop_executors(plan, env)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         # the whole output, for whoever looks into it (the folder itself goes away with the run)
         log = plan.folder.parent.parent / f"failed-{plan.workload.name}-{plan.tool}-{repeat + 1}.log"
         log.write_text(f"$ {' '.join(plan.command(repeat))}\n\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
         raise RunFailed(f"exit {proc.returncode} (whole output: {log.name}): {_tail(proc.stderr or proc.stdout)}")
-    if plan.tool == "flyte_lab":
+    if plan.tool in FLYTE:
         return elapsed, _check_flyte(plan, env, proc.stdout)
     if plan.tool == "floor":
         phases = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PHASES ")), None)
         return elapsed, json.loads(phases.removeprefix("PHASES "))["map_s"] if phases else None
     return elapsed, None
+
+
+def warm_up(plan: Plan, timeout_s: float) -> None:
+    """Untimed: the run that starts the workload's executor (and its kernel templates), as a user's first."""
+    proc = _run_group(plan.command(-1), plan.folder, plan.env, timeout_s)
+    if proc.returncode != 0:
+        raise RunFailed(f"warm-up run: exit {proc.returncode}: {_tail(proc.stderr or proc.stdout)}")
+
+
+def stop_executors(plan: Plan, env: dict[str, str]) -> None:
+    subprocess.run([str(plan.python), "-m", "flyte_lab.cli.main", "executor", "stop"], cwd=plan.folder, env=env,
+                   capture_output=True, check=False)
 
 
 def _run_group(cmd: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -191,6 +212,28 @@ def _check_flyte(plan: Plan, env: dict[str, str], stdout: str) -> float | None:
     return record["tasks"][mapped[0]].get("duration_s") if mapped else None
 
 
+def measure(args: argparse.Namespace, workloads: list[Workload], tools: list[str], plans: dict[tuple[str, str], Plan],
+            cells: dict[tuple[str, str], Cell]) -> None:
+    """Every repeat of every tool on every workload, interleaved."""
+    for repeat in range(args.repeat):
+        for w in workloads:
+            for tool in tools:  # interleaved: drift in machine load hits every tool alike
+                cell = cells[(w.name, tool)]
+                if cell.error:  # a tool that failed once is not retried: its cell says why
+                    continue
+                try:
+                    elapsed, map_s = run_once(plans[(w.name, tool)], repeat, args.timeout)
+                except RunFailed as exc:
+                    cell.error = str(exc)
+                    print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} FAILED: {exc}", flush=True)
+                    continue
+                cell.times.append(elapsed)
+                if map_s is not None:
+                    cell.map_s.append(map_s)
+                print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} {elapsed:7.2f} s", flush=True)
+
+
+
 def _split(value: str, allowed: tuple[str, ...], what: str, parser: argparse.ArgumentParser) -> list[str]:
     names = [n.strip() for n in value.split(",") if n.strip()]
     unknown = sorted(set(names) - set(allowed))
@@ -222,23 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         kernelspec = install_kernelspec(Path(tmp) / "jupyter") if args.kernelspec == "installed" else Kernelspec()
         plans = {(w.name, t): prepare(t, w, Path(tmp) / w.name / t, envs, kernelspec)
                  for w in workloads for t in tools}
-        for repeat in range(args.repeat):
+        for w in workloads:
+            if "flyte_lab" in tools:
+                try:
+                    warm_up(plans[(w.name, "flyte_lab")], args.timeout)
+                except RunFailed as exc:
+                    cells[(w.name, "flyte_lab")].error = str(exc)
+        try:
+            measure(args, workloads, tools, plans, cells)
+        finally:
             for w in workloads:
-                for tool in tools:  # interleaved: drift in machine load hits every tool alike
-                    cell = cells[(w.name, tool)]
-                    if cell.error:  # a tool that failed once is not retried: its cell says why
-                        continue
-                    try:
-                        elapsed, map_s = run_once(plans[(w.name, tool)], repeat, args.timeout)
-                    except RunFailed as exc:
-                        cell.error = str(exc)
-                        print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} FAILED: {exc}", flush=True)
-                        continue
-                    cell.times.append(elapsed)
-                    if map_s is not None:
-                        cell.map_s.append(map_s)
-                    print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} {elapsed:7.2f} s", flush=True)
-
+                if "flyte_lab" in tools:
+                    stop_executors(plans[(w.name, "flyte_lab")], plans[(w.name, "flyte_lab")].env)
         args.results.mkdir(parents=True, exist_ok=True)
         for log in Path(tmp).glob("failed-*.log"):
             shutil.copy(log, args.results / log.name)

@@ -69,14 +69,11 @@ def check_runs(home: Path, count: int) -> None:
             TWO.check(store.get_outputs(run["run_id"], "second")["result"]["value"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--kernelspec", choices=("installed", "shipped"), default="installed")
-    args = parser.parse_args()
+def measure(repeat: int, kernelspec: str) -> tuple[list[float], float, list[float]]:
+    """(papermill times, the first %flyte_run, the later %flyte_run times), interleaved, checked."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        spec = install_kernelspec(folder / "jupyter") if args.kernelspec == "installed" else Kernelspec()
+        spec = install_kernelspec(folder / "jupyter") if kernelspec == "installed" else Kernelspec()
         home = folder / "home"
         env = dict(os.environ, TMPDIR=str(folder), FLYTE_LAB_HOME=str(home))
         for name in ("FLYTE_LAB_DB_URL", "FLYTE_LAB_ARTIFACTS"):  # a private store, in the folder
@@ -94,16 +91,26 @@ def main() -> None:
             with client.setup_kernel():
                 client.execute_cell(nb.cells[0], 0)
                 first = flyte_run_once(client, 1, folder / "flyte.ipynb")
-                for i in range(args.repeat):
+                for i in range(repeat):
                     papermill.append(papermill_once(folder, env, i))
                     again.append(flyte_run_once(client, 2 + i, folder / "flyte.ipynb"))
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        check_runs(home, args.repeat + 1)
+        check_runs(home, repeat + 1)
+    return papermill, first, again
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--kernelspec", choices=("installed", "shipped"), default="installed")
+    args = parser.parse_args()
+    papermill, first, again = measure(args.repeat, args.kernelspec)
+    spec_name = args.kernelspec
     pm, rerun = statistics.median(papermill), statistics.median(again)
     ratio = rerun / pm
-    print(f"kernelspec: {args.kernelspec} ({spec.name}); repeats: {args.repeat}")
+    print(f"kernelspec: {spec_name}; repeats: {args.repeat}")
     print(f"papermill top to bottom (whole process):  {pm * 1000:8.0f} ms")
     print(f"first %flyte_run in the kernel:           {first * 1000:8.0f} ms")
     print(f"later %flyte_run in the same kernel:      {rerun * 1000:8.0f} ms   (each: "

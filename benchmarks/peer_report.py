@@ -16,7 +16,8 @@ from typing import Any
 from workloads import Workload
 
 LABELS = {
-    "flyte_lab": "flyte_lab",
+    "flyte_lab": "flyte_lab, warm executor",
+    "flyte_lab_cold": "flyte_lab, no executor running",
     "papermill": "papermill, top to bottom",
     "floor": "Dask exec floor",
     "ploomber": "Ploomber, Parallel",

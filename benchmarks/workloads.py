@@ -96,6 +96,19 @@ def _fan_out(name: str, title: str, setup: str, count: int, body: str, each: int
 
 CPU_LOOP = 2_000_000  # about 0.3 s of pure-Python adds on a quiet core (top-level code: global lookups)
 
+def map_workload(n: int) -> Workload:
+    """An `n`-element map-over of a trivial task between a producer and a reducer."""
+    return Workload(
+        f"map{n}", f"{n}-element map-over of a trivial task", "",
+        (
+            Task("make", (), (Var("xs", INT_LIST),), f"xs = list(range({n}))"),
+            Task("square", (Var("xs", INT),), (Var("ys", INT),), "ys = xs * xs", map_over="xs"),
+            Task("reduce", (Var("ys", INT_LIST),), (Var("total", INT),), "total = sum(ys)"),
+        ),
+        "total", sum(i * i for i in range(n)), map_length=n,
+    )
+
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in [
@@ -103,15 +116,7 @@ WORKLOADS: dict[str, Workload] = {
                  "time.sleep(0.5)\nout_{i} = {i}", 0),
         # 39 + the join = 40 tasks, each next to nothing: pure per-task overhead
         _fan_out("trivial40", "40 trivial tasks (39 + join)", "", 39, "out_{i} = {i}", 0),
-        Workload(
-            "map200", "200-element map-over of a trivial task", "",
-            (
-                Task("make", (), (Var("xs", INT_LIST),), "xs = list(range(200))"),
-                Task("square", (Var("xs", INT),), (Var("ys", INT),), "ys = xs * xs", map_over="xs"),
-                Task("reduce", (Var("ys", INT_LIST),), (Var("total", INT),), "total = sum(ys)"),
-            ),
-            "total", sum(i * i for i in range(200)), map_length=200,
-        ),
+        map_workload(200),
         _fan_out("cpu", f"CPU-bound fan-out: 8 x a {CPU_LOOP:,}-step Python loop + join", "", 8,
                  f"acc = 0\nfor k in range({CPU_LOOP}):\n    acc += k\n"
                  f"out_{{i}} = acc - {CPU_LOOP * (CPU_LOOP - 1) // 2} + {{i}}",

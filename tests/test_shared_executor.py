@@ -32,6 +32,7 @@ def marking_notebook(path: Path, marks: Path, slow_unless: Path | None = None) -
         path, "",
         f"%%flyte_task first() -> a: int\nopen({str(marks)!r}, 'a').write('first\\n')\na = 1",
         f"%%flyte_task second(a: int) -> b: int\nimport os, time\nopen({str(marks)!r}, 'a').write('second\\n')\n"
+        f"open({str(marks) + '.pid'!r}, 'w').write(str(os.getpid()))\n"
         f"{wait}b = a + 1")
 
 
@@ -180,6 +181,13 @@ def test_executor_status_and_stop(home: Path, tmp_path: Path) -> None:
     assert cli(home, "executor", "status").stdout.strip() == "no executor runs (the next run starts one)"
 
 
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def driver_pid(home: Path, run_id: str) -> int:
     from flyte_lab.store import RunStore
 
@@ -233,8 +241,9 @@ def test_ctrl_c_reaches_a_warm_driver_and_killing_the_caller_kills_it(home: Path
             if proc.poll() is None:
                 proc.kill()
         assert proc.returncode == code
-        wait_for(lambda: not psutil.pid_exists(driver) or psutil.Process(driver).status() == psutil.STATUS_ZOMBIE,
-                 30, "the warm driver to end with its caller")
+        wait_for(lambda: gone(driver), 30, "the warm driver to end with its caller")
+        # and the task's kernel with it: a resume must not find the task still running in the executor
+        wait_for(lambda: gone(int(Path(f"{marks}.pid").read_text())), 30, "the task's kernel to be killed")
         shown = json.loads(cli(home, "show", run_id, "--json").stdout)
         # Ctrl-C cancels the run as an in-process driver does; a killed one leaves it for resume
         assert shown["status"] == ("cancelled" if signum == signal.SIGINT else "running")
