@@ -100,13 +100,17 @@ class LaunchTemplate:
     def pid(self) -> int:
         return self.proc.pid
 
-    def launch(self, fds: list[int]) -> int:
-        """Fork a run with `fds` (its stdin, stdout and log) as its 0, 1 and 2; its pid. Blocks."""
+    def wait_ready(self) -> None:
+        """Until its imports are done (at once after the first time). Blocks."""
         if not self.ready:
             hello = self._receive(READY_TIMEOUT_S)
             if hello.get("unsafe"):
                 raise LaunchTemplateError(f"it cannot fork: {hello['unsafe']}")
             self.ready = True
+
+    def launch(self, fds: list[int]) -> int:
+        """Fork a run with `fds` (its stdin, stdout and log) as its 0, 1 and 2; its pid. Blocks."""
+        self.wait_ready()
         try:
             self._channel.settimeout(FORK_TIMEOUT_S)
             socket.send_fds(self._channel, [b'{"op": "launch"}'], fds)

@@ -64,12 +64,13 @@ class Launcher:
         self.fork_runs = fork_runs
         self.template: LaunchTemplate | None = None
         self._failures = 0
+        self._closed = False  # the server stopped: no new template, even for a launch still under way
         self._lock = asyncio.Lock()  # one launch at a time talks to the template
 
     def warm_up(self) -> None:
         """Start a template in the background if none runs (cheap when one does); the server calls it on
         every API request, so the template is ready well before the sidebar's first Run."""
-        while self.fork_runs and self.template is None and self._failures < MAX_TEMPLATE_FAILURES:
+        while self.fork_runs and not self._closed and self.template is None and self._failures < MAX_TEMPLATE_FAILURES:
             try:
                 self.template = LaunchTemplate()
             except LaunchTemplateError as exc:
@@ -162,6 +163,7 @@ class Launcher:
 
     def close(self) -> None:
         """The server stops: end the template and forget the runs (they outlive the server on purpose)."""
+        self._closed = True
         self._retire()
         for reaper in self._reapers:
             reaper.cancel()

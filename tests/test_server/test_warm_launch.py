@@ -22,8 +22,10 @@ import psutil
 import pytest
 
 from flyte_lab.store import RunStore
+from tests.ordinary_user import OrdinaryUser, ordinary_user
 from tests.process_helpers import wait_for, wait_no_home_processes, write_notebook
 
+__all__ = ["ordinary_user"]
 pytestmark = pytest.mark.cluster
 
 GATE = ("import os, time\n"
@@ -120,6 +122,10 @@ async def test_runs_and_resumes_are_forks_that_drive_as_the_cli_does(
     try:
         run_id, child = await launched(fetch, launcher, "runs", params)
         assert_forked(launcher, child.pid)
+        # the template imported the engine but runs none of it: no Dask cluster listening, no store open
+        template = psutil.Process(launcher.template.pid)
+        assert template.net_connections(kind="inet") == []
+        assert [f.path for f in template.open_files() if f.path.startswith(str(home))] == []
         # its driver holds the lease under its own pid; its log is the file the server chose; stdout detached
         driving = wait_for(lambda: (r := record(run_id))["driver_pid"] and r, 60, "the run's driver")
         assert driving["driver_pid"] == child.pid
@@ -251,3 +257,38 @@ def test_a_template_exits_when_its_server_dies(tmp_path: Path, home: Path) -> No
         server.wait()
         server.stdout.close()
     wait_no_home_processes(home, 10)
+
+
+HOLDER = """
+import sys
+from flyte_lab.server.forked_launches import LaunchTemplate
+template = LaunchTemplate()
+template.wait_ready()
+try:
+    open(f"/proc/{template.pid}/environ", "rb").read()
+    print("readable")
+except PermissionError:
+    print("hidden")
+finally:
+    template.close()
+"""
+
+CONTROL = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "print(flush=True); input()"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+child.stdout.readline()  # it runs: its environment is the one it was started with
+print(b"flyte-lab-secret-" in open(f"/proc/{child.pid}/environ", "rb").read())
+child.communicate(b"\\n")
+"""
+
+
+def test_the_template_holding_the_servers_secrets_is_not_readable_by_its_user(ordinary_user: OrdinaryUser) -> None:
+    """The template has the Jupyter server's environment, where the runs' `--env K=$NAME` secrets come from:
+    another process of the same user cannot read it through /proc (the control: a process that did not hide
+    its memory is readable)."""
+    secret = {"FLYTE_TEST_SECRET": "flyte-lab-secret-" + os.urandom(8).hex()}
+    held = ordinary_user.run([str(ordinary_user.python), "-c", HOLDER], timeout=180, **secret)
+    assert held.stdout.strip() == "hidden", held.stderr[-2000:]
+    control = ordinary_user.run([str(ordinary_user.python), "-c", CONTROL], **secret)
+    assert control.stdout.strip() == "True", control.stderr
