@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flyte_lab.errors import FlyteLabError
@@ -97,17 +98,12 @@ class Launcher:
         logs.mkdir(mode=0o700, exist_ok=True)
         log_path = logs / f"launch-{os.getpid()}-{len(self.children)}-{os.urandom(4).hex()}.log"
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        stdin_r, stdin_w = os.pipe()
-        stdout_r, stdout_w = os.pipe()
         try:
-            run = await self._forked([stdin_r, stdout_w, log_fd]) or await self._spawned(stdin_r, stdout_w, log_fd)
-        except BaseException:
-            os.close(stdin_w)
-            os.close(stdout_r)
-            raise
+            started = await _with_pipes(self._forked, log_fd) or await _with_pipes(self._spawned, log_fd)
         finally:
-            for fd in (stdin_r, stdout_w, log_fd):  # the child has its own copies
-                os.close(fd)
+            os.close(log_fd)  # the child has its own copy
+        assert started is not None  # a spawn starts a process or raises
+        run, stdin_w, stdout_r = started
         self.children.add(run)
         reaper = asyncio.ensure_future(self._reap(run))
         self._reapers.add(reaper)
@@ -144,7 +140,8 @@ class Launcher:
             self._failures = 0
         return ForkedRun(pid)
 
-    async def _spawned(self, stdin: int, stdout: int, log: int) -> SpawnedRun:
+    async def _spawned(self, fds: list[int]) -> SpawnedRun:
+        stdin, stdout, log = fds
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "flyte_lab.server.launcher", stdin=stdin, stdout=stdout, stderr=log,
             start_new_session=True,  # Ctrl-C of `jupyter lab` does not reach the run
@@ -170,6 +167,25 @@ class Launcher:
         for run in self.children:
             run.detach()
         self.children.clear()
+
+
+async def _with_pipes(start: Callable[[list[int]], Awaitable[RunProcess | None]],
+                      log_fd: int) -> tuple[RunProcess, int, int] | None:
+    """`start` given new pipes as the run's stdin and stdout and `log_fd` as its stderr: the run, with our ends of
+    the pipes; None, our ends closed, if it started nothing (a fork that failed late may hold the other ends: a
+    spawn after it gets pipes of its own)."""
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    run: RunProcess | None = None
+    try:
+        run = await start([stdin_r, stdout_w, log_fd])
+    finally:
+        os.close(stdin_r)  # the child has its own copies
+        os.close(stdout_w)
+        if run is None:
+            os.close(stdin_w)
+            os.close(stdout_r)
+    return None if run is None else (run, stdin_w, stdout_r)
 
 
 async def _exchange(request: bytes, stdin: int, stdout: int) -> bytes:
