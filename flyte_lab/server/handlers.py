@@ -48,6 +48,7 @@ def answers(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[N
     @functools.wraps(method)
     async def wrapper(self: FlyteHandler, *args: Any, **kwargs: Any) -> None:
         try:
+            self.launcher.warm_up()  # the sidebar's first request: the first Run finds the template ready
             if "run_id" in kwargs:
                 self.run = await self.blocking(service.confined_run, self.root_dir, kwargs["run_id"])
             if "name" in kwargs:

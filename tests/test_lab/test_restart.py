@@ -1,8 +1,10 @@
-"""A run launched through the REST API survives the Jupyter server that launched it."""
+"""A run launched through the REST API survives the Jupyter server that launched it; the server's launch template
+(the process each run is forked from) does not."""
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from typing import Any
 
@@ -32,11 +34,14 @@ def test_run_outlives_the_server(lab: Any) -> None:
     with direct.open(request, timeout=120) as answer:
         assert answer.status == 201
         run_id = json.loads(answer.read())["run_id"]
-    [driver] = [p for p in psutil.Process(lab.proc.pid).children(recursive=True)
-                if "flyte_lab.server.launcher" in " ".join(p.cmdline())]
+    # the run's process is a fork of the server's launch template, in a session of its own
+    [template] = [p for p in psutil.Process(lab.proc.pid).children() if "launch_template" in " ".join(p.cmdline())]
+    [driver] = template.children()
+    assert os.getsid(driver.pid) == driver.pid
     lab.proc.terminate()  # the server goes away while the run is going on
     lab.proc.wait(30)
     assert driver.is_running()
+    template.wait(30)  # the template goes with its server
     release.touch()
     driver.wait(150)  # not our child: psutil waits by polling, without an exit code
     from flyte_lab.store import RunStore

@@ -223,7 +223,7 @@ async def test_the_cancel_route_stops_a_run_and_its_kernels_within_about_a_secon
         (child,) = launcher.children
         deadline = time.monotonic() + 90
         while not (kernels := running_kernels(marks, None, 2)):
-            assert child.returncode is None and time.monotonic() < deadline, "the sleeping tasks never started"
+            assert child.running() and time.monotonic() < deadline, "the sleeping tasks never started"
             await asyncio.sleep(0.2)
 
         cancel = await fetch(f"runs/{run_id}/cancel", method="POST", body={})
