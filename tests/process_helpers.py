@@ -109,6 +109,12 @@ def describe(procs: list[psutil.Process]) -> str:
 
 
 def wait_no_home_processes(home: Path, timeout: float, only_kernels: bool = False) -> None:
+    """Nothing of this home's runs is left, once its shared executor (kept between runs by design: its pooled
+    kernels and templates too) is stopped. Tests of what a run itself kills (cancel, timeouts, a killed
+    driver) run on a cluster of their own (`--cluster local`), where this stop hides nothing."""
+    from flyte_lab.engine.shared_executor import stop
+
+    stop(home)
     deadline = time.monotonic() + timeout
     while True:
         left = home_processes(home, only_kernels)

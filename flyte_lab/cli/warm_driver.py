@@ -17,8 +17,6 @@ connection: if the caller goes away (killed), the driver is killed too, as an in
 
 from __future__ import annotations
 
-import gc
-import importlib
 import json
 import os
 import signal
@@ -27,43 +25,14 @@ import sys
 import threading
 from typing import Any
 
-# what `flyte-lab run` on the shared executor imports before and while it drives a run
-RUN_MODULES = (
-    "flyte_lab.cli.launch_commands", "flyte_lab.cli.report", "flyte_lab.engine.api", "flyte_lab.engine.driver",
-    "flyte_lab.engine.clusters", "flyte_lab.engine.shared_executor", "flyte_lab.engine.task_notebook",
-    "flyte_lab.engine.attempt_spec", "flyte_lab.engine.worker.run_attempt", "flyte_lab.engine.worker.kernelspecs",
-    "flyte_lab.graph.validate", "flyte_lab.k8s.autoscaler", "flyte_lab.store.run_store",
-    "sqlalchemy.dialects.sqlite", "sqlite3", "distributed.client", "distributed.security", "distributed.comm.tcp",
-    "jupyter_client.kernelspec", "nbformat", "rich.console", "rich.progress", "rich.table",
-)
+from flyte_lab.driver_template import preload, reap_children, reseed
+
+# what `flyte-lab run` imports besides a driver's modules
+CLI_MODULES = ("flyte_lab.cli.main", "flyte_lab.cli.launch_commands", "flyte_lab.cli.report", "rich.console",
+               "rich.progress", "rich.table")
+
 MAX_REQUEST = 1 << 20
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD, signal.SIGHUP)
-
-
-def preload() -> str | None:
-    """Import what a run needs; why forking is unsafe afterwards, or None."""
-    from flyte_lab.engine.worker.kernel_template import unsafe_reason
-    from flyte_lab.import_costs import decline_unused_imports
-
-    decline_unused_imports()  # as the CLI does: this is a CLI driver
-    for name in RUN_MODULES:
-        importlib.import_module(name)
-        reason = unsafe_reason()
-        if reason:
-            return f"importing `{name}`: {reason}"
-    gc.collect()
-    gc.freeze()  # fewer copy-on-write pages per fork
-    return None
-
-
-def _reap(*_: Any) -> None:
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def _peer_uid(conn: socket.socket) -> int:
@@ -77,7 +46,7 @@ def serve(listener: socket.socket, fresh: dict[signal.Signals, Any]) -> tuple[so
     """Fork drivers until told to stop (None); in a forked driver, its connection and request."""
     from flyte_lab.engine.worker.kernel_template import unsafe_reason
 
-    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGCHLD, reap_children)
     while True:
         try:
             conn, _ = listener.accept()
@@ -127,9 +96,7 @@ def _fork(listener: socket.socket, fds: list[int], fresh: dict[signal.Signals, A
     sys.stdin = open(0, encoding="utf-8", closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:  # `random` reseeds itself after a fork; numpy's global generator does not
-        numpy.random.seed()
+    reseed()
     return 0
 
 
@@ -174,7 +141,7 @@ def main(argv: list[str]) -> None:
     if os.getppid() != int(argv[1]):
         return
     fresh = {sig: signal.getsignal(sig) for sig in _SIGNALS}
-    if preload() is not None:
+    if preload(CLI_MODULES) is not None:
         return
     os.chdir(os.path.dirname(argv[0]))  # bound by a relative name: a socket's path is limited to 107 bytes
     path = os.path.basename(argv[0])

@@ -33,8 +33,6 @@ does (`process_exit.exit_process`: non-daemon threads joined, atexit handlers ru
 
 from __future__ import annotations
 
-import gc
-import importlib
 import json
 import os
 import signal
@@ -42,53 +40,15 @@ import socket
 import sys
 from typing import Any
 
-# what a local run imports before and while it is recorded and driven (found by listing `sys.modules` at the end
-# of a spawned launcher's run of a two-task notebook)
-RUN_MODULES = (
-    "flyte_lab.server.launcher", "flyte_lab.engine.api", "flyte_lab.engine.driver", "flyte_lab.engine.clusters",
-    "flyte_lab.engine.kept_cluster", "flyte_lab.engine.task_notebook", "flyte_lab.engine.worker.run_attempt",
-    "flyte_lab.engine.worker.kernels", "flyte_lab.engine.worker.local_worker", "flyte_lab.engine.worker.files",
-    "flyte_lab.k8s.autoscaler", "flyte_lab.store.run_store", "sqlalchemy.dialects.sqlite", "sqlite3",
-    "distributed.deploy.local", "distributed.scheduler", "distributed.worker", "distributed.nanny",
-    "distributed.http.scheduler.prometheus", "distributed.http.worker.prometheus", "distributed.http.health",
-    "distributed.http.statics", "distributed.http.scheduler.info", "distributed.http.scheduler.json",
-    "distributed.diagnostics.websocket", "tornado.platform.asyncio", "multiprocessing.managers",
-    "multiprocessing.shared_memory", "papermill.execute", "nbclient.client", "jupyter_client.manager",
-    "ipykernel.kernelspec", "IPython.core.interactiveshell", "http.server",
-)
+from flyte_lab.driver_template import preload, reap_children, reseed
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD)
 MAX_MESSAGE = 4096
 
 
-def preload() -> str | None:
-    """Import what a run needs; why forking is unsafe afterwards, or None."""
-    from flyte_lab.engine.worker.kernel_template import unsafe_reason
-    from flyte_lab.import_costs import decline_unused_imports
-
-    decline_unused_imports()  # as in the CLI's driver: this process is one of flyte_lab's own drivers
-    for name in RUN_MODULES:
-        importlib.import_module(name)
-        reason = unsafe_reason()
-        if reason:
-            return f"importing `{name}`: {reason}"
-    gc.collect()
-    gc.freeze()  # objects made so far are never written by the collector: fewer copy-on-write pages per fork
-    return None
-
-
-def _reap(*_: Any) -> None:
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def serve(channel: socket.socket, fresh: dict[signal.Signals, Any]) -> bool:
     """Answer launches until EOF (False); True in a forked run, once it is ready to run `launcher.main()`."""
-    signal.signal(signal.SIGCHLD, _reap)  # runs are our children until we exit: no zombies meanwhile
+    signal.signal(signal.SIGCHLD, reap_children)  # runs are our children until we exit: no zombies meanwhile
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # our own session already; a stray Ctrl-C is not for us
     while True:
         data, fds, _flags, _addr = socket.recv_fds(channel, MAX_MESSAGE, 3)
@@ -136,15 +96,8 @@ def _fork(channel: socket.socket, fds: list[int], fresh: dict[signal.Signals, An
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    _reseed()
+    reseed()
     return 0
-
-
-def _reseed() -> None:
-    # `random` reseeds itself after a fork (os.register_at_fork); numpy's global generator does not
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()
 
 
 def main() -> None:
@@ -153,7 +106,7 @@ def main() -> None:
     hide_memory()  # holds the Jupyter server's environment, the source of the runs' secrets
     fresh = {sig: signal.getsignal(sig) for sig in _SIGNALS}  # what a new interpreter has: each run gets them back
     channel = socket.socket(fileno=int(sys.argv[1]))
-    unsafe = preload()
+    unsafe = preload(("flyte_lab.server.launcher",))
     channel.send(json.dumps({"ready": os.getpid(), "unsafe": unsafe}).encode())
     if unsafe is not None or not serve(channel, fresh):
         return
