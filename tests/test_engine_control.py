@@ -77,7 +77,7 @@ def test_ctrl_c_cancels_the_run_kills_its_kernel_and_releases_its_cache_lock(
     marks.mkdir()
     nb = _blocking_notebook(tmp_path, marks, cache=True)
     log = tmp_path / "run.log"
-    driver = spawn([*CLI, "run", str(nb)], home, log)
+    driver = spawn([*CLI, "run", str(nb), "--cluster", "local"], home, log)
     procs.append(driver)
     wait_for(lambda: _started(marks) == 1, 60, "the cached task to start")
     run_id = only_run_id(home)
@@ -110,7 +110,7 @@ def test_cancel_from_another_process_and_resume_of_a_live_run_is_refused(
     marks.mkdir()
     nb = _blocking_notebook(tmp_path, marks)
     log = tmp_path / "run.log"
-    driver = spawn([*CLI, "run", str(nb)], home, log)
+    driver = spawn([*CLI, "run", str(nb), "--cluster", "local"], home, log)
     procs.append(driver)
     wait_for(lambda: _started(marks) == 1, 60, "the task to start")
     run_id = only_run_id(home)
@@ -141,7 +141,7 @@ def test_driver_killed_inside_its_finishing_transaction_leaves_all_or_nothing(
     marks.mkdir()
     nb = _blocking_notebook(tmp_path, marks, cache=True)
     log = tmp_path / "run.log"
-    driver = spawn([*CLI, "run", str(nb)], home, log)
+    driver = spawn([*CLI, "run", str(nb), "--cluster", "local"], home, log)
     procs.append(driver)
     wait_for(lambda: _started(marks) == 1, 60, "the cached task to start")
     run_id = only_run_id(home)
@@ -247,7 +247,7 @@ def test_cancel_from_the_cli_stops_the_run_and_its_kernels_within_about_a_second
     marks = tmp_path / "marks"
     marks.mkdir()
     nb = sleeping_notebook(tmp_path / "sleepers.ipynb", marks)
-    where = ["--workers", "2"] if cluster == "local" else ["--cluster", _dask_cluster(home, tmp_path, procs),
+    where = ["--cluster", "local", "--workers", "2"] if cluster == "local" else ["--cluster", _dask_cluster(home, tmp_path, procs),
                                                            "--shared-fs"]
     log = tmp_path / "run.log"
     driver = spawn([*CLI, "run", str(nb), *where], home, log)

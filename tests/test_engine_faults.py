@@ -61,7 +61,7 @@ def test_resume_after_driver_sigkill(home: Path, tmp_path: Path, procs: list[sub
         "%%flyte_task c(y: int) -> z: int\nz = y * 10",
     )
     log = tmp_path / "run.log"
-    driver = spawn([*CLI, "run", str(nb), "--json"], home, log)
+    driver = spawn([*CLI, "run", str(nb), "--cluster", "local", "--json"], home, log)
     procs.append(driver)
 
     def a_done_b_running() -> str | None:
@@ -197,7 +197,7 @@ def test_timeout_fails_the_task_and_stops_its_kernel(home: Path, tmp_path: Path,
     )
     log = tmp_path / "run.log"
     began = time.monotonic()
-    driver = spawn([*CLI, "run", str(nb), "--workers", "1", "--json"], home, log)
+    driver = spawn([*CLI, "run", str(nb), "--cluster", "local", "--workers", "1", "--json"], home, log)
     procs.append(driver)
     rc, out = finish(driver, log, 55)
     elapsed = time.monotonic() - began
