@@ -22,7 +22,7 @@ CTX = mp.get_context("fork")
 PROCESS_TIMEOUT_S = 60
 
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
-EXTRA_KEYS = {"schedule", "scheduled_time", "error", "attempts_detail", "scale_events", "notes"}
+EXTRA_KEYS = {"schedule", "scheduled_time", "cluster", "error", "attempts_detail", "scale_events", "notes"}
 TASK_KEYS = {
     "status",
     "attempts",
