@@ -57,6 +57,7 @@ class Server:
         self.url = f"http://127.0.0.1:{port}/flyte-lab/api/"
         env = dict(env, FLYTE_LAB_HOME=str(self.home), JUPYTER_CONFIG_DIR=str(folder / "config"),
                    JUPYTER_RUNTIME_DIR=str(folder / "runtime"))
+        self.env = env
         self.log = folder / "server.log"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -95,6 +96,9 @@ class Server:
         return elapsed
 
     def stop(self) -> None:
+        """The server, and the shared executor its runs started (kept between runs by design)."""
+        subprocess.run([sys.executable, "-m", "flyte_lab.cli.main", "executor", "stop"], env=self.env,
+                       capture_output=True, check=False)
         self.proc.terminate()
         try:
             self.proc.wait(30)
@@ -107,6 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--kernelspec", choices=("installed", "shipped"), default="installed")
+    parser.add_argument("--json", action="store_true", help="also print the times as one JSON line (bench_targets)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -144,6 +149,8 @@ def main() -> None:
     print(f"ratio warm REST / papermill:                  {hot / pm:8.2f}x  (target <= {TARGET}x)")
     print(f"ratio warm REST / new-interpreter REST:       {hot / old:8.2f}x")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.json:
+        print(json.dumps({"papermill": papermill, "warm": warm, "cold": [cold], "spawned": spawn}))
 
 
 if __name__ == "__main__":
