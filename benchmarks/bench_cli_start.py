@@ -77,9 +77,12 @@ def main() -> None:
             "flyte-lab run NB (2 tasks)": [*CLI, "run", str(nb), "--workers", "1", "--no-cache"],
         }
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
-        for _ in range(args.repeat):
-            for name, argv in cases.items():
-                times[name].append(timed(argv, env))
+        try:
+            for _ in range(args.repeat):
+                for name, argv in cases.items():
+                    times[name].append(timed(argv, env))
+        finally:  # the run's shared executor, kept between runs by design
+            subprocess.run([*CLI, "executor", "stop"], env=env, capture_output=True, check=False)
     wall = {name: statistics.median(w for w, _ in values) for name, values in times.items()}
     cpu = {name: statistics.median(c for _, c in values) for name, values in times.items()}
     floor = "python -c 'import nbformat'"

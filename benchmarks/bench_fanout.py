@@ -165,7 +165,11 @@ def run_once(mode: str, work: Path, repeat_index: int, args: argparse.Namespace)
         env.pop("FLYTE_LAB_DB_URL", None)
         env.pop("FLYTE_LAB_ARTIFACTS", None)
         cmd = [py, "-m", "flyte_lab.cli.main", "run", "fanout.ipynb", "--workers", str(args.workers)]
-        elapsed = timed(mode, cmd, work, env)
+        try:
+            elapsed = timed(mode, cmd, work, env)
+        finally:  # with no executor running before each run: stop the one it started (untimed)
+            subprocess.run([py, "-m", "flyte_lab.cli.main", "executor", "stop"], env=env, capture_output=True,
+                           check=False)
         check_flyte_total(work, env, args.tasks)
         return elapsed
     if mode == "papermill":
