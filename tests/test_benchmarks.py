@@ -83,7 +83,7 @@ def test_smallest_real_run_writes_table_json_and_plot(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = (tmp_path / "peers.md").read_text()
-    assert "| flyte_lab |" in table and "| Dask exec floor |" in table
+    assert "| flyte_lab, warm executor |" in table and "| Dask exec floor |" in table
     (record,) = [json.loads(line) for line in (tmp_path / "peers.jsonl").read_text().splitlines()]
     walls = {row["tool"]: row for row in record["rows"]}
     assert set(walls) == {"flyte_lab", "floor"}
