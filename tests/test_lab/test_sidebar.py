@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import CLI, cli_env
+from tests.process_helpers import failing_map_pipeline
 from tests.test_lab.conftest import open_panel
 
 pytestmark = [
@@ -73,11 +76,6 @@ def test_sidebar_tasks_diagnostics_run_and_schedule(page: Page, lab: Any) -> Non
 
 
 def test_a_failed_run_shows_how_far_it_got_not_a_full_bar(page: Page, lab: Any) -> None:
-    import subprocess
-
-    from tests.conftest import CLI, cli_env
-    from tests.process_helpers import failing_map_pipeline
-
     notebook = failing_map_pipeline(lab.root / "fails.ipynb")
     done = subprocess.run([*CLI, "run", str(notebook), "--cluster", "local", "--workers", "1"], env=cli_env(lab.home),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=240, check=False)
