@@ -41,6 +41,16 @@ def write_notebook(path: Path, params: str, *tasks: str) -> Path:
     return path
 
 
+def failing_map_pipeline(path: Path) -> Path:
+    """`make` succeeds, `square` maps over its 3 items and succeeds, `total` divides by zero: 4 of 5 done."""
+    return write_notebook(
+        path, "n = 3",
+        "%%flyte_task make(n: int) -> items: list[int]\nitems = list(range(1, n + 1))",
+        "%%flyte_task square(items: int) -> sq: int --map-over items\nsq = items * items",
+        "%%flyte_task total(sq: list[int]) -> s: float\ns = sum(sq) / 0",
+    )
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from flyte_lab.graph.params import split_params
+from flyte_lab.statuses import RUN_LIVE, RUN_TERMINAL, RunStatus, TaskStatus
 
 
 class _Progress:
@@ -34,7 +35,7 @@ class _Progress:
                             description=", ".join(progress.running) or "running")
         elif not self.quiet:
             for task, state in progress.status.items():
-                if self.last.get(task) != state and state != "queued":
+                if self.last.get(task) != state and state != TaskStatus.QUEUED:
                     print(f"  {task}: {state}", file=sys.stderr, flush=True)
         self.last = dict(progress.status)
 
@@ -109,7 +110,7 @@ def cancel(args: argparse.Namespace) -> int:
     from flyte_lab.engine.api import cancel_run, get_run
 
     run_id, outcome = cancel_run(args.run_id)
-    if outcome in ("succeeded", "failed", "cancelled"):
+    if outcome in RUN_TERMINAL:
         print(f"run {run_id} already {outcome}; nothing to cancel")
         return 0
     if outcome == "recorded":
@@ -121,7 +122,7 @@ def cancel(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = get_run(run_id)["status"]
-        if status not in ("queued", "running"):
+        if status not in RUN_LIVE:
             print(f"run {run_id} {status}")
             return 0
         time.sleep(0.2)
@@ -135,7 +136,7 @@ def _finish(record: dict[str, Any], as_json: bool) -> int:
                                                  "started_at", "finished_at", "cluster", "tasks")}, indent=2))
     else:
         print(summary(record))
-    return 0 if record["status"] == "succeeded" else 1
+    return 0 if record["status"] == RunStatus.SUCCEEDED else 1
 
 
 def summary(record: dict[str, Any]) -> str:
@@ -145,11 +146,11 @@ def summary(record: dict[str, Any]) -> str:
     lines = [f"run {record['run_id']} {record['status']}: "
              + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
     run_error = record.get("error")
-    if record["status"] == "failed" and run_error and run_error.get("type") == "DriverError":
+    if record["status"] == RunStatus.FAILED and run_error and run_error.get("type") == "DriverError":
         lines.append(f"  {run_error.get('message')}")
     for name, task in record["tasks"].items():
         error = task.get("error")
-        if task["status"] == "failed" and error:
+        if task["status"] == TaskStatus.FAILED and error:
             where = f"cell {error.get('cell')}, line {error.get('line')}" if error.get("cell") else "infrastructure"
             lines.append(f"  task `{name}` failed at {where}: {error.get('type')}: {error.get('message')}")
             if task.get("output_notebook"):

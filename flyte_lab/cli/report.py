@@ -18,14 +18,16 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from flyte_lab.statuses import RunStatus, TaskStatus
+
 STATUS_STYLES: dict[str, str] = {
-    "succeeded": "green",
-    "cached": "cyan",
-    "failed": "bold red",
-    "running": "yellow",
-    "queued": "blue",
-    "skipped": "magenta",
-    "cancelled": "magenta",
+    TaskStatus.SUCCEEDED: "green",
+    TaskStatus.CACHED: "cyan",
+    TaskStatus.FAILED: "bold red",
+    TaskStatus.RUNNING: "yellow",
+    TaskStatus.QUEUED: "blue",
+    TaskStatus.SKIPPED: "magenta",
+    RunStatus.CANCELLED: "magenta",
 }
 
 # Wide enough that piped output (grep, logs) keeps one line per row instead of wrapping at 80.
@@ -165,7 +167,7 @@ def tasks_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table:
             status_text(task.get("status")),
             str(task.get("attempts", 0)),
             format_duration(task.get("duration_s")),
-            "yes" if task.get("status") == "cached" else "no",
+            "yes" if task.get("status") == TaskStatus.CACHED else "no",
             Text(format_resources(task.get("resources"))),
         )
     return table
@@ -237,7 +239,7 @@ def run_report(run: Mapping[str, Any], now: datetime | None = None) -> Group:
     for note in run.get("notes") or ():
         parts.extend([Text(""), Text(f"note: {note}", style="yellow")])
     for name, task in tasks.items():
-        if task.get("status") == "failed":
+        if task.get("status") == TaskStatus.FAILED:
             parts.extend([Text(""), task_error(name, task)])
     line = run_error_line(run)
     if line:

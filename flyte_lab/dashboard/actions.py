@@ -12,6 +12,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+from flyte_lab.statuses import RunStatus
+
 _lock = threading.Lock()
 _running: list[Action] = []
 
@@ -100,7 +102,7 @@ def _main(argv: list[str]) -> int:
         print(f"flyte-lab: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     print(f"run {record['run_id']} {record['status']}", flush=True)
-    if record["status"] != "succeeded":
+    if record["status"] != RunStatus.SUCCEEDED:
         print(f"run `{record['run_id']}` {record['status']}", file=sys.stderr)
         return 1
     return 0

@@ -20,6 +20,7 @@ from bokeh.plotting import figure
 from flyte_lab.cli.report import format_duration, format_resources
 from flyte_lab.dashboard.views import STATUS_COLORS
 from flyte_lab.kernel_ext.graph_render import layout, workflow_from_graph_json
+from flyte_lab.statuses import TaskStatus
 
 BOX_W, BOX_H = 0.8, 0.6
 PX_PER_ROW, MAX_HEIGHT, MIN_HEIGHT = 70, 900, 220
@@ -66,7 +67,7 @@ def node_data(graph: Mapping[str, Any], run: Mapping[str, Any],
         if name not in where:
             continue
         task = tasks.get(name) or {}
-        status = task.get("status") or "queued"
+        status = task.get("status") or TaskStatus.QUEUED
         x, y = where[name]
         data["x"].append(x)
         data["y"].append(y)

@@ -19,8 +19,9 @@ from flyte_lab.dashboard.run_graph import RunGraph
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
 from flyte_lab.dashboard.task_detail import attempts, notebook_html, summary_html
 from flyte_lab.dashboard.timeline import Timeline
-from flyte_lab.dashboard.views import LIVE_RUN, RESUMABLE, TASK_COLUMNS, failed_tasks, run_summary, task_rows
+from flyte_lab.dashboard.views import TASK_COLUMNS, failed_tasks, run_summary, task_rows
 from flyte_lab.errors import RunNotFound
+from flyte_lab.statuses import RUN_LIVE, RUN_RESUMABLE, TaskStatus
 
 REFRESH_MS = 1000
 TASK_ROW_PX = 26
@@ -70,7 +71,7 @@ class RunPage:
     def tick(self) -> None:
         status = self.store.run_record(self.run_id)["status"]
         pending = self.action is not None and not self.action.done.is_set()
-        if status in LIVE_RUN or status != self.run["status"] or pending or self.action is not None:
+        if status in RUN_LIVE or status != self.run["status"] or pending or self.action is not None:
             self.reload()
         if self.action is not None and self.action.done.is_set():
             self.notice.object = self._notice(self.action.describe())
@@ -92,7 +93,7 @@ class RunPage:
 
     def show_run(self) -> None:
         run = self.run
-        live = '<span class="flyte-live"> · live</span>' if run["status"] in LIVE_RUN else ""
+        live = '<span class="flyte-live"> · live</span>' if run["status"] in RUN_LIVE else ""
         error = run.get("error") or {}
         run_error = f'<p style="color:#c0392b">{escape(str(error.get("message")))}</p>' if error else ""
         self.header.object = (f'<h2 class="flyte-run-title">run <code>{escape(self.run_id)}</code> '
@@ -104,8 +105,8 @@ class RunPage:
     def _buttons(self) -> None:
         busy = self.action is not None and not self.action.done.is_set()
         status = self.run["status"]
-        self.cancel.disabled = status not in LIVE_RUN
-        self.resume.disabled = busy or status not in RESUMABLE
+        self.cancel.disabled = status not in RUN_LIVE
+        self.resume.disabled = busy or status not in RUN_RESUMABLE
         self.relaunch.disabled = busy
 
     def show_task(self) -> None:
@@ -129,7 +130,7 @@ class RunPage:
         if not url:
             self.notebook.object = "<p><i>no executed notebook yet</i></p>"
             return
-        final = any(a["output_notebook"] == url and a["status"] != "running"
+        final = any(a["output_notebook"] == url and a["status"] != TaskStatus.RUNNING
                     for a in attempts(self.run, self.task.value))
         self.notebook.object = notebook_html(url, final)
 

@@ -18,18 +18,22 @@ from flyte_lab.cli.report import format_time, notebook_name
 from flyte_lab.dashboard.common import CSS, frame, html, link_formatter, load_extensions, message_page, status_formatter
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
 from flyte_lab.dashboard.views import RUN_COLUMNS, notebook_labels, page_slice, run_row
+from flyte_lab.run_progress import element_counts, manifest_lengths
+from flyte_lab.statuses import RunStatus
 
 PAGE_SIZE = 25
 ALL = "(all)"
 REFRESH_MS = 5000
-STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class RunsPage:
     def __init__(self, store: Any) -> None:
         self.store = store
+        self.list_length = manifest_lengths()  # the map-over tasks' element counts, for each run's progress
+        self.sizes: dict[str, dict[str, int]] = {}  # run id -> those counts, for the runs shown
         self.total = 0  # runs in the store, unfiltered
-        self.status = pn.widgets.Select(label="status", options=[ALL, *STATUSES], value=ALL, width=140)
+        self.status = pn.widgets.Select(label="status", options=[ALL, *(s.value for s in RunStatus)], value=ALL,
+                                        width=140)
         self.notebook = pn.widgets.Select(label="notebook", options=[ALL], value=ALL, width=220)
         self.schedule = pn.widgets.Select(label="schedule", options=[ALL], value=ALL, width=180)
         self.page = pn.widgets.IntInput(label="page", value=1, start=1, width=90)
@@ -80,7 +84,11 @@ class RunsPage:
         first, end, pages = page_slice(matching, int(self.page.value or 1), PAGE_SIZE)
         now = datetime.now(UTC)
         page = self.store.list_runs(limit=end - first, offset=first, **filters) if end > first else []
-        shown = [run_row(s, self._detail(s["run_id"]), now) for s in page]
+        shown, sizes = [], {}
+        for summary in page:
+            detail, sizes[summary["run_id"]] = self._detail(summary["run_id"])
+            shown.append(run_row(summary, detail, now, sizes[summary["run_id"]]))
+        self.sizes = sizes  # a manifest, once stored, does not change: the next refresh reads no manifest again
         self.table.value = pd.DataFrame(shown, columns=RUN_COLUMNS)
         self.count.object = (f'<span class="flyte-count">{matching} runs · page {first // PAGE_SIZE + 1} of '
                              f"{pages}</span>")
@@ -91,13 +99,16 @@ class RunsPage:
             '<p class="flyte-empty">No runs yet. Start one with <code>flyte-lab run NOTEBOOK</code> (or '
             "<code>%flyte_run</code> in a notebook) and it appears here.</p>")
 
-    def _detail(self, run_id: str) -> dict[str, Any] | None:
+    def _detail(self, run_id: str) -> tuple[dict[str, Any] | None, dict[str, int]]:
+        """The run's `get_run` record and the element counts of its map-over tasks (for its progress)."""
         from flyte_lab.errors import RunNotFound
 
         try:
-            return dict(self.store.get_run(run_id))
+            run = dict(self.store.get_run(run_id))
+            graph = self.store.get_graph(run_id)
         except RunNotFound:  # deleted between the two reads
-            return None
+            return None, {}
+        return run, element_counts(run, graph, self.list_length, self.sizes.get(run_id))
 
     def _schedules_html(self) -> str:
         from flyte_lab.scheduler.overview import describe, overview

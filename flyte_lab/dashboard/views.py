@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flyte_lab.cli.report import format_duration, format_resources, format_time, notebook_name, parse_time, run_duration
+from flyte_lab.run_progress import progress
+from flyte_lab.statuses import RUN_LIVE, RunStatus, TaskStatus
 
-LIVE_RUN = frozenset({"queued", "running"})
-RESUMABLE = frozenset({"failed", "cancelled"})
-STATUS_COLORS = {
-    "queued": "#bdc3c7", "running": "#3498db", "succeeded": "#27ae60", "cached": "#16a085",
-    "failed": "#c0392b", "skipped": "#95a5a6", "cancelled": "#e67e22",
+STATUS_COLORS: dict[str, str] = {
+    TaskStatus.QUEUED: "#bdc3c7", TaskStatus.RUNNING: "#3498db", TaskStatus.SUCCEEDED: "#27ae60",
+    TaskStatus.CACHED: "#16a085", TaskStatus.FAILED: "#c0392b", TaskStatus.SKIPPED: "#95a5a6",
+    RunStatus.CANCELLED: "#e67e22",
 }
 RUN_COLUMNS = ["run", "notebook", "status", "start", "duration", "tasks done", "tasks failed", "schedule"]
 TASK_COLUMNS = ["task", "status", "attempts", "duration", "cached", "resources", "cell"]
@@ -23,19 +24,21 @@ def run_link(run_id: str) -> str:
     return f"./run?id={run_id}"
 
 
-def run_row(summary: Mapping[str, Any], detail: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
-    """One line of the runs table; `detail` (the `get_run` record) adds start, duration and task counts."""
+def run_row(summary: Mapping[str, Any], detail: Mapping[str, Any] | None, now: datetime,
+            sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """One line of the runs table; `detail` (the `get_run` record) adds start, duration and task counts
+    (`sizes`: element counts of its map-over tasks, `run_progress.element_counts`)."""
     tasks = (detail or {}).get("tasks") or {}
-    statuses = [t.get("status") for t in tasks.values()]
+    done, total = progress(tasks, sizes)
     record = detail or summary
     return {
         "run": summary["run_id"],
         "notebook": notebook_name(summary.get("notebook")),
         "status": summary.get("status"),
         "start": format_time(record.get("started_at") or record.get("created_at")),
-        "duration": format_duration(run_duration(record, now if summary.get("status") in LIVE_RUN else None)),
-        "tasks done": f"{sum(s in ('succeeded', 'cached') for s in statuses)}/{len(statuses)}" if tasks else "-",
-        "tasks failed": sum(s == "failed" for s in statuses),
+        "duration": format_duration(run_duration(record, now if summary.get("status") in RUN_LIVE else None)),
+        "tasks done": f"{done}/{total}" if tasks else "-",
+        "tasks failed": sum(t.get("status") == TaskStatus.FAILED for t in tasks.values()),
         "schedule": summary.get("schedule") or "",
     }
 
@@ -62,7 +65,7 @@ def task_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
             "status": task.get("status"),
             "attempts": task.get("attempts", 0),
             "duration": format_duration(task.get("duration_s")),
-            "cached": "yes" if task.get("status") == "cached" else "",
+            "cached": "yes" if task.get("status") == TaskStatus.CACHED else "",
             "resources": format_resources(task.get("resources")),
             "cell": task.get("cell"),
         })
@@ -83,7 +86,7 @@ def attempt_bars(run: Mapping[str, Any], now: datetime | None = None) -> list[di
                 "task": task,
                 "attempt": attempt.get("number"),
                 "worker": attempt.get("worker") or "local",
-                "status": attempt.get("status") or "running",
+                "status": attempt.get("status") or TaskStatus.RUNNING,
                 "start": start.replace(tzinfo=None),
                 "end": max(end, start).replace(tzinfo=None),
                 "duration": format_duration((end - start).total_seconds()),
@@ -142,10 +145,10 @@ def run_summary(run: Mapping[str, Any], now: datetime | None = None) -> str:
     for task in tasks.values():
         counts[task.get("status") or "-"] = counts.get(task.get("status") or "-", 0) + 1
     shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    live = run.get("status") in LIVE_RUN
+    live = run.get("status") in RUN_LIVE
     return (f"{notebook_name(run.get('notebook'))} · started {format_time(run.get('started_at'))} · "
             f"{format_duration(run_duration(run, now if live else None))} · {len(tasks)} tasks ({shown or 'none'})")
 
 
 def failed_tasks(run: Mapping[str, Any]) -> Sequence[str]:
-    return [name for name, t in (run.get("tasks") or {}).items() if t.get("status") == "failed"]
+    return [name for name, t in (run.get("tasks") or {}).items() if t.get("status") == TaskStatus.FAILED]

@@ -16,6 +16,7 @@ from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
 from flyte_lab.errors import DriverError, FlyteLabError, UserInputError, ValidationFailed
 from flyte_lab.graph.model import Workflow
 from flyte_lab.graph.validate import decode_values, encode_values, graph_json, resolve_params, validate_notebook
+from flyte_lab.statuses import RunStatus, TaskStatus
 
 OnChange = Callable[[Any], None]
 OnEvent = Callable[[str], None]
@@ -198,7 +199,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     finally:
         if on_finished is not None:
             record = store.get_run(run_id)
-            if record["status"] in ("succeeded", "failed"):
+            if record["status"] in (RunStatus.SUCCEEDED, RunStatus.FAILED):
                 on_finished(record)  # notifications: never fail the run
     return dict(store.get_run(run_id))
 
@@ -217,7 +218,7 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     if not Path(path).is_file():
         raise UserInputError(f"run `{run_id}`: its notebook {path} no longer exists")
     edited = bool(record.get("notebook_hash")) and record["notebook_hash"] != notebook_hash(path)
-    if run["status"] == "succeeded" and not edited:
+    if run["status"] == RunStatus.SUCCEEDED and not edited:
         raise UserInputError(f"run `{run_id}` already succeeded and its notebook is unchanged; nothing to resume")
     wf, values = _validated(path, dict(run["params"]), stored=True)
     missing = sorted(set(run["tasks"]) ^ set(wf.tasks))
@@ -247,8 +248,9 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
 def _close_orphan_attempts(store: Any, run: dict[str, Any], fence: int) -> None:
     for task, attempts in run.get("attempts_detail", {}).items():
         for attempt in attempts:
-            if attempt["status"] == "running":  # its driver died mid-attempt
-                store.finish_attempt(run["run_id"], task, attempt["number"], "failed", kind="infra", fence=fence,
+            if attempt["status"] == TaskStatus.RUNNING:  # its driver died mid-attempt
+                store.finish_attempt(run["run_id"], task, attempt["number"], TaskStatus.FAILED, kind="infra",
+                                     fence=fence,
                                      error={"type": "DriverLost", "message": "the driver of this run stopped "
                                             "during this attempt", "cell": None, "line": None, "traceback": ""})
 
@@ -280,7 +282,7 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
                       on_change=on_change, on_event=on_event, **prior).run()
     except (Exception, KeyboardInterrupt) as exc:
         if not driving:  # the cluster never came up (bad address, Ctrl-C while starting): nothing ran
-            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
                 store.set_run_status(run_id, status, error={"type": type(exc).__name__, "message": message},

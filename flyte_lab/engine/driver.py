@@ -27,6 +27,7 @@ from flyte_lab.engine.task_notebook import build_split_notebook, build_task_note
 from flyte_lab.engine.worker.run_attempt import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import ClusterLost, DriverError, FlyteLabError, LeaseLostError
 from flyte_lab.graph.model import Workflow
+from flyte_lab.statuses import TASK_TERMINAL, RunStatus, TaskStatus
 from flyte_lab.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class RunDriver:
     def run(self) -> str:
         self.client.subscribe_topic(EVENT_TOPIC, self._on_worker_event)
         try:
-            self.store.set_run_status(self.run_id, "running", fence=self.fence)
+            self.store.set_run_status(self.run_id, RunStatus.RUNNING, fence=self.fence)
             self._feed(sm.RunStarted())
             while not self.machine.done:
                 self._wait()
@@ -183,11 +184,11 @@ class RunDriver:
             record = self.by_task.get(name)
             size = record.size if record is not None and record.size is not None else 1
             total += max(size, 1)
-            if state in sm.TERMINAL:
+            if state in TASK_TERMINAL:
                 done += max(size, 1)
-            elif record is not None and record.size is not None and state == "running":
-                done += sum(1 for r in record.results.values() if r.get("status") == "succeeded")
-        return Progress(status, done, total, [n for n, s in status.items() if s == "running"])
+            elif record is not None and record.size is not None and state == TaskStatus.RUNNING:
+                done += sum(1 for r in record.results.values() if r.get("status") == TaskStatus.SUCCEEDED)
+        return Progress(status, done, total, [n for n, s in status.items() if s == TaskStatus.RUNNING])
 
     def _note(self, note: Any) -> None:
         """What a worker reports about how this run's tasks run (e.g. why their kernels are started, not forked):
@@ -244,24 +245,25 @@ class RunDriver:
         return []
 
     def _mark(self, ins: sm.MarkTask) -> None:
-        if ins.status in ("succeeded", "cached"):
+        if ins.status in (TaskStatus.SUCCEEDED, TaskStatus.CACHED):
             record, outputs, notebook = self.pending.pop(ins.task)
             outputs = self._declared_types(ins.task, outputs)
-            if ins.status == "succeeded":
+            if ins.status == TaskStatus.SUCCEEDED:
                 assert record is not None
                 self.store.commit_success(self.run_id, ins.task, record.number, outputs, output_notebook=notebook,
                                           cache_key=self.cache_keys.get(ins.task), cache_entry=ins.cache,
                                           fence=self.fence)
             else:
                 self.store.save_outputs(self.run_id, ins.task, outputs, fence=self.fence)
-                self.store.set_task_status(self.run_id, ins.task, "cached", cache_key=self.cache_keys.get(ins.task),
+                self.store.set_task_status(self.run_id, ins.task, TaskStatus.CACHED,
+                                           cache_key=self.cache_keys.get(ins.task),
                                            fence=self.fence)
             self.outputs[ins.task] = outputs
         else:
-            at = self.started_at.pop(ins.task, None) if ins.status == "running" else None
+            at = self.started_at.pop(ins.task, None) if ins.status == TaskStatus.RUNNING else None
             record = self.by_task.get(ins.task)
             notebook = None
-            if record is not None and record.results and ins.status == "failed":
+            if record is not None and record.results and ins.status == TaskStatus.FAILED:
                 notebook = next(iter(record.results.values())).get("output_notebook")
             self.store.set_task_status(self.run_id, ins.task, ins.status, error=ins.error, output_notebook=notebook,
                                        at=at, fence=self.fence)
@@ -337,7 +339,8 @@ class RunDriver:
         if why:
             error = {"type": "Unschedulable", "message": f"task `{task}` {why}; lower its --cpu/--mem/--gpu or "
                      "use bigger workers", "cell": spec_task.cell, "line": 1, "traceback": ""}
-            self.store.finish_attempt(self.run_id, task, number, "failed", kind="user", error=error, fence=self.fence)
+            self.store.finish_attempt(self.run_id, task, number, TaskStatus.FAILED, kind="user", error=error,
+                                      fence=self.fence)
             return [sm.TaskStarted(task, attempt), sm.TaskFailed(task, attempt, "user", error)]
         inputs = self._input_entries(task)
         if not spec_task.options.map_over:
@@ -417,7 +420,7 @@ class RunDriver:
         record = self.by_task[ins.task]
         error = {"type": "WorkerLost", "message": f"the worker running task `{ins.task}` was lost; Dask reran it"
                  f" on {ins.worker}", "cell": None, "line": None, "traceback": ""}
-        self.store.finish_attempt(self.run_id, ins.task, record.number, "failed", kind="infra", error=error,
+        self.store.finish_attempt(self.run_id, ins.task, record.number, TaskStatus.FAILED, kind="infra", error=error,
                                   fence=self.fence)
         record.number = self.store.start_attempt(self.run_id, ins.task, ins.worker,
                                                  self.wf.tasks[ins.task].options.resources(), fence=self.fence)
@@ -445,11 +448,11 @@ class RunDriver:
                 raise self._cluster_lost()
             if future.status == "error":
                 exc = future.exception()
-                record.results[index] = {"status": "failed", "kind": "infra", "error": {
+                record.results[index] = {"status": TaskStatus.FAILED, "kind": "infra", "error": {
                     "type": type(exc).__name__, "message": f"infrastructure error: {exc}", "cell": None,
                     "line": None, "traceback": ""}}
             elif future.status == "cancelled":
-                record.results[index] = {"status": "failed", "kind": "cancelled", "error": {
+                record.results[index] = {"status": TaskStatus.FAILED, "kind": "cancelled", "error": {
                     "type": "Cancelled", "message": "the Dask task was cancelled", "cell": None, "line": None,
                     "traceback": ""}}
             else:
@@ -460,7 +463,7 @@ class RunDriver:
                 for other in record.futures:
                     self.inflight.pop(other.key, None)
                 self._apply_events(self._finish(record))
-            elif record.results[index]["status"] != "succeeded" and record.size is not None:
+            elif record.results[index]["status"] != TaskStatus.SUCCEEDED and record.size is not None:
                 # one element failed for good: the others' results no longer matter, stop them
                 pass
 
@@ -481,7 +484,7 @@ class RunDriver:
         if record.size is not None:
             return self._finish_map(record)
         (result,) = record.results.values()
-        if record.splitting and result["status"] == "succeeded":
+        if record.splitting and result["status"] == TaskStatus.SUCCEEDED:
             return self._split_done(record, result)
         return self._conclude(record, result, result.get("outputs"))
 
@@ -496,12 +499,13 @@ class RunDriver:
         if elements is None:
             error = {"type": "ArtifactError", "message": f"the kernel splitting `{mapped.name}` for task "
                      f"`{record.task}` stored no list manifest", "cell": spec_task.cell, "line": 1, "traceback": ""}
-            return self._conclude(record, {**result, "status": "failed", "kind": "infra", "error": error}, None)
+            return self._conclude(record, {**result, "status": TaskStatus.FAILED, "kind": "infra", "error": error},
+                                  None)
         return self._fan_out(record.task, record.attempt, record.number, self._input_entries(record.task), elements)
 
     def _finish_map(self, record: _Attempt) -> list[sm.Event]:
         results = [record.results[i] for i in sorted(record.results)]
-        failed = next((r for r in results if r["status"] != "succeeded"), None)
+        failed = next((r for r in results if r["status"] != TaskStatus.SUCCEEDED), None)
         if failed is not None:
             return self._conclude(record, failed, None)
         gathered: dict[str, dict[str, Any]] = {}
@@ -512,7 +516,8 @@ class RunDriver:
                                   "codec": ref.codec, "content_hash": ref.content_hash, "preview": ref.preview}
             if all("value" in r["outputs"][out.name] for r in results):
                 gathered[out.name]["value"] = [r["outputs"][out.name]["value"] for r in results]
-        summary = {"status": "succeeded", "output_notebook": results[0]["output_notebook"] if results else None,
+        summary = {"status": TaskStatus.SUCCEEDED,
+                   "output_notebook": results[0]["output_notebook"] if results else None,
                    "worker": results[0].get("worker") if results else None}
         return self._conclude(record, summary, gathered)
 
@@ -520,17 +525,17 @@ class RunDriver:
         task = record.task
         self._drain_events()  # a start event still in flight is recorded before the outcome
         events: list[sm.Event] = []
-        if self.machine.task_status.get(task) == "queued":  # its start event is late or lost
+        if self.machine.task_status.get(task) == TaskStatus.QUEUED:  # its start event is late or lost
             if result.get("started"):
                 self.started_at[task] = datetime.fromtimestamp(result["started"], UTC)
             events.append(sm.TaskStarted(task, record.attempt))
-        if result["status"] == "succeeded":
+        if result["status"] == TaskStatus.SUCCEEDED:
             assert outputs is not None
             self.pending[task] = (record, outputs, result.get("output_notebook"))
             return [*events, sm.TaskSucceeded(task, record.attempt)]
         # the store records who is at fault: a timeout is the task's own ("user"); its error type says so
         kind = result.get("kind", "infra")
-        self.store.finish_attempt(self.run_id, task, record.number, "failed",
+        self.store.finish_attempt(self.run_id, task, record.number, TaskStatus.FAILED,
                                   kind="infra" if kind in ("infra", "cancelled") else "user",
                                   error=result["error"], output_notebook=result.get("output_notebook"),
                                   fence=self.fence)

@@ -13,13 +13,12 @@ from typing import Any
 
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.graph.model import Workflow
-
-DONE = frozenset({"succeeded", "cached"})
+from flyte_lab.statuses import TASK_DONE, TaskStatus
 
 
 @dataclass
 class ResumePlan:
-    prior: dict[str, str] = field(default_factory=dict)  # for the state machine: DONE statuses are kept
+    prior: dict[str, str] = field(default_factory=dict)  # for the state machine: TASK_DONE statuses are kept
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # reused tasks' outputs
     reasons: dict[str, str] = field(default_factory=dict)  # task -> why it reruns ("" when reused)
 
@@ -36,12 +35,12 @@ def plan_resume(wf: Workflow, prior_tasks: dict[str, dict[str, Any]],
     plan = ResumePlan()
     for name in wf.order:
         before = prior_tasks.get(name, {})
-        status = str(before.get("status") or "queued")
+        status = str(before.get("status") or TaskStatus.QUEUED)
         why = ""
         stale = [up for up in wf.upstream(name) if plan.reasons.get(up)]
         if stale:
             why = f"downstream of {', '.join(stale)}"
-        elif status not in DONE:
+        elif status not in TASK_DONE:
             why = f"it was {status}"
         else:
             outputs = outputs_of(name)
@@ -59,6 +58,7 @@ def plan_resume(wf: Workflow, prior_tasks: dict[str, dict[str, Any]],
             if not why:
                 plan.outputs[name] = outputs
         plan.reasons[name] = why
-        # a rerun of a task that had succeeded must be stored as queued again: give the machine a non-DONE status
-        plan.prior[name] = status if not why else ("stale" if status in DONE else status)
+        # a rerun of a task that had succeeded must be stored as queued again: give the machine a status that is
+        # neither done nor queued
+        plan.prior[name] = status if not why else ("stale" if status in TASK_DONE else status)
     return plan

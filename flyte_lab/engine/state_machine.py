@@ -32,12 +32,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-TaskStatus = Literal["queued", "running", "succeeded", "failed", "cached", "skipped"]
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FailureKind = Literal["user", "infra", "timeout", "cancelled"]
+from flyte_lab.statuses import RUN_TERMINAL, TASK_DONE, TASK_TERMINAL, RunStatus, TaskStatus
 
-DONE: frozenset[str] = frozenset({"succeeded", "cached"})
-TERMINAL: frozenset[str] = frozenset({"succeeded", "cached", "failed", "skipped"})
+FailureKind = Literal["user", "infra", "timeout", "cancelled"]
 CANCELLED_ERROR: dict[str, Any] = {"type": "Cancelled", "message": "run cancelled"}
 
 LEASE_TTL_S = 60.0  # a lapsed lease (its driver died) is taken over after this long
@@ -273,7 +270,7 @@ class RunStateMachine:
         prior_attempts = prior_attempts or {}
         self._prior = prior
         self._status: dict[str, str] = {
-            name: (prior[name] if prior.get(name) in DONE else "queued") for name in self._plans
+            name: (prior[name] if prior.get(name) in TASK_DONE else TaskStatus.QUEUED) for name in self._plans
         }
         self._attempt: dict[str, int] = {name: prior_attempts.get(name, 0) for name in self._plans}
         self._user_failures: dict[str, int] = dict.fromkeys(self._plans, 0)
@@ -283,7 +280,7 @@ class RunStateMachine:
         self._busy: dict[str, str] = {}  # task -> holder of the key's lock (waiting on it)
         self._locks: set[str] = set()  # tasks whose cache lock this run holds
         self._in_flight: set[str] = set()  # submitted, current attempt not yet finished
-        self._run_status: RunStatus = "queued"
+        self._run_status = RunStatus.QUEUED
         self._abandoned = False
         self._lease_every = lease_ttl_s / 3  # renew well before the lease lapses
         self._recheck_every = cache_recheck_s
@@ -309,7 +306,7 @@ class RunStateMachine:
 
     @property
     def done(self) -> bool:
-        return self._abandoned or self._run_status in ("succeeded", "failed", "cancelled")
+        return self._abandoned or self._run_status in RUN_TERMINAL
 
     @property
     def abandoned(self) -> bool:
@@ -332,15 +329,15 @@ class RunStateMachine:
         if isinstance(event, RunStarted):
             return self._on_run_started()
         if isinstance(event, CancelRequested):
-            return self._stop("cancelled", dict(CANCELLED_ERROR, message=event.reason), None)
+            return self._stop(RunStatus.CANCELLED, dict(CANCELLED_ERROR, message=event.reason), None)
         if isinstance(event, DriverCrashed):
-            return self._stop("failed", dict(event.error), dict(event.error))
+            return self._stop(RunStatus.FAILED, dict(event.error), dict(event.error))
         if isinstance(event, LeaseLost):
             self._abandoned = True
             running = tuple(self._running_tasks())
             self._in_flight.clear()
             return [KillAttempts(running), Abandon(event.holder)]
-        if self._run_status != "running":
+        if self._run_status != RunStatus.RUNNING:
             return []  # nothing was dispatched yet, so no task event can be current
         if isinstance(event, Tick):
             return self._on_tick(event.now)
@@ -352,15 +349,15 @@ class RunStateMachine:
             if isinstance(event, AttemptRestarted):
                 return [RecordWorkerLost(event.task, event.worker)]
             if isinstance(event, TaskStarted):
-                if self._status[event.task] == "running":
+                if self._status[event.task] == TaskStatus.RUNNING:
                     return []  # duplicate start
-                self._status[event.task] = "running"
-                return [MarkTask(event.task, "running")]
+                self._status[event.task] = TaskStatus.RUNNING
+                return [MarkTask(event.task, TaskStatus.RUNNING)]
             # A completion without its start (lost or reordered start event) is
             # still accepted: the attempt is current and in flight.
             self._in_flight.discard(event.task)
             if isinstance(event, TaskSucceeded):
-                return self._on_done(event.task, "succeeded")
+                return self._on_done(event.task, TaskStatus.SUCCEEDED)
             return self._on_failed(event)
         return []
 
@@ -368,16 +365,16 @@ class RunStateMachine:
         return task in self._in_flight and attempt == self._attempt[task]
 
     def _on_run_started(self) -> list[Instruction]:
-        if self._run_status != "queued":
+        if self._run_status != RunStatus.QUEUED:
             return []
-        self._run_status = "running"
+        self._run_status = RunStatus.RUNNING
         out: list[Instruction] = []
         # Tasks rerun on resume are persisted as queued again, so the store stops
         # showing the status of the previous attempt.
         for name in self._plans:
             before = self._prior.get(name)
-            if before is not None and before not in DONE and before != "queued":
-                out.append(MarkTask(name, "queued"))
+            if before is not None and before not in TASK_DONE and before != TaskStatus.QUEUED:
+                out.append(MarkTask(name, TaskStatus.QUEUED))
         out += self._dispatch(name for name in self._plans if self._is_ready(name))
         return out + self._maybe_finish()
 
@@ -407,11 +404,11 @@ class RunStateMachine:
         if isinstance(event, CacheLocked):
             self._locks.add(task)
             return [self._submit(task)]
-        return self._on_done(task, "cached")
+        return self._on_done(task, TaskStatus.CACHED)
 
     def _on_done(self, task: str, status: TaskStatus) -> list[Instruction]:
         self._status[task] = status
-        cache = status == "succeeded" and task in self._locks
+        cache = status == TaskStatus.SUCCEEDED and task in self._locks
         self._locks.discard(task)  # the finishing transaction releases it
         out: list[Instruction] = [MarkTask(task, status, cache=cache)]
         out += self._dispatch(d for d in self._dependants[task] if self._is_ready(d))
@@ -430,22 +427,22 @@ class RunStateMachine:
             retry = self._user_failures[task] <= plan.retries
             budget = plan.retries
         if retry:
-            self._status[task] = "queued"
+            self._status[task] = TaskStatus.QUEUED
             failed_attempt = self._attempt[task]
             submit = self._submit(task)
             failures = self._infra_failures[task] if event.kind in ("infra", "cancelled") else self._user_failures[task]
             # "(2/4)": the try about to start, of the most this kind of failure allows
-            return [MarkTask(task, "queued"),
+            return [MarkTask(task, TaskStatus.QUEUED),
                     Retrying(task, failed_attempt, failures + 1, budget + 1, dict(event.error)), submit]
-        self._status[task] = "failed"
-        out: list[Instruction] = [MarkTask(task, "failed", event.error)]
+        self._status[task] = TaskStatus.FAILED
+        out: list[Instruction] = [MarkTask(task, TaskStatus.FAILED, event.error)]
         if task in self._locks:
             self._locks.discard(task)
             out.append(ReleaseCacheLock(task))
         for dependant in self._transitive_dependants(task):
-            if self._status[dependant] not in TERMINAL:
-                self._status[dependant] = "skipped"
-                out.append(MarkTask(dependant, "skipped"))
+            if self._status[dependant] not in TASK_TERMINAL:
+                self._status[dependant] = TaskStatus.SKIPPED
+                out.append(MarkTask(dependant, TaskStatus.SKIPPED))
         return out + self._maybe_finish()
 
     def _stop(self, status: RunStatus, task_error: dict[str, Any], run_error: dict[str, Any] | None
@@ -454,12 +451,12 @@ class RunStateMachine:
         running = self._running_tasks()
         out: list[Instruction] = [KillAttempts(tuple(running))] if running else []
         for name, state in self._status.items():
-            if state == "running":
-                self._status[name] = "failed"
-                out.append(MarkTask(name, "failed", task_error))
-            elif state == "queued":
-                self._status[name] = "skipped"
-                out.append(MarkTask(name, "skipped"))
+            if state == TaskStatus.RUNNING:
+                self._status[name] = TaskStatus.FAILED
+                out.append(MarkTask(name, TaskStatus.FAILED, task_error))
+            elif state == TaskStatus.QUEUED:
+                self._status[name] = TaskStatus.SKIPPED
+                out.append(MarkTask(name, TaskStatus.SKIPPED))
         out += [ReleaseCacheLock(name) for name in self._plans if name in self._locks]
         self._locks.clear()
         self._in_flight.clear()
@@ -475,10 +472,10 @@ class RunStateMachine:
 
     def _is_ready(self, task: str) -> bool:
         return (
-            self._status[task] == "queued"
+            self._status[task] == TaskStatus.QUEUED
             and task not in self._in_flight
             and task not in self._awaiting_cache
-            and all(self._status[up] in DONE for up in self._plans[task].upstream)
+            and all(self._status[up] in TASK_DONE for up in self._plans[task].upstream)
         )
 
     def _dispatch(self, ready: Iterable[str]) -> list[Instruction]:
@@ -509,10 +506,10 @@ class RunStateMachine:
         return [name for name in self._plans if name in seen]  # plan order: stable output
 
     def _maybe_finish(self) -> list[Instruction]:
-        if any(status not in TERMINAL for status in self._status.values()):
+        if any(status not in TASK_TERMINAL for status in self._status.values()):
             return []
-        failed = any(status == "failed" for status in self._status.values())
-        self._run_status = "failed" if failed else "succeeded"
+        failed = any(status == TaskStatus.FAILED for status in self._status.values())
+        self._run_status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
         return [FinishRun(self._run_status)]
 
 

@@ -29,6 +29,7 @@ from html import escape
 from typing import Any
 
 from flyte_lab.graph.model import Diagnostic, Task, Workflow
+from flyte_lab.statuses import RunStatus, TaskStatus
 
 NODE_W, NODE_H = 190, 58
 H_GAP, V_GAP, MARGIN = 36, 70, 20
@@ -44,14 +45,15 @@ DIAGNOSTIC_COLORS: dict[str, tuple[str, str]] = {
     "warning": ("#fbe0a1", "#d68910"),
     "ok": ("#bfe8c0", "#2e8b57"),
 }
-# (fill, stroke) per run status; the names are the run record's task statuses
+# (fill, stroke) per task status (the graph's boxes) and run status (the widget's title)
 STATUS_COLORS: dict[str, tuple[str, str]] = {
-    "queued": ("#d5d8dc", "#7f8c8d"),
-    "running": ("#aed6f1", "#2471a3"),
-    "succeeded": ("#bfe8c0", "#2e8b57"),
-    "failed": ("#f6b3b3", "#c0392b"),
-    "cached": ("#a3e4d7", "#138d75"),
-    "skipped": ("#f2f3f4", "#b3b6b7"),
+    TaskStatus.QUEUED: ("#d5d8dc", "#7f8c8d"),
+    TaskStatus.RUNNING: ("#aed6f1", "#2471a3"),
+    TaskStatus.SUCCEEDED: ("#bfe8c0", "#2e8b57"),
+    TaskStatus.FAILED: ("#f6b3b3", "#c0392b"),
+    TaskStatus.CACHED: ("#a3e4d7", "#138d75"),
+    TaskStatus.SKIPPED: ("#f2f3f4", "#b3b6b7"),
+    RunStatus.CANCELLED: ("#fad7a0", "#ca6f1e"),
 }
 _SEVERITY_TEXT = {"error": "#c0392b", "warning": "#b9770e"}
 _ids = itertools.count(1)  # marker ids must be unique when several graphs share one page
@@ -429,7 +431,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _nodes(wf: Workflow, picture: _Picture, status: dict[str, str] | None) -> list[str]:
-    states = ({name: status.get(name, "queued") for name in wf.tasks} if status is not None
+    states = ({name: status.get(name, TaskStatus.QUEUED) for name in wf.tasks} if status is not None
               else diagnostic_state(wf))
     palette = STATUS_COLORS if status is not None else DIAGNOSTIC_COLORS
     notes: dict[str, list[str]] = defaultdict(list)
@@ -443,7 +445,7 @@ def _nodes(wf: Workflow, picture: _Picture, status: dict[str, str] | None) -> li
         if node.kind == "task":
             task = wf.tasks[node.id]
             state = states[node.id]
-            fill, stroke = palette.get(state, STATUS_COLORS["queued"])
+            fill, stroke = palette.get(state, STATUS_COLORS[TaskStatus.QUEUED])
             sub = f"cell {task.cell}" + (f" · {state}" if status is not None else "")
             opts = " · ".join(badges(task))
             tip = "\n".join([f"{node.id} (cell {task.cell})", *([opts] if opts else []), *notes[node.id]])

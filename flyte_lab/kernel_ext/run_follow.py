@@ -8,12 +8,13 @@ the engine returns, so the final picture is exact.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from flyte_lab.kernel_ext.run_widget import RunWidget
+from flyte_lab.run_progress import ListLength, element_counts, manifest_lengths
+from flyte_lab.statuses import RunStatus
 
 POLL_S = 0.5
 
@@ -33,11 +34,11 @@ class RunFollower:
         self._engine: threading.Thread | None = None
         self._poller: threading.Thread | None = None
         self._store: Any = None
-        self._artifacts: Any = None
+        self._list_length: ListLength | None = None
         self._sizes: dict[str, int] = {}
 
     def __repr__(self) -> str:
-        state = "running" if not self.finished.is_set() else (self.record or {}).get("status", "refused")
+        state = RunStatus.RUNNING if not self.finished.is_set() else (self.record or {}).get("status", "refused")
         return f"<flyte_lab run {self.run_id or '(not created)'}: {state}>"
 
     def _ipython_display_(self) -> None:
@@ -115,34 +116,13 @@ class RunFollower:
             self._store = RunStore.from_env(str(flyte_home()))
         return self._store
 
-    def _artifact_store(self) -> Any:
-        if self._artifacts is None:
-            from flyte_lab.engine.api import flyte_home
-            from flyte_lab.engine.artifacts import ArtifactStore
-
-            self._artifacts = ArtifactStore.from_env(str(flyte_home()))  # reads manifests only
-        return self._artifacts
-
     def _count_elements(self, run: Mapping[str, Any], graph: Mapping[str, Any]) -> None:
-        """Element counts of map-over tasks, read from list manifests as soon as one is stored."""
-        tasks = run.get("tasks") or {}
-        for entry in graph.get("tasks", []):
-            name, over = entry["name"], (entry.get("options") or {}).get("map_over")
-            if not over or name in self._sizes:
-                continue
-            own = next(iter((tasks.get(name) or {}).get("outputs", {}).values()), None)
-            producer = next((a for a, b, n in graph.get("edges", []) if b == name and n == over), None)
-            fed = ((tasks.get(producer) or {}).get("outputs") or {}).get(over) if producer else None
-            declared = (run.get("params") or {}).get(over, (graph.get("workflow_inputs") or {}).get(over, {}).get(
-                "default")) if producer is None else None
-            if isinstance(declared, list):  # a workflow input: its value is known from the launch
-                self._sizes[name] = len(declared)
-                continue
-            for ref in (own, fed):
-                if ref and ref.get("uri"):
-                    with contextlib.suppress(Exception):  # not a manifest (yet): count it as one
-                        self._sizes[name] = len(self._artifact_store().manifest_elements(ref["uri"]))
-                        break
+        """Element counts of map-over tasks, kept once found (a manifest, once stored, does not change)."""
+        if self._list_length is None:
+            from flyte_lab.engine.api import flyte_home
+
+            self._list_length = manifest_lengths(str(flyte_home()))
+        self._sizes = element_counts(run, graph, self._list_length, self._sizes)
 
 
 

@@ -16,21 +16,11 @@ from typing import Any
 
 from flyte_lab.cli.report import format_duration, format_resources, run_duration, task_error_line
 from flyte_lab.kernel_ext.graph_render import STATUS_COLORS, render_svg, workflow_from_graph_json
+from flyte_lab.run_progress import progress
+from flyte_lab.statuses import RUN_LIVE, RunStatus, TaskStatus
 
-TERMINAL_TASK = {"succeeded", "failed", "cached", "skipped"}
-TERMINAL_RUN = {"succeeded", "failed", "cancelled"}
-_BAR_STYLE = {"succeeded": "success", "failed": "danger", "cancelled": "warning"}
-
-
-def progress_counts(run: Mapping[str, Any], sizes: Mapping[str, int]) -> tuple[int, int]:
-    """(finished, all) tasks; a map-over task counts one per element once its element count is known."""
-    done = total = 0
-    for name, task in (run.get("tasks") or {}).items():
-        weight = max(int(sizes.get(name, 1)), 1)
-        total += weight
-        if task.get("status") in TERMINAL_TASK:
-            done += weight
-    return done, total
+_BAR_STYLE: dict[str, str] = {RunStatus.SUCCEEDED: "success", RunStatus.FAILED: "danger",
+                              RunStatus.CANCELLED: "warning"}
 
 
 def debug_hint(run_id: str, task: str) -> str:
@@ -78,14 +68,13 @@ class RunWidget:
              now: datetime | None = None) -> None:
         status = str(run.get("status"))
         tasks: Mapping[str, Mapping[str, Any]] = run.get("tasks") or {}
-        done, total = progress_counts(run, sizes)
+        done, total = progress(tasks, sizes)
         # max first: a value above the old max would be clipped
         self.bar.max = max(total, 1)
         self.bar.value = done
         self.bar.description = f"{done}/{total}"
         self.bar.bar_style = _BAR_STYLE.get(status, "info")
-        live = status not in TERMINAL_RUN
-        if not live:
+        if status not in RUN_LIVE:
             self._no_cancel()
         elapsed = format_duration(run_duration(run, now or datetime.now(UTC)))
         self.title.value = (f'<b>flyte_lab run <code class="flyte-run-id">{escape(str(run.get("run_id")))}</code></b>'
@@ -110,7 +99,7 @@ def tasks_html(tasks: Mapping[str, Mapping[str, Any]], sizes: Mapping[str, int])
             f"<td><b>{escape(name)}</b>{escape(mapped)}</td><td>{escape(str(task.get('cell', '-')))}</td>"
             f'<td style="color:{color}">{escape(state)}</td><td>{task.get("attempts", 0)}</td>'
             f"<td>{escape(format_duration(task.get('duration_s')))}</td>"
-            f"<td>{'yes' if state == 'cached' else 'no'}</td>"
+            f"<td>{'yes' if state == TaskStatus.CACHED else 'no'}</td>"
             f"<td>{escape(format_resources(task.get('resources')))}</td></tr>")
     head = "".join(f"<th style='text-align:left;padding-right:12px'>{h}</th>"
                    for h in ("task", "cell", "status", "attempts", "duration", "cached", "resources"))
@@ -120,7 +109,7 @@ def tasks_html(tasks: Mapping[str, Mapping[str, Any]], sizes: Mapping[str, int])
 def failures_html(run_id: str, tasks: Mapping[str, Mapping[str, Any]], run_error: Any) -> str:
     parts = []
     for name, task in tasks.items():
-        if task.get("status") != "failed":
+        if task.get("status") != TaskStatus.FAILED:
             continue
         error = task.get("error") or {}
         notebook = task.get("output_notebook")

@@ -18,6 +18,7 @@ from typing import Any
 import fsspec
 
 from flyte_lab.errors import UserInputError
+from flyte_lab.statuses import TaskStatus
 
 BODY_TAG = "flyte-body"
 SETUP_TAG_PREFIX = "flyte-setup-cell-"
@@ -68,7 +69,7 @@ class AttemptRecord:
                 f"{self.attempts}" + (f", element {self.map_index}" if self.map_index is not None else "")
                 + f": {self.status}")
         lines = [head]
-        if self.status == "failed" or error:
+        if self.status == TaskStatus.FAILED or error:
             lines.append(f"failed at {self.where()}:")
             source = self.source_line()
             if source is not None:

@@ -13,6 +13,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from flyte_lab.errors import FlyteLabError
 from flyte_lab.kernel_ext.notebook_path import kernel_notebook, saved_note
+from flyte_lab.statuses import RunStatus
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +46,7 @@ def _run_parser() -> argparse.ArgumentParser:
 def _runs_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flyte_runs", description="Recent runs, newest first.")
     p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--status", default=None)
+    p.add_argument("--status", default=None, choices=[s.value for s in RunStatus])
     p.add_argument("--notebook", default=None, help="only runs of this notebook")
     return p
 

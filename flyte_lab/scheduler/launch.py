@@ -17,6 +17,7 @@ from flyte_lab.errors import FlyteLabError
 from flyte_lab.scheduler.notify import Notifier, parse_targets
 from flyte_lab.scheduler.spec import fire_params
 from flyte_lab.scheduler.timing import parse_time
+from flyte_lab.statuses import RunStatus
 
 log = logging.getLogger("flyte_lab.scheduler")
 
@@ -52,7 +53,7 @@ def launch(name: str, fire: datetime) -> int:
             log.error("schedule %s: fire time %s refused: %s", name, fire.isoformat(), exc.message)
             return 2
     log.info("schedule %s: run %s (fire time %s) %s", name, record["run_id"], fire.isoformat(), record["status"])
-    return 0 if record["status"] == "succeeded" else 1
+    return 0 if record["status"] == RunStatus.SUCCEEDED else 1
 
 
 def main(argv: list[str] | None = None) -> int:

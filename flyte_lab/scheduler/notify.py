@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from flyte_lab.errors import UserInputError
+from flyte_lab.statuses import RunStatus, TaskStatus
 
 log = logging.getLogger("flyte_lab.notify")
 
@@ -93,9 +94,9 @@ def parse_targets(specs: list[str]) -> list[Target]:
 def event_of(record: dict[str, Any]) -> str | None:
     """The event a finished run is: `succeeded`, `timed_out`, `failed`; None while it is not finished."""
     status = record.get("status")
-    if status == "succeeded":
+    if status == RunStatus.SUCCEEDED:
         return "succeeded"
-    if status != "failed":
+    if status != RunStatus.FAILED:
         return None
     errors = [(t.get("error") or {}).get("type") for t in record.get("tasks", {}).values()]
     timed_out = any(kind in ("TaskTimeout", "Timeout") for kind in errors)
@@ -105,7 +106,7 @@ def event_of(record: dict[str, Any]) -> str | None:
 def payload(record: dict[str, Any], event: str) -> dict[str, Any]:
     """The run summary JSON, with a one-paragraph `text` for Slack-compatible webhooks."""
     failed = [(name, t["error"]) for name, t in record.get("tasks", {}).items()
-              if t.get("status") == "failed" and t.get("error")]
+              if t.get("status") == TaskStatus.FAILED and t.get("error")]
     error = None
     if failed:
         name, err = failed[0]

@@ -32,6 +32,7 @@ from flyte_lab.server.models import (
     too_deep,
 )
 from flyte_lab.server.paths import resolve_notebook
+from flyte_lab.statuses import vocabulary
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -108,7 +109,7 @@ class ConfigHandler(FlyteHandler):
     @answers
     async def get(self) -> None:
         self.reply({"dashboard_url": self.settings.get("flyte_lab_dashboard_url"),
-                    "schedule_spec": service.schedule_spec()})
+                    "schedule_spec": service.schedule_spec(), "statuses": vocabulary()})
 
 
 class GraphHandler(FlyteHandler):
@@ -145,7 +146,7 @@ class RunsHandler(FlyteHandler):
 class RunHandler(FlyteHandler):
     @answers
     async def get(self, run_id: str) -> None:
-        self.reply(self.run)
+        self.reply(await self.blocking(service.with_progress, self.run))
 
 
 class ResumeHandler(FlyteHandler):

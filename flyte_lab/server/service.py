@@ -123,6 +123,15 @@ def confined_run(root: str, run_id: str) -> dict[str, Any]:
     return dict(run, path=path)
 
 
+def with_progress(run: dict[str, Any]) -> dict[str, Any]:
+    """The run with its `progress` (`{"done", "total"}`), counted as the widget and the dashboard count it."""
+    from flyte_lab.run_progress import manifest_lengths, run_progress
+
+    with _store() as store:
+        graph = store.get_graph(run["run_id"])
+    return dict(run, progress=run_progress(run, graph, manifest_lengths()))
+
+
 def cancel(run_id: str) -> tuple[str, str]:
     from flyte_lab.engine.api import cancel_run
 

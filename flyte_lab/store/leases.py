@@ -18,11 +18,10 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 
 from flyte_lab.errors import LeaseLostError, RunBusy
+from flyte_lab.statuses import RUN_TERMINAL, RunStatus, TaskStatus
 from flyte_lab.store.rows import dumps, iso, now_utc
 from flyte_lab.store.schema import CacheLock, Run, Task
 from flyte_lab.store.store_part import StorePart
-
-RUN_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def driver_identity() -> str:
@@ -128,12 +127,12 @@ class LeaseMixin(StorePart):
                 return run_id, "requested"
             # nobody drives it (queued, or its driver died): record the cancel ourselves
             error = dumps({"type": "Cancelled", "message": "run cancelled"})
-            conn.execute(update(Task).where(Task.run_id == run_id, Task.status == "running").values(
-                status="failed", error_json=error, finished_at=now))
-            conn.execute(update(Task).where(Task.run_id == run_id, Task.status == "queued").values(
-                status="skipped", finished_at=now))
+            conn.execute(update(Task).where(Task.run_id == run_id, Task.status == TaskStatus.RUNNING).values(
+                status=TaskStatus.FAILED, error_json=error, finished_at=now))
+            conn.execute(update(Task).where(Task.run_id == run_id, Task.status == TaskStatus.QUEUED).values(
+                status=TaskStatus.SKIPPED, finished_at=now))
             conn.execute(update(Run).where(Run.run_id == run_id).values(
-                status="cancelled", finished_at=now, cancel_requested_at=now, fence=Run.fence + 1,
+                status=RunStatus.CANCELLED, finished_at=now, cancel_requested_at=now, fence=Run.fence + 1,
                 lease_owner=None, lease_expires_at=None))
             # its cache locks would otherwise hold identical runs back until they lapse
             conn.execute(delete(CacheLock).where(CacheLock.owner == run_id))

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Select, exc, func, insert, select, update
 
 from flyte_lab.errors import FlyteLabError, RunNotFound, UserInputError
 from flyte_lab.private_fs import make_private_home
+from flyte_lab.statuses import RUN_TERMINAL, TASK_TERMINAL, RunStatus, TaskStatus
 from flyte_lab.store import database
 from flyte_lab.store.cache import CacheMixin
 from flyte_lab.store.leases import LeaseMixin
@@ -41,10 +42,6 @@ from flyte_lab.store.schedules import SchedulesMixin
 from flyte_lab.store.schema import Attempt, Output, Run, Task
 from flyte_lab.store.views import record_view, show_view, summary_view, task_state_view
 
-RUN_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "cancelled"})
-RUN_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-TASK_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "cached", "skipped"})
-TASK_TERMINAL = frozenset({"succeeded", "failed", "cached", "skipped"})
 ATTEMPT_KINDS = frozenset({"user", "infra"})
 
 
@@ -189,7 +186,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         run_row = {
             "run_id": run_id,
             "notebook": str(notebook),
-            "status": "queued",
+            "status": RunStatus.QUEUED,
             "params_json": dumps(params),
             "created_at": now,
             "schedule": schedule,
@@ -207,7 +204,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                 "name": t["name"],
                 "position": i,
                 "cell": t.get("cell"),
-                "status": "queued",
+                "status": TaskStatus.QUEUED,
                 "attempts": 0,
                 "resources_json": dumps(t.get("resources") or {}),
             }
@@ -236,8 +233,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
     def set_run_status(self, run_id: str, status: str, *, error: dict[str, Any] | None = None,
                        fence: int | None = None) -> None:
         """Move a run to `status`; records this process as its driver."""
-        if status not in RUN_STATUSES:
-            raise ValueError(f"unknown run status {status!r}; expected one of {sorted(RUN_STATUSES)}")
+        if status not in set(RunStatus):
+            raise ValueError(f"unknown run status {status!r}; expected one of {list(RunStatus)}")
         with self._write() as conn:
             self.check_fence(conn, run_id, fence)
             row = conn.execute(
@@ -251,7 +248,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                 "driver_pid": os.getpid(),
                 "driver_host": socket.gethostname(),
             }
-            if status == "running":
+            if status == RunStatus.RUNNING:
                 # started_at is the first start; a resume keeps it but reopens the run
                 if row.started_at is None:
                     values["started_at"] = now
@@ -370,8 +367,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
 
         `at` is when it happened, if not now (a worker's own clock for the start of a task).
         """
-        if status not in TASK_STATUSES:
-            raise ValueError(f"unknown task status {status!r}; expected one of {sorted(TASK_STATUSES)}")
+        if status not in set(TaskStatus):
+            raise ValueError(f"unknown task status {status!r}; expected one of {list(TaskStatus)}")
         with self._write() as conn:
             self.check_fence(conn, run_id, fence)
             self._set_task_status(conn, run_id, task, status, error=error, output_notebook=output_notebook,
@@ -389,8 +386,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             raise self._missing_task(conn, run_id, task)
         now = at or now_utc()
         values: dict[str, Any] = {"status": status}
-        if status == "running":
-            if row.status != "running" or row.started_at is None:
+        if status == TaskStatus.RUNNING:
+            if row.status != TaskStatus.RUNNING or row.started_at is None:
                 # a new start (first run, or rerun by resume): reset the clock
                 values.update(started_at=now, finished_at=None, duration_s=None, error_json=None)
         elif status in TASK_TERMINAL:
@@ -401,7 +398,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                     if row.started_at is not None
                     else None
                 )
-            if status != "failed":
+            if status != TaskStatus.FAILED:
                 values["error_json"] = None
         else:  # queued again (resume)
             values.update(finished_at=None, duration_s=None, error_json=None)
@@ -437,7 +434,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                     run_id=run_id,
                     task=task,
                     number=number,
-                    status="running",
+                    status=TaskStatus.RUNNING,  # an attempt's status is one of its task's
                     worker=worker,
                     started_at=now_utc(),
                     resources_json=dumps(resources),
@@ -537,9 +534,9 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             self.check_fence(conn, run_id, fence)
             self._save_outputs(conn, run_id, task, outputs)
             if number is not None:
-                self._finish_attempt(conn, run_id, task, number, "succeeded", kind=None, error=None,
+                self._finish_attempt(conn, run_id, task, number, TaskStatus.SUCCEEDED, kind=None, error=None,
                                      output_notebook=output_notebook)
-            self._set_task_status(conn, run_id, task, "succeeded", output_notebook=output_notebook,
+            self._set_task_status(conn, run_id, task, TaskStatus.SUCCEEDED, output_notebook=output_notebook,
                                   cache_key=cache_key)
             if cache_entry and cache_key:
                 self.cache_put_in(conn, cache_key, task, outputs, run_id)

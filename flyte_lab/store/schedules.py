@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import Connection, DateTime, String, and_, delete, func, insert, select, type_coerce, update
 
 from flyte_lab.errors import UserInputError
+from flyte_lab.statuses import RUN_LIVE
 from flyte_lab.store.rows import dumps, iso, loads, now_utc
 from flyte_lab.store.schema import Notification, Run, Schedule, ScheduleFire
 from flyte_lab.store.store_part import StorePart
 
-ACTIVE_RUN = ("queued", "running")
 FIRE_STATES = frozenset({"pending", "claimed", "launched", "skipped", "failed"})
 # a fire whose launch crashed this many times is given up (recorded `failed`), not retried forever
 MAX_CLAIMS = 3
@@ -282,7 +282,7 @@ class SchedulesMixin(StorePart):
             select(Run.scheduled_time, Run.driver_host, Run.driver_pid, ScheduleFire.planned_at)
             .outerjoin(ScheduleFire, and_(ScheduleFire.schedule == Run.schedule,
                                           ScheduleFire.fire_time == Run.scheduled_time))
-            .where(Run.schedule == fire.schedule, Run.status.in_(ACTIVE_RUN))
+            .where(Run.schedule == fire.schedule, Run.status.in_(sorted(RUN_LIVE)))
         ).all()
         planned = [r.planned_at for r in runs
                    if driver_alive is None or driver_alive(r.driver_host, r.driver_pid) is not False]

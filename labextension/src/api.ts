@@ -49,6 +49,8 @@ export interface TaskState {
 
 export interface RunRecord extends RunSummary {
   tasks: Record<string, TaskState>;
+  // tasks finished successfully over all tasks (map-over elements counted), as the widget and dashboard count
+  progress: { done: number; total: number };
 }
 
 export interface Schedule {
@@ -86,9 +88,16 @@ export interface ScheduleSpec {
   required: string[];
 }
 
+/** The server's one vocabulary of run and task states (`flyte_lab/statuses.py`): no copy of it here. */
+export interface Statuses {
+  run: { all: string[]; live: string[]; terminal: string[]; resumable: string[] };
+  task: { all: string[]; live: string[]; terminal: string[]; done: string[] };
+}
+
 export interface ServerConfig {
   dashboard_url: string | null;
   schedule_spec: ScheduleSpec;
+  statuses: Statuses;
 }
 
 export class ApiError extends Error {

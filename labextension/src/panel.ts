@@ -13,7 +13,6 @@ import { ScheduleForm } from './schedule';
 const DEBOUNCE_MS = 400;
 const POLL_MS = 1000;
 const IDLE_POLL_MS = 5000; // runs started elsewhere (CLI, scheduler, another tab) show up too
-const LIVE = new Set(['queued', 'running']);
 
 function signature(inputs: Record<string, string>, outputs: Record<string, string>): string {
   const ins = Object.entries(inputs).map(([n, t]) => `${n}: ${t}`).join(', ');
@@ -34,6 +33,8 @@ export class FlytePanel extends Widget {
   private runs: RunRecord[] = [];
   private schedules: Schedule[] = [];
   private dashboardUrl = 'http://127.0.0.1:5006';
+  private readonly config = api<ServerConfig>('config');
+  private liveRun = new Set<string>(); // the run states that may still change (the server's vocabulary)
   private runMessage = '';
   private readonly watched = new WeakSet<NotebookPanel>();
   private timer = 0;
@@ -60,7 +61,7 @@ export class FlytePanel extends Widget {
     }
     this.scheduleForm = new ScheduleForm(() => this.path, () => this.refreshSchedules());
     this.sections.schedule.replaceChildren(el('h3', {}, 'Schedule'), this.scheduleForm.node);
-    void api<ServerConfig>('config').then(c => {
+    void this.config.then(c => {
       this.dashboardUrl = c.dashboard_url || this.dashboardUrl;
       this.scheduleForm.setSpec(c.schedule_spec);
     });
@@ -239,6 +240,7 @@ export class FlytePanel extends Widget {
       return;
     }
     try {
+      this.liveRun = new Set((await this.config).statuses.run.live);
       const summaries = await api<RunSummary[]>('runs', {}, { path });
       const recent = summaries.slice(0, 5);
       const records = await Promise.all(recent.map(r => api<RunRecord>(`runs/${r.run_id}`)));
@@ -251,7 +253,7 @@ export class FlytePanel extends Widget {
     }
     window.clearTimeout(this.poller);
     if (this.path === path) {
-      const live = this.runs.some(r => LIVE.has(r.status));
+      const live = this.runs.some(r => this.liveRun.has(r.status));
       this.poller = window.setTimeout(() => void this.refreshRuns(), live ? POLL_MS : IDLE_POLL_MS);
     }
   }
@@ -260,20 +262,20 @@ export class FlytePanel extends Widget {
     const list = el('ul', { class: 'flyte-run-list' });
     for (const run of this.runs) {
       const tasks = Object.entries(run.tasks);
-      const done = tasks.filter(([, t]) => !LIVE.has(t.status)).length;
+      const { done, total } = run.progress;
       const item = el('li', { class: `flyte-run flyte-run-${run.status}`, 'data-run': run.run_id },
         el('span', { class: 'flyte-run-id' }, run.run_id), ' ',
         el('span', { class: 'flyte-run-status' }, run.status), ' ',
-        el('progress', { max: String(tasks.length), value: String(done) }),
-        el('span', {}, ` ${done}/${tasks.length} `),
+        el('progress', { max: String(total), value: String(done) }),
+        el('span', {}, ` ${done}/${total} `),
         el('a', { href: `${this.dashboardUrl}/run?id=${run.run_id}`, target: '_blank', rel: 'noopener' }, 'dashboard'));
-      if (LIVE.has(run.status)) {
+      if (this.liveRun.has(run.status)) {
         const cancel = el('button', { class: 'jp-Button flyte-cancel' }, 'Cancel');
         cancel.onclick = () => void post(`runs/${run.run_id}/cancel`, {}).then(() => this.refreshRuns());
         item.append(' ', cancel);
       }
       for (const [name, task] of tasks) {
-        if (task.status === 'failed' && task.error) {
+        if (task.error) { // only a failed task has one
           const where = el('a', { href: '#', class: 'flyte-run-error-cell' },
             `${name}: ${task.error.type}: ${task.error.message} (cell ${task.error.cell ?? task.cell}, line ${task.error.line ?? '?'})`);
           where.onclick = e => {

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import CLI, cli_env
+from tests.process_helpers import failing_map_pipeline
 from tests.test_lab.conftest import open_panel
 
 pytestmark = [
@@ -70,3 +73,19 @@ def test_sidebar_tasks_diagnostics_run_and_schedule(page: Page, lab: Any) -> Non
     panel.locator(".flyte-schedule-name").fill("morning")
     panel.locator(".flyte-schedule-save").click()
     expect(panel.locator('.flyte-schedule[data-schedule="morning"]')).to_contain_text("30 6 * * *")
+
+
+def test_a_failed_run_shows_how_far_it_got_not_a_full_bar(page: Page, lab: Any) -> None:
+    notebook = failing_map_pipeline(lab.root / "fails.ipynb")
+    done = subprocess.run([*CLI, "run", str(notebook), "--cluster", "local", "--workers", "1"], env=cli_env(lab.home),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=240, check=False)
+    assert done.returncode == 1
+    open_panel(page, lab, "fails.ipynb")
+    run = page.locator("#flyte-lab-panel .flyte-run-failed")
+    expect(run).to_have_count(1, timeout=30_000)
+    # 4 of 5 (make, and square's 3 elements), as the widget and the dashboard count: the failed `total` is not
+    expect(run).to_contain_text(" 4/5 ")
+    progress = run.locator("progress")
+    assert (progress.get_attribute("value"), progress.get_attribute("max")) == ("4", "5")
+    expect(run.locator(".flyte-cancel")).to_have_count(0)  # nothing left to cancel
+    expect(run.locator(".flyte-run-error-cell")).to_contain_text("total: ZeroDivisionError")

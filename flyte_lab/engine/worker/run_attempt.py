@@ -27,6 +27,7 @@ from typing import Any
 
 from flyte_lab.engine.worker import attempts
 from flyte_lab.engine.worker.attempts import AttemptStopped, cancel_attempts
+from flyte_lab.statuses import TaskStatus
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
@@ -83,12 +84,12 @@ def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     if outcome is None:
         from flyte_lab.engine.worker.files import read_bytes
 
-        result.update(status="succeeded", outputs=json.loads(read_bytes(spec["context"]["result_path"])),
+        result.update(status=TaskStatus.SUCCEEDED, outputs=json.loads(read_bytes(spec["context"]["result_path"])),
                       finished=time.time())
         return result
     kind, error = outcome
     if kind == "user":
-        result.update(status="failed", kind="user", error=_user_error(error, executed, spec))
+        result.update(status=TaskStatus.FAILED, kind="user", error=_user_error(error, executed, spec))
         return result
     return _failed(result, "infra", spec, type(error).__name__,
                    f"the kernel of task `{spec['task']}` died: {error}")
@@ -252,7 +253,7 @@ def _publish(local: str, url: str) -> Any:
 
 def _failed(result: dict[str, Any], kind: str, spec: dict[str, Any], type_: str, message: str,
             line: int | None = None) -> dict[str, Any]:
-    result.update(status="failed", kind=kind, error={"type": type_, "message": message, "cell": spec["cell"],
+    result.update(status=TaskStatus.FAILED, kind=kind, error={"type": type_, "message": message, "cell": spec["cell"],
                                                      "line": line, "traceback": ""})
     return result
 
