@@ -247,8 +247,8 @@ def test_cancel_from_the_cli_stops_the_run_and_its_kernels_within_about_a_second
     marks = tmp_path / "marks"
     marks.mkdir()
     nb = sleeping_notebook(tmp_path / "sleepers.ipynb", marks)
-    where = ["--cluster", "local", "--workers", "2"] if cluster == "local" else ["--cluster", _dask_cluster(home, tmp_path, procs),
-                                                           "--shared-fs"]
+    where = (["--cluster", "local", "--workers", "2"] if cluster == "local"
+             else ["--cluster", _dask_cluster(home, tmp_path, procs), "--shared-fs"])
     log = tmp_path / "run.log"
     driver = spawn([*CLI, "run", str(nb), *where], home, log)
     procs.append(driver)

@@ -121,6 +121,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         for child in alive:
             child.kill()
         psutil.wait_procs(alive, timeout=10)
+        from flyte_lab.engine.shared_executor import stop
+
+        stop(home)  # the shared executor the runs started (kept between runs by design)
         drain.join(10)
         proc.stderr.close()
         (tmp_path / "jupyter-lab.log").write_text("".join(log))  # kept for a failed test's post-mortem
