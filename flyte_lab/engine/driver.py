@@ -27,7 +27,7 @@ from flyte_lab.engine.task_notebook import build_split_notebook, build_task_note
 from flyte_lab.engine.worker.run_attempt import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import ClusterLost, DriverError, FlyteLabError, LeaseLostError
 from flyte_lab.graph.model import Workflow
-from flyte_lab.statuses import TASK_TERMINAL, RunStatus, TaskStatus
+from flyte_lab.statuses import TASK_DONE, RunStatus, TaskStatus
 from flyte_lab.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class RunDriver:
             record = self.by_task.get(name)
             size = record.size if record is not None and record.size is not None else 1
             total += max(size, 1)
-            if state in TASK_TERMINAL:
+            if state in TASK_DONE:  # finished successfully: the one definition of progress (`run_progress`)
                 done += max(size, 1)
             elif record is not None and record.size is not None and state == TaskStatus.RUNNING:
                 done += sum(1 for r in record.results.values() if r.get("status") == TaskStatus.SUCCEEDED)
