@@ -69,13 +69,14 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp
 
 
-def start_blocked_run(tmp_path: Path, home: Path, procs: list[subprocess.Popen[bytes]]
+def start_blocked_run(tmp_path: Path, home: Path, procs: list[subprocess.Popen[bytes]], cluster: str = "local"
                       ) -> tuple[subprocess.Popen[bytes], Path, Path, int]:
-    """A `flyte-lab run` whose task is running and blocked; (driver, its log, the marks folder, task kernel pid)."""
+    """A `flyte-lab run` whose task is running and blocked; (driver, its log, the marks folder, task kernel pid).
+    On `--cluster local` the kernels are the driver's own (their folders name it); on `shared`, the executor's."""
     marks = tmp_path / "marks"
     marks.mkdir()
     log = tmp_path / "run.log"
-    driver = spawn([*CLI, "run", str(blocking_notebook(tmp_path, marks))], home, log)
+    driver = spawn([*CLI, "run", str(blocking_notebook(tmp_path, marks)), "--cluster", cluster], home, log)
     procs.append(driver)
 
     def started() -> int | None:
@@ -231,7 +232,7 @@ def test_a_killed_drivers_connection_files_are_keyed_and_swept(
     # the next run of this user sweeps the folders of drivers that are gone, and leaves nothing of its own
     nb = write_notebook(tmp_path / "small.ipynb", "n = 2", "%%flyte_task double(n: int) -> m: int\nm = 2 * n")
     log = tmp_path / "next.log"
-    nxt = spawn([*CLI, "run", str(nb)], home, log)
+    nxt = spawn([*CLI, "run", str(nb), "--cluster", "local"], home, log)
     procs.append(nxt)
     rc, out = finish(nxt, log, 120)
     assert rc == 0, out[-3000:]
@@ -242,15 +243,23 @@ def test_a_killed_drivers_connection_files_are_keyed_and_swept(
 
 
 @pytest.mark.timeout(240)
-def test_everything_a_run_opens_listens_on_loopback(home: Path, tmp_path: Path,
+@pytest.mark.parametrize("cluster", ["local", "shared"])
+def test_everything_a_run_opens_listens_on_loopback(cluster: str, home: Path, tmp_path: Path,
                                                     procs: list[subprocess.Popen[bytes]]) -> None:
-    driver, log, marks, task_pid = start_blocked_run(tmp_path, home, procs)
+    driver, log, marks, task_pid = start_blocked_run(tmp_path, home, procs, cluster)
     ready_kernels(home, task_pid)
     sockets = {(p.pid, " ".join(p.cmdline())[:80], c.laddr.ip, c.laddr.port)
                for p in home_processes(home) for c in listening(p.pid)}
-    driver_http = [s for s in sockets if s[0] == driver.pid]
+    server = driver.pid
+    if cluster == "shared":
+        from flyte_lab.engine.shared_executor import running
+
+        (executor,) = running(home)
+        server = executor.pid
+    cluster_sockets = [s for s in sockets if s[0] == server]
     (marks / "release").touch()
     rc, out = finish(driver, log, 90)
     assert rc == 0, out[-3000:]
-    assert len(driver_http) >= 2, sockets  # the scheduler's and the local workers' HTTP servers (/metrics)
+    # the scheduler's and the local workers' HTTP servers (/metrics); on `shared`, its TLS listener as well
+    assert len(cluster_sockets) >= (2 if cluster == "local" else 3), sockets
     assert {s for s in sockets if s[2] not in LOOPBACK} == set()
