@@ -51,13 +51,18 @@ def serve(folder: Path, workers: int, idle_s: float) -> None:
         signal.signal(signum, lambda *_: stopping.set())
     try:
         with local_cluster(workers, security=security(folder, "cluster")) as cluster, \
-                _driver_template(folder):
+                contextlib.ExitStack() as template:
             _record(folder, cluster, workers)
             idle_since = time.monotonic()
+            served = warm = False
             while not stopping.wait(CHECK_S):
                 if cluster.sync(_ask_busy, cluster.scheduler):
                     idle_since = time.monotonic()
+                    served = True
                     continue
+                if served and not warm:  # after the first run, not during it: its imports cost ~2 CPU-s
+                    template.enter_context(_driver_template(folder))
+                    warm = True
                 if time.monotonic() - idle_since < idle_s:
                     continue
                 with locked(folder):  # a client that read the address connects first, or finds it gone
