@@ -170,8 +170,10 @@ def entry() -> NoReturn:
     """The `flyte-lab` process itself (`main` is for callers that go on running): a `run` is handed to a warm
     driver when the shared executor keeps one (`cli/warm_client.py`), else run here."""
     from flyte_lab.cli.warm_client import delegate
+    from flyte_lab.private_process import hide_memory
     from flyte_lab.process_exit import exit_process
 
+    hide_memory()  # first: this process holds the environment `--env` secrets come from, delegated or not
     code = delegate(sys.argv[1:])
     exit_process(main() if code is None else code)
 
