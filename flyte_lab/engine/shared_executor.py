@@ -226,9 +226,14 @@ def executor_client(home: Path, workers: int) -> Iterator[Any]:
         except OSError as exc:
             raise DriverError(f"the local executor at {info.address} (pid {info.pid}) does not answer ({exc}); "
                               "`flyte-lab executor stop` stops it, --cluster local runs without it") from None
-    with client:
-        client.flyte_lab_executor = info
+    client.flyte_lab_executor = info
+    try:
         yield client
+    finally:
+        # a client whose executor died may fail to close (its reconnect found the port taken by another
+        # process): that must not replace the run's own outcome (ClusterLost)
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 def running(home: Path) -> list[ExecutorInfo]:
