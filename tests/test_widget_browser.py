@@ -99,7 +99,8 @@ def test_saved_widget_draws_the_final_run_in_chromium(browser: Any, home: Path, 
         tab.goto(f"{url}/run.html")
         widget = tab.locator(".widget-vbox").first
         widget.locator('[data-task="ratio"][data-status="failed"]').first.wait_for()
-        assert widget.locator(".widget-hprogress").inner_text().strip() == "4/4"  # the progress bar, at its end
+        # the progress bar, at its end: tasks finished successfully (issue 17: failed ones are not progress)
+        assert widget.locator(".widget-hprogress").inner_text().strip() == "2/4"
         assert widget.get_by_role("button", name="Cancel").is_disabled()  # nothing left to cancel
         for task, status in {"make": "succeeded", "total": "succeeded", "ratio": "failed",
                              "report": "skipped"}.items():
