@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
@@ -66,13 +67,34 @@ def server(tmp_path: Path, home: Path) -> Iterator[Server]:
         log.close()
 
 
+def wait_for_kernel_info(client: BlockingKernelClient, timeout: float) -> None:
+    """Ask until the kernel answers. Not `wait_for_ready`: for a client it did not start, that one declares the kernel
+    dead when one heartbeat takes over a second, as a kernel importing on a loaded 2-core machine can (seen in CI)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, f"the kernel did not answer kernel_info in {timeout} s"
+        msg_id = client.kernel_info()
+        try:
+            while client.get_shell_msg(timeout=1)["parent_header"].get("msg_id") != msg_id:
+                pass
+            client.get_iopub_msg(timeout=1)  # IOPub subscribed too (its busy/idle came), or ask again
+        except queue.Empty:
+            continue
+        break
+    while True:  # what came on IOPub before this is not the test's output
+        try:
+            client.get_iopub_msg(timeout=0.2)
+        except queue.Empty:
+            return
+
+
 def run_in_kernel(server: Server, kernel_id: str, code: str) -> list[dict[str, Any]]:
     client = BlockingKernelClient()
     client.load_connection_file(str(server.runtime / f"kernel-{kernel_id}.json"))
     client.start_channels()
     try:
         outputs: list[dict[str, Any]] = []
-        client.wait_for_ready(timeout=60)
+        wait_for_kernel_info(client, timeout=60)
         client.execute_interactive(code, timeout=120, output_hook=lambda msg: outputs.append(msg))
         return outputs
     finally:
