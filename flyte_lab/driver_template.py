@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import gc
 import importlib
-import os
 import sys
 from typing import Any
+
+from flyte_lab.engine.worker.kernel_template import reaped
 
 # what a run imports before and while it is recorded and driven, on the shared executor or a cluster of its own
 # (found by listing `sys.modules` at the end of a two-task run)
@@ -47,13 +48,8 @@ def preload(extra: tuple[str, ...] = ()) -> str | None:
 
 def reap_children(*_: Any) -> None:
     """SIGCHLD: collect every driver that ended (forked drivers are the template's children: no zombies)."""
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for _pid in reaped():
+        pass
 
 
 def reseed() -> None:

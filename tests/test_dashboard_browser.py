@@ -54,7 +54,9 @@ def pipeline(path: Path, divisor: str) -> Path:
 
 
 def flyte_run(home: Path, notebook: Path) -> None:
-    subprocess.run([*CLI, "run", str(notebook)], env=cli_env(home), stdout=subprocess.DEVNULL,
+    # a private cluster that ends with the run: these tests are about the pages, and a shared executor would
+    # outlive them (a Resume/Relaunch from the page reuses the run's stored cluster, so local too)
+    subprocess.run([*CLI, "run", "--cluster", "local", str(notebook)], env=cli_env(home), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=240, check=False)
 
 
@@ -240,7 +242,7 @@ def test_live_run_changes_on_the_page_without_reload(tab: Any, dashboard: Any, t
                       "    time.sleep(0.05)\ndone = True"),
         new_code_cell("%%flyte_task after(done: bool) -> ok: bool\nok = done"),
     ], metadata=KERNEL), path)
-    driver = spawn([*CLI, "run", str(path)], home, tmp_path / "run.log")
+    driver = spawn([*CLI, "run", "--cluster", "local", str(path)], home, tmp_path / "run.log")
     try:
         tab.goto(dashboard(home) + "/")
         tab.locator('.tabulator-row:has-text("waits.ipynb") [data-status="running"]').wait_for(timeout=RUN_TIMEOUT_MS)

@@ -34,6 +34,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 # what every kernel imports on its way to ready: done here once, so a fork starts with it in memory
@@ -118,7 +119,8 @@ def preload(modules: list[str]) -> dict[str, Any]:
 _children: set[int] = set()
 
 
-def _reap(*_: Any) -> None:
+def reaped() -> Iterator[int]:
+    """Collect every child process that has ended, without waiting: their pids (so none stays a zombie)."""
     while True:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)
@@ -126,6 +128,11 @@ def _reap(*_: Any) -> None:
             return
         if pid == 0:
             return
+        yield pid
+
+
+def _reap(*_: Any) -> None:
+    for pid in reaped():
         _children.discard(pid)
 
 
