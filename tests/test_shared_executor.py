@@ -247,3 +247,39 @@ def test_ctrl_c_reaches_a_warm_driver_and_killing_the_caller_kills_it(home: Path
         shown = json.loads(cli(home, "show", run_id, "--json").stdout)
         # Ctrl-C cancels the run as an in-process driver does; a killed one leaves it for resume
         assert shown["status"] == ("cancelled" if signum == signal.SIGINT else "running")
+
+
+def test_an_ordinary_users_run_is_warm_and_its_driver_template_refuses_other_users(
+        ordinary_user: OrdinaryUser) -> None:
+    """As users run it (not root, whom every permission check lets through): the executor's folder is the user's
+    alone, a second run is forked from the user's warm driver template, and that template refuses a request from
+    another uid (here root, the one user the folder's mode cannot keep out)."""
+    user = ordinary_user
+    marks = user.work / "marks"
+    nb = marking_notebook(user.work / "two.ipynb", marks)
+    os.chown(nb, 65534, 65534)
+    cli_args = [str(user.python), "-m", "flyte_lab.cli.main", "run", str(nb), "--json"]
+    first = user.run(cli_args, timeout=240)
+    assert first.returncode == 0, first.stderr
+    assert running(user.flyte_home) == []  # an executor is only ever one of the caller's own processes
+    (folder,) = [path.parent for path in (user.flyte_home / "executors").glob("*/executor.json")]
+    for path in (folder, folder.parent, folder / "tls.key"):
+        assert path.stat().st_uid == 65534 and path.stat().st_mode & 0o077 == 0, path
+    sock = folder / "driver.sock"
+    wait_for(sock.exists, 60, "the user's warm driver template")
+    proc = subprocess.Popen(user.argv(cli_args), env=user.env(), cwd=user.work, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    record = json.loads(out)
+    assert record["status"] == "succeeded" and record["cluster"] == "shared"
+    assert driver_pid(user.flyte_home, record["run_id"]) != proc.pid  # setpriv execs: proc.pid is the CLI's
+    # root knocks with a well-formed request: refused for its uid, and nothing is forked
+    import socket
+
+    with open(os.devnull, "rb") as null, socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+        conn.connect(str(sock))
+        request = {"op": "cli", "argv": ["run", str(nb)], "env": {}, "cwd": str(user.work), "umask": 0o22}
+        socket.send_fds(conn, [json.dumps(request).encode()], [null.fileno()] * 3)
+        conn.settimeout(30)
+        assert json.loads(conn.recv(1 << 16)) == {"error": "another user"}
