@@ -292,3 +292,23 @@ def test_the_template_holding_the_servers_secrets_is_not_readable_by_its_user(or
     assert held.stdout.strip() == "hidden", held.stderr[-2000:]
     control = ordinary_user.run([str(ordinary_user.python), "-c", CONTROL], **secret)
     assert control.stdout.strip() == "True", control.stderr
+
+
+async def test_a_run_from_lab_gives_the_same_outputs_on_the_shared_executor_and_a_private_cluster(
+        root: Path, fetch: Any, launcher: Any, home: Path, no_leftovers: None) -> None:
+    write_notebook(root / "two.ipynb", "n = 20",
+                   "%%flyte_task double(n: int) -> x: int, xs: list[float]\nx = n * 2\nxs = [x / 3] * 3",
+                   "%%flyte_task total(x: int, xs: list[float]) -> y: float\ny = x + sum(xs)")
+    hashes, clusters = [], []
+    for body in ({}, {"cluster": "local"}, {}):  # the default (shared) twice: cold, then warm
+        response = await fetch("runs", method="POST", body={"path": "two.ipynb", "params": {"n": 21}, **body})
+        assert response.code in (201, 202), response.body
+        run_id = as_json(response)["run_id"]
+        await launcher.wait_all()
+        assert record(run_id)["status"] == "succeeded"
+        with RunStore.from_env(create=False) as store:
+            hashes.append({(task, name): out["content_hash"] for task in ("double", "total")
+                           for name, out in store.get_outputs(run_id, task).items()})
+        clusters.append(record(run_id)["cluster"])
+    assert clusters == ["shared", "local", "shared"]
+    assert hashes[0] == hashes[1] == hashes[2] and len(hashes[0]) == 3
