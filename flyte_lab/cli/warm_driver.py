@@ -149,8 +149,8 @@ def main(argv: list[str]) -> None:
     tmp = f"{path}.{os.getpid()}"
     listener.bind(tmp)
     os.chmod(tmp, 0o600)
-    os.replace(tmp, path)  # a caller never finds a socket nobody listens on yet
     listener.listen(16)
+    os.replace(tmp, path)  # listening first: a caller never finds a socket nobody listens on yet
     signal.signal(signal.SIGTERM, lambda *_: listener.close())
     forked = serve(listener, fresh)
     if forked is None:
