@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from flyte_lab.engine import state_machine as sm
+from flyte_lab.engine.attempt_records import AttemptFailed, ErrorRecord
 from flyte_lab.errors import LeaseLostError, RunBusy
 from flyte_lab.store import RunStore
 from tests.pg_server import engine_on_postgres
 
 KEY = "k" * 64
+BOOM = ErrorRecord.from_cell_error("ValueError", "boom", cell=1, line=1, traceback="")
 OUT = {"v": {"type": "int", "uri": "memory://x", "codec": "json", "content_hash": "h", "preview": "1", "value": 1}}
 
 
@@ -47,7 +49,7 @@ class Side:
             elif isinstance(ins, sm.MarkTask) and ins.status == "succeeded":
                 self.store.commit_success(self.run_id, "t", self.number, OUT, cache_key=KEY, cache_entry=ins.cache)
             elif isinstance(ins, sm.MarkTask):
-                self.store.set_task_status(self.run_id, "t", ins.status, error=ins.error)
+                self.store.set_task_status(self.run_id, "t", ins.status, error=ins.error and ins.error.to_dict())
             elif isinstance(ins, sm.ReleaseCacheLock):
                 self.store.cache_unlock(KEY, self.run_id)
             elif isinstance(ins, sm.RenewLeases):
@@ -130,7 +132,7 @@ class TwoCachedRuns(RuleBasedStateMachine):
                 side.computed += 1
                 side.feed(sm.TaskSucceeded("t", attempt))
             else:
-                side.feed(sm.TaskFailed("t", attempt, "user", {"type": "ValueError", "message": "boom"}))
+                side.feed(sm.TaskFailed("t", attempt, AttemptFailed(kind="user", error=BOOM)))
 
     @precondition(lambda self: not any(s.crashed for s in self.sides))
     @rule(i=st.integers(0, 1))

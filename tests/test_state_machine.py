@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flyte_lab.engine.attempt_records import AttemptFailed, ErrorRecord
 from flyte_lab.engine.state_machine import (
     Abandon,
     CacheBusy,
@@ -37,12 +38,16 @@ from flyte_lab.engine.state_machine import (
     Tick,
 )
 
-ERR = {"type": "ValueError", "message": "boom"}
-LOST = {"type": "WorkerLost", "message": "worker died"}
+ERR = ErrorRecord.from_cell_error("ValueError", "boom", cell=1, line=2, traceback="")
+LOST = ErrorRecord.worker_lost("a", "tcp://w2")
 
 
 def plan(name: str, *upstream: str, retries: int = 0, cache: bool = False) -> TaskPlan:
     return TaskPlan(name=name, upstream=tuple(upstream), retries=retries, cache=cache)
+
+
+def failed(task: str, attempt: int, kind: Any, error: ErrorRecord) -> TaskFailed:
+    return TaskFailed(task, attempt, AttemptFailed(kind=kind, error=error))
 
 
 def run_ok(sm: RunStateMachine, task: str, attempt: int = 1) -> list[Instruction]:
@@ -53,7 +58,7 @@ def run_ok(sm: RunStateMachine, task: str, attempt: int = 1) -> list[Instruction
 
 def run_fail(sm: RunStateMachine, task: str, attempt: int, kind: Any = "user", error: Any = None):
     sm.handle(TaskStarted(task, attempt))
-    return sm.handle(TaskFailed(task, attempt, kind, error or ERR))
+    return sm.handle(failed(task, attempt, kind, error or ERR))
 
 
 # --- scenarios ---------------------------------------------------------------------
@@ -172,7 +177,7 @@ def test_infra_and_user_counters_are_independent() -> None:
 
 
 def test_timeout_counts_as_user_error() -> None:
-    timeout = {"type": "TaskTimeout", "message": "exceeded 10m"}
+    timeout = ErrorRecord.timeout("a", 600, cell=1)
     sm = RunStateMachine([plan("a")])
     sm.handle(RunStarted())
     assert run_fail(sm, "a", 1, "timeout", timeout) == [
@@ -249,13 +254,13 @@ def test_stale_duplicate_and_unknown_events_are_ignored() -> None:
     assert sm.handle(TaskStarted("a", 2)) == []  # future attempt
     assert sm.handle(TaskStarted("a", 1)) == [MarkTask("a", "running")]
     assert sm.handle(TaskStarted("a", 1)) == []  # duplicate start
-    assert sm.handle(TaskFailed("a", 1, "user", ERR)) == [
+    assert sm.handle(failed("a", 1, "user", ERR)) == [
         MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), Submit("a", 2)]
-    assert sm.handle(TaskFailed("a", 1, "user", ERR)) == []  # duplicate failure
+    assert sm.handle(failed("a", 1, "user", ERR)) == []  # duplicate failure
     assert sm.handle(TaskSucceeded("a", 1)) == []  # late success of the old attempt
     assert sm.handle(TaskSucceeded("a", 2)) == [MarkTask("a", "succeeded"), Submit("b", 1)]
     assert sm.handle(TaskSucceeded("a", 2)) == []  # duplicate completion
-    assert sm.handle(TaskFailed("a", 2, "infra", LOST)) == []
+    assert sm.handle(failed("a", 2, "infra", LOST)) == []
     assert sm.handle(TaskSucceeded("b", 1)) == [MarkTask("b", "succeeded"), FinishRun("succeeded")]
     # After FinishRun nothing moves.
     assert sm.handle(TaskSucceeded("b", 1)) == []
@@ -278,7 +283,7 @@ def test_cancel_fails_running_and_skips_queued() -> None:
     # y was submitted but never started: still queued.
     assert sm.handle(RunCancelled()) == [
         KillAttempts(("a", "y")),
-        MarkTask("a", "failed", {"type": "Cancelled", "message": "run cancelled"}),
+        MarkTask("a", "failed", ErrorRecord.run_cancelled("run cancelled")),
         MarkTask("b", "skipped"),
         MarkTask("y", "skipped"),
         FinishRun("cancelled"),
@@ -419,7 +424,7 @@ class Driver:
             self.send(TaskSucceeded(task, attempt))
         else:
             self.failures.setdefault(task, []).append("infra" if outcome == "infra" else "user")
-            self.send(TaskFailed(task, attempt, outcome, {"type": outcome}))
+            self.send(failed(task, attempt, outcome, ErrorRecord.infrastructure(outcome, outcome)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -557,7 +562,7 @@ def test_cancel_kills_running_attempts_and_releases_locks() -> None:
     sm.handle(CacheBusy("b", "other"))
     sm.handle(TaskStarted("a", 1))
     out = sm.handle(CancelRequested("cancelled by Ctrl-C"))
-    cancelled = {"type": "Cancelled", "message": "cancelled by Ctrl-C"}
+    cancelled = ErrorRecord.run_cancelled("cancelled by Ctrl-C")
     assert out == [KillAttempts(("a",)), MarkTask("a", "failed", cancelled), MarkTask("b", "skipped"),
                    MarkTask("c", "skipped"), ReleaseCacheLock("a"), FinishRun("cancelled")]
     assert sm.done and sm.held_locks == frozenset() and sm.waiting_on_cache == {}
@@ -607,7 +612,7 @@ def test_driver_crash_ends_the_run_failed_with_its_error() -> None:
     sm.handle(RunStarted())
     sm.handle(CacheLocked("a"))
     sm.handle(TaskStarted("a", 1))
-    error = {"type": "DriverError", "message": "the driver failed: KeyError: 'x'"}
+    error = ErrorRecord.driver_failed("KeyError: 'x'", "Traceback ...")
     assert sm.handle(DriverCrashed(error)) == [KillAttempts(("a",)), MarkTask("a", "failed", error),
                                                MarkTask("b", "skipped"), ReleaseCacheLock("a"),
                                                FinishRun("failed", error)]

@@ -30,12 +30,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import TypeAlias
 
+from flyte_lab.engine.attempt_records import AttemptFailed, ErrorRecord
 from flyte_lab.statuses import RUN_TERMINAL, TASK_DONE, TASK_TERMINAL, RunStatus, TaskStatus
-
-FailureKind = Literal["user", "infra", "timeout", "cancelled"]
-CANCELLED_ERROR: dict[str, Any] = {"type": "Cancelled", "message": "run cancelled"}
 
 LEASE_TTL_S = 60.0  # a lapsed lease (its driver died) is taken over after this long
 CACHE_RECHECK_S = 0.5  # how often a task waiting on another run's cache lock asks again
@@ -118,8 +116,7 @@ class TaskSucceeded:
 class TaskFailed:
     task: str
     attempt: int
-    kind: FailureKind
-    error: dict[str, Any]
+    result: AttemptFailed
 
 
 @dataclass(frozen=True)
@@ -143,7 +140,7 @@ class LeaseLost:
 class DriverCrashed:
     """The driver hit an unexpected error: the run must end `failed`, with it recorded."""
 
-    error: dict[str, Any]
+    error: ErrorRecord
 
 
 Event: TypeAlias = (RunStarted | TaskCacheHit | CacheLocked | CacheBusy | Tick | TaskStarted | AttemptRestarted
@@ -172,7 +169,7 @@ class MarkTask:
 
     task: str
     status: TaskStatus
-    error: dict[str, Any] | None = None
+    error: ErrorRecord | None = None
     cache: bool = False
 
 
@@ -184,7 +181,7 @@ class Retrying:
     failed_attempt: int  # the attempt number (as stored)
     next_try: int  # which try of this failure kind's budget starts now
     max_tries: int
-    error: dict[str, Any]
+    error: ErrorRecord
 
 
 @dataclass(frozen=True)
@@ -220,7 +217,7 @@ class KillAttempts:
 @dataclass(frozen=True)
 class FinishRun:
     status: RunStatus
-    error: dict[str, Any] | None = None
+    error: ErrorRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -329,9 +326,9 @@ class RunStateMachine:
         if isinstance(event, RunStarted):
             return self._on_run_started()
         if isinstance(event, CancelRequested):
-            return self._stop(RunStatus.CANCELLED, dict(CANCELLED_ERROR, message=event.reason), None)
+            return self._stop(RunStatus.CANCELLED, ErrorRecord.run_cancelled(event.reason), None)
         if isinstance(event, DriverCrashed):
-            return self._stop(RunStatus.FAILED, dict(event.error), dict(event.error))
+            return self._stop(RunStatus.FAILED, event.error, event.error)
         if isinstance(event, LeaseLost):
             self._abandoned = True
             running = tuple(self._running_tasks())
@@ -415,10 +412,11 @@ class RunStateMachine:
         return out + self._maybe_finish()
 
     def _on_failed(self, event: TaskFailed) -> list[Instruction]:
-        task, plan = event.task, self._plans[event.task]
+        task, plan, error = event.task, self._plans[event.task], event.result.error
         # Who is at fault decides the budget: a user's error (or timeout) only
         # with `--retries`, an infrastructure error always, up to infra_retries.
-        if event.kind in ("infra", "cancelled"):  # a kill we did not ask for is the infrastructure's
+        infra = event.result.fault == "infra"
+        if infra:
             self._infra_failures[task] += 1
             retry = self._infra_failures[task] <= self._infra_retries
             budget = self._infra_retries
@@ -430,12 +428,12 @@ class RunStateMachine:
             self._status[task] = TaskStatus.QUEUED
             failed_attempt = self._attempt[task]
             submit = self._submit(task)
-            failures = self._infra_failures[task] if event.kind in ("infra", "cancelled") else self._user_failures[task]
+            failures = self._infra_failures[task] if infra else self._user_failures[task]
             # "(2/4)": the try about to start, of the most this kind of failure allows
             return [MarkTask(task, TaskStatus.QUEUED),
-                    Retrying(task, failed_attempt, failures + 1, budget + 1, dict(event.error)), submit]
+                    Retrying(task, failed_attempt, failures + 1, budget + 1, error), submit]
         self._status[task] = TaskStatus.FAILED
-        out: list[Instruction] = [MarkTask(task, TaskStatus.FAILED, event.error)]
+        out: list[Instruction] = [MarkTask(task, TaskStatus.FAILED, error)]
         if task in self._locks:
             self._locks.discard(task)
             out.append(ReleaseCacheLock(task))
@@ -445,8 +443,7 @@ class RunStateMachine:
                 out.append(MarkTask(dependant, TaskStatus.SKIPPED))
         return out + self._maybe_finish()
 
-    def _stop(self, status: RunStatus, task_error: dict[str, Any], run_error: dict[str, Any] | None
-              ) -> list[Instruction]:
+    def _stop(self, status: RunStatus, task_error: ErrorRecord, run_error: ErrorRecord | None) -> list[Instruction]:
         """Cancel or crash: kill what runs, mark what is left, release every lock, end the run."""
         running = self._running_tasks()
         out: list[Instruction] = [KillAttempts(tuple(running))] if running else []
