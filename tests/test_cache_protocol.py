@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from flyte_lab.engine import state_machine as sm
+from flyte_lab.engine.attempt_records import AttemptFailed, AttemptSucceeded, ErrorRecord
 from flyte_lab.errors import LeaseLostError, RunBusy
 from flyte_lab.store import RunStore
 from tests.pg_server import engine_on_postgres
 
 KEY = "k" * 64
+BOOM = ErrorRecord.from_cell_error("ValueError", "boom", cell=1, line=1, traceback="")
 OUT = {"v": {"type": "int", "uri": "memory://x", "codec": "json", "content_hash": "h", "preview": "1", "value": 1}}
 
 
@@ -35,19 +37,26 @@ class Side:
         self.computed = 0  # bodies that finished successfully
         self.crashed = False
         self.clock = 0.0
-        self.number = 0
 
     def feed(self, event: Any) -> None:
         for ins in self.machine.handle(event):
             if isinstance(ins, sm.CheckCache):
                 self.claims += 1
+            elif isinstance(ins, sm.StartAttempt):
+                self.store.start_attempt(self.run_id, "t", None, {}, number=ins.attempt)
             elif isinstance(ins, sm.Submit):
                 self.computing = ins.attempt
-                self.number = self.store.start_attempt(self.run_id, "t", None, {})
-            elif isinstance(ins, sm.MarkTask) and ins.status == "succeeded":
-                self.store.commit_success(self.run_id, "t", self.number, OUT, cache_key=KEY, cache_entry=ins.cache)
+            elif isinstance(ins, sm.FinishAttempt) and isinstance(ins.result, AttemptSucceeded):
+                self.store.commit_success(self.run_id, "t", ins.attempt, ins.result.outputs, cache_key=KEY,
+                                          cache_entry=ins.cache)
+            elif isinstance(ins, sm.FinishAttempt):
+                self.store.finish_attempt(self.run_id, "t", ins.attempt, "failed", kind=ins.result.fault,
+                                          error=ins.result.error.to_dict())
+            elif isinstance(ins, sm.RecordCacheHit):
+                self.store.save_outputs(self.run_id, "t", ins.outputs)
+                self.store.set_task_status(self.run_id, "t", "cached", cache_key=KEY)
             elif isinstance(ins, sm.MarkTask):
-                self.store.set_task_status(self.run_id, "t", ins.status, error=ins.error)
+                self.store.set_task_status(self.run_id, "t", ins.status, error=ins.error and ins.error.to_dict())
             elif isinstance(ins, sm.ReleaseCacheLock):
                 self.store.cache_unlock(KEY, self.run_id)
             elif isinstance(ins, sm.RenewLeases):
@@ -57,8 +66,7 @@ class Side:
         self.claims -= 1
         state, found = self.store.cache_claim(KEY, self.run_id, "t", 30)
         if state == "hit":
-            self.store.save_outputs(self.run_id, "t", found["outputs"])
-            self.feed(sm.TaskCacheHit("t"))
+            self.feed(sm.TaskCacheHit("t", found["outputs"]))
         elif state == "locked":
             self.feed(sm.CacheLocked("t"))
         else:
@@ -128,9 +136,9 @@ class TwoCachedRuns(RuleBasedStateMachine):
             side.feed(sm.TaskStarted("t", attempt))
             if ok:
                 side.computed += 1
-                side.feed(sm.TaskSucceeded("t", attempt))
+                side.feed(sm.TaskSucceeded("t", attempt, AttemptSucceeded(outputs=OUT)))
             else:
-                side.feed(sm.TaskFailed("t", attempt, "user", {"type": "ValueError", "message": "boom"}))
+                side.feed(sm.TaskFailed("t", attempt, AttemptFailed(kind="user", error=BOOM)))
 
     @precondition(lambda self: not any(s.crashed for s in self.sides))
     @rule(i=st.integers(0, 1))
@@ -177,7 +185,7 @@ class TwoCachedRuns(RuleBasedStateMachine):
                     attempt, side.computing = side.computing, None
                     side.feed(sm.TaskStarted("t", attempt))
                     side.computed += 1
-                    side.feed(sm.TaskSucceeded("t", attempt))
+                    side.feed(sm.TaskSucceeded("t", attempt, AttemptSucceeded(outputs=OUT)))
                     progressed = True
                 else:
                     side.clock += 1.0

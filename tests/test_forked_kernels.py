@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
+from flyte_lab.engine.attempt_records import AttemptSucceeded
 from flyte_lab.engine.worker.kernels import FORK, close_pools, pool
 from flyte_lab.engine.worker.run_attempt import run_task_attempt
 from tests.test_worker_attempts import make_spec, wait_for
@@ -48,8 +49,8 @@ def _closed() -> Iterator[None]:
 
 def run_probe(tmp_path: Path, cells: list[str] | None = None, **over: Any) -> dict[str, Any]:
     result = run_task_attempt(make_spec(tmp_path, cells or [SETUP, PROBE], "probe", **over))
-    assert result["status"] == "succeeded", result
-    return {k: v["value"] for k, v in result["outputs"].items()}
+    assert isinstance(result, AttemptSucceeded), result
+    return {k: v["value"] for k, v in result.outputs.items()}
 
 
 def test_every_task_gets_a_fresh_forked_kernel_with_nothing_carried_over(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 import flyte_lab
+from flyte_lab.engine.attempt_records import AttemptSucceeded
 from flyte_lab.engine.worker.kernels import FORK, close_pools
 from flyte_lab.engine.worker.run_attempt import run_task_attempt
 from tests.conftest import cli_env
@@ -85,9 +86,9 @@ def probe_twice(tmp_path: Path, kernel_name: str) -> list[dict[str, Any]]:
     for _ in range(2):
         spec = make_spec(tmp_path, [SETUP, PROBE], "probe", kernel_name=kernel_name, setup_modules=MODULES)
         result = run_task_attempt(spec)
-        assert result["status"] == "succeeded", result
-        assert "kernel_note" not in result, result["kernel_note"]
-        seen.append({k: v["value"] for k, v in result["outputs"].items()})
+        assert isinstance(result, AttemptSucceeded), result
+        assert result.kernel_note is None, result.kernel_note
+        seen.append({k: v["value"] for k, v in result.outputs.items()})
     assert all("kernel_template" in s["parent"] for s in seen), [s["parent"] for s in seen]
     assert seen[0]["pid"] != seen[1]["pid"]
     return seen

@@ -8,26 +8,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flyte_lab.engine.attempt_records import AttemptFailed, AttemptSucceeded, ErrorRecord
 from flyte_lab.engine.state_machine import (
     Abandon,
+    AttemptRestarted,
     CacheBusy,
     CacheLocked,
-    CacheMiss,
     CancelRequested,
     CheckCache,
     CheckCancel,
     DriverCrashed,
+    FinishAttempt,
     FinishRun,
     Instruction,
     KillAttempts,
     LeaseLost,
     MarkTask,
+    RecordCacheHit,
     ReleaseCacheLock,
     RenewLeases,
+    Rerun,
     Retrying,
-    RunCancelled,
     RunStarted,
     RunStateMachine,
+    StartAttempt,
     Submit,
     TaskCacheHit,
     TaskFailed,
@@ -37,23 +41,42 @@ from flyte_lab.engine.state_machine import (
     Tick,
 )
 
-ERR = {"type": "ValueError", "message": "boom"}
-LOST = {"type": "WorkerLost", "message": "worker died"}
+ERR = ErrorRecord.from_cell_error("ValueError", "boom", cell=1, line=2, traceback="")
+LOST = ErrorRecord.worker_lost("a", "tcp://w2")
+OK = AttemptSucceeded(outputs={"n": {"type": "int", "uri": "file:///n", "value": 1}}, output_notebook="file:///nb")
+OUTS = {"n": {"type": "int", "uri": "file:///cached", "value": 2}}
 
 
 def plan(name: str, *upstream: str, retries: int = 0, cache: bool = False) -> TaskPlan:
     return TaskPlan(name=name, upstream=tuple(upstream), retries=retries, cache=cache)
 
 
+def failed(task: str, attempt: int, kind: Any, error: ErrorRecord) -> TaskFailed:
+    return TaskFailed(task, attempt, AttemptFailed(kind=kind, error=error))
+
+
+def start(task: str, attempt: int) -> list[Instruction]:
+    """What starting an attempt is: its record, then its submission."""
+    return [StartAttempt(task, attempt), Submit(task, attempt)]
+
+
+def done(task: str, attempt: int, cache: bool = False) -> FinishAttempt:
+    return FinishAttempt(task, attempt, OK, cache)
+
+
+def fin(task: str, attempt: int, kind: Any = "user", error: ErrorRecord = ERR) -> FinishAttempt:
+    return FinishAttempt(task, attempt, AttemptFailed(kind=kind, error=error))
+
+
 def run_ok(sm: RunStateMachine, task: str, attempt: int = 1) -> list[Instruction]:
     """Start then succeed one attempt; returns what the success produced."""
     assert sm.handle(TaskStarted(task, attempt)) == [MarkTask(task, "running")]
-    return sm.handle(TaskSucceeded(task, attempt))
+    return sm.handle(TaskSucceeded(task, attempt, OK))
 
 
 def run_fail(sm: RunStateMachine, task: str, attempt: int, kind: Any = "user", error: Any = None):
     sm.handle(TaskStarted(task, attempt))
-    return sm.handle(TaskFailed(task, attempt, kind, error or ERR))
+    return sm.handle(failed(task, attempt, kind, error or ERR))
 
 
 # --- scenarios ---------------------------------------------------------------------
@@ -62,23 +85,23 @@ def run_fail(sm: RunStateMachine, task: str, attempt: int, kind: Any = "user", e
 def test_linear_chain_succeeds() -> None:
     sm = RunStateMachine([plan("a"), plan("b", "a"), plan("c", "b")])
     assert sm.run_status == "queued"
-    assert sm.handle(RunStarted()) == [Submit("a", 1)]
+    assert sm.handle(RunStarted()) == [*start("a", 1)]
     assert sm.run_status == "running"
     assert sm.task_status == {"a": "queued", "b": "queued", "c": "queued"}
-    assert run_ok(sm, "a") == [MarkTask("a", "succeeded"), Submit("b", 1)]
-    assert run_ok(sm, "b") == [MarkTask("b", "succeeded"), Submit("c", 1)]
-    assert run_ok(sm, "c") == [MarkTask("c", "succeeded"), FinishRun("succeeded")]
+    assert run_ok(sm, "a") == [done("a", 1), *start("b", 1)]
+    assert run_ok(sm, "b") == [done("b", 1), *start("c", 1)]
+    assert run_ok(sm, "c") == [done("c", 1), FinishRun("succeeded")]
     assert sm.done and sm.run_status == "succeeded"
     assert sm.attempts == {"a": 1, "b": 1, "c": 1}
 
 
 def test_diamond_waits_for_both_branches() -> None:
     sm = RunStateMachine([plan("a"), plan("b", "a"), plan("c", "a"), plan("d", "b", "c")])
-    assert sm.handle(RunStarted()) == [Submit("a", 1)]
-    assert run_ok(sm, "a") == [MarkTask("a", "succeeded"), Submit("b", 1), Submit("c", 1)]
-    assert run_ok(sm, "c") == [MarkTask("c", "succeeded")]  # d still waits for b
-    assert run_ok(sm, "b") == [MarkTask("b", "succeeded"), Submit("d", 1)]
-    assert run_ok(sm, "d") == [MarkTask("d", "succeeded"), FinishRun("succeeded")]
+    assert sm.handle(RunStarted()) == [*start("a", 1)]
+    assert run_ok(sm, "a") == [done("a", 1), *start("b", 1), *start("c", 1)]
+    assert run_ok(sm, "c") == [done("c", 1)]  # d still waits for b
+    assert run_ok(sm, "b") == [done("b", 1), *start("d", 1)]
+    assert run_ok(sm, "d") == [done("d", 1), FinishRun("succeeded")]
 
 
 def test_empty_plan_finishes_at_once() -> None:
@@ -89,15 +112,16 @@ def test_empty_plan_finishes_at_once() -> None:
 
 def test_failure_skips_dependants_and_independent_branch_finishes() -> None:
     sm = RunStateMachine([plan("a"), plan("b", "a"), plan("c", "b"), plan("x"), plan("y", "x")])
-    assert sm.handle(RunStarted()) == [Submit("a", 1), Submit("x", 1)]
+    assert sm.handle(RunStarted()) == [*start("a", 1), *start("x", 1)]
     assert run_fail(sm, "a", 1) == [
+        fin("a", 1),
         MarkTask("a", "failed", ERR),
         MarkTask("b", "skipped"),
         MarkTask("c", "skipped"),
     ]
     assert not sm.done
-    assert run_ok(sm, "x") == [MarkTask("x", "succeeded"), Submit("y", 1)]
-    assert run_ok(sm, "y") == [MarkTask("y", "succeeded"), FinishRun("failed")]
+    assert run_ok(sm, "x") == [done("x", 1), *start("y", 1)]
+    assert run_ok(sm, "y") == [done("y", 1), FinishRun("failed")]
     assert sm.task_status == {
         "a": "failed",
         "b": "skipped",
@@ -111,9 +135,9 @@ def test_failure_skips_dependants_and_independent_branch_finishes() -> None:
 def test_user_retry_then_success() -> None:
     sm = RunStateMachine([plan("a", retries=1)])
     sm.handle(RunStarted())
-    assert run_fail(sm, "a", 1) == [MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), Submit("a", 2)]
+    assert run_fail(sm, "a", 1) == [fin("a", 1), MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), *start("a", 2)]
     assert sm.task_status["a"] == "queued"
-    assert run_ok(sm, "a", 2) == [MarkTask("a", "succeeded"), FinishRun("succeeded")]
+    assert run_ok(sm, "a", 2) == [done("a", 2), FinishRun("succeeded")]
     assert sm.attempts == {"a": 2}
 
 
@@ -122,7 +146,7 @@ def test_user_retries_run_out() -> None:
     sm.handle(RunStarted())
     assert run_fail(sm, "a", 1)[-1] == Submit("a", 2)
     assert run_fail(sm, "a", 2)[-1] == Submit("a", 3)
-    assert run_fail(sm, "a", 3) == [MarkTask("a", "failed", ERR), FinishRun("failed")]
+    assert run_fail(sm, "a", 3) == [fin("a", 3), MarkTask("a", "failed", ERR), FinishRun("failed")]
     assert sm.attempts == {"a": 3}
 
 
@@ -130,6 +154,7 @@ def test_no_retries_fails_at_once() -> None:
     sm = RunStateMachine([plan("a"), plan("b", "a")])
     sm.handle(RunStarted())
     assert run_fail(sm, "a", 1) == [
+        fin("a", 1),
         MarkTask("a", "failed", ERR),
         MarkTask("b", "skipped"),
         FinishRun("failed"),
@@ -142,18 +167,21 @@ def test_infra_error_retried_three_times_then_fails() -> None:
     sm.handle(RunStarted())
     for attempt in (1, 2, 3):
         assert run_fail(sm, "a", attempt, "infra", LOST) == [
+            fin("a", attempt, "infra", LOST),
             MarkTask("a", "queued"),
             Retrying("a", attempt, attempt + 1, 4, LOST),
-            Submit("a", attempt + 1),
+            *start("a", attempt + 1),
         ]
-    assert run_fail(sm, "a", 4, "infra", LOST) == [MarkTask("a", "failed", LOST), FinishRun("failed")]
+    assert run_fail(sm, "a", 4, "infra", LOST) == [fin("a", 4, "infra", LOST), MarkTask("a", "failed", LOST),
+                                                   FinishRun("failed")]
     assert sm.attempts == {"a": 4}
 
 
 def test_infra_retries_is_configurable() -> None:
     sm = RunStateMachine([plan("a", retries=5)], infra_retries=0)
     sm.handle(RunStarted())
-    assert run_fail(sm, "a", 1, "infra", LOST) == [MarkTask("a", "failed", LOST), FinishRun("failed")]
+    assert run_fail(sm, "a", 1, "infra", LOST) == [fin("a", 1, "infra", LOST), MarkTask("a", "failed", LOST),
+                                                   FinishRun("failed")]
 
 
 def test_infra_and_user_counters_are_independent() -> None:
@@ -162,20 +190,22 @@ def test_infra_and_user_counters_are_independent() -> None:
     assert run_fail(sm, "a", 1, "infra", LOST)[-1] == Submit("a", 2)  # infra 1/1
     assert run_fail(sm, "a", 2, "user")[-1] == Submit("a", 3)  # user 1/1
     # Both budgets are now spent; each kind fails on its own next error.
-    assert run_fail(sm, "a", 3, "user") == [MarkTask("a", "failed", ERR), FinishRun("failed")]
+    assert run_fail(sm, "a", 3, "user") == [fin("a", 3), MarkTask("a", "failed", ERR), FinishRun("failed")]
 
     sm = RunStateMachine([plan("a", retries=1)], infra_retries=1)
     sm.handle(RunStarted())
     assert run_fail(sm, "a", 1, "user")[-1] == Submit("a", 2)
     assert run_fail(sm, "a", 2, "infra", LOST)[-1] == Submit("a", 3)
-    assert run_fail(sm, "a", 3, "infra", LOST) == [MarkTask("a", "failed", LOST), FinishRun("failed")]
+    assert run_fail(sm, "a", 3, "infra", LOST) == [fin("a", 3, "infra", LOST), MarkTask("a", "failed", LOST),
+                                                   FinishRun("failed")]
 
 
 def test_timeout_counts_as_user_error() -> None:
-    timeout = {"type": "TaskTimeout", "message": "exceeded 10m"}
+    timeout = ErrorRecord.timeout("a", 600, cell=1)
     sm = RunStateMachine([plan("a")])
     sm.handle(RunStarted())
     assert run_fail(sm, "a", 1, "timeout", timeout) == [
+        fin("a", 1, "timeout", timeout),
         MarkTask("a", "failed", timeout),
         FinishRun("failed"),
     ]
@@ -183,15 +213,15 @@ def test_timeout_counts_as_user_error() -> None:
     sm = RunStateMachine([plan("a", retries=1)])
     sm.handle(RunStarted())
     assert run_fail(sm, "a", 1, "timeout", timeout)[-1] == Submit("a", 2)
-    assert run_fail(sm, "a", 2, "user") == [MarkTask("a", "failed", ERR), FinishRun("failed")]
+    assert run_fail(sm, "a", 2, "user") == [fin("a", 2), MarkTask("a", "failed", ERR), FinishRun("failed")]
 
 
 def test_cache_hit_skips_submit_and_unblocks_downstream() -> None:
     sm = RunStateMachine([plan("a", cache=True), plan("b", "a")])
     assert sm.handle(RunStarted()) == [CheckCache("a")]
-    assert sm.handle(TaskCacheHit("a")) == [MarkTask("a", "cached"), Submit("b", 1)]
+    assert sm.handle(TaskCacheHit("a", OUTS)) == [RecordCacheHit("a", OUTS), *start("b", 1)]
     assert sm.attempts["a"] == 0
-    assert run_ok(sm, "b") == [MarkTask("b", "succeeded"), FinishRun("succeeded")]
+    assert run_ok(sm, "b") == [done("b", 1), FinishRun("succeeded")]
     assert sm.task_status == {"a": "cached", "b": "succeeded"}
     assert sm.run_status == "succeeded"
 
@@ -200,19 +230,19 @@ def test_cache_miss_submits_and_retries_do_not_ask_again() -> None:
     sm = RunStateMachine([plan("a", retries=1, cache=True)])
     assert sm.handle(RunStarted()) == [CheckCache("a")]
     assert sm.handle(TaskStarted("a", 1)) == []  # not submitted yet
-    assert sm.handle(CacheMiss("a")) == [Submit("a", 1)]
-    assert sm.handle(CacheMiss("a")) == []  # answered once already
-    assert run_fail(sm, "a", 1) == [MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), Submit("a", 2)]
+    assert sm.handle(CacheLocked("a")) == [*start("a", 1)]
+    assert sm.handle(CacheLocked("a")) == []  # answered once already
+    assert run_fail(sm, "a", 1) == [fin("a", 1), MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), *start("a", 2)]
     # the finishing transaction writes the cache entry and releases the lock it holds
-    assert run_ok(sm, "a", 2) == [MarkTask("a", "succeeded", cache=True), FinishRun("succeeded")]
+    assert run_ok(sm, "a", 2) == [done("a", 2, cache=True), FinishRun("succeeded")]
     assert sm.held_locks == frozenset()
 
 
 def test_cache_answer_for_a_task_never_asked_is_ignored() -> None:
     sm = RunStateMachine([plan("a"), plan("b", "a", cache=True)])
     sm.handle(RunStarted())
-    assert sm.handle(TaskCacheHit("b")) == []
-    assert sm.handle(TaskCacheHit("a")) == []
+    assert sm.handle(TaskCacheHit("b", OUTS)) == []
+    assert sm.handle(TaskCacheHit("a", OUTS)) == []
     assert sm.task_status == {"a": "queued", "b": "queued"}
 
 
@@ -221,17 +251,17 @@ def test_resume_keeps_done_tasks_and_reruns_the_rest() -> None:
     prior = {"a": "succeeded", "b": "failed", "c": "skipped", "d": "cached"}
     sm = RunStateMachine(plans, prior=prior)
     assert sm.task_status == {"a": "succeeded", "b": "queued", "c": "queued", "d": "cached"}
-    assert sm.handle(RunStarted()) == [MarkTask("b", "queued"), MarkTask("c", "queued"), Submit("b", 1)]
-    assert run_ok(sm, "b") == [MarkTask("b", "succeeded"), Submit("c", 1)]
-    assert run_ok(sm, "c") == [MarkTask("c", "succeeded"), FinishRun("succeeded")]
+    assert sm.handle(RunStarted()) == [MarkTask("b", "queued"), MarkTask("c", "queued"), *start("b", 1)]
+    assert run_ok(sm, "b") == [done("b", 1), *start("c", 1)]
+    assert run_ok(sm, "c") == [done("c", 1), FinishRun("succeeded")]
     assert sm.attempts == {"a": 0, "b": 1, "c": 1, "d": 0}
 
 
 def test_resume_continues_attempt_numbers() -> None:
     sm = RunStateMachine([plan("a")], prior={"a": "running"}, prior_attempts={"a": 2})
-    assert sm.handle(RunStarted()) == [MarkTask("a", "queued"), Submit("a", 3)]
-    assert sm.handle(TaskSucceeded("a", 2)) == []  # the old driver's attempt is stale
-    assert run_ok(sm, "a", 3) == [MarkTask("a", "succeeded"), FinishRun("succeeded")]
+    assert sm.handle(RunStarted()) == [MarkTask("a", "queued"), *start("a", 3)]
+    assert sm.handle(TaskSucceeded("a", 2, OK)) == []  # the old driver's attempt is stale
+    assert run_ok(sm, "a", 3) == [done("a", 3), FinishRun("succeeded")]
 
 
 def test_resume_of_a_finished_run_finishes_at_once() -> None:
@@ -249,17 +279,17 @@ def test_stale_duplicate_and_unknown_events_are_ignored() -> None:
     assert sm.handle(TaskStarted("a", 2)) == []  # future attempt
     assert sm.handle(TaskStarted("a", 1)) == [MarkTask("a", "running")]
     assert sm.handle(TaskStarted("a", 1)) == []  # duplicate start
-    assert sm.handle(TaskFailed("a", 1, "user", ERR)) == [
-        MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), Submit("a", 2)]
-    assert sm.handle(TaskFailed("a", 1, "user", ERR)) == []  # duplicate failure
-    assert sm.handle(TaskSucceeded("a", 1)) == []  # late success of the old attempt
-    assert sm.handle(TaskSucceeded("a", 2)) == [MarkTask("a", "succeeded"), Submit("b", 1)]
-    assert sm.handle(TaskSucceeded("a", 2)) == []  # duplicate completion
-    assert sm.handle(TaskFailed("a", 2, "infra", LOST)) == []
-    assert sm.handle(TaskSucceeded("b", 1)) == [MarkTask("b", "succeeded"), FinishRun("succeeded")]
+    assert sm.handle(failed("a", 1, "user", ERR)) == [
+        fin("a", 1), MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR), *start("a", 2)]
+    assert sm.handle(failed("a", 1, "user", ERR)) == []  # duplicate failure
+    assert sm.handle(TaskSucceeded("a", 1, OK)) == []  # late success of the old attempt
+    assert sm.handle(TaskSucceeded("a", 2, OK)) == [done("a", 2), *start("b", 1)]
+    assert sm.handle(TaskSucceeded("a", 2, OK)) == []  # duplicate completion
+    assert sm.handle(failed("a", 2, "infra", LOST)) == []
+    assert sm.handle(TaskSucceeded("b", 1, OK)) == [done("b", 1), FinishRun("succeeded")]
     # After FinishRun nothing moves.
-    assert sm.handle(TaskSucceeded("b", 1)) == []
-    assert sm.handle(RunCancelled()) == []
+    assert sm.handle(TaskSucceeded("b", 1, OK)) == []
+    assert sm.handle(CancelRequested()) == []
     assert sm.run_status == "succeeded"
 
 
@@ -267,7 +297,7 @@ def test_completion_without_start_is_accepted() -> None:
     # A lost or reordered start event must not wedge the run.
     sm = RunStateMachine([plan("a")])
     sm.handle(RunStarted())
-    assert sm.handle(TaskSucceeded("a", 1)) == [MarkTask("a", "succeeded"), FinishRun("succeeded")]
+    assert sm.handle(TaskSucceeded("a", 1, OK)) == [done("a", 1), FinishRun("succeeded")]
 
 
 def test_cancel_fails_running_and_skips_queued() -> None:
@@ -276,21 +306,21 @@ def test_cancel_fails_running_and_skips_queued() -> None:
     sm.handle(TaskStarted("a", 1))
     run_ok(sm, "x")
     # y was submitted but never started: still queued.
-    assert sm.handle(RunCancelled()) == [
+    assert sm.handle(CancelRequested()) == [
         KillAttempts(("a", "y")),
-        MarkTask("a", "failed", {"type": "Cancelled", "message": "run cancelled"}),
+        MarkTask("a", "failed", ErrorRecord.run_cancelled("run cancelled")),
         MarkTask("b", "skipped"),
         MarkTask("y", "skipped"),
         FinishRun("cancelled"),
     ]
     assert sm.run_status == "cancelled" and sm.done
-    assert sm.handle(TaskSucceeded("a", 1)) == []
+    assert sm.handle(TaskSucceeded("a", 1, OK)) == []
     assert sm.task_status == {"a": "failed", "b": "skipped", "x": "succeeded", "y": "skipped"}
 
 
 def test_cancel_before_start() -> None:
     sm = RunStateMachine([plan("a")])
-    assert sm.handle(RunCancelled()) == [MarkTask("a", "skipped"), FinishRun("cancelled")]
+    assert sm.handle(CancelRequested()) == [MarkTask("a", "skipped"), FinishRun("cancelled")]
     assert sm.handle(RunStarted()) == []
 
 
@@ -357,6 +387,7 @@ class Driver:
         self.marked: dict[str, str] = {}
         self.finishes: list[FinishRun] = []
         self.submitted: list[Submit] = []
+        self.started: list[StartAttempt] = []
         self.failures: dict[str, list[str]] = {}  # task -> failure kinds, in order
 
     def send(self, event: Any) -> list[Instruction]:
@@ -364,7 +395,11 @@ class Driver:
         self.delivered.append(event)
         for instr in out:
             assert not self.finishes, "an instruction after FinishRun"
-            if isinstance(instr, Submit):
+            if isinstance(instr, StartAttempt):
+                assert instr.attempt == self.sm.attempts[instr.task]
+                self.started.append(instr)
+            elif isinstance(instr, Submit):
+                assert self.started[-1] == StartAttempt(instr.task, instr.attempt)  # recorded before it is sent
                 status = self.sm.task_status
                 assert all(status[up] in ("succeeded", "cached") for up in self.plans[instr.task].upstream)
                 assert instr.attempt == self.sm.attempts[instr.task]
@@ -375,10 +410,17 @@ class Driver:
                 assert self.plans[instr.task].cache
                 assert instr.task not in self.cache_pending
                 self.cache_pending.append(instr.task)
-            elif isinstance(instr, MarkTask):
-                self.marked[instr.task] = instr.status
-                assert self.sm.task_status[instr.task] == instr.status
-                if instr.status in ("failed", "skipped", "succeeded", "cached"):
+            elif isinstance(instr, MarkTask | RecordCacheHit | FinishAttempt):
+                if isinstance(instr, FinishAttempt):
+                    assert instr.attempt <= self.sm.attempts[instr.task]
+                    if isinstance(instr.result, AttemptFailed):
+                        continue  # a MarkTask says what becomes of the task
+                    status = "succeeded"
+                else:
+                    status = "cached" if isinstance(instr, RecordCacheHit) else instr.status
+                self.marked[instr.task] = status
+                assert self.sm.task_status[instr.task] == status
+                if status in ("failed", "skipped", "succeeded", "cached"):
                     self.attempts_pending.pop(instr.task, None)
                     if instr.task in self.cache_pending:
                         self.cache_pending.remove(instr.task)
@@ -406,7 +448,7 @@ class Driver:
         kind, task = draw(st.sampled_from(sorted(choices)))
         if kind == "cache":
             self.cache_pending.remove(task)
-            self.send(TaskCacheHit(task) if draw(st.booleans()) else CacheMiss(task))
+            self.send(TaskCacheHit(task, OUTS) if draw(st.booleans()) else CacheLocked(task))
             return
         attempt, started = self.attempts_pending[task]
         if not started:
@@ -416,10 +458,10 @@ class Driver:
         del self.attempts_pending[task]
         outcome = draw(st.sampled_from(["ok", "ok", "user", "infra", "timeout"]))
         if outcome == "ok":
-            self.send(TaskSucceeded(task, attempt))
+            self.send(TaskSucceeded(task, attempt, OK))
         else:
             self.failures.setdefault(task, []).append("infra" if outcome == "infra" else "user")
-            self.send(TaskFailed(task, attempt, outcome, {"type": outcome}))
+            self.send(failed(task, attempt, outcome, ErrorRecord.infrastructure(outcome, outcome)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -440,7 +482,7 @@ def test_random_runs_terminate_consistently(plans: list[TaskPlan], infra_retries
     assert sm.done
     status = sm.task_status
     assert all(s in ("succeeded", "cached", "failed", "skipped") for s in status.values())
-    assert driver.marked == status  # every final status was persisted through MarkTask
+    assert driver.marked == status  # every final status was persisted by an instruction
     failed = {t for t, s in status.items() if s == "failed"}
     assert {t for t, s in status.items() if s == "skipped"} == descendants(plans, failed)
     assert driver.finishes[0].status == sm.run_status == ("failed" if failed else "succeeded")
@@ -458,11 +500,13 @@ def test_random_runs_terminate_consistently(plans: list[TaskPlan], infra_retries
             assert sm.attempts[p.name] == len(kinds) + (status[p.name] == "succeeded")
         if status[p.name] == "cached":
             assert sm.attempts[p.name] == 0
-    assert sorted((s.task, s.attempt) for s in driver.submitted) == sorted(
-        (p.name, a) for p in plans for a in range(1, sm.attempts[p.name] + 1)
-    )
+    # one numbering: each task's attempts are recorded and submitted as 1, 2, … in order
+    for sent in (driver.started, driver.submitted):
+        assert sorted((s.task, s.attempt) for s in sent) == sorted(
+            (p.name, a) for p in plans for a in range(1, sm.attempts[p.name] + 1)
+        )
     # Nothing moves once the run is finished.
-    assert sm.handle(RunCancelled()) == []
+    assert sm.handle(CancelRequested()) == []
 
 
 @settings(max_examples=150, deadline=None)
@@ -476,7 +520,7 @@ def test_cancel_at_any_point_finishes_once(plans: list[TaskPlan], data: st.DataO
             break
         driver.step(data.draw)
     before = sm.task_status
-    driver.send(RunCancelled())
+    driver.send(CancelRequested())
     assert len(driver.finishes) == 1
     if before and all(s in ("succeeded", "cached", "failed", "skipped") for s in before.values()):
         assert driver.finishes[0].status in ("succeeded", "failed")  # finished before the cancel
@@ -526,7 +570,7 @@ def test_busy_cache_key_waits_and_asks_again_on_ticks() -> None:
     assert sm.handle(CacheBusy("a", "other-run")) == []
     assert sm.handle(Tick(100.6)) == [CheckCancel(), CheckCache("a")]
     # the holder committed: the re-check is a hit, and the waiter never computes
-    assert sm.handle(TaskCacheHit("a")) == [MarkTask("a", "cached"), Submit("b", 1)]
+    assert sm.handle(TaskCacheHit("a", OUTS)) == [RecordCacheHit("a", OUTS), *start("b", 1)]
     assert sm.waiting_on_cache == {} and sm.attempts["a"] == 0
 
 
@@ -535,7 +579,7 @@ def test_waiter_takes_over_a_lapsed_lock_and_renews_it() -> None:
     sm.handle(RunStarted())
     sm.handle(CacheBusy("a", "dead-run"))
     assert sm.handle(Tick(1.0)) == [RenewLeases(()), CheckCache("a")]
-    assert sm.handle(CacheLocked("a")) == [Submit("a", 1)]  # the store let us take over
+    assert sm.handle(CacheLocked("a")) == [*start("a", 1)]  # the store let us take over
     assert sm.held_locks == {"a"}
     assert sm.handle(Tick(5.0)) == [CheckCancel()]
     assert sm.handle(Tick(11.0)) == [RenewLeases(("a",))]  # every ttl/3 while it runs
@@ -545,8 +589,8 @@ def test_failed_task_releases_its_cache_lock() -> None:
     sm = RunStateMachine([plan("a", cache=True), plan("b", "a")])
     sm.handle(RunStarted())
     sm.handle(CacheLocked("a"))
-    assert run_fail(sm, "a", 1) == [MarkTask("a", "failed", ERR), ReleaseCacheLock("a"), MarkTask("b", "skipped"),
-                                    FinishRun("failed")]
+    assert run_fail(sm, "a", 1) == [fin("a", 1), MarkTask("a", "failed", ERR), ReleaseCacheLock("a"),
+                                    MarkTask("b", "skipped"), FinishRun("failed")]
     assert sm.held_locks == frozenset()
 
 
@@ -557,11 +601,11 @@ def test_cancel_kills_running_attempts_and_releases_locks() -> None:
     sm.handle(CacheBusy("b", "other"))
     sm.handle(TaskStarted("a", 1))
     out = sm.handle(CancelRequested("cancelled by Ctrl-C"))
-    cancelled = {"type": "Cancelled", "message": "cancelled by Ctrl-C"}
+    cancelled = ErrorRecord.run_cancelled("cancelled by Ctrl-C")
     assert out == [KillAttempts(("a",)), MarkTask("a", "failed", cancelled), MarkTask("b", "skipped"),
                    MarkTask("c", "skipped"), ReleaseCacheLock("a"), FinishRun("cancelled")]
     assert sm.done and sm.held_locks == frozenset() and sm.waiting_on_cache == {}
-    assert sm.handle(TaskSucceeded("a", 1)) == []  # the killed attempt's late answer changes nothing
+    assert sm.handle(TaskSucceeded("a", 1, OK)) == []  # the killed attempt's late answer changes nothing
 
 
 def test_a_cancel_from_another_process_is_read_on_ticks_not_only_at_lease_renewals() -> None:
@@ -607,7 +651,7 @@ def test_driver_crash_ends_the_run_failed_with_its_error() -> None:
     sm.handle(RunStarted())
     sm.handle(CacheLocked("a"))
     sm.handle(TaskStarted("a", 1))
-    error = {"type": "DriverError", "message": "the driver failed: KeyError: 'x'"}
+    error = ErrorRecord.driver_failed("KeyError: 'x'", "Traceback ...")
     assert sm.handle(DriverCrashed(error)) == [KillAttempts(("a",)), MarkTask("a", "failed", error),
                                                MarkTask("b", "skipped"), ReleaseCacheLock("a"),
                                                FinishRun("failed", error)]
@@ -621,14 +665,63 @@ def test_lost_lease_abandons_without_writing() -> None:
     out = sm.handle(LeaseLost("host:42:1"))
     assert out == [KillAttempts(("a",)), Abandon("host:42:1")]  # no MarkTask, no FinishRun: not ours now
     assert sm.done and sm.abandoned
-    assert sm.handle(TaskSucceeded("a", 1)) == [] and sm.handle(Tick(99.0)) == []
+    assert sm.handle(TaskSucceeded("a", 1, OK)) == [] and sm.handle(Tick(99.0)) == []
 
 
-def test_worker_loss_of_the_current_attempt_is_recorded() -> None:
-    from flyte_lab.engine.state_machine import AttemptRestarted, RecordWorkerLost
-
-    sm = RunStateMachine([plan("a")])
+def test_worker_loss_closes_the_attempt_and_the_rerun_is_the_next_one() -> None:
+    sm = RunStateMachine([plan("a")], infra_retries=0)
     sm.handle(RunStarted())
     sm.handle(TaskStarted("a", 1))
-    assert sm.handle(AttemptRestarted("a", 1, "tcp://w2")) == [RecordWorkerLost("a", "tcp://w2")]
-    assert sm.handle(AttemptRestarted("a", 7, "tcp://w2")) == []  # not the current attempt
+    assert sm.handle(AttemptRestarted("a", 1, "tcp://w2")) == [
+        fin("a", 1, "infra", LOST), StartAttempt("a", 2, "tcp://w2"), Rerun("a", 2, "tcp://w2")]
+    assert sm.attempts == {"a": 2} and sm.task_status == {"a": "running"}  # Dask's rerun: no budget spent
+    assert sm.handle(AttemptRestarted("a", 1, "tcp://w2")) == []  # not the current attempt any more
+    assert sm.handle(TaskSucceeded("a", 1, OK)) == []
+    assert sm.handle(TaskSucceeded("a", 2, OK)) == [done("a", 2), FinishRun("succeeded")]
+
+
+# --- the stimulus log ------------------------------------------------------------------------------------
+
+
+def test_a_tasks_story_is_its_stimuli_and_their_instructions_in_order() -> None:
+    sm = RunStateMachine([plan("a", retries=1), plan("b", "a")])
+    sm.handle(RunStarted())
+    assert sm.handle(Tick(1.0)) == [RenewLeases(())]
+    assert sm.handle(Tick(1.1)) == []  # a quiet tick: counted, not kept
+    run_fail(sm, "a", 1)
+    run_ok(sm, "a", 2)
+    assert [(e.id, e.event, e.instructions) for e in sm.story("a")] == [
+        (1, RunStarted(), tuple(start("a", 1))),
+        (4, TaskStarted("a", 1), (MarkTask("a", "running"),)),
+        (5, failed("a", 1, "user", ERR), (fin("a", 1), MarkTask("a", "queued"), Retrying("a", 1, 2, 2, ERR),
+                                          *start("a", 2))),
+        (6, TaskStarted("a", 2), (MarkTask("a", "running"),)),
+        (7, TaskSucceeded("a", 2, OK), (done("a", 2),)),
+    ]
+    # b's story starts with the success that unblocked it, and keeps only b's part of it
+    assert [(e.id, e.instructions) for e in sm.story("b")] == [(7, tuple(start("b", 1)))]
+    assert [e.id for e in sm.stimulus_log] == [1, 2, 4, 5, 6, 7]
+
+
+@settings(max_examples=100, deadline=None)
+@given(plans=dags(), size=st.integers(min_value=1, max_value=12), data=st.data())
+def test_the_stimulus_log_stays_bounded(plans: list[TaskPlan], size: int, data: st.DataObject) -> None:
+    sm = RunStateMachine(plans, stimulus_log_size=size)
+    driver = Driver(sm, plans)
+    driver.send(RunStarted())
+    now = 0.0
+    for _ in range(200):
+        if sm.done:
+            break
+        if driver.idle() or data.draw(st.booleans()):
+            now += data.draw(st.floats(min_value=0.0, max_value=1.0))
+            driver.send(Tick(now))
+        else:
+            driver.step(data.draw)
+        log = sm.stimulus_log
+        assert len(log) <= size
+        ids = [entry.id for entry in log]
+        assert ids == sorted(set(ids))  # ids rise (quiet ticks are counted, not kept)
+        for task in {p.name for p in plans}:
+            told = [e.id for e in sm.story(task)]
+            assert told == sorted(told) and set(told) <= set(ids)

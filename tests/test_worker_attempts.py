@@ -25,6 +25,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from flyte_lab.engine.artifacts import ArtifactStore
+from flyte_lab.engine.attempt_records import AttemptFailed, AttemptResult, AttemptSucceeded, ErrorRecord
 from flyte_lab.engine.task_notebook import build_task_notebook
 from flyte_lab.engine.worker.kernels import close_pools, pool, pooled_kernels
 from flyte_lab.engine.worker.kernelspecs import missing_kernelspec
@@ -100,11 +101,10 @@ def test_timeout_counts_the_whole_attempt_and_kills_the_kernel(tmp_path: Path) -
         "%%flyte_task slow() -> done: int\ntime.sleep(2.5)\ndone = 1",
     ], "slow", timeout_s=4)
     result = run_task_attempt(spec)
-    assert (result["status"], result["kind"]) == ("failed", "timeout"), result
-    assert result["error"]["type"] == "TaskTimeout"
-    assert result["error"]["message"] == ("task `slow` ran longer than its --timeout of 4s (kernel start to "
-                                          "outputs saved); its kernel was killed")
-    assert set(result["error"]) >= {"cell", "line", "traceback"}
+    assert isinstance(result, AttemptFailed) and result.kind == "timeout", result
+    assert result.error.to_dict() == {"type": "TaskTimeout", "message": "task `slow` ran longer than its --timeout "
+                                      "of 4s (kernel start to outputs saved); its kernel was killed",
+                                      "cell": spec["cell"], "line": 1, "traceback": ""}
     assert not alive(int(pid_file.read_text()))
     assert "time.sleep(2.5)" in executed_text(spec)  # the executed notebook is kept as the task's log
 
@@ -128,9 +128,8 @@ def test_cancel_kills_a_running_attempt(tmp_path: Path) -> None:
         thread.join(timeout=60)
     assert not thread.is_alive()
     (result,) = results
-    assert (result["status"], result["kind"]) == ("failed", "cancelled"), result
-    assert result["error"]["type"] == "Cancelled"
-    assert result["error"]["message"] == "task `sleepy` was cancelled"
+    assert isinstance(result, AttemptFailed) and result.kind == "cancelled", result
+    assert (result.error.type, result.error.message) == ("Cancelled", "task `sleepy` was cancelled")
     assert not alive(pid)
 
 
@@ -159,7 +158,7 @@ def test_a_cancelled_attempt_returns_at_once_not_at_nbclients_next_liveness_poll
         took = time.monotonic() - cancelled
     finally:
         thread.join(timeout=60)
-    assert results[0]["error"]["type"] == "Cancelled", results
+    assert isinstance(results[0], AttemptFailed) and results[0].error.type == "Cancelled", results
     assert took < 0.5, f"the attempt returned {took:.2f}s after its cancel"
 
 
@@ -167,8 +166,9 @@ def test_an_attempt_cancelled_before_it_starts_starts_no_kernel(tmp_path: Path) 
     spec = make_spec(tmp_path, ["%%flyte_task never() -> None\nraise SystemExit('must not run')"], "never")
     assert cancel_attempts([spec["key"]], dask_worker=None) == []
     result = run_task_attempt(spec)
-    assert (result["status"], result["kind"], result["error"]["type"]) == ("failed", "cancelled", "Cancelled")
-    assert result["output_notebook"] is None
+    assert isinstance(result, AttemptFailed), result
+    assert (result.kind, result.error.type) == ("cancelled", "Cancelled")
+    assert result.output_notebook is None
     assert not Path(spec["output_notebook"]).exists()
 
 
@@ -186,20 +186,22 @@ def test_tasks_run_in_the_notebooks_kernelspec(tmp_path: Path, monkeypatch: pyte
     cells = ["%%flyte_setup\nimport os",
              "%%flyte_task probe() -> marker: str\nmarker = os.environ['FLYTE_TEST_MARKER']"]
     first = run_task_attempt(make_spec(tmp_path, cells, "probe", kernel_name="marked"))
-    assert first["status"] == "succeeded", first
-    assert first["outputs"]["marker"]["value"] == "from-kernelspec"
+    assert isinstance(first, AttemptSucceeded), first
+    assert first.outputs["marker"]["value"] == "from-kernelspec"
     marked = pool("marked")
     assert marked is not None
     wait_for(lambda: marked.live() >= 1, 60, "a pooled kernel of the `marked` kernelspec")
     second = run_task_attempt(make_spec(tmp_path, cells, "probe", kernel_name="marked"))  # from the pool
-    assert second["outputs"]["marker"]["value"] == "from-kernelspec"
+    assert isinstance(second, AttemptSucceeded), second
+    assert second.outputs["marker"]["value"] == "from-kernelspec"
 
 
 def test_a_missing_kernelspec_is_a_clear_user_error(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, ["%%flyte_task t() -> None\npass"], "t", kernel_name="no-such-kernel")
     result = run_task_attempt(spec)
-    assert (result["status"], result["kind"], result["error"]["type"]) == ("failed", "user", "NoSuchKernel")
-    message = result["error"]["message"]
+    assert isinstance(result, AttemptFailed), result
+    assert (result.kind, result.error.type) == ("user", "NoSuchKernel")
+    message = result.error.message
     assert "`no-such-kernel`" in message and "python3" in message and "Traceback" not in message
     assert missing_kernelspec("no-such-kernel") is not None
 
@@ -219,14 +221,14 @@ def test_a_secret_reaches_only_the_task_that_asked_for_it(tmp_path: Path, monkey
              "%%flyte_task own() -> token: str\nassert 'SECRET_TOKEN' not in os.environ\ntoken = os.environ['TOKEN']"]
     for _ in range(2):  # the second one may come from the pool, refilled for this scrub list
         plain = run_task_attempt(make_spec(tmp_path, cells, "plain", scrub=scrub))
-        assert plain["status"] == "succeeded", plain
-        assert plain["outputs"]["seen"]["value"] == []
+        assert isinstance(plain, AttemptSucceeded), plain
+        assert plain.outputs["seen"]["value"] == []
         wait_for(lambda: python3.live() >= 1, 60, "the pool to refill")
     own = run_task_attempt(make_spec(tmp_path, cells, "own", scrub=scrub, env={"TOKEN": "x"}))
-    assert own["status"] == "succeeded", own
-    assert own["outputs"]["token"]["value"] == "x"
+    assert isinstance(own, AttemptSucceeded), own
+    assert own.outputs["token"]["value"] == "x"
     unscrubbed = run_task_attempt(make_spec(tmp_path, cells, "plain"))  # no secrets in this run: the env is whole
-    assert unscrubbed["status"] == "failed" and unscrubbed["error"]["type"] == "AssertionError"
+    assert isinstance(unscrubbed, AttemptFailed) and unscrubbed.error.type == "AssertionError"
     assert pooled_kernels() <= python3.size  # bounded: kernels started for other secrets were not kept
 
 
@@ -241,8 +243,8 @@ def test_outputs_are_signed_with_the_drivers_key_and_written_by_url(tmp_path: Pa
         spec["output_notebook"] = "file://" + str(tmp_path / "shared" / "make" / "nb.ipynb")
         spec["context"]["result_path"] = "file://" + str(tmp_path / "shared" / "make" / "outputs.json")
     result = run_task_attempt(spec)
-    assert result["status"] == "succeeded", result
-    assert result["output_notebook"] == spec["output_notebook"]
+    assert isinstance(result, AttemptSucceeded), result
+    assert result.output_notebook == spec["output_notebook"]
     text = executed_text(spec)
     assert KEY not in text and "artifact_key_file" in text
     assert KEY not in Path(spec["context"]["result_path"].removeprefix("file://")).read_text()
@@ -250,7 +252,7 @@ def test_outputs_are_signed_with_the_drivers_key_and_written_by_url(tmp_path: Pa
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
     store = ArtifactStore(str(tmp_path / "artifacts"), bytes.fromhex(KEY), cache_dir=str(tmp_path / "cache"))
-    n = result["outputs"]["n"]
+    n = result.outputs["n"]
     from flyte_lab.graph.model import TypeRef
 
     assert store.get(n["uri"], TypeRef("int")) == 42
@@ -271,17 +273,17 @@ def test_the_error_line_is_the_line_the_executed_notebook_shows(tmp_path: Path) 
     spec = make_spec(tmp_path, ["%%flyte_task boom() -> None\nx = 1\ny = 2\nraise ValueError(f'bad {x + y}')"],
                      "boom")
     result = run_task_attempt(spec)
-    assert (result["status"], result["kind"]) == ("failed", "user"), result
-    error = result["error"]
-    assert (error["type"], error["message"], error["cell"], error["line"]) == ("ValueError", "bad 3", 1, 4)
+    assert isinstance(result, AttemptFailed) and result.kind == "user", result
+    error = result.error
+    assert (error.type, error.message, error.cell, error.line) == ("ValueError", "bad 3", 1, 4)
     assert "line 4" in executed_text(spec)
     assert "# %%flyte_task boom() -> None" in executed_text(spec)
 
 
 def test_a_continued_header_keeps_the_body_on_its_own_lines(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, ["%%flyte_task two() \\\n  -> None\nx = 1\nraise KeyError(x)"], "two")
-    error = run_task_attempt(spec)["error"]
-    assert (error["type"], error["line"]) == ("KeyError", 4)
+    error = _error(run_task_attempt(spec))
+    assert (error.type, error.line) == ("KeyError", 4)
     assert "line 4" in executed_text(spec)
 
 
@@ -290,6 +292,11 @@ def test_an_error_in_a_setup_helper_points_at_the_calling_task_line(tmp_path: Pa
         "%%flyte_setup\ndef helper(v):\n    raise RuntimeError(f'helper got {v}')",
         "%%flyte_task caller() -> None\nv = 5\nhelper(v)",
     ], "caller")
-    error = run_task_attempt(spec)["error"]
-    assert (error["type"], error["cell"], error["line"]) == ("RuntimeError", 2, 3)
-    assert "helper(v)" in error["traceback"] and "raise RuntimeError" in error["traceback"]
+    error = _error(run_task_attempt(spec))
+    assert (error.type, error.cell, error.line) == ("RuntimeError", 2, 3)
+    assert error.traceback and "helper(v)" in error.traceback and "raise RuntimeError" in error.traceback
+
+
+def _error(result: AttemptResult) -> ErrorRecord:
+    assert isinstance(result, AttemptFailed), result
+    return result.error

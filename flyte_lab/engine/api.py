@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flyte_lab.engine.attempt_records import ErrorRecord
 from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
 from flyte_lab.errors import DriverError, FlyteLabError, UserInputError, ValidationFailed
 from flyte_lab.graph.model import Workflow
@@ -250,9 +251,7 @@ def _close_orphan_attempts(store: Any, run: dict[str, Any], fence: int) -> None:
         for attempt in attempts:
             if attempt["status"] == TaskStatus.RUNNING:  # its driver died mid-attempt
                 store.finish_attempt(run["run_id"], task, attempt["number"], TaskStatus.FAILED, kind="infra",
-                                     fence=fence,
-                                     error={"type": "DriverLost", "message": "the driver of this run stopped "
-                                            "during this attempt", "cell": None, "line": None, "traceback": ""})
+                                     fence=fence, error=ErrorRecord.driver_lost().to_dict())
 
 
 def cancel_run(run_id: str) -> tuple[str, str]:
@@ -285,8 +284,8 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
             status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
-                store.set_run_status(run_id, status, error={"type": type(exc).__name__, "message": message},
-                                     fence=fence)
+                error = ErrorRecord.not_started(type(exc).__name__, message)
+                store.set_run_status(run_id, status, error=error.to_dict(), fence=fence)
                 store.release_run(run_id, fence)
         if isinstance(exc, FlyteLabError | KeyboardInterrupt):
             raise

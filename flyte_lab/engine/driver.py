@@ -20,6 +20,7 @@ from typing import Any
 
 from flyte_lab.engine import state_machine as sm
 from flyte_lab.engine.artifacts import ArtifactStore
+from flyte_lab.engine.attempt_records import AttemptFailed, AttemptResult, AttemptSucceeded, ErrorRecord
 from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, setup_modules, split_outputs, split_spec
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import task_resources, unplaceable
@@ -40,10 +41,9 @@ BY_COMMAND = "cancelled by `flyte-lab cancel`"  # the CLI, the REST route, the d
 @dataclass
 class _Attempt:
     task: str
-    attempt: int  # the state machine's number
-    number: int  # the store's row number
+    attempt: int  # the state machine's number (a rerun after a lost worker moves it on: `sm.Rerun`)
     futures: list[Any]
-    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    results: dict[int, AttemptResult] = field(default_factory=dict)  # by map element (0: the one task)
     size: int | None = None  # map-over fan-out
     splitting: bool = False  # its one future is the kernel splitting the mapped list (`_split_in_kernel`)
     _index: dict[str, int] = field(default_factory=dict)
@@ -90,13 +90,11 @@ class RunDriver:
         self.inflight: dict[str, _Attempt] = {}  # dask key -> attempt
         self.by_task: dict[str, _Attempt] = {}
         self.cache_keys: dict[str, str] = {}
-        self.pending: dict[str, tuple[_Attempt | None, dict[str, Any], str | None]] = {}  # finishing data
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         # anything the loop must look at (a finished future's key, or None for a worker event) wakes it
         self.wakeups: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self.finished: list[str] = []
         self.starts: dict[str, int] = {}
-        self.started_at: dict[str, datetime] = {}  # task -> when its worker began it (worker clock)
         self.split = split_outputs(wf)
         self.notebooks: dict[str, Any] = {}  # task -> its task notebook, built once, reused by every attempt
         self.setup_modules = setup_modules(wf)
@@ -119,13 +117,11 @@ class RunDriver:
         except LeaseLostError as exc:
             self._feed_safely(sm.LeaseLost(str(exc.data.get("holder") or "")))
         except ClusterLost as exc:
-            self._feed_safely(sm.DriverCrashed({"type": "ClusterLost", "message": exc.message, "cell": None,
-                                                "line": None, "traceback": ""}))
+            self._feed_safely(sm.DriverCrashed(ErrorRecord.infrastructure("ClusterLost", exc.message)))
             raise
         except Exception as exc:
-            error = {"type": "DriverError", "message": f"the driver failed: {type(exc).__name__}: {exc}",
-                     "traceback": traceback.format_exc(limit=8)}
-            self._feed_safely(sm.DriverCrashed(error))
+            self._feed_safely(sm.DriverCrashed(ErrorRecord.driver_failed(f"{type(exc).__name__}: {exc}",
+                                                                         traceback.format_exc(limit=8))))
             if isinstance(exc, FlyteLabError):
                 raise
             raise DriverError(f"run `{self.run_id}` failed inside the driver ({type(exc).__name__}: {exc}); it is "
@@ -187,7 +183,7 @@ class RunDriver:
             if state in TASK_DONE:  # finished successfully: the one definition of progress (`run_progress`)
                 done += max(size, 1)
             elif record is not None and record.size is not None and state == TaskStatus.RUNNING:
-                done += sum(1 for r in record.results.values() if r.get("status") == TaskStatus.SUCCEEDED)
+                done += sum(1 for r in record.results.values() if isinstance(r, AttemptSucceeded))
         return Progress(status, done, total, [n for n, s in status.items() if s == TaskStatus.RUNNING])
 
     def _note(self, note: Any) -> None:
@@ -218,18 +214,29 @@ class RunDriver:
     def _carry_out(self, ins: sm.Instruction) -> list[sm.Event]:
         if isinstance(ins, sm.MarkTask):
             self._mark(ins)
+        elif isinstance(ins, sm.StartAttempt):
+            self.store.start_attempt(self.run_id, ins.task, ins.worker, self.wf.tasks[ins.task].options.resources(),
+                                     number=ins.attempt, fence=self.fence)
+        elif isinstance(ins, sm.FinishAttempt):
+            self._finish_attempt(ins)
+        elif isinstance(ins, sm.RecordCacheHit):
+            outputs = self.outputs[ins.task] = self._declared_types(ins.task, ins.outputs)
+            self.store.save_outputs(self.run_id, ins.task, outputs, fence=self.fence)
+            self.store.set_task_status(self.run_id, ins.task, TaskStatus.CACHED,
+                                       cache_key=self.cache_keys.get(ins.task), fence=self.fence)
+            self._changed()
         elif isinstance(ins, sm.FinishRun):
-            self.store.set_run_status(self.run_id, ins.status, error=ins.error, fence=self.fence)
+            self.store.set_run_status(self.run_id, ins.status, error=_stored(ins.error), fence=self.fence)
         elif isinstance(ins, sm.CheckCache):
             return [self._claim_cache(ins.task)]
         elif isinstance(ins, sm.Submit):
             return self._submit(ins.task, ins.attempt)
         elif isinstance(ins, sm.Retrying):
-            err = ins.error
-            self._say(f"{ins.task}: attempt {ins.failed_attempt} failed: {err.get('type')}: "
-                      f"{_first_line(err.get('message'))}; retrying ({ins.next_try}/{ins.max_tries})")
-        elif isinstance(ins, sm.RecordWorkerLost):
-            self._worker_lost(ins)
+            self._say(f"{ins.task}: attempt {ins.failed_attempt} failed: {ins.error.type}: "
+                      f"{_first_line(ins.error.message)}; retrying ({ins.next_try}/{ins.max_tries})")
+        elif isinstance(ins, sm.Rerun):
+            self.by_task[ins.task].attempt = ins.attempt  # what its live Dask task reports from now on
+            self._say(f"{ins.task}: its worker was lost; Dask reran it on {ins.worker}")
         elif isinstance(ins, sm.RenewLeases):
             return self._renew(ins)
         elif isinstance(ins, sm.CheckCancel):
@@ -245,28 +252,26 @@ class RunDriver:
         return []
 
     def _mark(self, ins: sm.MarkTask) -> None:
-        if ins.status in (TaskStatus.SUCCEEDED, TaskStatus.CACHED):
-            record, outputs, notebook = self.pending.pop(ins.task)
-            outputs = self._declared_types(ins.task, outputs)
-            if ins.status == TaskStatus.SUCCEEDED:
-                assert record is not None
-                self.store.commit_success(self.run_id, ins.task, record.number, outputs, output_notebook=notebook,
-                                          cache_key=self.cache_keys.get(ins.task), cache_entry=ins.cache,
-                                          fence=self.fence)
-            else:
-                self.store.save_outputs(self.run_id, ins.task, outputs, fence=self.fence)
-                self.store.set_task_status(self.run_id, ins.task, TaskStatus.CACHED,
-                                           cache_key=self.cache_keys.get(ins.task),
-                                           fence=self.fence)
-            self.outputs[ins.task] = outputs
-        else:
-            at = self.started_at.pop(ins.task, None) if ins.status == TaskStatus.RUNNING else None
-            record = self.by_task.get(ins.task)
-            notebook = None
-            if record is not None and record.results and ins.status == TaskStatus.FAILED:
-                notebook = next(iter(record.results.values())).get("output_notebook")
-            self.store.set_task_status(self.run_id, ins.task, ins.status, error=ins.error, output_notebook=notebook,
-                                       at=at, fence=self.fence)
+        # a failed task shows the executed notebook its failed attempt recorded (`FinishAttempt`): for a map-over,
+        # the failing element's
+        at = datetime.fromtimestamp(ins.at, UTC) if ins.at is not None else None
+        self.store.set_task_status(self.run_id, ins.task, ins.status, error=_stored(ins.error), at=at,
+                                   fence=self.fence)
+        self._changed()
+
+    def _finish_attempt(self, ins: sm.FinishAttempt) -> None:
+        result = ins.result
+        if isinstance(result, AttemptFailed):
+            self.store.finish_attempt(self.run_id, ins.task, ins.attempt, TaskStatus.FAILED, kind=result.fault,
+                                      error=result.error.to_dict(), output_notebook=result.output_notebook,
+                                      fence=self.fence)
+            return
+        outputs = self.outputs[ins.task] = self._declared_types(ins.task, result.outputs)
+        self.store.commit_success(self.run_id, ins.task, ins.attempt, outputs, output_notebook=result.output_notebook,
+                                  cache_key=self.cache_keys.get(ins.task), cache_entry=ins.cache, fence=self.fence)
+        self._changed()
+
+    def _changed(self) -> None:
         if self.on_change:
             self.on_change(self.progress())
 
@@ -319,8 +324,7 @@ class RunDriver:
             # the entry's artifacts are gone: compute it again
             state, found = self.store.cache_claim(key, self.run_id, task, self.lease_ttl_s, ignore_entry=True)
         if state == "hit":
-            self.pending[task] = (None, found["outputs"], None)
-            return sm.TaskCacheHit(task)
+            return sm.TaskCacheHit(task, found["outputs"])
         if state == "locked":
             return sm.CacheLocked(task)
         if task not in self.machine.waiting_on_cache:
@@ -330,42 +334,39 @@ class RunDriver:
     # -- submitting -------------------------------------------------------------------------------------------
     def _submit(self, task: str, attempt: int) -> list[sm.Event]:
         spec_task = self.wf.tasks[task]
-        resources = spec_task.options.resources()
         wanted = task_resources(self.client, self.wf, task)
         why = unplaceable(self.client, wanted)
-        number = self.store.start_attempt(self.run_id, task, None, resources, fence=self.fence)
         if task not in self.cache_keys:
             self.key_of(task)  # recorded with the result, so a fix-and-continue resume can compare
         if why:
-            error = {"type": "Unschedulable", "message": f"task `{task}` {why}; lower its --cpu/--mem/--gpu or "
-                     "use bigger workers", "cell": spec_task.cell, "line": 1, "traceback": ""}
-            self.store.finish_attempt(self.run_id, task, number, TaskStatus.FAILED, kind="user", error=error,
-                                      fence=self.fence)
-            return [sm.TaskStarted(task, attempt), sm.TaskFailed(task, attempt, "user", error)]
+            error = ErrorRecord.refused("Unschedulable", f"task `{task}` {why}; lower its --cpu/--mem/--gpu or use "
+                                        "bigger workers", cell=spec_task.cell, line=1)
+            return [sm.TaskStarted(task, attempt),
+                    sm.TaskFailed(task, attempt, AttemptFailed(kind="user", error=error))]
         inputs = self._input_entries(task)
         if not spec_task.options.map_over:
-            return self._fan_out(task, attempt, number, inputs, None)
+            return self._fan_out(task, attempt, inputs, None)
         mapped_param = spec_task.input(spec_task.options.map_over)
         assert mapped_param is not None
         # element references only: a manifest or a JSON list is split as JSON, nothing is decoded here
         elements = self.artifacts.element_uris(inputs[mapped_param.name]["uri"], mapped_param.type)
         if elements is None:
-            return self._split_in_kernel(task, attempt, number, inputs[mapped_param.name]["uri"])
-        return self._fan_out(task, attempt, number, inputs, elements)
+            return self._split_in_kernel(task, attempt, inputs[mapped_param.name]["uri"])
+        return self._fan_out(task, attempt, inputs, elements)
 
-    def _fan_out(self, task: str, attempt: int, number: int, inputs: dict[str, dict[str, Any]],
+    def _fan_out(self, task: str, attempt: int, inputs: dict[str, dict[str, Any]],
                  elements: list[str] | None) -> list[sm.Event]:
         """Submit the attempt: one Dask task, or one per element of a map-over (`elements`)."""
         notebook = self.notebooks.get(task)
         if notebook is None:
             notebook = self.notebooks[task] = build_task_notebook(self.wf, task)
-        specs = [attempt_spec(wf=self.wf, task=task, run_id=self.run_id, number=number, inputs=inputs,
+        specs = [attempt_spec(wf=self.wf, task=task, run_id=self.run_id, number=attempt, inputs=inputs,
                               artifacts=self.artifacts, artifact_key=self.artifacts.hmac_key_hex,
                               secrets=self.secrets.get(task), scrub=self.scrub, split=self.split,
                               notebook=notebook, map_index=index if elements is not None else None,
                               element_uri=element, modules=self.setup_modules)
                  for index, element in enumerate(elements if elements is not None else [None])]
-        record = self._track(_Attempt(task, attempt, number, [], size=None if elements is None else len(elements)),
+        record = self._track(_Attempt(task, attempt, [], size=None if elements is None else len(elements)),
                              specs)
         # the task is marked running when a worker reports it started (`_drain_events`), so durations
         # exclude time spent queued
@@ -373,16 +374,16 @@ class RunDriver:
             return [sm.TaskStarted(task, attempt), *self._finish_map(record)]
         return []
 
-    def _split_in_kernel(self, task: str, attempt: int, number: int, uri: str) -> list[sm.Event]:
+    def _split_in_kernel(self, task: str, attempt: int, uri: str) -> list[sm.Event]:
         """The mapped list is stored in a form only a kernel may decode (a pickle, e.g. a cached list no map-over
         read when it was stored): a kernel stores it element by element first, then the elements fan out."""
         notebook = self.notebooks.get(f"{task} split")
         if notebook is None:
             notebook = self.notebooks[f"{task} split"] = build_split_notebook(self.wf, task)
-        spec = split_spec(wf=self.wf, task=task, run_id=self.run_id, number=number, uri=uri, artifacts=self.artifacts,
+        spec = split_spec(wf=self.wf, task=task, run_id=self.run_id, number=attempt, uri=uri, artifacts=self.artifacts,
                           artifact_key=self.artifacts.hmac_key_hex, scrub=self.scrub, notebook=notebook,
                           modules=self.setup_modules)
-        self._track(_Attempt(task, attempt, number, [], splitting=True), [spec])
+        self._track(_Attempt(task, attempt, [], splitting=True), [spec])
         return []
 
     def _track(self, record: _Attempt, specs: list[dict[str, Any]]) -> _Attempt:
@@ -410,21 +411,9 @@ class RunDriver:
             count = self.starts.get(key, 0) + 1
             self.starts[key] = count
             if count == 1:
-                if "time" in event and record.task not in self.started_at:
-                    self.started_at[record.task] = datetime.fromtimestamp(event["time"], UTC)
-                self._feed(sm.TaskStarted(record.task, record.attempt))
+                self._feed(sm.TaskStarted(record.task, record.attempt, event.get("time")))
             else:
                 self._feed(sm.AttemptRestarted(record.task, record.attempt, event.get("worker")))
-
-    def _worker_lost(self, ins: sm.RecordWorkerLost) -> None:
-        record = self.by_task[ins.task]
-        error = {"type": "WorkerLost", "message": f"the worker running task `{ins.task}` was lost; Dask reran it"
-                 f" on {ins.worker}", "cell": None, "line": None, "traceback": ""}
-        self.store.finish_attempt(self.run_id, ins.task, record.number, TaskStatus.FAILED, kind="infra", error=error,
-                                  fence=self.fence)
-        record.number = self.store.start_attempt(self.run_id, ins.task, ins.worker,
-                                                 self.wf.tasks[ins.task].options.resources(), fence=self.fence)
-        self._say(f"{ins.task}: its worker was lost; Dask reran it on {ins.worker}")
 
     def _collect(self) -> None:
         finished, self.finished = self.finished, []
@@ -448,24 +437,19 @@ class RunDriver:
                 raise self._cluster_lost()
             if future.status == "error":
                 exc = future.exception()
-                record.results[index] = {"status": TaskStatus.FAILED, "kind": "infra", "error": {
-                    "type": type(exc).__name__, "message": f"infrastructure error: {exc}", "cell": None,
-                    "line": None, "traceback": ""}}
+                record.results[index] = AttemptFailed(kind="infra", error=ErrorRecord.infrastructure(
+                    type(exc).__name__, f"infrastructure error: {exc}"))
             elif future.status == "cancelled":
-                record.results[index] = {"status": TaskStatus.FAILED, "kind": "cancelled", "error": {
-                    "type": "Cancelled", "message": "the Dask task was cancelled", "cell": None, "line": None,
-                    "traceback": ""}}
+                record.results[index] = AttemptFailed(kind="cancelled",
+                                                      error=ErrorRecord.cancelled("the Dask task was cancelled"))
             else:
                 record.results[index] = values[key] if key in values else future.result()
-                self._note(record.results[index].get("kernel_note"))
+                self._note(record.results[index].kernel_note)
             future.release()
             if len(record.results) == len(record.futures):
                 for other in record.futures:
                     self.inflight.pop(other.key, None)
                 self._apply_events(self._finish(record))
-            elif record.results[index]["status"] != TaskStatus.SUCCEEDED and record.size is not None:
-                # one element failed for good: the others' results no longer matter, stop them
-                pass
 
     def _cluster_lost(self) -> ClusterLost:
         """The scheduler went away with this run's tasks (the shared executor stopped or was killed, a tcp://
@@ -484,62 +468,58 @@ class RunDriver:
         if record.size is not None:
             return self._finish_map(record)
         (result,) = record.results.values()
-        if record.splitting and result["status"] == TaskStatus.SUCCEEDED:
+        if record.splitting and isinstance(result, AttemptSucceeded):
             return self._split_done(record, result)
-        return self._conclude(record, result, result.get("outputs"))
+        return self._conclude(record, result)
 
-    def _split_done(self, record: _Attempt, result: dict[str, Any]) -> list[sm.Event]:
+    def _split_done(self, record: _Attempt, result: AttemptSucceeded) -> list[sm.Event]:
         """The splitting kernel stored the mapped list as a manifest: fan its elements out, same attempt."""
         spec_task = self.wf.tasks[record.task]
         mapped = spec_task.input(spec_task.options.map_over or "")
         assert mapped is not None
-        stored = (result.get("outputs") or {}).get(mapped.name) or {}
+        stored = result.outputs.get(mapped.name) or {}
         uri = stored.get("uri")
         elements = self.artifacts.element_uris(uri, mapped.type) if isinstance(uri, str) else None
         if elements is None:
-            error = {"type": "ArtifactError", "message": f"the kernel splitting `{mapped.name}` for task "
-                     f"`{record.task}` stored no list manifest", "cell": spec_task.cell, "line": 1, "traceback": ""}
-            return self._conclude(record, {**result, "status": TaskStatus.FAILED, "kind": "infra", "error": error},
-                                  None)
-        return self._fan_out(record.task, record.attempt, record.number, self._input_entries(record.task), elements)
+            error = ErrorRecord.infrastructure("ArtifactError", f"the kernel splitting `{mapped.name}` for task "
+                                               f"`{record.task}` stored no list manifest", cell=spec_task.cell, line=1)
+            return self._conclude(record, AttemptFailed(kind="infra", error=error,
+                                                        output_notebook=result.output_notebook,
+                                                        worker=result.worker, started=result.started))
+        return self._fan_out(record.task, record.attempt, self._input_entries(record.task), elements)
 
     def _finish_map(self, record: _Attempt) -> list[sm.Event]:
-        results = [record.results[i] for i in sorted(record.results)]
-        failed = next((r for r in results if r["status"] != TaskStatus.SUCCEEDED), None)
+        ordered = [record.results[i] for i in sorted(record.results)]
+        failed = next((r for r in ordered if isinstance(r, AttemptFailed)), None)
         if failed is not None:
-            return self._conclude(record, failed, None)
+            return self._conclude(record, failed)
+        results = [r for r in ordered if isinstance(r, AttemptSucceeded)]
         gathered: dict[str, dict[str, Any]] = {}
         for out in self.wf.tasks[record.task].outputs:
             # a manifest of the elements' own artifacts: the driver never reads or decodes a value
-            ref = self.artifacts.put_manifest([r["outputs"][out.name]["uri"] for r in results], out.type)
+            ref = self.artifacts.put_manifest([r.outputs[out.name]["uri"] for r in results], out.type)
             gathered[out.name] = {"type": gathered_type(self.wf, record.task, out.name).display(), "uri": ref.uri,
                                   "codec": ref.codec, "content_hash": ref.content_hash, "preview": ref.preview}
-            if all("value" in r["outputs"][out.name] for r in results):
-                gathered[out.name]["value"] = [r["outputs"][out.name]["value"] for r in results]
-        summary = {"status": TaskStatus.SUCCEEDED,
-                   "output_notebook": results[0]["output_notebook"] if results else None,
-                   "worker": results[0].get("worker") if results else None}
-        return self._conclude(record, summary, gathered)
+            if all("value" in r.outputs[out.name] for r in results):
+                gathered[out.name]["value"] = [r.outputs[out.name]["value"] for r in results]
+        first = results[0] if results else None
+        return self._conclude(record, AttemptSucceeded(outputs=gathered,
+                                                       output_notebook=first.output_notebook if first else None,
+                                                       worker=first.worker if first else None))
 
-    def _conclude(self, record: _Attempt, result: dict[str, Any], outputs: dict[str, Any] | None) -> list[sm.Event]:
+    def _conclude(self, record: _Attempt, result: AttemptResult) -> list[sm.Event]:
         task = record.task
         self._drain_events()  # a start event still in flight is recorded before the outcome
         events: list[sm.Event] = []
         if self.machine.task_status.get(task) == TaskStatus.QUEUED:  # its start event is late or lost
-            if result.get("started"):
-                self.started_at[task] = datetime.fromtimestamp(result["started"], UTC)
-            events.append(sm.TaskStarted(task, record.attempt))
-        if result["status"] == TaskStatus.SUCCEEDED:
-            assert outputs is not None
-            self.pending[task] = (record, outputs, result.get("output_notebook"))
-            return [*events, sm.TaskSucceeded(task, record.attempt)]
-        # the store records who is at fault: a timeout is the task's own ("user"); its error type says so
-        kind = result.get("kind", "infra")
-        self.store.finish_attempt(self.run_id, task, record.number, TaskStatus.FAILED,
-                                  kind="infra" if kind in ("infra", "cancelled") else "user",
-                                  error=result["error"], output_notebook=result.get("output_notebook"),
-                                  fence=self.fence)
-        return [*events, sm.TaskFailed(task, record.attempt, kind, result["error"])]
+            events.append(sm.TaskStarted(task, record.attempt, result.started))
+        if isinstance(result, AttemptSucceeded):
+            return [*events, sm.TaskSucceeded(task, record.attempt, result)]
+        return [*events, sm.TaskFailed(task, record.attempt, result)]
+
+
+def _stored(error: ErrorRecord | None) -> dict[str, Any] | None:
+    return None if error is None else error.to_dict()
 
 
 def _first_line(text: Any) -> str:

@@ -18,7 +18,18 @@ protocol of a run lives here, so each race is a plain test:
   requested from another process is looked for on ticks every
   `CANCEL_CHECK_S` (a one-row read), so it takes effect within about that,
   not at the next lease renewal;
-- a lost worker (Dask reran the attempt elsewhere) is recorded as such.
+- a lost worker (Dask reran the attempt elsewhere) is recorded as such: the
+  lost attempt is closed and the rerun is the task's next attempt.
+
+Events carry their payload (a cache hit its outputs, a finished attempt its
+`AttemptResult`), so every store write is an instruction that carries what it
+writes: `StartAttempt`, `FinishAttempt`, `RecordCacheHit`, `MarkTask`,
+`FinishRun`. The machine numbers the attempts (1-based per task, after the
+ones a resumed run already recorded); the store records those numbers.
+
+Every stimulus gets an id and, with the instructions it produced, enters a
+bounded log (distributed's `stimulus_log`): `story(task)` tells a task's
+history from the machine alone.
 
 Delivery may be at-least-once: an event for an unknown task, for an attempt
 that is not the current one, or that no longer applies (a second completion
@@ -30,16 +41,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from functools import singledispatchmethod
+from typing import Any, NamedTuple, TypeAlias
 
+from flyte_lab.engine.attempt_records import AttemptFailed, AttemptResult, AttemptSucceeded, ErrorRecord
 from flyte_lab.statuses import RUN_TERMINAL, TASK_DONE, TASK_TERMINAL, RunStatus, TaskStatus
-
-FailureKind = Literal["user", "infra", "timeout", "cancelled"]
-CANCELLED_ERROR: dict[str, Any] = {"type": "Cancelled", "message": "run cancelled"}
 
 LEASE_TTL_S = 60.0  # a lapsed lease (its driver died) is taken over after this long
 CACHE_RECHECK_S = 0.5  # how often a task waiting on another run's cache lock asks again
 CANCEL_CHECK_S = 0.25  # how often a running run reads its cancel flag (one indexed row: cheap on any store)
+STIMULUS_LOG_SIZE = 10_000  # stimuli kept for `story` (a 1000-task run with retries fits)
 
 
 @dataclass(frozen=True)
@@ -63,9 +74,10 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class TaskCacheHit:
-    """The claim found a cache entry: the task is done without running."""
+    """The claim found a cache entry: the task is done without running; `outputs` are the entry's."""
 
     task: str
+    outputs: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -73,9 +85,6 @@ class CacheLocked:
     """The claim found no entry and took the key's lock: this run computes it."""
 
     task: str
-
-
-CacheMiss = CacheLocked  # the older name
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,7 @@ class Tick:
 class TaskStarted:
     task: str
     attempt: int
+    at: float | None = None  # when its worker began it (epoch seconds, the worker's clock)
 
 
 @dataclass(frozen=True)
@@ -112,14 +122,14 @@ class AttemptRestarted:
 class TaskSucceeded:
     task: str
     attempt: int
+    result: AttemptSucceeded
 
 
 @dataclass(frozen=True)
 class TaskFailed:
     task: str
     attempt: int
-    kind: FailureKind
-    error: dict[str, Any]
+    result: AttemptFailed
 
 
 @dataclass(frozen=True)
@@ -127,9 +137,6 @@ class CancelRequested:
     """`flyte-lab cancel`, Ctrl-C, or any caller of the API."""
 
     reason: str = "run cancelled"
-
-
-RunCancelled = CancelRequested  # the older name
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,7 @@ class LeaseLost:
 class DriverCrashed:
     """The driver hit an unexpected error: the run must end `failed`, with it recorded."""
 
-    error: dict[str, Any]
+    error: ErrorRecord
 
 
 Event: TypeAlias = (RunStarted | TaskCacheHit | CacheLocked | CacheBusy | Tick | TaskStarted | AttemptRestarted
@@ -153,9 +160,40 @@ Event: TypeAlias = (RunStarted | TaskCacheHit | CacheLocked | CacheBusy | Tick |
 
 
 @dataclass(frozen=True)
-class Submit:
+class StartAttempt:
+    """Record attempt `attempt` of `task` as running: the store's attempt row of that number."""
+
     task: str
-    attempt: int  # 1-based, unique per task within a run
+    attempt: int  # 1-based, unique per task within a run: the one numbering (store rows, Dask keys)
+    worker: str | None = None  # known when Dask reran it on another worker
+
+
+@dataclass(frozen=True)
+class Submit:
+    """Hand attempt `attempt` (started just before) to Dask."""
+
+    task: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class FinishAttempt:
+    """Record how attempt `attempt` ended. A success is the finishing transaction: outputs, attempt, task
+    status and, with `cache`, the cache entry and the release of its lock, all committed together. A
+    failure closes the attempt with who is at fault; a `MarkTask` follows for the task."""
+
+    task: str
+    attempt: int
+    result: AttemptResult
+    cache: bool = False
+
+
+@dataclass(frozen=True)
+class RecordCacheHit:
+    """The task is `cached`: its outputs are the cache entry's."""
+
+    task: str
+    outputs: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -167,13 +205,12 @@ class CheckCache:
 
 @dataclass(frozen=True)
 class MarkTask:
-    """Persist a task's status. `succeeded` is the finishing transaction: outputs, attempt, status
-    and, with `cache`, the cache entry and the release of its lock, all committed together."""
+    """Persist a task's status (running, queued, failed, skipped: the done ones come with their payload)."""
 
     task: str
     status: TaskStatus
-    error: dict[str, Any] | None = None
-    cache: bool = False
+    error: ErrorRecord | None = None
+    at: float | None = None  # a start's time on its worker's clock
 
 
 @dataclass(frozen=True)
@@ -184,12 +221,16 @@ class Retrying:
     failed_attempt: int  # the attempt number (as stored)
     next_try: int  # which try of this failure kind's budget starts now
     max_tries: int
-    error: dict[str, Any]
+    error: ErrorRecord
 
 
 @dataclass(frozen=True)
-class RecordWorkerLost:
+class Rerun:
+    """Report (and follow): Dask reran the task on `worker` after losing the one that ran it; its live Dask
+    task is now attempt `attempt`."""
+
     task: str
+    attempt: int
     worker: str | None
 
 
@@ -220,7 +261,7 @@ class KillAttempts:
 @dataclass(frozen=True)
 class FinishRun:
     status: RunStatus
-    error: dict[str, Any] | None = None
+    error: ErrorRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -230,8 +271,16 @@ class Abandon:
     holder: str
 
 
-Instruction: TypeAlias = (Submit | CheckCache | MarkTask | Retrying | RecordWorkerLost | RenewLeases
-                          | CheckCancel | ReleaseCacheLock | KillAttempts | FinishRun | Abandon)
+Instruction: TypeAlias = (StartAttempt | Submit | FinishAttempt | RecordCacheHit | CheckCache | MarkTask | Retrying
+                          | Rerun | RenewLeases | CheckCancel | ReleaseCacheLock | KillAttempts | FinishRun | Abandon)
+
+
+class Stimulus(NamedTuple):
+    """One entry of the stimulus log: an event, its id (its rank among the run's stimuli) and what it produced."""
+
+    id: int
+    event: Event
+    instructions: tuple[Instruction, ...]
 
 
 class RunStateMachine:
@@ -247,6 +296,7 @@ class RunStateMachine:
         lease_ttl_s: float = LEASE_TTL_S,
         cache_recheck_s: float = CACHE_RECHECK_S,
         cancel_check_s: float = CANCEL_CHECK_S,
+        stimulus_log_size: int = STIMULUS_LOG_SIZE,
     ) -> None:
         # `prior_attempts` lets a resumed run number its attempts after the ones
         # already recorded, so attempt rows never collide; retry budgets restart.
@@ -288,6 +338,8 @@ class RunStateMachine:
         self._last_renew: float | None = None
         self._last_recheck: float | None = None
         self._last_cancel_check: float | None = None
+        self._stimuli = 0
+        self._log: deque[Stimulus] = deque(maxlen=stimulus_log_size)
 
     # --- read-only views ------------------------------------------------------
 
@@ -321,50 +373,37 @@ class RunStateMachine:
         """Tasks waiting for another run's result: task -> lock holder."""
         return dict(self._busy)
 
+    @property
+    def stimulus_log(self) -> tuple[Stimulus, ...]:
+        """The latest stimuli, oldest first (at most `stimulus_log_size`; ticks that produced nothing are
+        counted, not kept: one every quarter second would push a long run's history out)."""
+        return tuple(self._log)
+
+    def story(self, task: str) -> list[Stimulus]:
+        """A task's history, in order: each logged stimulus about it or that produced an instruction for
+        it, with only those instructions."""
+        out = []
+        for entry in self._log:
+            mine = tuple(ins for ins in entry.instructions if _concerns(ins, task))
+            if mine or _concerns(entry.event, task):
+                out.append(entry._replace(instructions=mine))
+        return out
+
     # --- transitions ------------------------------------------------------------
 
     def handle(self, event: Event) -> list[Instruction]:
-        if self.done:
-            return []  # a finished run is immutable; late events are noise
-        if isinstance(event, RunStarted):
-            return self._on_run_started()
-        if isinstance(event, CancelRequested):
-            return self._stop(RunStatus.CANCELLED, dict(CANCELLED_ERROR, message=event.reason), None)
-        if isinstance(event, DriverCrashed):
-            return self._stop(RunStatus.FAILED, dict(event.error), dict(event.error))
-        if isinstance(event, LeaseLost):
-            self._abandoned = True
-            running = tuple(self._running_tasks())
-            self._in_flight.clear()
-            return [KillAttempts(running), Abandon(event.holder)]
-        if self._run_status != RunStatus.RUNNING:
-            return []  # nothing was dispatched yet, so no task event can be current
-        if isinstance(event, Tick):
-            return self._on_tick(event.now)
-        if isinstance(event, TaskCacheHit | CacheLocked | CacheBusy):
-            return self._on_cache_answer(event)
-        if isinstance(event, TaskStarted | TaskSucceeded | TaskFailed | AttemptRestarted):
-            if not self._is_current(event.task, event.attempt):
-                return []
-            if isinstance(event, AttemptRestarted):
-                return [RecordWorkerLost(event.task, event.worker)]
-            if isinstance(event, TaskStarted):
-                if self._status[event.task] == TaskStatus.RUNNING:
-                    return []  # duplicate start
-                self._status[event.task] = TaskStatus.RUNNING
-                return [MarkTask(event.task, TaskStatus.RUNNING)]
-            # A completion without its start (lost or reordered start event) is
-            # still accepted: the attempt is current and in flight.
-            self._in_flight.discard(event.task)
-            if isinstance(event, TaskSucceeded):
-                return self._on_done(event.task, TaskStatus.SUCCEEDED)
-            return self._on_failed(event)
-        return []
+        self._stimuli += 1
+        out = [] if self.done else self._handle(event)  # a finished run is immutable; late events are noise
+        if out or not isinstance(event, Tick):
+            self._log.append(Stimulus(self._stimuli, event, tuple(out)))
+        return out
 
-    def _is_current(self, task: str, attempt: int) -> bool:
-        return task in self._in_flight and attempt == self._attempt[task]
+    @singledispatchmethod
+    def _handle(self, event: Event) -> list[Instruction]:
+        raise TypeError(f"not a run event: {event!r}")
 
-    def _on_run_started(self) -> list[Instruction]:
+    @_handle.register(RunStarted)
+    def _on_run_started(self, event: RunStarted) -> list[Instruction]:
         if self._run_status != RunStatus.QUEUED:
             return []
         self._run_status = RunStatus.RUNNING
@@ -378,7 +417,26 @@ class RunStateMachine:
         out += self._dispatch(name for name in self._plans if self._is_ready(name))
         return out + self._maybe_finish()
 
-    def _on_tick(self, now: float) -> list[Instruction]:
+    @_handle.register(CancelRequested)
+    def _on_cancel(self, event: CancelRequested) -> list[Instruction]:
+        return self._stop(RunStatus.CANCELLED, ErrorRecord.run_cancelled(event.reason), None)
+
+    @_handle.register(DriverCrashed)
+    def _on_crash(self, event: DriverCrashed) -> list[Instruction]:
+        return self._stop(RunStatus.FAILED, event.error, event.error)
+
+    @_handle.register(LeaseLost)
+    def _on_lease_lost(self, event: LeaseLost) -> list[Instruction]:
+        self._abandoned = True
+        running = tuple(self._running_tasks())
+        self._in_flight.clear()
+        return [KillAttempts(running), Abandon(event.holder)]
+
+    @_handle.register(Tick)
+    def _on_tick(self, event: Tick) -> list[Instruction]:
+        if self._run_status != RunStatus.RUNNING:
+            return []
+        now = event.now
         out: list[Instruction] = []
         if self._last_renew is None or now - self._last_renew >= self._lease_every:
             self._last_renew = self._last_cancel_check = now  # a renewal reads the cancel flag too
@@ -392,9 +450,12 @@ class RunStateMachine:
             out += [CheckCache(task) for task in self._plans if task in self._busy]
         return out
 
+    @_handle.register(TaskCacheHit)
+    @_handle.register(CacheLocked)
+    @_handle.register(CacheBusy)
     def _on_cache_answer(self, event: TaskCacheHit | CacheLocked | CacheBusy) -> list[Instruction]:
         task = event.task
-        if task not in self._awaiting_cache:
+        if self._run_status != RunStatus.RUNNING or task not in self._awaiting_cache:
             return []
         if isinstance(event, CacheBusy):
             self._busy[task] = event.holder
@@ -403,22 +464,59 @@ class RunStateMachine:
         self._busy.pop(task, None)
         if isinstance(event, CacheLocked):
             self._locks.add(task)
-            return [self._submit(task)]
-        return self._on_done(task, TaskStatus.CACHED)
+            return self._start(task)
+        self._status[task] = TaskStatus.CACHED
+        return [RecordCacheHit(task, event.outputs), *self._unblock(task)]
 
-    def _on_done(self, task: str, status: TaskStatus) -> list[Instruction]:
-        self._status[task] = status
-        cache = status == TaskStatus.SUCCEEDED and task in self._locks
+    @_handle.register(AttemptRestarted)
+    def _on_restarted(self, event: AttemptRestarted) -> list[Instruction]:
+        task, lost = event.task, event.attempt
+        if not self._is_current(task, lost):
+            return []
+        # Dask's own rerun, not a retry: no budget is spent, but the rerun is an attempt of its own
+        self._attempt[task] = rerun = lost + 1
+        failed = AttemptFailed(kind="infra", error=ErrorRecord.worker_lost(task, event.worker))
+        return [FinishAttempt(task, lost, failed), StartAttempt(task, rerun, event.worker),
+                Rerun(task, rerun, event.worker)]
+
+    @_handle.register(TaskStarted)
+    def _on_task_started(self, event: TaskStarted) -> list[Instruction]:
+        if not self._is_current(event.task, event.attempt) or self._status[event.task] == TaskStatus.RUNNING:
+            return []  # stale, or a duplicate start
+        self._status[event.task] = TaskStatus.RUNNING
+        return [MarkTask(event.task, TaskStatus.RUNNING, at=event.at)]
+
+    @_handle.register(TaskSucceeded)
+    def _on_task_succeeded(self, event: TaskSucceeded) -> list[Instruction]:
+        task = event.task
+        # A completion without its start (lost or reordered start event) is
+        # still accepted: the attempt is current and in flight.
+        if not self._is_current(task, event.attempt):
+            return []
+        self._in_flight.discard(task)
+        self._status[task] = TaskStatus.SUCCEEDED
+        cache = task in self._locks
         self._locks.discard(task)  # the finishing transaction releases it
-        out: list[Instruction] = [MarkTask(task, status, cache=cache)]
-        out += self._dispatch(d for d in self._dependants[task] if self._is_ready(d))
-        return out + self._maybe_finish()
+        return [FinishAttempt(task, event.attempt, event.result, cache), *self._unblock(task)]
 
+    def _is_current(self, task: str, attempt: int) -> bool:
+        return task in self._in_flight and attempt == self._attempt[task]
+
+    def _unblock(self, task: str) -> list[Instruction]:
+        """`task` is done: start what waited on it, or finish the run."""
+        return self._dispatch(d for d in self._dependants[task] if self._is_ready(d)) + self._maybe_finish()
+
+    @_handle.register(TaskFailed)
     def _on_failed(self, event: TaskFailed) -> list[Instruction]:
-        task, plan = event.task, self._plans[event.task]
+        task, plan, error = event.task, self._plans[event.task], event.result.error
+        if not self._is_current(task, event.attempt):
+            return []
+        self._in_flight.discard(task)
+        finished = FinishAttempt(task, event.attempt, event.result)
         # Who is at fault decides the budget: a user's error (or timeout) only
         # with `--retries`, an infrastructure error always, up to infra_retries.
-        if event.kind in ("infra", "cancelled"):  # a kill we did not ask for is the infrastructure's
+        infra = event.result.fault == "infra"
+        if infra:
             self._infra_failures[task] += 1
             retry = self._infra_failures[task] <= self._infra_retries
             budget = self._infra_retries
@@ -428,14 +526,12 @@ class RunStateMachine:
             budget = plan.retries
         if retry:
             self._status[task] = TaskStatus.QUEUED
-            failed_attempt = self._attempt[task]
-            submit = self._submit(task)
-            failures = self._infra_failures[task] if event.kind in ("infra", "cancelled") else self._user_failures[task]
+            failures = self._infra_failures[task] if infra else self._user_failures[task]
             # "(2/4)": the try about to start, of the most this kind of failure allows
-            return [MarkTask(task, TaskStatus.QUEUED),
-                    Retrying(task, failed_attempt, failures + 1, budget + 1, dict(event.error)), submit]
+            return [finished, MarkTask(task, TaskStatus.QUEUED),
+                    Retrying(task, event.attempt, failures + 1, budget + 1, error), *self._start(task)]
         self._status[task] = TaskStatus.FAILED
-        out: list[Instruction] = [MarkTask(task, TaskStatus.FAILED, event.error)]
+        out: list[Instruction] = [finished, MarkTask(task, TaskStatus.FAILED, error)]
         if task in self._locks:
             self._locks.discard(task)
             out.append(ReleaseCacheLock(task))
@@ -445,8 +541,7 @@ class RunStateMachine:
                 out.append(MarkTask(dependant, TaskStatus.SKIPPED))
         return out + self._maybe_finish()
 
-    def _stop(self, status: RunStatus, task_error: dict[str, Any], run_error: dict[str, Any] | None
-              ) -> list[Instruction]:
+    def _stop(self, status: RunStatus, task_error: ErrorRecord, run_error: ErrorRecord | None) -> list[Instruction]:
         """Cancel or crash: kill what runs, mark what is left, release every lock, end the run."""
         running = self._running_tasks()
         out: list[Instruction] = [KillAttempts(tuple(running))] if running else []
@@ -487,13 +582,13 @@ class RunStateMachine:
                 self._awaiting_cache.add(task)
                 out.append(CheckCache(task))
             else:
-                out.append(self._submit(task))
+                out += self._start(task)
         return out
 
-    def _submit(self, task: str) -> Submit:
+    def _start(self, task: str) -> list[Instruction]:
         self._attempt[task] += 1
         self._in_flight.add(task)
-        return Submit(task, self._attempt[task])
+        return [StartAttempt(task, self._attempt[task]), Submit(task, self._attempt[task])]
 
     def _transitive_dependants(self, task: str) -> list[str]:
         seen: set[str] = set()
@@ -511,6 +606,11 @@ class RunStateMachine:
         failed = any(status == TaskStatus.FAILED for status in self._status.values())
         self._run_status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
         return [FinishRun(self._run_status)]
+
+
+def _concerns(item: Event | Instruction, task: str) -> bool:
+    return (getattr(item, "task", None) == task or task in getattr(item, "tasks", ())
+            or task in getattr(item, "cache_tasks", ()))
 
 
 def _check_acyclic(plans: dict[str, TaskPlan], dependants: dict[str, list[str]]) -> None:

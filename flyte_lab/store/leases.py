@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
+from flyte_lab.engine.attempt_records import ErrorRecord
 from flyte_lab.errors import LeaseLostError, RunBusy
 from flyte_lab.statuses import RUN_TERMINAL, RunStatus, TaskStatus
 from flyte_lab.store.rows import dumps, iso, now_utc
@@ -126,7 +127,7 @@ class LeaseMixin(StorePart):
                 conn.execute(update(Run).where(Run.run_id == run_id).values(cancel_requested_at=now))
                 return run_id, "requested"
             # nobody drives it (queued, or its driver died): record the cancel ourselves
-            error = dumps({"type": "Cancelled", "message": "run cancelled"})
+            error = dumps(ErrorRecord.run_cancelled("run cancelled").to_dict())
             conn.execute(update(Task).where(Task.run_id == run_id, Task.status == TaskStatus.RUNNING).values(
                 status=TaskStatus.FAILED, error_json=error, finished_at=now))
             conn.execute(update(Task).where(Task.run_id == run_id, Task.status == TaskStatus.QUEUED).values(

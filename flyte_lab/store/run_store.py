@@ -420,14 +420,15 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         )
 
     def start_attempt(self, run_id: str, task: str, worker: str | None, resources: dict[str, Any], *,
-                      fence: int | None = None) -> int:
-        """Record a new running attempt of `task`; returns its 1-based number."""
+                      number: int | None = None, fence: int | None = None) -> int:
+        """Record a new running attempt of `task`; returns its 1-based number: `number` as the run's state
+        machine numbered it (a driver's), else the next one."""
         with self._write() as conn:
             self.check_fence(conn, run_id, fence)
             attempts = conn.scalar(select(Task.attempts).where(Task.run_id == run_id, Task.name == task))
             if attempts is None:
                 raise self._missing_task(conn, run_id, task)
-            number = attempts + 1
+            number = attempts + 1 if number is None else number
             conn.execute(update(Task).where(Task.run_id == run_id, Task.name == task).values(attempts=number))
             conn.execute(
                 insert(Attempt).values(

@@ -1,7 +1,7 @@
 """The function Dask runs for one task attempt: build the task notebook, execute it with papermill.
 
-It never raises for a task's own failure: it returns a result dict saying
-who is at fault (`user`: the cell raised, a type check failed or the
+It never raises for a task's own failure: it returns an `AttemptResult`
+(`engine/attempt_records.py`) saying who is at fault (`user`: the cell raised, a type check failed or the
 kernelspec is missing; `timeout`; `cancelled`; `infra`: the kernel died). A
 lost worker surfaces in the driver as a Dask error instead, which is also
 `infra`.
@@ -23,18 +23,19 @@ import os
 import re
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from flyte_lab.engine.attempt_records import AttemptFailed, AttemptResult, AttemptSucceeded, ErrorRecord
 from flyte_lab.engine.worker import attempts
 from flyte_lab.engine.worker.attempts import AttemptStopped, cancel_attempts
-from flyte_lab.statuses import TaskStatus
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
 EVENT_TOPIC = "flyte-lab"
 
 
-def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
+def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
     from flyte_lab.engine.worker.files import private_subdir
     from flyte_lab.engine.worker.kernels import fork_refusal
     from flyte_lab.engine.worker.kernelspecs import missing_kernelspec
@@ -48,59 +49,60 @@ def run_task_attempt(spec: dict[str, Any]) -> dict[str, Any]:
 
         hide_memory()
     missing = missing_kernelspec(spec["kernel_name"])
-    worker = _announce(spec, warm=missing is None)
-    result: dict[str, Any] = {"worker": worker, "output_notebook": None, "started": time.time(),
-                              "map_index": spec.get("map_index")}
+    where: dict[str, Any] = {"worker": _announce(spec, warm=missing is None), "started": time.time()}
+    task, cell = spec["task"], spec["cell"]
     if missing:
-        return _failed(result, "user", spec, "NoSuchKernel", f"task `{spec['task']}` cannot start: {missing}")
+        return AttemptFailed(kind="user", error=ErrorRecord.refused(
+            "NoSuchKernel", f"task `{task}` cannot start: {missing}", cell=cell), **where)
     try:
         attempt = attempts.begin(str(spec.get("key") or uuid.uuid4().hex), spec.get("timeout_s"))
     except AttemptStopped:
-        return _failed(result, "cancelled", spec, "Cancelled", f"task `{spec['task']}` was cancelled")
+        return AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled(f"task `{task}` was cancelled", cell=cell),
+                             **where)
     context = _kernel_context(spec)
     if isinstance(context, str):
         attempt.finish()
-        return _failed(result, "infra", spec, "NoArtifactKey", context)
+        return AttemptFailed(kind="infra", error=ErrorRecord.infrastructure("NoArtifactKey", context, cell=cell),
+                             **where)
     local = os.path.join(private_subdir("notebooks"), f"{uuid.uuid4().hex}.ipynb")
     try:
-        outcome = _execute(spec, context, local, attempt)
+        stopped = _execute(spec, context, local, attempt)
     finally:
         attempt.finish()  # the kernel is gone (and reaped) from here on, whatever happened
-    note = fork_refusal(spec["kernel_name"])
-    if note:
-        result["kernel_note"] = note  # the driver says and records it once per run
+    where["kernel_note"] = fork_refusal(spec["kernel_name"]) or None  # the driver says and records it once per run
     try:
         executed = _publish(local, spec["output_notebook"])
-        result["output_notebook"] = spec["output_notebook"] if executed is not None else None
+        where["output_notebook"] = spec["output_notebook"] if executed is not None else None
     finally:
         if os.path.exists(local):
             os.unlink(local)
-    if attempt.stopped_by == "cancelled" and outcome is not None:
-        return _failed(result, "cancelled", spec, "Cancelled", f"task `{spec['task']}` was cancelled")
-    if (attempt.stopped_by == "timeout" and outcome is not None) or isinstance(outcome, _Timeout):
-        return _failed(result, "timeout", spec, "TaskTimeout",
-                       f"task `{spec['task']}` ran longer than its --timeout of {spec['timeout_s']:g}s "
-                       "(kernel start to outputs saved); its kernel was killed", line=1)
-    if outcome is None:
+    if stopped is None:
         from flyte_lab.engine.worker.files import read_bytes
 
-        result.update(status=TaskStatus.SUCCEEDED, outputs=json.loads(read_bytes(spec["context"]["result_path"])),
-                      finished=time.time())
-        return result
-    kind, error = outcome
-    if kind == "user":
-        result.update(status=TaskStatus.FAILED, kind="user", error=_user_error(error, executed, spec))
-        return result
-    return _failed(result, "infra", spec, type(error).__name__,
-                   f"the kernel of task `{spec['task']}` died: {error}")
+        return AttemptSucceeded(outputs=json.loads(read_bytes(spec["context"]["result_path"])), **where)
+    if attempt.stopped_by == "cancelled":
+        return AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled(f"task `{task}` was cancelled", cell=cell),
+                             **where)
+    if attempt.stopped_by == "timeout" or stopped.kind == "timeout":
+        return AttemptFailed(kind="timeout", error=ErrorRecord.timeout(task, spec["timeout_s"], cell=cell), **where)
+    if stopped.kind == "user":
+        return AttemptFailed(kind="user", error=_user_error(stopped.exc, executed, spec), **where)
+    return AttemptFailed(kind="infra", error=ErrorRecord.infrastructure(
+        type(stopped.exc).__name__, f"the kernel of task `{task}` died: {stopped.exc}", cell=cell), **where)
 
 
-class _Timeout:
-    """nbclient's own per-cell timeout fired (a backstop; the watchdog normally fires first)."""
+@dataclass(frozen=True)
+class _Stopped:
+    """How papermill's execution ended short of success: a cell raised (`user`), the kernel died or the
+    attempt was stopped (`infra`), or nbclient's own per-cell timeout fired (a backstop: the watchdog
+    normally fires first)."""
+
+    kind: Literal["user", "infra", "timeout"]
+    exc: Any  # papermill's `PapermillExecutionError` for `user`
 
 
-def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt: attempts.Attempt) -> Any:
-    """Run papermill; None on success, else `("user"|"infra", exception)` or a `_Timeout`."""
+def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt: attempts.Attempt) -> _Stopped | None:
+    """Run papermill; None on success."""
     import asyncio
 
     import nbformat
@@ -122,15 +124,15 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt:
             request_save_on_cell_execute=True,  # the engine below writes only when execution is cut short
         )
     except PapermillExecutionError as exc:
-        return ("user", exc)
-    except CellTimeoutError:
-        return _Timeout()
+        return _Stopped("user", exc)
+    except CellTimeoutError as exc:
+        return _Stopped("timeout", exc)
     except AttemptStopped as exc:
-        return ("infra", exc)  # cancelled while its kernel started: the caller reports the cancel
+        return _Stopped("infra", exc)  # cancelled while its kernel started: the caller reports the cancel
     except (DeadKernelError, RuntimeError) as exc:  # RuntimeError: jupyter_client's "kernel died before replying"
-        return ("infra", exc)
+        return _Stopped("infra", exc)
     except asyncio.CancelledError as exc:  # woken by `Attempt.stop` between two of nbclient's awaits
-        return ("infra", exc)
+        return _Stopped("infra", exc)
     finally:
         attempt.running_on(None)
         _release_event_loop(loop)
@@ -251,13 +253,6 @@ def _publish(local: str, url: str) -> Any:
         return None
 
 
-def _failed(result: dict[str, Any], kind: str, spec: dict[str, Any], type_: str, message: str,
-            line: int | None = None) -> dict[str, Any]:
-    result.update(status=TaskStatus.FAILED, kind=kind, error={"type": type_, "message": message, "cell": spec["cell"],
-                                                     "line": line, "traceback": ""})
-    return result
-
-
 def _announce(spec: dict[str, Any], warm: bool) -> str | None:
     """Tell the driver an attempt began here, so a rerun after a lost worker is seen as a new attempt."""
     try:
@@ -276,7 +271,7 @@ def _announce(spec: dict[str, Any], warm: bool) -> str | None:
     return str(worker.address)
 
 
-def _user_error(exc: Any, executed: Any, spec: dict[str, Any]) -> dict[str, Any]:
+def _user_error(exc: Any, executed: Any, spec: dict[str, Any]) -> ErrorRecord:
     """The error located in the user's own cell; a setup helper's error at the task line that called it.
 
     The task cell keeps its header as line 1, so a traceback's `Cell In[n], line L` for the failing cell's own
@@ -300,8 +295,7 @@ def _user_error(exc: Any, executed: Any, spec: dict[str, Any]) -> dict[str, Any]
         setup = next((t for t in tags if t.startswith("flyte-setup-cell-")), None)
         if setup is not None:
             cell, line = int(setup.rsplit("-", 1)[1]), own[-1] if own else 1
-    return {"type": exc.ename, "message": str(exc.evalue), "cell": cell, "line": line,
-            "traceback": _user_frames(text)}
+    return ErrorRecord.from_cell_error(exc.ename, str(exc.evalue), cell=cell, line=line, traceback=_user_frames(text))
 
 
 def _user_frames(text: str) -> str:
