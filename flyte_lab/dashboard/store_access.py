@@ -30,8 +30,8 @@ def open_store() -> Any:
 
     Only a store that opened is kept: one that does not exist yet is looked for again on the next page load.
     """
+    from flyte_lab.errors import NoStore, StoreTooNew
     from flyte_lab.store import RunStore
-    from flyte_lab.store.database import NoStore, StoreTooNew
 
     key = _key()
     with _lock:

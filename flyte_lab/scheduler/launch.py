@@ -25,8 +25,9 @@ log = logging.getLogger("flyte_lab.scheduler")
 def launch(name: str, fire: datetime) -> int:
     """Run the fire time `fire` (aware UTC) of schedule `name`; the run's exit code (0, 1), or 2 if refused."""
     from flyte_lab.engine.api import run_notebook
+    from flyte_lab.errors import ScheduledRunExists
     from flyte_lab.graph.validate import validate_notebook
-    from flyte_lab.store import RunStore, ScheduledRunExists
+    from flyte_lab.store import RunStore
 
     db_fire = fire.replace(tzinfo=None)
     with RunStore.from_env() as store:

@@ -27,8 +27,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flyte_lab.errors import FlyteLabError
-from flyte_lab.server.errors import LaunchFailed, from_wire
+from flyte_lab.errors import FlyteLabError, from_wire, to_wire
+from flyte_lab.server.errors import LaunchFailed
 from flyte_lab.server.forked_launches import ForkedRun, LaunchTemplate, LaunchTemplateError, fingerprint, what_changed
 
 ANSWER_TIMEOUT_S = 120.0
@@ -212,13 +212,6 @@ def _answer(data: dict[str, Any], out: Any) -> None:
     os.close(devnull)
 
 
-def _error_json(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, FlyteLabError):
-        data = {k: v for k, v in exc.data.items() if k == "diagnostics"}
-        return {"type": type(exc).__name__, "message": exc.message, "data": data, "exit_code": exc.exit_code}
-    return {"type": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}", "exit_code": 1}
-
-
 def main() -> int:
     from flyte_lab.private_process import hide_memory
 
@@ -247,7 +240,7 @@ def main() -> int:
                        on_event=lambda _line: created(run_id))
     except BaseException as exc:
         if not answered:
-            _answer({"error": _error_json(exc)}, out)
+            _answer({"error": to_wire(exc)}, out)
             return 2
         if not isinstance(exc, FlyteLabError | KeyboardInterrupt):
             raise

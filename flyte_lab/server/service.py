@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flyte_lab.errors import UserInputError, ValidationFailed
+from flyte_lab.errors import ExecutedNotebookNotFound, NoStore, RunNotFound, ScheduleNotFound, ValidationFailed
 from flyte_lab.server.models import FirePreview
 from flyte_lab.server.paths import relative_to_root, resolve_notebook
-from flyte_lab.store.database import NoStore
 
 
 def _graph_answer(wf: Any) -> dict[str, Any]:
@@ -92,30 +90,20 @@ def list_runs(root: str, notebook: str | None) -> list[dict[str, Any]]:
     return shown[:LIST_LIMIT]
 
 
-def _stored_or(hidden: Exception, read: Callable[[Any], dict[str, Any]],
-               missing: type[Exception]) -> dict[str, Any]:
-    """`read(store)`, or `hidden` when there is no store or `read` finds nothing: one answer for both."""
-    try:
-        store = _store()
-    except NoStore:
-        raise hidden from None
-    with store:
-        try:
-            return read(store)
-        except missing:
-            raise hidden from None
-
-
 def confined_run(root: str, run_id: str) -> dict[str, Any]:
     """The `show --json` object of the run with exactly this id, if its notebook lies under the root.
 
     Every route on one run goes through here first. A run that does not exist, a prefix of an id and a run
     whose notebook is elsewhere get the same answer, so nothing is learnt about runs outside the root.
     """
-    from flyte_lab.errors import RunNotFound
+    from flyte_lab.store import RunStore
 
     hidden = RunNotFound(f"no run `{run_id}` under the Jupyter root", run_id=run_id)
-    run = _stored_or(hidden, lambda store: store.get_run(run_id), RunNotFound)
+    try:
+        with RunStore.open_existing(run_id) as store:
+            run = store.get_run(run_id)
+    except RunNotFound:
+        raise hidden from None
     path = relative_to_root(root, run["notebook"])
     if run["run_id"] != run_id or path is None:
         raise hidden
@@ -146,12 +134,17 @@ def executed_notebook(run: dict[str, Any], task: str) -> dict[str, Any]:
 
     info = run["tasks"].get(task)
     if info is None:
-        raise UserInputError(f"run `{run['run_id']}` has no task `{task}`")
+        raise ExecutedNotebookNotFound(f"run `{run['run_id']}` has no task `{task}`")
     url = info.get("output_notebook")
     if not url:
-        raise UserInputError(f"task `{task}` of run `{run['run_id']}` has no executed notebook yet")
-    with fsspec.open(url, "r", encoding="utf-8") as fh:
-        return {"name": f"{task}-{run['run_id']}.ipynb", "content": untrusted(json.load(fh))}
+        raise ExecutedNotebookNotFound(f"task `{task}` of run `{run['run_id']}` has no executed notebook yet")
+    try:
+        with fsspec.open(url, "r", encoding="utf-8") as fh:
+            content = json.load(fh)
+    except FileNotFoundError:  # removed since, or its artifact store cleaned: gone, not our failure
+        raise ExecutedNotebookNotFound(f"the executed notebook of task `{task}` of run `{run['run_id']}` is gone "
+                                       f"(no file at {url})") from None
+    return {"name": f"{task}-{run['run_id']}.ipynb", "content": untrusted(content)}
 
 
 def untrusted(nb: Any) -> Any:
@@ -183,10 +176,12 @@ def list_schedules(root: str, notebook: str | None, now: datetime) -> list[dict[
 def confined_schedule(root: str, name: str) -> None:
     """Every route on one schedule goes through here first: one whose notebook is not under the root is
     not found, in the same words as one that does not exist."""
-    from flyte_lab.store.schedules import ScheduleNotFound
-
     hidden = ScheduleNotFound(f"no schedule `{name}` under the Jupyter root")
-    schedule = _stored_or(hidden, lambda store: store.get_schedule(name), ScheduleNotFound)
+    try:
+        with _store() as store:
+            schedule = store.get_schedule(name)
+    except (NoStore, ScheduleNotFound):
+        raise hidden from None
     if relative_to_root(root, schedule["notebook"]) is None:
         raise hidden
 

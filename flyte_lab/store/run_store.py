@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, exc, func, insert, select, update
 
-from flyte_lab.errors import FlyteLabError, RunNotFound, UserInputError
+from flyte_lab.errors import FlyteLabError, NoStore, RunNotFound, ScheduledRunExists, UserInputError
 from flyte_lab.private_fs import make_private_home
 from flyte_lab.statuses import RUN_TERMINAL, TASK_TERMINAL, RunStatus, TaskStatus
 from flyte_lab.store import database
@@ -43,14 +43,6 @@ from flyte_lab.store.schema import Attempt, Output, Run, Task
 from flyte_lab.store.views import record_view, show_view, summary_view, task_state_view
 
 ATTEMPT_KINDS = frozenset({"user", "infra"})
-
-
-class ScheduledRunExists(FlyteLabError):
-    """A run for this (schedule, fire time) is already in the store."""
-
-    def __init__(self, message: str, *, run_id: str, **data: Any) -> None:
-        super().__init__(message, run_id=run_id, **data)
-        self.run_id = run_id
 
 
 class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
@@ -76,7 +68,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         """The store of `home` (else $FLYTE_LAB_HOME, else ~/.flyte_lab); $FLYTE_LAB_DB_URL wins.
 
         A new home is private (0700). With `create=False` (read-only commands) nothing is created:
-        `database.NoStore` if there is no store yet. A URL that cannot be opened is one
+        `NoStore` if there is no store yet. A URL that cannot be opened is one
         `UserInputError` line naming where it came from.
         """
         home_path = Path(home or os.environ.get("FLYTE_LAB_HOME") or "~/.flyte_lab").expanduser()
@@ -89,12 +81,22 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             else:
                 database.require_existing(url)
             store = cls(url)
-        except database.NoStore:
+        except NoStore:
             raise
         except (exc.SQLAlchemyError, ImportError, OSError) as err:
             raise database.refuse_url(url, source, err) from None
         store.home = home_path
         return store
+
+    @classmethod
+    def open_existing(cls, run_id: str, *, starts_one: str = "`flyte-lab run NOTEBOOK`") -> RunStore:
+        """The existing store, to read run `run_id` from; creates nothing. Without a store there is no such run:
+        `RunNotFound` (saying how to start one: `starts_one`), the answer every reader of a run gives."""
+        try:
+            return cls.from_env(create=False)
+        except NoStore:
+            raise RunNotFound(f"no run `{run_id}`: there are no runs yet; {starts_one} starts one",
+                              run_id=run_id) from None
 
     def close(self) -> None:
         self._engine.dispose()
