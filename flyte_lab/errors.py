@@ -113,6 +113,12 @@ class ClusterLost(DriverError):
     `failed`, and resume reruns what did not finish."""
 
 
+class LaunchFailed(FlyteLabError):
+    """A run's own process ended without saying what became of the run (its log names why)."""
+
+    exit_code = 1
+
+
 class ExecutedNotebookNotFound(UserInputError):
     """A task's executed notebook that does not exist: no such task, no attempt yet, or its file is gone."""
 

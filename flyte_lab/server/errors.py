@@ -14,12 +14,6 @@ class BadRequest(errors.UserInputError):
     """A body that is not JSON, or a missing query argument."""
 
 
-class LaunchFailed(errors.FlyteLabError):
-    """The launcher process ended without starting the run (its log names why)."""
-
-    exit_code = 1
-
-
 def status_for(exc: BaseException) -> int:
     if isinstance(exc, errors.FlyteLabError):
         return exc.http_status
