@@ -2,7 +2,8 @@
 
 No HTTP here: paths arrive resolved under the root, answers are the CLI's JSON objects (DESIGN.md 2-3),
 with each stored notebook path also given relative to the Jupyter root (`path`). Runs and schedules whose
-notebooks lie outside the root are neither listed nor found (`confined_run`, `confined_schedule`).
+notebooks lie outside the root are neither listed nor found (`confined_run`, `confined_schedule`). The store is
+the server's one `RunStore` (`store.shared`), opened by the first request that finds one, never per request.
 """
 
 from __future__ import annotations
@@ -64,30 +65,49 @@ def check_launch(path: Path, params: dict[str, Any]) -> None:
 
 
 def _store(create: bool = False) -> Any:
-    from flyte_lab.store import RunStore
+    from flyte_lab.store.shared import shared_store
 
-    return RunStore.from_env(create=create)
+    return shared_store(create)
 
 
 LIST_LIMIT = 50
 
 
 def list_runs(root: str, notebook: str | None) -> list[dict[str, Any]]:
-    """The newest runs (at most `LIST_LIMIT`) whose notebooks lie under the root; the others are not listed."""
+    """The newest runs (at most `LIST_LIMIT`) whose notebooks lie under the root, each with its progress and its
+    tasks' states (`served_summary`); the others are not listed. A page of runs is a few statements, however
+    many runs it holds."""
+    from flyte_lab.run_progress import manifest_lengths
+
     try:
         store = _store()
     except NoStore:
         return []
     shown: list[dict[str, Any]] = []
     offset = 0
-    with store:
-        while len(shown) < LIST_LIMIT:  # runs of notebooks elsewhere are skipped, so page until enough
-            page = store.list_runs(limit=LIST_LIMIT, offset=offset, notebook=notebook)
-            shown += [dict(r, path=path) for r in page if (path := relative_to_root(root, r["notebook"])) is not None]
-            if len(page) < LIST_LIMIT:
-                break
-            offset += LIST_LIMIT
+    list_length = manifest_lengths()
+    while len(shown) < LIST_LIMIT:  # runs of notebooks elsewhere are skipped, so page until enough
+        page = store.run_summaries(limit=LIST_LIMIT, offset=offset, notebook=notebook)
+        shown += [served_summary(r, path, list_length) for r in page
+                  if (path := relative_to_root(root, r["notebook"])) is not None]
+        if len(page) < LIST_LIMIT:
+            break
+        offset += LIST_LIMIT
     return shown[:LIST_LIMIT]
+
+
+def served_summary(summary: dict[str, Any], path: str, list_length: Any) -> dict[str, Any]:
+    """A `run_summaries` element as `GET runs` serves it: with `path` and `progress`; each task's error without its
+    traceback (`GET runs/ID` has it); neither the graph nor the outputs it was counted from."""
+    from flyte_lab.run_progress import progress, summary_sizes
+
+    done, total = progress(summary["tasks"], summary_sizes(summary, list_length))
+    tasks = {name: {"status": t["status"], "cell": t["cell"],
+                    "error": {k: v for k, v in t["error"].items() if k != "traceback"}
+                    if isinstance(t["error"], dict) else t["error"]}
+             for name, t in summary["tasks"].items()}
+    served = {k: v for k, v in summary.items() if k != "graph"}
+    return dict(served, path=path, tasks=tasks, progress={"done": done, "total": total})
 
 
 def confined_run(root: str, run_id: str) -> dict[str, Any]:
@@ -96,13 +116,10 @@ def confined_run(root: str, run_id: str) -> dict[str, Any]:
     Every route on one run goes through here first. A run that does not exist, a prefix of an id and a run
     whose notebook is elsewhere get the same answer, so nothing is learnt about runs outside the root.
     """
-    from flyte_lab.store import RunStore
-
     hidden = RunNotFound(f"no run `{run_id}` under the Jupyter root", run_id=run_id)
     try:
-        with RunStore.open_existing(run_id) as store:
-            run = store.get_run(run_id)
-    except RunNotFound:
+        run = _store().get_run(run_id)
+    except (NoStore, RunNotFound):
         raise hidden from None
     path = relative_to_root(root, run["notebook"])
     if run["run_id"] != run_id or path is None:
@@ -115,8 +132,7 @@ def with_progress(run: dict[str, Any]) -> dict[str, Any]:
     """The run with its `progress` (`{"done", "total"}`), counted as the widget and the dashboard count it."""
     from flyte_lab.run_progress import manifest_lengths, run_progress
 
-    with _store() as store:
-        graph = store.get_graph(run["run_id"])
+    graph = _store().get_graph(run["run_id"])
     return dict(run, progress=run_progress(run, graph, manifest_lengths()))
 
 
@@ -163,11 +179,9 @@ def list_schedules(root: str, notebook: str | None, now: datetime) -> list[dict[
     from flyte_lab.scheduler.overview import overview
 
     try:
-        store = _store()
+        rows = overview(_store(), now)
     except NoStore:
         return []
-    with store:
-        rows = overview(store, now)
     if notebook is not None:
         rows = [r for r in rows if r["notebook"] == notebook]
     return [dict(r, path=path) for r in rows if (path := relative_to_root(root, r["notebook"])) is not None]
@@ -178,8 +192,7 @@ def confined_schedule(root: str, name: str) -> None:
     not found, in the same words as one that does not exist."""
     hidden = ScheduleNotFound(f"no schedule `{name}` under the Jupyter root")
     try:
-        with _store() as store:
-            schedule = store.get_schedule(name)
+        schedule = _store().get_schedule(name)
     except (NoStore, ScheduleNotFound):
         raise hidden from None
     if relative_to_root(root, schedule["notebook"]) is None:
@@ -193,20 +206,17 @@ def add_schedule(root: str, body: Any, now: datetime) -> dict[str, Any]:
     spec = ScheduleSpec.parse(body, now)
     path = resolve_notebook(root, spec.path)
     row = spec.model_copy(update={"path": str(path)}).row()
-    with _store(create=True) as store:
-        store.add_schedule(dict(row))
+    _store(create=True).add_schedule(dict(row))
     found = [s for s in list_schedules(root, None, now) if s["name"] == row["name"]]
     return found[0]
 
 
 def remove_schedule(name: str) -> None:
-    with _store() as store:
-        store.remove_schedule(name)
+    _store().remove_schedule(name)
 
 
 def pause_schedule(name: str, paused: bool) -> None:
-    with _store() as store:
-        store.set_schedule_paused(name, paused)
+    _store().set_schedule_paused(name, paused)
 
 
 def preview(query: dict[str, str], now: datetime) -> FirePreview:

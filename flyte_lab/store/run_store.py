@@ -40,7 +40,7 @@ from flyte_lab.store.rows import (
 from flyte_lab.store.scale_events import ScaleEventsMixin, scale_events_of
 from flyte_lab.store.schedules import SchedulesMixin
 from flyte_lab.store.schema import Attempt, Output, Run, Task
-from flyte_lab.store.views import record_view, show_view, summary_view, task_state_view
+from flyte_lab.store.views import record_view, run_summary_views, show_view, summary_view, task_state_view
 
 ATTEMPT_KINDS = frozenset({"user", "infra"})
 
@@ -322,6 +322,28 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             rows = conn.execute(query).all()
         return [summary_view(r) for r in rows]
 
+    def run_summaries(self, limit: int = 100, status: str | None = None, notebook: str | None = None,
+                      schedule: str | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """The `list_runs` page, each run with what a list of runs shows of it, in three statements however many
+        runs there are (never one read per run): `started_at`, `params`, `task_counts` (`{status: n}`) and
+        `tasks` (`{name: {"status", "cell", "error", "outputs"}}` in graph order; `outputs`, `{name: {"uri"}}`, read
+        only for runs with map-over tasks, whose element counts need them), and `graph` for those runs (else None):
+        what `run_progress.summary_progress` counts from."""
+        query = _filtered(select(
+            Run.run_id, Run.notebook, Run.status, Run.schedule, Run.scheduled_time, Run.created_at,
+            Run.started_at, Run.finished_at, Run.params_json, Run.graph_json,
+        ), status, notebook, schedule)
+        query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit).offset(max(offset, 0))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            ids = [r.run_id for r in rows]
+            tasks = conn.execute(select(Task.run_id, Task.name, Task.status, Task.cell, Task.error_json)
+                                 .where(Task.run_id.in_(ids)).order_by(Task.run_id, Task.position)).all() if ids else []
+            graphs = {r.run_id: graph for r in rows if _maps_over(graph := loads(r.graph_json))}
+            outputs = conn.execute(select(Output.run_id, Output.task, Output.name, Output.uri)
+                                   .where(Output.run_id.in_(list(graphs)))).all() if graphs else []
+        return run_summary_views(rows, tasks, outputs, graphs)
+
     def count_runs(self, status: str | None = None, notebook: str | None = None,
                    schedule: str | None = None) -> int:
         """How many runs `list_runs` would page through with these filters (one COUNT, no rows read)."""
@@ -594,3 +616,7 @@ def _filtered(query: _Query, status: str | None, notebook: str | None, schedule:
     if schedule is not None:
         query = query.where(Run.schedule == schedule)
     return query
+
+
+def _maps_over(graph: Any) -> bool:
+    return isinstance(graph, dict) and any((t.get("options") or {}).get("map_over") for t in graph.get("tasks", []))
