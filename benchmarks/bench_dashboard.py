@@ -96,8 +96,8 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     from flyte_lab.dashboard.server import serve
-    from flyte_lab.dashboard.store_access import close_stores
     from flyte_lab.store import RunStore
+    from flyte_lab.store.shared import close_shared_stores
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -139,7 +139,7 @@ def main() -> int:
             server.join(timeout=30)
             with contextlib.suppress(RuntimeError):  # the stopped thread may still be listed as stopping
                 state.reset()
-            close_stores()
+            close_shared_stores()
             store.close()
     print(f"run page, {args.tasks} tasks: ready in {shown_run:.2f}s; loading its records from the store "
           f"{load_run:.3f}s ({shown_run / load_run:.1f}x); target < 2 s")

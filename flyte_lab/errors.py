@@ -1,8 +1,10 @@
 """The one exception tree of flyte_lab.
 
 Every error a user can cause is a `FlyteLabError`; the CLI turns it into one
-line and `exit_code`. Subclasses carry the data their message names, and are
-picklable (they cross Dask) because `__reduce__` rebuilds them from that data.
+line and `exit_code`, the REST API into `http_status` and a JSON message (user
+errors are 4xx, never 500). Subclasses carry the data their message names, and
+are picklable (they cross Dask) because `__reduce__` rebuilds them from that data.
+The run store's errors live here too: one tree, one place to look.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from typing import Any
 
 
 class FlyteLabError(Exception):
-    """Base of every flyte_lab error; `exit_code` is what the CLI returns."""
+    """Base of every flyte_lab error; `exit_code` is what the CLI returns, `http_status` what the REST API answers."""
 
     exit_code = 2
+    http_status = 500  # not the user's doing unless a subclass says so
 
     def __init__(self, message: str, **data: Any) -> None:
         super().__init__(message)
@@ -35,6 +38,8 @@ def _rebuild(cls: type[FlyteLabError], message: str, data: dict[str, Any]) -> Fl
 
 class UserInputError(FlyteLabError):
     """Bad arguments, bad files, bad parameters: refused before anything runs."""
+
+    http_status = 400
 
 
 class NotebookReadError(UserInputError):
@@ -62,7 +67,9 @@ class ParameterError(UserInputError):
 
 
 class RunNotFound(UserInputError):
-    """No run with that id in the store."""
+    """No run with that id in the store (or no store at all yet)."""
+
+    http_status = 404
 
 
 class TaskTypeError(FlyteLabError):
@@ -86,6 +93,8 @@ class RunFailed(FlyteLabError):
 class RunBusy(UserInputError):
     """Another live driver holds the run's lease (e.g. `resume` of a run still running)."""
 
+    http_status = 409
+
 
 class LeaseLostError(FlyteLabError):
     """This driver's lease on a run was taken over: its writes are refused (fencing)."""
@@ -102,3 +111,83 @@ class DriverError(FlyteLabError):
 class ClusterLost(DriverError):
     """The cluster's scheduler went away mid-run (e.g. the shared executor was killed); the run was recorded
     `failed`, and resume reruns what did not finish."""
+
+
+class LaunchFailed(FlyteLabError):
+    """A run's own process ended without saying what became of the run (its log names why)."""
+
+    exit_code = 1
+
+
+class ExecutedNotebookNotFound(UserInputError):
+    """A task's executed notebook that does not exist: no such task, no attempt yet, or its file is gone."""
+
+    http_status = 404
+
+
+# -- the run store's -------------------------------------------------------------------------------------
+
+
+class NoStore(UserInputError):
+    """There is no run store yet (read-only commands create none)."""
+
+    http_status = 404
+
+
+class StoreTooNew(UserInputError):
+    """The store's schema revision is none this version knows: a newer flyte_lab wrote it."""
+
+
+class ScheduledRunExists(FlyteLabError):
+    """A run for this (schedule, fire time) is already in the store."""
+
+    http_status = 409
+
+    def __init__(self, message: str, *, run_id: str, **data: Any) -> None:
+        super().__init__(message, run_id=run_id, **data)
+        self.run_id = run_id
+
+
+class ScheduleNotFound(UserInputError):
+    """No schedule with that name."""
+
+    http_status = 404
+
+
+class ScheduleExists(UserInputError):
+    """A schedule with that name is already in the store."""
+
+    http_status = 409
+
+
+# -- across a process boundary (a launched run answering its launcher) ---------------------------------------
+
+
+def to_wire(exc: BaseException) -> dict[str, Any]:
+    """The one shape an error crosses a process boundary in: class name, message, exit code, HTTP status, and
+    the diagnostics of a refused notebook. Anything not a `FlyteLabError` is a failure of ours: exit 1, 500."""
+    if isinstance(exc, FlyteLabError):
+        data = {k: v for k, v in exc.data.items() if k == "diagnostics"}
+        return {"type": type(exc).__name__, "message": exc.message, "exit_code": exc.exit_code,
+                "http_status": exc.http_status, "data": data}
+    return {"type": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}", "exit_code": 1,
+            "http_status": 500, "data": {}}
+
+
+def from_wire(wire: dict[str, Any]) -> FlyteLabError:
+    """The error `to_wire` sent, rebuilt: its own class where this process knows it, else a `FlyteLabError`;
+    either way with the exit code and HTTP status it was sent with."""
+    name = str(wire.get("type"))
+    cls = next((c for c in _subclasses(FlyteLabError) if c.__name__ == name), FlyteLabError)
+    raw = wire.get("data")
+    err = _rebuild(cls, str(wire.get("message") or "the launch failed"), raw if isinstance(raw, dict) else {})
+    err.exit_code = int(wire.get("exit_code") or 1)
+    err.http_status = int(wire.get("http_status") or 500)
+    return err
+
+
+def _subclasses(cls: type[FlyteLabError]) -> list[type[FlyteLabError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found += _subclasses(sub)
+    return found

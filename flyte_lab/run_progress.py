@@ -57,6 +57,14 @@ def element_counts(run: Mapping[str, Any], graph: Mapping[str, Any], list_length
     return sizes
 
 
+def summary_sizes(summary: Mapping[str, Any], list_length: ListLength,
+                  known: Mapping[str, int] | None = None) -> dict[str, int]:
+    """`element_counts` of a `RunStore.run_summaries` element (which carries its graph only where a task maps over
+    a list: a run without one reads nothing)."""
+    graph = summary.get("graph")
+    return element_counts(summary, graph, list_length, known) if graph else dict(known or {})
+
+
 def manifest_lengths(home: str | None = None) -> ListLength:
     """`ListLength` over the artifact store of `home` (default: FLYTE_LAB_HOME), opened on first use only: a
     run without map-over outputs opens nothing."""

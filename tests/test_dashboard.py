@@ -17,7 +17,8 @@ import pytest
 
 from flyte_lab.dashboard import views
 from flyte_lab.dashboard.run_graph import positions
-from flyte_lab.dashboard.store_access import StoreProblem, close_stores, open_store
+from flyte_lab.dashboard.store_access import StoreProblem, open_store
+from flyte_lab.store.shared import close_shared_stores
 from tests.conftest import CLI, cli_env
 from tests.process_helpers import accepts, free_port, killpg, wait_for
 
@@ -66,11 +67,11 @@ NOW = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
 @pytest.fixture(autouse=True)
 def _fresh_stores() -> Iterator[None]:
     yield
-    close_stores()
+    close_shared_stores()
 
 
 def test_run_row_counts_tasks_and_times_a_live_run_to_now() -> None:
-    row = views.run_row({**RUN, "schedule": "nightly"}, RUN, NOW)
+    row = views.run_row({**RUN, "schedule": "nightly"}, NOW)
     assert row == {"run": RUN["run_id"], "notebook": "pipe.ipynb", "status": "running", "start": "2026-01-01 00:00:01",
                    "duration": "9.00s", "tasks done": "2/4", "tasks failed": 0, "schedule": "nightly"}
 
@@ -299,3 +300,41 @@ def test_runs_page_lists_the_schedules_around_one_whose_row_cannot_be_read(home:
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows.pop("good"))  # its next fire time
     assert {name: why in rows[name] and rows[name].startswith("invalid: ") for name, (_, why) in bad.items()} == \
         dict.fromkeys(bad, True)
+
+
+def test_the_runs_page_reads_the_same_few_statements_however_many_runs_it_shows(home: Path) -> None:
+    """One store query feeds a page of runs with their task counts: no read per row (it was one `get_run` and one
+    graph per row, 50 statements more for a full page)."""
+    from sqlalchemy import event
+
+    from flyte_lab.dashboard.runs_page import PAGE_SIZE, RunsPage
+    from flyte_lab.store import RunStore
+
+    graph = {"tasks": [{"name": "a"}, {"name": "b"}], "edges": [], "workflow_inputs": {}, "diagnostics": []}
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    with RunStore.from_env() as store:
+        def add_runs(count: int) -> None:
+            for _ in range(count):
+                run_id = store.create_run("/nb/pipe.ipynb", {}, graph, [{"name": "a"}, {"name": "b"}], "local")
+                store.set_task_status(run_id, "a", "succeeded")
+                store.set_task_status(run_id, "b", "failed", error={"type": "ValueError", "message": "m"})
+
+        def statements_of_one_refresh(page: RunsPage) -> int:
+            statements.clear()
+            event.listen(store._engine, "before_cursor_execute", seen)
+            page.show()
+            event.remove(store._engine, "before_cursor_execute", seen)
+            return len(statements)
+
+        add_runs(2)
+        page = RunsPage(store)
+        few = statements_of_one_refresh(page)
+        assert list(page.table.value["tasks done"]) == ["1/2"] * 2
+        add_runs(PAGE_SIZE)
+        assert statements_of_one_refresh(page) == few, statements
+        assert len(page.table.value) == PAGE_SIZE
+        assert list(page.table.value["tasks failed"]) == [1] * PAGE_SIZE

@@ -18,7 +18,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from flyte_lab.dashboard import actions
-from flyte_lab.dashboard.store_access import close_stores
+from flyte_lab.store.shared import close_shared_stores
 from tests.conftest import CHROMIUM, CLI, NOTEBOOKS, cli_env
 from tests.process_helpers import accepts, free_port, kill_home_processes, killpg, spawn, wait_for
 from tests.script_probe import marks_by_frame
@@ -91,7 +91,7 @@ def _reset_panel() -> Iterator[None]:
     from panel.io.state import state
 
     state.reset()
-    close_stores()
+    close_shared_stores()
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, text
 
-from flyte_lab.errors import RunNotFound, UserInputError
-from flyte_lab.store import RunStore, ScheduledRunExists
+from flyte_lab.errors import RunNotFound, ScheduledRunExists, UserInputError
+from flyte_lab.store import RunStore
 from flyte_lab.store.database import head_revision
 
 # fork: children inherit the imported package, and start in milliseconds

@@ -247,17 +247,19 @@ def test_the_long_running_scheduler_fires_what_is_due_and_stops_on_sigterm(
 def test_two_launchers_of_one_fire_time_make_one_run(
         home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
     """The store's unique (schedule, scheduled_time) is the last guard: a slow claimant and its successor."""
-    import sys
+    from flyte_lab.run_launch import command, request_line
 
     nb = write_notebook(tmp_path / "daily.ipynb", REPORT)
     add(home, nb, "twice", "--cron", "@daily", "--start", "2026-01-01T00:00:00Z")
     logs = [tmp_path / f"launch-{i}.log" for i in range(2)]
     for log in logs:
         with log.open("wb") as out:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "flyte_lab.scheduler.launch", "twice", "2026-01-02T00:00:00Z"],
-                env=cli_env(home), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True))
+            proc = subprocess.Popen(command(), env=cli_env(home), stdout=subprocess.DEVNULL, stderr=out,
+                                    stdin=subprocess.PIPE, start_new_session=True)
+            assert proc.stdin is not None
+            proc.stdin.write(request_line({"action": "fire", "schedule": "twice", "fire_time": "2026-01-02T00:00:00Z"}))
+            proc.stdin.close()  # both started before either reads the store
+            procs.append(proc)
     assert [p.wait(timeout=240) for p in procs] == [0, 0], [log.read_text() for log in logs]
     (run,) = runs(home)
     assert (run["scheduled_time"], run["status"]) == ("2026-01-02T00:00:00+00:00", "succeeded")

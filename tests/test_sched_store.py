@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from flyte_lab.errors import ScheduleExists, ScheduleNotFound
 from flyte_lab.store import RunStore
-from flyte_lab.store.schedules import MAX_CLAIMS, ScheduleExists, ScheduleNotFound
+from flyte_lab.store.schedules import MAX_CLAIMS
 
 GRAPH: dict[str, Any] = {"tasks": [], "edges": []}
 T1, T2, T3 = datetime(2026, 1, 1, 1), datetime(2026, 1, 1, 2), datetime(2026, 1, 1, 3)

@@ -16,20 +16,14 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from flyte_lab.errors import RunNotFound, UserInputError
+from flyte_lab.errors import UserInputError
 
 
 def debug(args: argparse.Namespace) -> int:
     from flyte_lab.kernel_ext.triage import read_attempt
     from flyte_lab.store import RunStore
-    from flyte_lab.store.database import NoStore
 
-    try:
-        store = RunStore.from_env(create=False)
-    except NoStore:
-        raise RunNotFound(f"no run `{args.run_id}`: there are no runs yet; `flyte-lab run NOTEBOOK` starts one",
-                          run_id=args.run_id) from None
-    with store:
+    with RunStore.open_existing(args.run_id) as store:
         record = read_attempt(store, args.run_id, args.task)
     source = Path(record.notebook)
     target = Path(args.output) if args.output else source.with_name(f"{source.stem}.debug-{record.task}.ipynb")

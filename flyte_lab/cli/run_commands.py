@@ -17,9 +17,8 @@ from typing import Any
 from rich.text import Text
 
 from flyte_lab.cli import report
-from flyte_lab.errors import RunNotFound, UserInputError
+from flyte_lab.errors import NoStore, UserInputError
 from flyte_lab.store import RunStore
-from flyte_lab.store.database import NoStore
 
 
 def _print_json(value: Any) -> None:
@@ -32,14 +31,6 @@ def _open() -> RunStore | None:
         return RunStore.from_env(create=False)
     except NoStore:
         return None
-
-
-def _open_for(run_id: str) -> RunStore:
-    store = _open()
-    if store is None:
-        raise RunNotFound(f"no run `{run_id}`: there are no runs yet; `flyte-lab run NOTEBOOK` starts one",
-                          run_id=run_id)
-    return store
 
 
 def runs(args: argparse.Namespace) -> int:
@@ -64,7 +55,7 @@ def runs(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    with _open_for(args.run_id) as store:
+    with RunStore.open_existing(args.run_id) as store:
         run = store.get_run(args.run_id)
     if args.json:
         _print_json(run)
@@ -74,7 +65,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def outputs(args: argparse.Namespace) -> int:
-    with _open_for(args.run_id) as store:
+    with RunStore.open_existing(args.run_id) as store:
         if args.json:
             values = store.run_outputs(args.run_id)
         else:

@@ -8,6 +8,6 @@ One module per job:
 - `timeline`: the bokeh Gantt of every attempt on every worker;
 - `task_detail`: one task's inputs, outputs, error and executed notebooks;
 - `notebook_view`: an executed notebook as nbconvert HTML cleaned by nh3, in a sandboxed frame (runs no script);
-- `actions`: Cancel / Resume / Relaunch through `engine.api`, off the page's thread;
+- `actions`: Cancel through `engine.api`; Resume / Relaunch each a run in its own process (`run_launch`);
 - `runs_page`, `run_page`: the two pages; `server`: Panel's server with both routes.
 """

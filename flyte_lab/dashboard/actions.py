@@ -1,17 +1,21 @@
 """Cancel, Resume and Relaunch from the dashboard, through `flyte_lab.engine.api` as the CLI does.
 
 Cancel is one store write, done at once. Resume and Relaunch drive a whole run: each runs in its own process
-(`python -m flyte_lab.dashboard.actions resume|relaunch RUN_ID`), so the page stays live, the server's threads
-hold no kernels, and a run outlives a restarted dashboard. A reaper thread per process records how it ended.
+(`run_launch`, the protocol every launcher speaks, following the run to its end), so the page stays live, the
+server's threads hold no kernels, and a run outlives a restarted dashboard. A reaper thread per process records
+how it ended.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from flyte_lab import run_launch
+from flyte_lab.errors import FlyteLabError
 from flyte_lab.statuses import RunStatus
 
 _lock = threading.Lock()
@@ -24,7 +28,8 @@ class Action:
 
     kind: str
     run_id: str
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
+    log: Path
     new_run_id: str | None = None
     returncode: int | None = None
     message: str = ""
@@ -47,13 +52,15 @@ def cancel(run_id: str) -> str:
 
 
 def start(kind: str, run_id: str) -> Action:
-    """Start `resume` or `relaunch` of `run_id` in a child process; returns at once."""
+    """Start `resume` or `relaunch` of `run_id` in a process of its own; returns at once."""
     if kind not in ("resume", "relaunch"):
         raise ValueError(f"unknown action {kind!r}")
-    process = subprocess.Popen([sys.executable, "-m", "flyte_lab.dashboard.actions", kind, run_id],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-                               start_new_session=True)  # a Ctrl-C of the dashboard does not stop the run
-    action = Action(kind, run_id, process)
+    log_fd, log = run_launch.new_log(f"dashboard-{kind}")
+    try:
+        process = run_launch.spawn({"action": kind, "run_id": run_id}, log_fd, follow=True)
+    finally:
+        os.close(log_fd)  # the child has its own copy
+    action = Action(kind, run_id, process, log)
     with _lock:
         _running.append(action)
     threading.Thread(target=_reap, args=(action,), name=f"flyte-dashboard-{kind}", daemon=True).start()
@@ -61,15 +68,17 @@ def start(kind: str, run_id: str) -> Action:
 
 
 def _reap(action: Action) -> None:
-    assert action.process.stdout is not None and action.process.stderr is not None
-    for line in action.process.stdout:
-        if line.startswith("run "):
-            action.new_run_id = line.split()[1]
-    errors = action.process.stderr.read().strip().splitlines()
+    out = action.process.stdout
+    assert out is not None
+    try:
+        action.new_run_id = run_launch.answered(out.readline(), action.log)
+        run_id, status = run_launch.ended(out.readline(), action.log)
+        if status != RunStatus.SUCCEEDED:
+            action.message = f"run `{run_id}` {status}"
+    except FlyteLabError as exc:
+        action.message = exc.message
     action.returncode = action.process.wait()
-    action.message = errors[-1] if errors else ""
-    action.process.stdout.close()
-    action.process.stderr.close()
+    out.close()
     action.done.set()
     with _lock:
         _running.remove(action)
@@ -80,35 +89,3 @@ def wait_all(timeout: float | None = None) -> bool:
     with _lock:
         pending = list(_running)
     return all(a.done.wait(timeout) for a in pending)
-
-
-def _main(argv: list[str]) -> int:
-    from flyte_lab.engine import api
-    from flyte_lab.errors import FlyteLabError
-
-    kind, run_id = argv
-    try:
-        if kind == "resume":
-            record = api.resume_run(run_id)
-        else:
-            from flyte_lab.graph.validate import decode_values, validate_notebook
-
-            stored = api.get_run(run_id)
-            wf = validate_notebook(stored["notebook"])
-            record = api.run_notebook(stored["notebook"], decode_values(wf, dict(stored["params"])),
-                                      cluster=stored.get("cluster") or "shared",
-                                      on_created=lambda new: print(f"run {new}", flush=True))
-    except FlyteLabError as exc:
-        print(f"flyte-lab: error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    print(f"run {record['run_id']} {record['status']}", flush=True)
-    if record["status"] != RunStatus.SUCCEEDED:
-        print(f"run `{record['run_id']}` {record['status']}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    from flyte_lab.process_exit import exit_process
-
-    exit_process(_main(sys.argv[1:]))

@@ -1,8 +1,8 @@
 """`/`: every run, newest first, filtered by status, notebook and schedule, one page at a time; and the schedules.
 
-The store pages: each refresh is one COUNT, one page of `PAGE_SIZE` summaries (LIMIT/OFFSET in SQL), the distinct
-notebooks and schedules for the filters, and the task counts of the shown rows; so tens of thousands of runs cost
-what one page costs, on the server and in the browser.
+The store pages: each refresh is one COUNT, one page of `PAGE_SIZE` summaries with their tasks' states
+(`run_summaries`: LIMIT/OFFSET in SQL, the same few statements whatever the page holds), the distinct notebooks and
+schedules for the filters; so tens of thousands of runs cost what one page costs, on the server and in the browser.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from flyte_lab.cli.report import format_time, notebook_name
 from flyte_lab.dashboard.common import CSS, frame, html, link_formatter, load_extensions, message_page, status_formatter
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
 from flyte_lab.dashboard.views import RUN_COLUMNS, notebook_labels, page_slice, run_row
-from flyte_lab.run_progress import element_counts, manifest_lengths
+from flyte_lab.run_progress import manifest_lengths, summary_sizes
 from flyte_lab.statuses import RunStatus
 
 PAGE_SIZE = 25
@@ -83,11 +83,12 @@ class RunsPage:
         self.total = matching if not any(filters.values()) else self.store.count_runs()
         first, end, pages = page_slice(matching, int(self.page.value or 1), PAGE_SIZE)
         now = datetime.now(UTC)
-        page = self.store.list_runs(limit=end - first, offset=first, **filters) if end > first else []
+        page = self.store.run_summaries(limit=end - first, offset=first, **filters) if end > first else []
         shown, sizes = [], {}
         for summary in page:
-            detail, sizes[summary["run_id"]] = self._detail(summary["run_id"])
-            shown.append(run_row(summary, detail, now, sizes[summary["run_id"]]))
+            run_id = summary["run_id"]
+            sizes[run_id] = summary_sizes(summary, self.list_length, self.sizes.get(run_id))
+            shown.append(run_row(summary, now, sizes[run_id]))
         self.sizes = sizes  # a manifest, once stored, does not change: the next refresh reads no manifest again
         self.table.value = pd.DataFrame(shown, columns=RUN_COLUMNS)
         self.count.object = (f'<span class="flyte-count">{matching} runs · page {first // PAGE_SIZE + 1} of '
@@ -98,17 +99,6 @@ class RunsPage:
             '<p class="flyte-empty">No runs match these filters.</p>' if self.total else
             '<p class="flyte-empty">No runs yet. Start one with <code>flyte-lab run NOTEBOOK</code> (or '
             "<code>%flyte_run</code> in a notebook) and it appears here.</p>")
-
-    def _detail(self, run_id: str) -> tuple[dict[str, Any] | None, dict[str, int]]:
-        """The run's `get_run` record and the element counts of its map-over tasks (for its progress)."""
-        from flyte_lab.errors import RunNotFound
-
-        try:
-            run = dict(self.store.get_run(run_id))
-            graph = self.store.get_graph(run_id)
-        except RunNotFound:  # deleted between the two reads
-            return None, {}
-        return run, element_counts(run, graph, self.list_length, self.sizes.get(run_id))
 
     def _schedules_html(self) -> str:
         from flyte_lab.scheduler.overview import describe, overview

@@ -24,19 +24,17 @@ def run_link(run_id: str) -> str:
     return f"./run?id={run_id}"
 
 
-def run_row(summary: Mapping[str, Any], detail: Mapping[str, Any] | None, now: datetime,
-            sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """One line of the runs table; `detail` (the `get_run` record) adds start, duration and task counts
-    (`sizes`: element counts of its map-over tasks, `run_progress.element_counts`)."""
-    tasks = (detail or {}).get("tasks") or {}
+def run_row(summary: Mapping[str, Any], now: datetime, sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """One line of the runs table, from a `RunStore.run_summaries` element (`sizes`: element counts of its map-over
+    tasks, `run_progress.summary_sizes`)."""
+    tasks = summary.get("tasks") or {}
     done, total = progress(tasks, sizes)
-    record = detail or summary
     return {
         "run": summary["run_id"],
         "notebook": notebook_name(summary.get("notebook")),
         "status": summary.get("status"),
-        "start": format_time(record.get("started_at") or record.get("created_at")),
-        "duration": format_duration(run_duration(record, now if summary.get("status") in RUN_LIVE else None)),
+        "start": format_time(summary.get("started_at") or summary.get("created_at")),
+        "duration": format_duration(run_duration(summary, now if summary.get("status") in RUN_LIVE else None)),
         "tasks done": f"{done}/{total}" if tasks else "-",
         "tasks failed": sum(t.get("status") == TaskStatus.FAILED for t in tasks.values()),
         "schedule": summary.get("schedule") or "",

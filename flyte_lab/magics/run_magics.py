@@ -52,16 +52,20 @@ def _runs_parser() -> argparse.ArgumentParser:
 
 
 def _open_store(run_id: str | None = None) -> Any:
-    """The run store, created by nothing here; a UsageError when no run was ever recorded."""
+    """The run store, created by nothing here: None when no run was ever recorded, or for reading `run_id` a
+    UsageError."""
+    from flyte_lab.errors import NoStore, RunNotFound
     from flyte_lab.store import RunStore
-    from flyte_lab.store.database import NoStore
 
-    try:
-        return RunStore.from_env(create=False)
-    except NoStore:
-        if run_id is None:
+    if run_id is None:
+        try:
+            return RunStore.from_env(create=False)
+        except NoStore:
             return None
-        raise UsageError(f"no run `{run_id}`: there are no runs yet; `%flyte_run` starts one") from None
+    try:
+        return RunStore.open_existing(run_id, starts_one="`%flyte_run`")
+    except RunNotFound as exc:
+        raise UsageError(exc.message) from None
 
 
 @magics_class

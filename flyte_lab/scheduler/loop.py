@@ -3,8 +3,9 @@
 Each pass: for every schedule, `plan_fires` records the due fire times (the
 catch-up policy decides which) and moves the schedule's cursor; then the loop
 claims launchable fire times (`claim_fire` applies `--max-active`) and starts one
-`scheduler.launch` child per claim. A child that exits before its run exists
-hands its fire time back (`pending`), so it is retried; a scheduler that dies
+child per claim (`run_launch`'s `fire` action, `scheduler/launch.py`; its log is
+ours). A child that exits before its run exists hands its fire time back
+(`pending`), so it is retried; a scheduler that dies
 leaves its claims to the next scheduler, which sees the claimant is gone.
 `--once` does one pass at `--now`, waits for its children (claiming queued fire
 times as slots free up), and exits.
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flyte_lab.run_launch import spawn
 from flyte_lab.scheduler import checks, claims, timing
 
 log = logging.getLogger("flyte_lab.scheduler")
@@ -117,8 +119,8 @@ class Scheduler:
             if os.environ.get(HOLD_AFTER_CLAIM):
                 log.warning("holding the claim on %s %s until stdin closes (%s)", name, shown, HOLD_AFTER_CLAIM)
                 sys.stdin.read()
-            proc = subprocess.Popen([sys.executable, "-m", "flyte_lab.scheduler.launch", name, shown],
-                                    stdin=subprocess.DEVNULL)
+            # in our session: a scheduler stopped with its group stops the launches it started
+            proc = spawn({"action": "fire", "schedule": name, "fire_time": shown}, None, own_session=False)
             self.children.append(_Child(name, fire, proc))
             launched += 1
         return launched

@@ -36,6 +36,9 @@ class FlyteLabApp(ExtensionApp):
         self.log.info("flyte_lab: REST API ready at %sflyte-lab/api", getattr(serverapp, "base_url", "/"))
 
     async def stop_extension(self) -> None:
+        from flyte_lab.store.shared import close_shared_stores
+
         # runs are their own processes and outlive the server on purpose: end the launch template, forget the runs
         self.launcher.close()
+        close_shared_stores()
 

@@ -3,7 +3,7 @@
 Every handler is behind Jupyter's authentication (`@tornado.web.authenticated`; `APIHandler` checks
 XSRF on cookie-authenticated writes), every notebook path goes through `paths.resolve_notebook`, every
 run or schedule named in a URL is confined to the root by `answers`, and every error goes through
-`errors.STATUS_TABLE`. Store and graph calls run in a thread (they block).
+its own `http_status` (`errors.status_for`). Store and graph calls run in a thread (they block).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The launch template: a process that imported the engine once, and forks each run the Jupyter server launches.
 
-A run launched from Jupyter used to start as a new interpreter (`python -m flyte_lab.server.launcher`) that spent
+A run launched from Jupyter used to start as a new interpreter (`python -m flyte_lab.run_launch`) that spent
 most of a short run importing the engine (Dask, papermill, SQLAlchemy...) before it recorded anything. This
-process does those imports once; each launch is a fork of it that runs `launcher.main()`, the same code a
+process does those imports once; each launch is a fork of it that runs `run_launch.main()`, the same code a
 spawned launcher runs, on the same stdin/stdout/stderr protocol.
 
 Started by `server/forked_launches.py` as `python -c "... main()" FD` with the Jupyter server's environment,
@@ -27,7 +27,7 @@ imports and again before each fork. The imports start no Dask client or cluster 
 The child: closes the socket (the server must see EOF when the template dies, not when its last run ends),
 `setsid` first (its own session, as `start_new_session=True` gave a spawned launcher: Ctrl-C or a restart of the
 server does not reach it), the signal handlers a fresh interpreter has, the three descriptors on 0, 1 and 2,
-RNGs reseeded, then back up the stack to `main()`, which runs `launcher.main()` and exits as a spawned launcher
+RNGs reseeded, then back up the stack to `main()`, which runs `run_launch.main()` and exits as a spawned launcher
 does (`process_exit.exit_process`: non-daemon threads joined, atexit handlers run).
 """
 
@@ -47,7 +47,7 @@ MAX_MESSAGE = 4096
 
 
 def serve(channel: socket.socket, fresh: dict[signal.Signals, Any]) -> bool:
-    """Answer launches until EOF (False); True in a forked run, once it is ready to run `launcher.main()`."""
+    """Answer launches until EOF (False); True in a forked run, once it is ready to run `run_launch.main()`."""
     signal.signal(signal.SIGCHLD, reap_children)  # runs are our children until we exit: no zombies meanwhile
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # our own session already; a stray Ctrl-C is not for us
     while True:
@@ -106,12 +106,12 @@ def main() -> None:
     hide_memory()  # holds the Jupyter server's environment, the source of the runs' secrets
     fresh = {sig: signal.getsignal(sig) for sig in _SIGNALS}  # what a new interpreter has: each run gets them back
     channel = socket.socket(fileno=int(sys.argv[1]))
-    unsafe = preload(("flyte_lab.server.launcher",))
+    unsafe = preload(("flyte_lab.run_launch",))
     channel.send(json.dumps({"ready": os.getpid(), "unsafe": unsafe}).encode())
     if unsafe is not None or not serve(channel, fresh):
         return
     from flyte_lab.process_exit import exit_process
-    from flyte_lab.server.launcher import main as launch
+    from flyte_lab.run_launch import main as launch
 
     del sys.argv[1:]  # the template's socket number means nothing here
     exit_process(launch())

@@ -1,34 +1,23 @@
-"""Runs launched from Jupyter run in their own process, exactly like `flyte-lab run`.
-
-Why a child process and not a thread of the Jupyter server: the run outlives the request, the browser
-tab and the server itself (a restart or Ctrl-C of `jupyter lab` leaves it running: it has its own
-session), its local Dask cluster and kernels do not share the server's event loop, GIL or memory,
-and its driver holds the run's lease under its own pid, so `resume` and `cancel` behave as for the CLI.
+"""Runs launched from Jupyter: each in its own process (`flyte_lab/run_launch.py`: why, and the protocol).
 
 How it starts: forked from the launch template (`server/launch_template.py`, a process that imported the engine
 once; the server's side is `server/forked_launches.py`), which saves the ~1.5 s of imports a new interpreter
 spends before the run is even recorded. Without a working template (`FlyteLabApp.fork_runs` off, or the template
 failed: it is said once in the server's log, and the next launch gets a new template) it starts as a new
-interpreter, `python -m flyte_lab.server.launcher`. Either way it runs `main()` below on the same descriptors.
-
-Protocol: the server writes one JSON request on stdin; the child answers one JSON line on stdout
-(`{"run_id"}` as soon as the run is recorded, or `{"error": {...}}` if it was refused), then detaches
-its stdout and drives the run to its end. Its log (stderr) goes to a file the server chose.
+interpreter, `python -m flyte_lab.run_launch`. Either way it runs `run_launch.main()` on the same descriptors:
+one request on stdin, one answer line on stdout, its log (stderr) a file the server chose; a refusal is raised
+here as the error it was (`errors.from_wire`), so it is answered with its own HTTP status.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flyte_lab.errors import FlyteLabError
-from flyte_lab.server.errors import LaunchFailed, from_wire
+from flyte_lab import run_launch
 from flyte_lab.server.forked_launches import ForkedRun, LaunchTemplate, LaunchTemplateError, fingerprint, what_changed
 
 ANSWER_TIMEOUT_S = 120.0
@@ -92,12 +81,7 @@ class Launcher:
 
     async def start(self, request: dict[str, Any]) -> str:
         """Start a run's process for `request`; the run id once it is recorded, or the error it was refused with."""
-        from flyte_lab.engine.api import flyte_home
-
-        logs = flyte_home() / "lab-logs"
-        logs.mkdir(mode=0o700, exist_ok=True)
-        log_path = logs / f"launch-{os.getpid()}-{len(self.children)}-{os.urandom(4).hex()}.log"
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        log_fd, log_path = run_launch.new_log("launch")
         try:
             started = await _with_pipes(self._forked, log_fd) or await _with_pipes(self._spawned, log_fd)
         finally:
@@ -108,14 +92,10 @@ class Launcher:
         reaper = asyncio.ensure_future(self._reap(run))
         self._reapers.add(reaper)
         reaper.add_done_callback(self._reapers.discard)
-        line = await _exchange(json.dumps(request).encode() + b"\n", stdin_w, stdout_r)
+        line = await _exchange(run_launch.request_line(request), stdin_w, stdout_r)
         if not line:
-            await run.wait()
-            raise LaunchFailed(f"the run's process ended before recording the run; its log: {log_path}")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise from_wire(answer["error"])
-        return str(answer["run_id"])
+            await run.wait()  # ended: its log is complete
+        return run_launch.answered(line, log_path)
 
     async def _forked(self, fds: list[int]) -> ForkedRun | None:
         """The run forked from the template, or None when there is no working template (said in the log)."""
@@ -143,7 +123,7 @@ class Launcher:
     async def _spawned(self, fds: list[int]) -> SpawnedRun:
         stdin, stdout, log = fds
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "flyte_lab.server.launcher", stdin=stdin, stdout=stdout, stderr=log,
+            *run_launch.command(), stdin=stdin, stdout=stdout, stderr=log,
             start_new_session=True,  # Ctrl-C of `jupyter lab` does not reach the run
         )
         return SpawnedRun(proc)
@@ -201,66 +181,3 @@ async def _exchange(request: bytes, stdin: int, stdout: int) -> bytes:
         return await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT_S)
     finally:
         transport.close()
-
-
-def _answer(data: dict[str, Any], out: Any) -> None:
-    """Send the one answer line, then point fd 1 at /dev/null: the server may be gone later."""
-    out.write(json.dumps(data) + "\n")
-    out.flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-
-
-def _error_json(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, FlyteLabError):
-        data = {k: v for k, v in exc.data.items() if k == "diagnostics"}
-        return {"type": type(exc).__name__, "message": exc.message, "data": data, "exit_code": exc.exit_code}
-    return {"type": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}", "exit_code": 1}
-
-
-def main() -> int:
-    from flyte_lab.private_process import hide_memory
-
-    hide_memory()  # started with the Jupyter server's environment, the source of the runs' secrets
-    from flyte_lab.engine.api import resume_run, run_notebook
-
-    out = os.fdopen(os.dup(1), "w")
-    request = json.loads(sys.stdin.readline())
-    answered = False
-
-    def created(run_id: str) -> None:
-        nonlocal answered
-        if not answered:
-            answered = True
-            _answer({"run_id": run_id}, out)
-
-    try:
-        if request["action"] == "run":
-            run_notebook(request["path"], request.get("params") or {}, cluster=request.get("cluster") or "shared",
-                         workers=request.get("workers"), use_cache=not request.get("no_cache"),
-                         on_created=created)
-        else:
-            run_id = request["run_id"]
-            # resume_run claims the run (refusing a live driver) before it reports anything
-            resume_run(run_id, cluster=request.get("cluster"), on_change=lambda _p: created(run_id),
-                       on_event=lambda _line: created(run_id))
-    except BaseException as exc:
-        if not answered:
-            _answer({"error": _error_json(exc)}, out)
-            return 2
-        if not isinstance(exc, FlyteLabError | KeyboardInterrupt):
-            raise
-        return 1
-    finally:
-        with contextlib.suppress(OSError):
-            out.close()
-    return 0
-
-
-if __name__ == "__main__":
-    from flyte_lab.import_costs import decline_unused_imports
-    from flyte_lab.process_exit import exit_process
-
-    decline_unused_imports()  # as the launch template does: the same run, however it started
-    exit_process(main())

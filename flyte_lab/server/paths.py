@@ -17,6 +17,8 @@ from flyte_lab.errors import UserInputError
 class PathOutsideRoot(UserInputError):
     """A notebook path that is not inside the server's root (or does not exist there)."""
 
+    http_status = 404
+
 
 def resolve_notebook(root_dir: str, rel: str, *, must_exist: bool = True) -> Path:
     """The real path of `rel` under `root_dir`; `PathOutsideRoot` for anything else."""

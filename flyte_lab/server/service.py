@@ -2,22 +2,21 @@
 
 No HTTP here: paths arrive resolved under the root, answers are the CLI's JSON objects (DESIGN.md 2-3),
 with each stored notebook path also given relative to the Jupyter root (`path`). Runs and schedules whose
-notebooks lie outside the root are neither listed nor found (`confined_run`, `confined_schedule`).
+notebooks lie outside the root are neither listed nor found (`confined_run`, `confined_schedule`). The store is
+the server's one `RunStore` (`store.shared`), opened by the first request that finds one, never per request.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flyte_lab.errors import UserInputError, ValidationFailed
+from flyte_lab.errors import ExecutedNotebookNotFound, NoStore, RunNotFound, ScheduleNotFound, ValidationFailed
 from flyte_lab.server.models import FirePreview
 from flyte_lab.server.paths import relative_to_root, resolve_notebook
-from flyte_lab.store.database import NoStore
 
 
 def _graph_answer(wf: Any) -> dict[str, Any]:
@@ -66,44 +65,49 @@ def check_launch(path: Path, params: dict[str, Any]) -> None:
 
 
 def _store(create: bool = False) -> Any:
-    from flyte_lab.store import RunStore
+    from flyte_lab.store.shared import shared_store
 
-    return RunStore.from_env(create=create)
+    return shared_store(create)
 
 
 LIST_LIMIT = 50
 
 
 def list_runs(root: str, notebook: str | None) -> list[dict[str, Any]]:
-    """The newest runs (at most `LIST_LIMIT`) whose notebooks lie under the root; the others are not listed."""
+    """The newest runs (at most `LIST_LIMIT`) whose notebooks lie under the root, each with its progress and its
+    tasks' states (`served_summary`); the others are not listed. A page of runs is a few statements, however
+    many runs it holds."""
+    from flyte_lab.run_progress import manifest_lengths
+
     try:
         store = _store()
     except NoStore:
         return []
     shown: list[dict[str, Any]] = []
     offset = 0
-    with store:
-        while len(shown) < LIST_LIMIT:  # runs of notebooks elsewhere are skipped, so page until enough
-            page = store.list_runs(limit=LIST_LIMIT, offset=offset, notebook=notebook)
-            shown += [dict(r, path=path) for r in page if (path := relative_to_root(root, r["notebook"])) is not None]
-            if len(page) < LIST_LIMIT:
-                break
-            offset += LIST_LIMIT
+    list_length = manifest_lengths()
+    while len(shown) < LIST_LIMIT:  # runs of notebooks elsewhere are skipped, so page until enough
+        page = store.run_summaries(limit=LIST_LIMIT, offset=offset, notebook=notebook)
+        shown += [served_summary(r, path, list_length) for r in page
+                  if (path := relative_to_root(root, r["notebook"])) is not None]
+        if len(page) < LIST_LIMIT:
+            break
+        offset += LIST_LIMIT
     return shown[:LIST_LIMIT]
 
 
-def _stored_or(hidden: Exception, read: Callable[[Any], dict[str, Any]],
-               missing: type[Exception]) -> dict[str, Any]:
-    """`read(store)`, or `hidden` when there is no store or `read` finds nothing: one answer for both."""
-    try:
-        store = _store()
-    except NoStore:
-        raise hidden from None
-    with store:
-        try:
-            return read(store)
-        except missing:
-            raise hidden from None
+def served_summary(summary: dict[str, Any], path: str, list_length: Any) -> dict[str, Any]:
+    """A `run_summaries` element as `GET runs` serves it: with `path` and `progress`; each task's error without its
+    traceback (`GET runs/ID` has it); neither the graph nor the outputs it was counted from."""
+    from flyte_lab.run_progress import progress, summary_sizes
+
+    done, total = progress(summary["tasks"], summary_sizes(summary, list_length))
+    tasks = {name: {"status": t["status"], "cell": t["cell"],
+                    "error": {k: v for k, v in t["error"].items() if k != "traceback"}
+                    if isinstance(t["error"], dict) else t["error"]}
+             for name, t in summary["tasks"].items()}
+    served = {k: v for k, v in summary.items() if k != "graph"}
+    return dict(served, path=path, tasks=tasks, progress={"done": done, "total": total})
 
 
 def confined_run(root: str, run_id: str) -> dict[str, Any]:
@@ -112,10 +116,11 @@ def confined_run(root: str, run_id: str) -> dict[str, Any]:
     Every route on one run goes through here first. A run that does not exist, a prefix of an id and a run
     whose notebook is elsewhere get the same answer, so nothing is learnt about runs outside the root.
     """
-    from flyte_lab.errors import RunNotFound
-
     hidden = RunNotFound(f"no run `{run_id}` under the Jupyter root", run_id=run_id)
-    run = _stored_or(hidden, lambda store: store.get_run(run_id), RunNotFound)
+    try:
+        run = _store().get_run(run_id)
+    except (NoStore, RunNotFound):
+        raise hidden from None
     path = relative_to_root(root, run["notebook"])
     if run["run_id"] != run_id or path is None:
         raise hidden
@@ -127,8 +132,7 @@ def with_progress(run: dict[str, Any]) -> dict[str, Any]:
     """The run with its `progress` (`{"done", "total"}`), counted as the widget and the dashboard count it."""
     from flyte_lab.run_progress import manifest_lengths, run_progress
 
-    with _store() as store:
-        graph = store.get_graph(run["run_id"])
+    graph = _store().get_graph(run["run_id"])
     return dict(run, progress=run_progress(run, graph, manifest_lengths()))
 
 
@@ -146,12 +150,17 @@ def executed_notebook(run: dict[str, Any], task: str) -> dict[str, Any]:
 
     info = run["tasks"].get(task)
     if info is None:
-        raise UserInputError(f"run `{run['run_id']}` has no task `{task}`")
+        raise ExecutedNotebookNotFound(f"run `{run['run_id']}` has no task `{task}`")
     url = info.get("output_notebook")
     if not url:
-        raise UserInputError(f"task `{task}` of run `{run['run_id']}` has no executed notebook yet")
-    with fsspec.open(url, "r", encoding="utf-8") as fh:
-        return {"name": f"{task}-{run['run_id']}.ipynb", "content": untrusted(json.load(fh))}
+        raise ExecutedNotebookNotFound(f"task `{task}` of run `{run['run_id']}` has no executed notebook yet")
+    try:
+        with fsspec.open(url, "r", encoding="utf-8") as fh:
+            content = json.load(fh)
+    except FileNotFoundError:  # removed since, or its artifact store cleaned: gone, not our failure
+        raise ExecutedNotebookNotFound(f"the executed notebook of task `{task}` of run `{run['run_id']}` is gone "
+                                       f"(no file at {url})") from None
+    return {"name": f"{task}-{run['run_id']}.ipynb", "content": untrusted(content)}
 
 
 def untrusted(nb: Any) -> Any:
@@ -170,11 +179,9 @@ def list_schedules(root: str, notebook: str | None, now: datetime) -> list[dict[
     from flyte_lab.scheduler.overview import overview
 
     try:
-        store = _store()
+        rows = overview(_store(), now)
     except NoStore:
         return []
-    with store:
-        rows = overview(store, now)
     if notebook is not None:
         rows = [r for r in rows if r["notebook"] == notebook]
     return [dict(r, path=path) for r in rows if (path := relative_to_root(root, r["notebook"])) is not None]
@@ -183,10 +190,11 @@ def list_schedules(root: str, notebook: str | None, now: datetime) -> list[dict[
 def confined_schedule(root: str, name: str) -> None:
     """Every route on one schedule goes through here first: one whose notebook is not under the root is
     not found, in the same words as one that does not exist."""
-    from flyte_lab.store.schedules import ScheduleNotFound
-
     hidden = ScheduleNotFound(f"no schedule `{name}` under the Jupyter root")
-    schedule = _stored_or(hidden, lambda store: store.get_schedule(name), ScheduleNotFound)
+    try:
+        schedule = _store().get_schedule(name)
+    except (NoStore, ScheduleNotFound):
+        raise hidden from None
     if relative_to_root(root, schedule["notebook"]) is None:
         raise hidden
 
@@ -198,20 +206,17 @@ def add_schedule(root: str, body: Any, now: datetime) -> dict[str, Any]:
     spec = ScheduleSpec.parse(body, now)
     path = resolve_notebook(root, spec.path)
     row = spec.model_copy(update={"path": str(path)}).row()
-    with _store(create=True) as store:
-        store.add_schedule(dict(row))
+    _store(create=True).add_schedule(dict(row))
     found = [s for s in list_schedules(root, None, now) if s["name"] == row["name"]]
     return found[0]
 
 
 def remove_schedule(name: str) -> None:
-    with _store() as store:
-        store.remove_schedule(name)
+    _store().remove_schedule(name)
 
 
 def pause_schedule(name: str, paused: bool) -> None:
-    with _store() as store:
-        store.set_schedule_paused(name, paused)
+    _store().set_schedule_paused(name, paused)
 
 
 def preview(query: dict[str, str], now: datetime) -> FirePreview:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from flyte_lab.store.run_store import RunStore, ScheduledRunExists, new_run_id
+from flyte_lab.store.run_store import RunStore, new_run_id
 
-__all__ = ["RunStore", "ScheduledRunExists", "new_run_id"]
+__all__ = ["RunStore", "new_run_id"]

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import StaticPool
 
-from flyte_lab.errors import UserInputError
+from flyte_lab.errors import NoStore, StoreTooNew, UserInputError
 from flyte_lab.private_fs import create_private_file, make_private_dirs
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -50,14 +50,6 @@ def create_store_engine(url: str) -> Engine:
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
-
-
-class NoStore(UserInputError):
-    """There is no run store yet (read-only commands create none)."""
-
-
-class StoreTooNew(UserInputError):
-    """The store's schema revision is none this version knows: a newer flyte_lab wrote it."""
 
 
 def shown_url(url: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, exc, func, insert, select, update
 
-from flyte_lab.errors import FlyteLabError, RunNotFound, UserInputError
+from flyte_lab.errors import FlyteLabError, NoStore, RunNotFound, ScheduledRunExists, UserInputError
 from flyte_lab.private_fs import make_private_home
 from flyte_lab.statuses import RUN_TERMINAL, TASK_TERMINAL, RunStatus, TaskStatus
 from flyte_lab.store import database
@@ -40,17 +40,9 @@ from flyte_lab.store.rows import (
 from flyte_lab.store.scale_events import ScaleEventsMixin, scale_events_of
 from flyte_lab.store.schedules import SchedulesMixin
 from flyte_lab.store.schema import Attempt, Output, Run, Task
-from flyte_lab.store.views import record_view, show_view, summary_view, task_state_view
+from flyte_lab.store.views import record_view, run_summary_views, show_view, summary_view, task_state_view
 
 ATTEMPT_KINDS = frozenset({"user", "infra"})
-
-
-class ScheduledRunExists(FlyteLabError):
-    """A run for this (schedule, fire time) is already in the store."""
-
-    def __init__(self, message: str, *, run_id: str, **data: Any) -> None:
-        super().__init__(message, run_id=run_id, **data)
-        self.run_id = run_id
 
 
 class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
@@ -76,7 +68,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         """The store of `home` (else $FLYTE_LAB_HOME, else ~/.flyte_lab); $FLYTE_LAB_DB_URL wins.
 
         A new home is private (0700). With `create=False` (read-only commands) nothing is created:
-        `database.NoStore` if there is no store yet. A URL that cannot be opened is one
+        `NoStore` if there is no store yet. A URL that cannot be opened is one
         `UserInputError` line naming where it came from.
         """
         home_path = Path(home or os.environ.get("FLYTE_LAB_HOME") or "~/.flyte_lab").expanduser()
@@ -89,12 +81,22 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             else:
                 database.require_existing(url)
             store = cls(url)
-        except database.NoStore:
+        except NoStore:
             raise
         except (exc.SQLAlchemyError, ImportError, OSError) as err:
             raise database.refuse_url(url, source, err) from None
         store.home = home_path
         return store
+
+    @classmethod
+    def open_existing(cls, run_id: str, *, starts_one: str = "`flyte-lab run NOTEBOOK`") -> RunStore:
+        """The existing store, to read run `run_id` from; creates nothing. Without a store there is no such run:
+        `RunNotFound` (saying how to start one: `starts_one`), the answer every reader of a run gives."""
+        try:
+            return cls.from_env(create=False)
+        except NoStore:
+            raise RunNotFound(f"no run `{run_id}`: there are no runs yet; {starts_one} starts one",
+                              run_id=run_id) from None
 
     def close(self) -> None:
         self._engine.dispose()
@@ -319,6 +321,28 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [summary_view(r) for r in rows]
+
+    def run_summaries(self, limit: int = 100, status: str | None = None, notebook: str | None = None,
+                      schedule: str | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """The `list_runs` page, each run with what a list of runs shows of it, in three statements however many
+        runs there are (never one read per run): `started_at`, `params`, `task_counts` (`{status: n}`) and
+        `tasks` (`{name: {"status", "cell", "error", "outputs"}}` in graph order; `outputs`, `{name: {"uri"}}`, read
+        only for runs with map-over tasks, whose element counts need them), and `graph` for those runs (else None):
+        what `run_progress.summary_progress` counts from."""
+        query = _filtered(select(
+            Run.run_id, Run.notebook, Run.status, Run.schedule, Run.scheduled_time, Run.created_at,
+            Run.started_at, Run.finished_at, Run.params_json, Run.graph_json,
+        ), status, notebook, schedule)
+        query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit).offset(max(offset, 0))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            ids = [r.run_id for r in rows]
+            tasks = conn.execute(select(Task.run_id, Task.name, Task.status, Task.cell, Task.error_json)
+                                 .where(Task.run_id.in_(ids)).order_by(Task.run_id, Task.position)).all() if ids else []
+            graphs = {r.run_id: graph for r in rows if _maps_over(graph := loads(r.graph_json))}
+            outputs = conn.execute(select(Output.run_id, Output.task, Output.name, Output.uri)
+                                   .where(Output.run_id.in_(list(graphs)))).all() if graphs else []
+        return run_summary_views(rows, tasks, outputs, graphs)
 
     def count_runs(self, status: str | None = None, notebook: str | None = None,
                    schedule: str | None = None) -> int:
@@ -593,3 +617,7 @@ def _filtered(query: _Query, status: str | None, notebook: str | None, schedule:
     if schedule is not None:
         query = query.where(Run.schedule == schedule)
     return query
+
+
+def _maps_over(graph: Any) -> bool:
+    return isinstance(graph, dict) and any((t.get("options") or {}).get("map_over") for t in graph.get("tasks", []))

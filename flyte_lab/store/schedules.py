@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, String, and_, delete, func, insert, select, type_coerce, update
 
-from flyte_lab.errors import UserInputError
+from flyte_lab.errors import ScheduleExists, ScheduleNotFound
 from flyte_lab.statuses import RUN_LIVE
 from flyte_lab.store.rows import dumps, iso, loads, now_utc
 from flyte_lab.store.schema import Notification, Run, Schedule, ScheduleFire
@@ -34,14 +34,6 @@ Planner = Callable[[dict[str, Any]], tuple[list[datetime], datetime | None]]
 OwnerAlive = Callable[[str], bool | None]
 # (driver host, driver pid) -> False if that driver is known dead (its run is no longer going), else True/None
 DriverAlive = Callable[[str | None, int | None], bool | None]
-
-
-class ScheduleNotFound(UserInputError):
-    """No schedule with that name."""
-
-
-class ScheduleExists(UserInputError):
-    """A schedule with that name is already in the store."""
 
 
 def _stored_time(value: Any) -> datetime | None:

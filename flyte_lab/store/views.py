@@ -72,6 +72,25 @@ def summary_view(run: Any) -> dict[str, Any]:
     }
 
 
+def run_summary_views(runs: Sequence[Any], tasks: Sequence[Any], outputs: Sequence[Any],
+                      graphs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The elements of `RunStore.run_summaries`: each run's summary with its tasks' states and counts."""
+    by_run: dict[str, dict[str, dict[str, Any]]] = {r.run_id: {} for r in runs}
+    for t in tasks:
+        by_run[t.run_id][t.name] = {"status": t.status, "cell": t.cell, "error": loads(t.error_json), "outputs": {}}
+    for o in outputs:
+        if o.task in by_run[o.run_id]:
+            by_run[o.run_id][o.task]["outputs"][o.name] = {"uri": o.uri}
+    views = []
+    for r in runs:
+        counts: dict[str, int] = {}
+        for task in by_run[r.run_id].values():
+            counts[task["status"]] = counts.get(task["status"], 0) + 1
+        views.append(dict(summary_view(r), started_at=iso(r.started_at), params=loads(r.params_json),
+                          task_counts=counts, tasks=by_run[r.run_id], graph=graphs.get(r.run_id)))
+    return views
+
+
 def record_view(run: Any) -> dict[str, Any]:
     """The whole run row but the graph: driver pid/host, cluster, notebook hash…"""
     return {

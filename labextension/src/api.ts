@@ -31,24 +31,21 @@ export interface Graph {
   input_fields: InputField[]; // the server's form for the workflow inputs
 }
 
+export interface TaskSummary {
+  status: string;
+  cell: number;
+  error: { type: string; message: string; cell: number | null; line: number | null } | null;
+}
+
+// one element of `GET runs`: all the sidebar shows of a run, read by the server in one query for all runs
 export interface RunSummary {
   run_id: string;
   notebook: string;
   status: string;
   created_at: string;
   finished_at: string | null;
-}
-
-export interface TaskState {
-  status: string;
-  attempts: number;
-  cell: number;
-  output_notebook: string | null;
-  error: { type: string; message: string; cell: number | null; line: number | null } | null;
-}
-
-export interface RunRecord extends RunSummary {
-  tasks: Record<string, TaskState>;
+  task_counts: Record<string, number>;
+  tasks: Record<string, TaskSummary>;
   // tasks finished successfully over all tasks (map-over elements counted), as the widget and dashboard count
   progress: { done: number; total: number };
 }

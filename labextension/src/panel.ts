@@ -4,7 +4,7 @@ import { JupyterFrontEnd } from '@jupyterlab/application';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 
-import { api, ApiError, Diagnostic, Graph, post, RunRecord, RunSummary, Schedule, ServerConfig } from './api';
+import { api, ApiError, Diagnostic, Graph, post, RunSummary, Schedule, ServerConfig } from './api';
 import { el } from './dom';
 import { openExecuted, ViewerServices } from './executed';
 import { InputForm } from './form';
@@ -30,7 +30,7 @@ function resources(options: Record<string, unknown>): string {
 export class FlytePanel extends Widget {
   private notebook: NotebookPanel | null = null;
   private graph: Graph | null = null;
-  private runs: RunRecord[] = [];
+  private runs: RunSummary[] = [];
   private schedules: Schedule[] = [];
   private dashboardUrl = 'http://127.0.0.1:5006';
   private readonly config = api<ServerConfig>('config');
@@ -241,11 +241,10 @@ export class FlytePanel extends Widget {
     }
     try {
       this.liveRun = new Set((await this.config).statuses.run.live);
+      // one request: the summaries carry each run's progress and its tasks' states
       const summaries = await api<RunSummary[]>('runs', {}, { path });
-      const recent = summaries.slice(0, 5);
-      const records = await Promise.all(recent.map(r => api<RunRecord>(`runs/${r.run_id}`)));
       if (this.path === path) {
-        this.runs = records;
+        this.runs = summaries.slice(0, 5);
         this.renderRuns();
       }
     } catch (err) {

@@ -97,7 +97,7 @@ async def finish(launcher: Any, *releases: Path) -> None:
 
 def assert_forked(launcher: Any, pid: int) -> None:
     """The run's process is a fork of the current template: its child, the same command line (no new
-    interpreter was exec'd: a spawned one is `python -m flyte_lab.server.launcher`), leading its own session."""
+    interpreter was exec'd: a spawned one is `python -m flyte_lab.run_launch`), leading its own session."""
     run, template = psutil.Process(pid), psutil.Process(launcher.template.pid)
     assert run.ppid() == template.pid
     assert run.cmdline() == template.cmdline()
@@ -106,7 +106,7 @@ def assert_forked(launcher: Any, pid: int) -> None:
 
 
 def assert_spawned(pid: int) -> None:
-    assert psutil.Process(pid).cmdline()[1:3] == ["-m", "flyte_lab.server.launcher"]
+    assert psutil.Process(pid).cmdline()[1:3] == ["-m", "flyte_lab.run_launch"]
 
 
 def record(run_id: str) -> dict[str, Any]:
