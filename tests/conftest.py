@@ -26,6 +26,30 @@ def browser_type_launch_args() -> dict[str, Any]:
     return {"executable_path": CHROMIUM, "args": CHROMIUM_ARGS, "headless": True}
 
 
+def stop_executors_under(root: Path) -> None:
+    """Stop every shared executor of a home up to three folders below `root`: a run started one unless told
+    `--cluster local`, and it would idle for 10 minutes after its test (taking memory and CPU from the rest)."""
+    from flyte_lab.engine.shared_executor import stop
+
+    for depth in range(4):
+        for info in root.glob("/".join(["*"] * depth + ["executors", "*", "executor.json"])):
+            stop(info.parents[2])
+
+
+@pytest.fixture(autouse=True)
+def _no_executor_outlives_its_test(tmp_path: Path) -> Iterator[None]:
+    """Homes a test made in its own tmp_path (the `home` fixture stops its own)."""
+    yield
+    stop_executors_under(tmp_path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_executor_outlives_its_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Homes of module-scoped fixtures (made with tmp_path_factory), once the module's tests are done."""
+    yield
+    stop_executors_under(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="session")
 def engine_postgres() -> Iterator[Any]:
     """The session's PostgreSQL server for FLYTE_LAB_TEST_DB=postgresql (started on first use only)."""
