@@ -12,6 +12,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from flyte_lab.graph.builder import build
 from flyte_lab.graph.notebook_reader import classify
+from flyte_lab.graph.topo_order import topological_order
 from flyte_lab.graph.type_names import TypeScope
 from flyte_lab.graph.type_rules import mismatch
 
@@ -179,3 +180,11 @@ def test_breaking_any_header_leaves_no_follow_on_missing_input(dag, data) -> Non
     assert _codes(wf, "bad-header") or (how == "duplicate" and n == 1)
     assert _codes(wf, "missing-input") == []
     assert f"o{broken}" not in wf.workflow_inputs
+
+
+def test_the_order_leaves_out_what_a_cycle_blocks_and_orders_the_rest_breadth_first() -> None:
+    # `b -> c -> b` blocks `c`, `b` and `d` below them; the others come level by level, in the order given
+    nodes = ["e", "a", "b", "c", "d", "f"]
+    edges = [("a", "b"), ("b", "c"), ("c", "b"), ("c", "d"), ("a", "f"), ("e", "f")]
+    assert topological_order(nodes, edges) == ["e", "a", "f"]
+    assert topological_order(nodes, [e for e in edges if e != ("c", "b")]) == ["e", "a", "b", "f", "c", "d"]

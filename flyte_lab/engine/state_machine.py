@@ -45,6 +45,7 @@ from functools import singledispatchmethod
 from typing import Any, NamedTuple, TypeAlias
 
 from flyte_lab.engine.attempt_records import AttemptFailed, AttemptResult, AttemptSucceeded, ErrorRecord
+from flyte_lab.graph.topo_order import topological_order
 from flyte_lab.statuses import RUN_TERMINAL, TASK_DONE, TASK_TERMINAL, RunStatus, TaskStatus
 
 LEASE_TTL_S = 60.0  # a lapsed lease (its driver died) is taken over after this long
@@ -311,7 +312,7 @@ class RunStateMachine:
                 if up not in self._plans:
                     raise ValueError(f"task {plan.name!r} depends on unknown task {up!r}")
                 self._dependants[up].append(plan.name)
-        _check_acyclic(self._plans, self._dependants)
+        _check_acyclic(self._plans)
         if infra_retries < 0:
             raise ValueError("infra_retries must be >= 0")
 
@@ -613,18 +614,9 @@ def _concerns(item: Event | Instruction, task: str) -> bool:
             or task in getattr(item, "cache_tasks", ()))
 
 
-def _check_acyclic(plans: dict[str, TaskPlan], dependants: dict[str, list[str]]) -> None:
+def _check_acyclic(plans: dict[str, TaskPlan]) -> None:
     # A cycle would leave its tasks queued forever and the run would never finish.
-    indegree = {name: len(set(plan.upstream)) for name, plan in plans.items()}
-    queue = deque(name for name, n in indegree.items() if n == 0)
-    seen = 0
-    while queue:
-        name = queue.popleft()
-        seen += 1
-        for dependant in set(dependants[name]):
-            indegree[dependant] -= 1
-            if indegree[dependant] == 0:
-                queue.append(dependant)
-    if seen != len(plans):
-        stuck = sorted(name for name, n in indegree.items() if n > 0)
+    ordered = topological_order(plans, ((up, name) for name, plan in plans.items() for up in set(plan.upstream)))
+    if len(ordered) != len(plans):
+        stuck = sorted(set(plans) - set(ordered))
         raise ValueError(f"the plan has a dependency cycle through {', '.join(stuck)}")

@@ -1,14 +1,14 @@
 """Build the typed task graph from classified cells and collect every diagnostic in one pass.
 
 Linear in the number of tasks and parameters: outputs are indexed by name
-once, edges come from dictionary look-ups, order from Kahn's algorithm.
+once, edges come from dictionary look-ups, order from `graphlib` (`topo_order`).
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections import defaultdict, deque
+from collections import defaultdict
 from typing import Any
 
 from flyte_lab.errors import HeaderError
@@ -16,6 +16,7 @@ from flyte_lab.graph.header import declared_outputs, parse_header
 from flyte_lab.graph.model import Diagnostic, Param, SetupCell, Task, TypeRef, Workflow, WorkflowInput
 from flyte_lab.graph.notebook_reader import Cell, to_python
 from flyte_lab.graph.scopes import analyse
+from flyte_lab.graph.topo_order import topological_order
 from flyte_lab.graph.type_names import TypeScope, UnknownType
 from flyte_lab.graph.type_rules import as_list, mismatch, pickled_types
 
@@ -246,23 +247,13 @@ def _wire(wf: Workflow, diags: _Collector) -> dict[str, tuple[Task, Param]]:
 
 
 def _order(wf: Workflow, diags: _Collector) -> None:
-    """Kahn's algorithm; whatever is left over holds cycles, each reported with its path."""
-    indegree = dict.fromkeys(wf.tasks, 0)
+    """Topological order; whatever is left over holds cycles, each reported with its path."""
     children: dict[str, list[str]] = defaultdict(list)
     for a, b, _ in wf.edges:
         children[a].append(b)
-        indegree[b] += 1
-    ready = deque(name for name, deg in indegree.items() if deg == 0)
-    order: list[str] = []
-    while ready:
-        name = ready.popleft()
-        order.append(name)
-        for child in children[name]:
-            indegree[child] -= 1
-            if indegree[child] == 0:
-                ready.append(child)
-    wf.order = order
-    left = [n for n in wf.tasks if indegree[n] > 0]
+    wf.order = topological_order(wf.tasks, ((a, b) for a, b, _ in wf.edges))
+    ordered = set(wf.order)
+    left = [n for n in wf.tasks if n not in ordered]
     reported: set[str] = set()
     for start in left:
         if start in reported:

@@ -526,11 +526,10 @@ def workflow_from_graph_json(graph: dict[str, Any], path: str = "") -> Workflow:
     """A drawable `Workflow` from the `validate --json` object a run stored at launch.
 
     Only what the picture needs comes back: names, cells, edges, options and
-    diagnostics (types as their text); the order is recomputed (Kahn).
+    diagnostics (types as their text); the order is recomputed.
     """
-    from collections import deque
-
     from flyte_lab.graph.model import Param, Task, TaskOptions, TypeRef, WorkflowInput
+    from flyte_lab.graph.topo_order import topological_order
 
     tasks: dict[str, Task] = {}
     for entry in graph.get("tasks", []):
@@ -543,20 +542,7 @@ def workflow_from_graph_json(graph: dict[str, Any], path: str = "") -> Workflow:
             outputs=[Param(n, TypeRef(t, text=t)) for n, t in (entry.get("outputs") or {}).items()],
             options=TaskOptions(**known, env=env))
     edges = [(str(a), str(b), str(n)) for a, b, n in graph.get("edges", []) if a in tasks and b in tasks]
-    indegree = dict.fromkeys(tasks, 0)
-    children: dict[str, list[str]] = defaultdict(list)
-    for a, b, _ in edges:
-        children[a].append(b)
-        indegree[b] += 1
-    ready = deque(name for name, degree in indegree.items() if degree == 0)
-    order = []
-    while ready:
-        name = ready.popleft()
-        order.append(name)
-        for child in children[name]:
-            indegree[child] -= 1
-            if indegree[child] == 0:
-                ready.append(child)
+    order = topological_order(tasks, ((a, b) for a, b, _ in edges))
     diagnostics = [Diagnostic(**{k: d.get(k) for k in ("severity", "code", "message", "task", "cell", "line", "name")})
                    for d in graph.get("diagnostics", [])]
     inputs = {}
