@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from flyte_lab.errors import RunNotFound, ScheduledRunExists, UserInputError
+from flyte_lab.notebook_hash import hash_notebook
 from flyte_lab.store import RunStore
 from flyte_lab.store.database import head_revision
 
@@ -645,3 +646,15 @@ def test_a_run_note_is_recorded_once_and_shown(store: RunStore) -> None:
     assert not store.add_run_note(run_id, "kernels are started, not forked")  # a second worker says it again
     assert store.add_run_note(run_id, "another")
     assert store.get_run(run_id)["notes"] == ["kernels are started, not forked", "another"]
+
+
+# what the code before the one notebook hash (`flyte_lab/notebook_hash.py`) stored for this fixture: runs and
+# schedules stored before it must still match their unchanged notebook
+VALID_PIPELINE_HASH = "e614d9316f5ee432c4497e5df4356e1fc642c734c28c507a9947f88ed0a0d172"
+
+
+def test_a_run_stores_the_notebook_hash_older_runs_stored(store: RunStore, tmp_path: Path) -> None:
+    notebook = Path(__file__).parent / "notebooks" / "valid_pipeline.ipynb"
+    assert hash_notebook(notebook) == VALID_PIPELINE_HASH
+    assert store.run_record(_new_run(store, str(notebook)))["notebook_hash"] == VALID_PIPELINE_HASH
+    assert store.run_record(_new_run(store, str(tmp_path / "gone.ipynb")))["notebook_hash"] is None

@@ -6,7 +6,6 @@ The CLI, notebooks, the scheduler and the REST layer call this.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
 from flyte_lab.errors import DriverError, FlyteLabError, UserInputError, ValidationFailed
 from flyte_lab.graph.model import Workflow
 from flyte_lab.graph.validate import decode_values, encode_values, graph_json, resolve_params, validate_notebook
+from flyte_lab.notebook_hash import hash_notebook
 from flyte_lab.statuses import RunStatus, TaskStatus
 
 OnChange = Callable[[Any], None]
@@ -37,10 +37,6 @@ def flyte_home(create: bool = True) -> Path:
     if create:
         make_private_home(home)
     return home
-
-
-def notebook_hash(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _validated(path: str, params: dict[str, Any], stored: bool = False) -> tuple[Workflow, dict[str, Any]]:
@@ -183,7 +179,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
         tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()}
                  for n in wf.order]
         run_id = store.create_run(str(Path(path).resolve()), encode_values(wf, values), graph_json(wf), tasks,
-                                  cluster, notebook_hash=notebook_hash(path),
+                                  cluster, notebook_hash=hash_notebook(path),
                                   options={"use_cache": use_cache, "shared_fs": shared_fs}, **launch)
         fence = store.claim_run(run_id, driver_identity(), lease_ttl())
     except BaseException:
@@ -218,7 +214,8 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     path = run["notebook"]
     if not Path(path).is_file():
         raise UserInputError(f"run `{run_id}`: its notebook {path} no longer exists")
-    edited = bool(record.get("notebook_hash")) and record["notebook_hash"] != notebook_hash(path)
+    current_hash = hash_notebook(path)
+    edited = bool(record.get("notebook_hash")) and record["notebook_hash"] != current_hash
     if run["status"] == RunStatus.SUCCEEDED and not edited:
         raise UserInputError(f"run `{run_id}` already succeeded and its notebook is unchanged; nothing to resume")
     wf, values = _validated(path, dict(run["params"]), stored=True)
@@ -238,7 +235,7 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
         for line in plan.describe():
             on_event(line)
     if edited:
-        store.update_run_notebook(run_id, notebook_hash(path), graph_json(wf), fence)
+        store.update_run_notebook(run_id, current_hash, graph_json(wf), fence)
     _close_orphan_attempts(store, run, fence)
     _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
            on_event, prior=plan.prior, prior_attempts={n: t["attempts"] for n, t in run["tasks"].items()},

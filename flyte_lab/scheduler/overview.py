@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flyte_lab.notebook_hash import hash_notebook
 from flyte_lab.scheduler import checks, timing
 from flyte_lab.scheduler.notify import redact
-
-
-def content_hash(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def next_fire_time(schedule: dict[str, Any], now: datetime) -> datetime | None:
@@ -49,7 +42,7 @@ def status(schedule: dict[str, Any]) -> str:
 def warnings(schedule: dict[str, Any]) -> list[str]:
     """What a reader should know: the notebook is gone, or changed since the schedule was added."""
     path = Path(schedule["notebook"])
-    current = content_hash(path)
+    current = hash_notebook(path)
     if current is None:
         return [f"notebook {path} is missing: its fire times will fail until it is back"]
     if schedule["notebook_hash"] and current != schedule["notebook_hash"]:

@@ -31,9 +31,9 @@ from pydantic import (
 )
 
 from flyte_lab.errors import ParameterError, UserInputError, ValidationFailed
+from flyte_lab.notebook_hash import hash_notebook
 from flyte_lab.scheduler import checks, timing
 from flyte_lab.scheduler.notify import EVENTS, parse_targets
-from flyte_lab.scheduler.overview import content_hash
 
 SCHEDULED_TIME = "scheduled_time"
 Overlap = Literal["skip", "queue"]
@@ -135,7 +135,7 @@ class ScheduleSpec(ScheduleTiming):
         return {
             "name": name,
             "notebook": str(path.resolve()),
-            "notebook_hash": content_hash(path),
+            "notebook_hash": hash_notebook(path),
             "cron": when.cron,
             "every_s": when.every_s,
             "timezone": self.timezone,

@@ -139,7 +139,8 @@ class LeaseMixin(StorePart):
             conn.execute(delete(CacheLock).where(CacheLock.owner == run_id))
             return run_id, "recorded"
 
-    def update_run_notebook(self, run_id: str, notebook_hash: str, graph_json: dict[str, Any], fence: int) -> None:
+    def update_run_notebook(self, run_id: str, notebook_hash: str | None, graph_json: dict[str, Any],
+                            fence: int) -> None:
         """Fix-and-continue: the run now follows the edited notebook."""
         with self._write() as conn:
             self.check_fence(conn, run_id, fence)

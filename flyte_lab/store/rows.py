@@ -6,7 +6,6 @@ helpers are the one place that encodes and decodes them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from datetime import UTC, date, datetime, timedelta
@@ -56,10 +55,3 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def hash_file(path: str) -> str | None:
-    """sha256 of the notebook file, if it is a local file we can read."""
-    try:
-        data = Path(path).read_bytes()
-    except (OSError, ValueError):
-        return None
-    return hashlib.sha256(data).hexdigest()

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Select, exc, func, insert, select, update
 
 from flyte_lab.errors import FlyteLabError, NoStore, RunNotFound, ScheduledRunExists, UserInputError
+from flyte_lab.notebook_hash import hash_notebook
 from flyte_lab.private_fs import make_private_home
 from flyte_lab.statuses import RUN_TERMINAL, TASK_TERMINAL, RunStatus, TaskStatus
 from flyte_lab.store import database
@@ -30,7 +31,6 @@ from flyte_lab.store.cache import CacheMixin
 from flyte_lab.store.leases import LeaseMixin
 from flyte_lab.store.rows import (
     dumps,
-    hash_file,
     iso,
     loads,
     new_run_id,
@@ -195,7 +195,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             "scheduled_time": fire_time,
             "driver_host": socket.gethostname(),
             "cluster": cluster,
-            "notebook_hash": notebook_hash or hash_file(notebook),
+            "notebook_hash": notebook_hash or hash_notebook(notebook),
             "graph_json": dumps(graph_json),
             "options_json": dumps(options or {}),
             "fence": 0,
