@@ -7,11 +7,13 @@ the process umask, which is shared by every thread of the process).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import stat
 import tempfile
+import uuid
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -59,7 +61,22 @@ def open_private(path: str | os.PathLike[str]) -> int:
     return os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
 
 
-__all__ = ["create_private_file", "make_private_dirs", "make_private_home", "open_private"]
+def write_private(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Replace `path` by a 0600 file holding `data`, atomically: written under a temp name in the same folder,
+    then renamed, so a reader (another thread or process) never sees a partial file. The folder must exist;
+    the temp file never outlives a failure."""
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{name}")
+    try:
+        with os.fdopen(open_private(tmp), "wb") as out:
+            out.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+__all__ = ["create_private_file", "make_private_dirs", "make_private_home", "open_private", "write_private"]
 
 
 def process_folder(prefix: str) -> str:

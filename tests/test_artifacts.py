@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from flyte_lab.engine.artifacts import ArtifactRef, ArtifactStore, load_or_create_key
 from flyte_lab.errors import ArtifactError, TaskTypeError
 from flyte_lab.graph.model import TypeRef
+from flyte_lab.private_fs import write_private
 
 KEY = b"k" * 32
 
@@ -635,3 +636,21 @@ def test_union_with_a_path_arm_stores_the_file(store, tmp_path):
     art = store.put(src, ref)
     assert art.codec == "path" and store.get(art.uri, ref).read_text() == "A"
     assert store.get(store.put(5, ref).uri, ref) == 5
+
+
+def test_a_private_write_replaces_the_file_0600_whatever_the_umask_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "state.json"
+    target.write_text("old")
+    target.chmod(0o644)
+    old_umask = os.umask(0)
+    try:
+        write_private(target, '{"new": 1}')
+        write_private(tmp_path / "key", b"\x00\x01")
+    finally:
+        os.umask(old_umask)
+    assert target.read_text() == '{"new": 1}' and (tmp_path / "key").read_bytes() == b"\x00\x01"
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (target, tmp_path / "key")} == {0o600}
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_private(tmp_path / "folder", b"x")  # the rename fails: the temp file goes with it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "key", "state.json"]

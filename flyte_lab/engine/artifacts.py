@@ -43,7 +43,7 @@ from flyte_lab.engine import path_artifacts as paths
 from flyte_lab.engine.artifact_key import load_or_create_key
 from flyte_lab.errors import ArtifactError, TaskTypeError
 from flyte_lab.graph.model import TypeRef
-from flyte_lab.private_fs import FILE_MODE, make_private_dirs, open_private
+from flyte_lab.private_fs import FILE_MODE, make_private_dirs, open_private, write_private
 
 _EXT = {"json": "json", "parquet": "parquet", "npy": "npy", "pickle": "pkl", "path": "path",
         "manifest": "list"}
@@ -207,15 +207,7 @@ class ArtifactStore:
             return key  # content-addressed: the same key always holds the same bytes
         if self.local:
             make_private_dirs(os.path.dirname(path))
-            # a temp name in the same folder, then rename: readers never see a partial file
-            tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
-            try:
-                with os.fdopen(open_private(tmp), "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, path)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            write_private(path, data)  # readers never see a partial file
         else:
             self.fs.pipe_file(path, data)
         return key

@@ -24,15 +24,10 @@ CHECK_S = 0.5
 
 
 def _record(folder: Path, cluster: Any, workers: int) -> None:
-    from flyte_lab.private_fs import open_private
+    from flyte_lab.private_fs import write_private
 
     data = {"address": cluster.scheduler_address, "pid": os.getpid(), "workers": workers, "started": time.time()}
-    tmp = folder / f".executor.json.{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    with os.fdopen(open_private(tmp), "w") as out:
-        json.dump(data, out)
-    os.replace(tmp, folder / "executor.json")
+    write_private(folder / "executor.json", json.dumps(data))
 
 
 def _busy(scheduler: Any) -> bool:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from flyte_lab.errors import DriverError
-from flyte_lab.private_fs import make_private_dirs, open_private
+from flyte_lab.private_fs import make_private_dirs, write_private
 
 EXECUTOR_MAIN = "flyte_lab.engine.executor_process"
 IDLE_S = 600.0  # FLYTE_LAB_EXECUTOR_IDLE (seconds) overrides
@@ -114,13 +114,7 @@ def make_certificate(folder: Path) -> None:
                                                       serialization.PrivateFormat.PKCS8,
                                                       serialization.NoEncryption())),
                         ("tls.crt", cert.public_bytes(serialization.Encoding.PEM))):
-        tmp = folder / f".{name_}.{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        fd = open_private(tmp)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, folder / name_)
+        write_private(folder / name_, data)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import os
 import shutil
 import threading
 
-from flyte_lab.private_fs import make_private_dirs, open_private, process_folder
+from flyte_lab.private_fs import make_private_dirs, process_folder, write_private
 
 _lock = threading.Lock()
 _private: str | None = None
@@ -44,11 +44,7 @@ def artifact_key_file(key_hex: str) -> str:
     name = hashlib.sha256(b"flyte-lab-key-file:" + key).hexdigest()[:32]
     path = os.path.join(private_subdir("keys"), name)
     if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(key)
-        os.replace(tmp, path)
+        write_private(path, key)
     return path
 
 
@@ -70,10 +66,7 @@ def write_bytes(url: str, data: bytes) -> None:
     if "file" in _protocols(fs):
         # a local root may lie outside the private home (FLYTE_LAB_ARTIFACTS): private whatever the umask
         make_private_dirs(parent)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with os.fdopen(open_private(tmp), "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
+        write_private(path, data)
         return
     if parent:
         fs.makedirs(parent, exist_ok=True)
