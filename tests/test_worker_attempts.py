@@ -23,12 +23,14 @@ import nbformat
 import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
+from papermill.engines import papermill_engines
 
 from flyte_lab.engine.artifacts import ArtifactStore
 from flyte_lab.engine.attempt_records import AttemptFailed, AttemptResult, AttemptSucceeded, ErrorRecord
 from flyte_lab.engine.task_notebook import build_task_notebook
 from flyte_lab.engine.worker.kernels import close_pools, pool, pooled_kernels
 from flyte_lab.engine.worker.kernelspecs import missing_kernelspec
+from flyte_lab.engine.worker.papermill_engine import ENGINE_NAME, FlyteLabEngine
 from flyte_lab.engine.worker.run_attempt import cancel_attempts, run_task_attempt
 from flyte_lab.graph.model import typeref_to_json
 from flyte_lab.graph.validate import validate_notebook
@@ -107,6 +109,8 @@ def test_timeout_counts_the_whole_attempt_and_kills_the_kernel(tmp_path: Path) -
                                       "cell": spec["cell"], "line": 1, "traceback": ""}
     assert not alive(int(pid_file.read_text()))
     assert "time.sleep(2.5)" in executed_text(spec)  # the executed notebook is kept as the task's log
+    # kept by the one engine, registered once with papermill's registry as a module-level class
+    assert papermill_engines.get_engine(ENGINE_NAME) is FlyteLabEngine
 
 
 # -- 2. cancel ----------------------------------------------------------------------------------------------------

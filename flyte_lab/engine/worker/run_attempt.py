@@ -111,6 +111,7 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt:
     from papermill.exceptions import PapermillExecutionError
 
     from flyte_lab.engine.worker.kernels import kernel_manager_for
+    from flyte_lab.engine.worker.papermill_engine import ENGINE_NAME
 
     manager = kernel_manager_for(spec.get("env"), attempt_key=attempt.key, scrub=spec.get("scrub") or (),
                                  modules=spec.get("setup_modules") or ())
@@ -119,9 +120,9 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt:
     try:
         papermill.execute_notebook(
             _with_context(nbformat.from_dict(spec["notebook"]), context), local, parameters=None,
-            kernel_name=spec["kernel_name"], progress_bar=False, log_output=False, engine_name=_engine(),
+            kernel_name=spec["kernel_name"], progress_bar=False, log_output=False, engine_name=ENGINE_NAME,
             execution_timeout=spec.get("timeout_s"), kernel_manager_class=manager, shutdown_kernel="immediate",
-            request_save_on_cell_execute=True,  # the engine below writes only when execution is cut short
+            request_save_on_cell_execute=True,  # our engine writes only when execution is cut short
         )
     except PapermillExecutionError as exc:
         return _Stopped("user", exc)
@@ -176,42 +177,6 @@ def _release_event_loop(loop: Any) -> None:
         loop.close()
     asyncio.set_event_loop(None)
     utils._loop.set(None)
-
-
-def _engine() -> str:
-    """papermill's nbclient engine, writing the executed notebook once: at the end, or when the kernel died.
-
-    papermill itself writes after a successful run and after a cell error, but not when the kernel was killed
-    (timeout, cancel, crash) unless it saves after every cell, a write per cell on the task's critical path.
-    """
-    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
-    from papermill.iorw import write_ipynb
-
-    class FinalSave(NotebookExecutionManager):  # type: ignore[misc]
-        def save(self, **kwargs: Any) -> None:
-            self.last_save_time = self.now()
-
-    class FlyteLabEngine(NBClientEngine):  # type: ignore[misc]
-        @classmethod
-        def execute_notebook(cls, nb: Any, kernel_name: str, output_path: str | None = None,
-                             progress_bar: bool = False, log_output: bool = False, autosave_cell_every: int = 0,
-                             **kwargs: Any) -> Any:
-            nb_man = FinalSave(nb, output_path=None, progress_bar=False, log_output=log_output,
-                               autosave_cell_every=0)
-            nb_man.notebook_start()
-            try:
-                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
-            except BaseException:
-                nb_man.notebook_complete()
-                if output_path:
-                    write_ipynb(nb_man.nb, output_path)
-                raise
-            nb_man.notebook_complete()
-            return nb_man.nb
-
-    if "flyte_lab" not in papermill_engines._engines:
-        papermill_engines.register("flyte_lab", FlyteLabEngine)
-    return "flyte_lab"
 
 
 def _kernel_context(spec: dict[str, Any]) -> dict[str, Any] | str:
