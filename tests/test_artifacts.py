@@ -26,7 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flyte_lab.engine.artifacts import ArtifactRef, ArtifactStore, load_or_create_key
+from flyte_lab.engine.artifacts import CODECS, ArtifactRef, ArtifactStore, load_or_create_key
+from flyte_lab.engine.codec_registry import Codec
 from flyte_lab.errors import ArtifactError, TaskTypeError
 from flyte_lab.graph.model import TypeRef
 from flyte_lab.private_fs import write_private
@@ -654,3 +655,29 @@ def test_a_private_write_replaces_the_file_0600_whatever_the_umask_and_leaves_no
     with pytest.raises(IsADirectoryError):
         write_private(tmp_path / "folder", b"x")  # the rename fails: the temp file goes with it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "key", "state.json"]
+
+
+def test_each_value_goes_through_the_registered_codec_its_key_names(store, tmp_path):
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+
+    class Opaque:  # no JSON form: travels by (signed) pickle
+        pass
+
+    cases = [(3, INT, "json"), (pd.DataFrame({"a": [1]}), T("pandas.DataFrame"), "parquet"),
+             (np.arange(3), T("numpy.ndarray"), "npy"), (Opaque(), ANY, "pickle"),
+             (src, T("pathlib.Path"), "path")]
+    for value, type_ref, codec in cases:
+        ref = store.put(value, type_ref)
+        assert (ref.codec, CODECS.of_ext(ref.uri.rsplit(".", 1)[1]).name) == (codec, codec)
+        assert type(store.get(ref.uri, type_ref)) is type(value)
+    manifest = store.put_elements([1, 2], INT)
+    assert CODECS.of_ext(manifest.uri.rsplit(".", 1)[1]).name == manifest.codec == "manifest"
+    assert store.get(manifest.uri, T("list", INT)) == [1, 2]
+
+
+def test_a_codec_whose_extension_names_another_is_refused() -> None:
+    json_codec = CODECS.of_ext("json")
+    with pytest.raises(ValueError, match="clashes"):
+        CODECS.register(Codec("json5", "json", json_codec.read, json_codec.write))
+    assert CODECS.of_ext("json") is json_codec

@@ -26,7 +26,6 @@ import hmac
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -41,14 +40,13 @@ from fsspec.utils import get_protocol
 from flyte_lab.engine import codecs
 from flyte_lab.engine import path_artifacts as paths
 from flyte_lab.engine.artifact_key import load_or_create_key
+from flyte_lab.engine.codec_registry import Codec, CodecRegistry
 from flyte_lab.errors import ArtifactError, TaskTypeError
 from flyte_lab.graph.model import TypeRef
 from flyte_lab.private_fs import FILE_MODE, make_private_dirs, open_private, write_private
 
-_EXT = {"json": "json", "parquet": "parquet", "npy": "npy", "pickle": "pkl", "path": "path",
-        "manifest": "list"}
-_CODEC_OF_EXT = {ext: codec for codec, ext in _EXT.items()}
-KEY_RE = re.compile(r"^[0-9a-f]{2}/([0-9a-f]{64})\.(json|parquet|npy|pkl|path|list)$")
+# the codec a value of a declared kind is written with (others: JSON, by `codecs.encode`)
+_CODEC_OF_KIND = {"path": "path", "dataframe": "parquet", "ndarray": "npy", "other": "pickle"}
 _PICKLE_MAGIC = b"FLYTE_LAB_PICKLE_V1\n"
 _SIG_SIZE = hashlib.sha256().digest_size
 _PREVIEW_LIMIT = 200
@@ -141,11 +139,10 @@ class ArtifactStore:
             kind = next((k for k in ("dataframe", "ndarray") if _matches(value, k)), "any")
         if value is not None and kind in codecs.NESTED_KINDS:
             codecs.check_nested(value, spec, kind)
-            if kind == "path":
-                return self._put_path(Path(os.fspath(value)))
-            return self._put_table_or_array(value, kind)
-        if value is not None and kind == "other":
-            return self._put_pickle(value, codecs.qualname(type(value)))
+        write = CODECS.writer(_CODEC_OF_KIND.get(kind, "json") if value is not None else "json")
+        return write(self, value, spec, namespace)
+
+    def _put_json(self, value: Any, spec: Any, namespace: dict[str, Any] | None) -> ArtifactRef:
         ctx = codecs.Context(namespace, put_nested=lambda v, s: self._key_of(self._put(v, s, namespace).uri))
         try:
             data = codecs.canonical_json(codecs.encode(value, spec, ctx))
@@ -153,30 +150,31 @@ class ArtifactStore:
             return self._put_pickle(value, exc.qualname)
         return self._ref(self.write_blob(data, "json"), "json", data, codecs.preview_of(value))
 
-    def _put_table_or_array(self, value: Any, kind: str) -> ArtifactRef:
+    def _put_parquet(self, value: Any, spec: Any, namespace: dict[str, Any] | None) -> ArtifactRef:
         try:
-            if kind == "dataframe":
-                import pyarrow as pa
-                import pyarrow.parquet as pq
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-                buffer = io.BytesIO()
-                # preserve_index=None keeps a RangeIndex as metadata and any other index as columns
-                pq.write_table(pa.Table.from_pandas(value, preserve_index=None), buffer)
-                rows, cols = value.shape
-                names = ", ".join(str(c) for c in value.columns)
-                preview = f"DataFrame {rows}x{cols} [{names}]"
-                codec = "parquet"
-            else:
-                import numpy as np
+            buffer = io.BytesIO()
+            # preserve_index=None keeps a RangeIndex as metadata and any other index as columns
+            pq.write_table(pa.Table.from_pandas(value, preserve_index=None), buffer)
+        except (ValueError, TypeError, ImportError) as exc:  # object columns
+            return self._put_pickle(value, codecs.qualname(type(value)), reason=str(exc))
+        rows, cols = value.shape
+        names = ", ".join(str(c) for c in value.columns)
+        data = buffer.getvalue()
+        return self._ref(self.write_blob(data, "parquet"), "parquet", data, f"DataFrame {rows}x{cols} [{names}]")
 
-                buffer = io.BytesIO()
-                np.save(buffer, value, allow_pickle=False)
-                preview = f"ndarray {value.dtype} {value.shape}"
-                codec = "npy"
-        except (ValueError, TypeError, ImportError) as exc:  # object columns, object arrays
+    def _put_npy(self, value: Any, spec: Any, namespace: dict[str, Any] | None) -> ArtifactRef:
+        try:
+            import numpy as np
+
+            buffer = io.BytesIO()
+            np.save(buffer, value, allow_pickle=False)
+        except (ValueError, TypeError, ImportError) as exc:  # object arrays
             return self._put_pickle(value, codecs.qualname(type(value)), reason=str(exc))
         data = buffer.getvalue()
-        return self._ref(self.write_blob(data, _EXT[codec]), codec, data, _clip(preview))
+        return self._ref(self.write_blob(data, "npy"), "npy", data, f"ndarray {value.dtype} {value.shape}")
 
     def _put_pickle(self, value: Any, cls_name: str, reason: str = "") -> ArtifactRef:
         import cloudpickle
@@ -280,7 +278,8 @@ class ArtifactStore:
             raise ArtifactError(f"the list manifest {self.uri_of(key)} is malformed", uri=self.uri_of(key))
         return keys
 
-    def _get_manifest(self, key: str, data: bytes, spec: Any, namespace: dict[str, Any] | None) -> Any:
+    def _get_manifest(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
+        data = self._verified_read(key)
         kind, elem_spec = _sequence_spec(spec)
         if kind is None:
             raise ArtifactError(f"stored list {self.uri_of(key)} cannot be read as {codecs.display(spec)}; "
@@ -294,26 +293,22 @@ class ArtifactStore:
         return self._get(self._key_of(uri), type_ref, namespace)
 
     def _get(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
-        digest, ext = KEY_RE.match(key).groups()  # type: ignore[union-attr]  # checked by _key_of
-        codec = _CODEC_OF_EXT[ext]
-        if codec == "path":
-            return self._get_path(key, digest)
-        data = self._verified_read(key)
-        if codec == "manifest":
-            return self._get_manifest(key, data, spec, namespace)
-        if codec == "json":
-            ctx = codecs.Context(namespace, get_nested=lambda k, s: self._get(self._checked_key(k), s,
-                                                                              namespace))
-            return codecs.decode(json.loads(data), spec, ctx)
-        if codec == "parquet":
-            import pyarrow.parquet as pq
+        ext = KEY_RE.match(key).group(2)  # type: ignore[union-attr]  # checked by _key_of
+        return CODECS.of_ext(ext).read(self, key, spec, namespace)
 
-            return pq.read_table(io.BytesIO(data)).to_pandas()
-        if codec == "npy":
-            import numpy as np
+    def _get_json(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
+        ctx = codecs.Context(namespace, get_nested=lambda k, s: self._get(self._checked_key(k), s, namespace))
+        return codecs.decode(json.loads(self._verified_read(key)), spec, ctx)
 
-            return np.load(io.BytesIO(data), allow_pickle=False)
-        return self._unpickle(key, data)
+    def _get_parquet(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(io.BytesIO(self._verified_read(key))).to_pandas()
+
+    def _get_npy(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
+        import numpy as np
+
+        return np.load(io.BytesIO(self._verified_read(key)), allow_pickle=False)
 
     def _verified_read(self, key: str) -> bytes:
         data = self._read(key)
@@ -322,7 +317,8 @@ class ArtifactStore:
                                 "it was modified after it was written", uri=self.uri_of(key))
         return data
 
-    def _unpickle(self, key: str, data: bytes) -> Any:
+    def _get_pickle(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
+        data = self._verified_read(key)
         if not self.allow_pickle:
             uri = self.uri_of(key)
             raise ArtifactError(f"refusing to unpickle {uri} in this process: only a task's kernel (or your own, "
@@ -414,8 +410,12 @@ class ArtifactStore:
             preview += f"/ ({len(manifest['files'])} files)"
         return self._ref(key, "path", data, preview)
 
-    def _get_path(self, key: str, digest: str) -> Path:
+    def _put_path_value(self, value: Any, spec: Any, namespace: dict[str, Any] | None) -> ArtifactRef:
+        return self._put_path(Path(os.fspath(value)))
+
+    def _get_path(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Path:
         """A fresh private copy of the stored file/folder, every file checked against its sha256."""
+        digest = KEY_RE.match(key).group(1)  # type: ignore[union-attr]  # checked by _key_of
         if self.local:
             folder = self.path_of(key)
             manifest = paths.read_stored_manifest(folder, digest, self._root, self._real_root)
@@ -496,6 +496,21 @@ class ArtifactStore:
     def check_inside(self, path: str, uri: str) -> None:
         if not paths.is_inside(path, self._root, self._real_root):
             raise _outside(uri, self.root_url)
+
+
+
+CODECS = CodecRegistry()
+for _codec in (
+    Codec("json", "json", ArtifactStore._get_json, ArtifactStore._put_json),
+    Codec("parquet", "parquet", ArtifactStore._get_parquet, ArtifactStore._put_parquet),
+    Codec("npy", "npy", ArtifactStore._get_npy, ArtifactStore._put_npy),
+    Codec("pickle", "pkl", ArtifactStore._get_pickle,
+          lambda store, value, spec, namespace: store._put_pickle(value, codecs.qualname(type(value)))),
+    Codec("path", "path", ArtifactStore._get_path, ArtifactStore._put_path_value),
+    Codec("manifest", "list", ArtifactStore._get_manifest, None),  # written from its elements: `put_elements`
+):
+    CODECS.register(_codec)
+KEY_RE = CODECS.key_pattern()
 
 
 def _sequence_spec(spec: Any) -> tuple[str | None, Any]:
