@@ -151,10 +151,10 @@ def run_once(plan: Plan, repeat: int, timeout_s: float) -> tuple[float, float | 
     start = time.perf_counter()
     try:
         proc = _run_group(plan.command(repeat), plan.folder, env, timeout_s)
+        elapsed = time.perf_counter() - start  # the stop below is not the run's: untimed
     finally:
         if plan.tool == "flyte_lab_cold":
             stop_executors(plan, env)
-    elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         # the whole output, for whoever looks into it (the folder itself goes away with the run)
         log = plan.folder.parent.parent / f"failed-{plan.workload.name}-{plan.tool}-{repeat + 1}.log"
