@@ -29,6 +29,7 @@ from flyte_lab.statuses import RUN_TERMINAL, TASK_TERMINAL, RunStatus, TaskStatu
 from flyte_lab.store import database
 from flyte_lab.store.cache import CacheMixin
 from flyte_lab.store.leases import LeaseMixin
+from flyte_lab.store.row_records import record_view, run_summary_views, show_view, summary_view, task_state_view
 from flyte_lab.store.rows import (
     dumps,
     iso,
@@ -40,7 +41,6 @@ from flyte_lab.store.rows import (
 from flyte_lab.store.scale_events import ScaleEventsMixin, scale_events_of
 from flyte_lab.store.schedules import SchedulesMixin
 from flyte_lab.store.schema import Attempt, Output, Run, Task
-from flyte_lab.store.views import record_view, run_summary_views, show_view, summary_view, task_state_view
 
 ATTEMPT_KINDS = frozenset({"user", "infra"})
 
