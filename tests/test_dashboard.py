@@ -1,4 +1,4 @@
-"""The dashboard without a browser: its pure views, store access (empty, newer schema), pages on bad input,
+"""The dashboard without a browser: its pure row builders, store access (empty, newer schema), pages on bad input,
 and the real `flyte-lab dashboard` process."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from flyte_lab.dashboard import views
+from flyte_lab.dashboard import table_rows
 from flyte_lab.dashboard.run_graph import positions
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
 from flyte_lab.store.shared import close_shared_stores
@@ -71,40 +71,40 @@ def _fresh_stores() -> Iterator[None]:
 
 
 def test_run_row_counts_tasks_and_times_a_live_run_to_now() -> None:
-    row = views.run_row({**RUN, "schedule": "nightly"}, NOW)
+    row = table_rows.run_row({**RUN, "schedule": "nightly"}, NOW)
     assert row == {"run": RUN["run_id"], "notebook": "pipe.ipynb", "status": "running", "start": "2026-01-01 00:00:01",
                    "duration": "9.00s", "tasks done": "2/4", "tasks failed": 0, "schedule": "nightly"}
 
 
 def test_pages_are_clamped_slices() -> None:
-    assert views.page_slice(0, 1, 25) == (0, 0, 1)
-    assert views.page_slice(10_000, 2, 25) == (25, 50, 400)
-    assert views.page_slice(51, 9, 25) == (50, 51, 3)  # past the end: the last page
+    assert table_rows.page_slice(0, 1, 25) == (0, 0, 1)
+    assert table_rows.page_slice(10_000, 2, 25) == (25, 50, 400)
+    assert table_rows.page_slice(51, 9, 25) == (50, 51, 3)  # past the end: the last page
 
 
 def test_attempt_bars_cover_every_attempt_in_time_order() -> None:
-    bars = views.attempt_bars(RUN, NOW)
+    bars = table_rows.attempt_bars(RUN, NOW)
     assert [(b["task"], b["attempt"], b["status"]) for b in bars] == [
         ("make", 1, "succeeded"), ("ratio", 1, "failed"), ("ratio", 2, "running")]
     assert bars[-1]["end"] == NOW.replace(tzinfo=None) and bars[-1]["worker"] == "local"
 
 
 def test_task_inputs_name_their_source_and_preview() -> None:
-    assert views.task_inputs(GRAPH, RUN, "ratio") == [
+    assert table_rows.task_inputs(GRAPH, RUN, "ratio") == [
         {"name": "xs", "type": "list[float]", "from": "output of make", "preview": "[0.0, 1.0]"},
         {"name": "divisor", "type": "float", "from": "workflow input (default)", "preview": "0.0"}]
-    assert views.task_inputs(GRAPH, RUN, "make")[0] == {"name": "n", "type": "int", "from": "workflow input (-p)",
+    assert table_rows.task_inputs(GRAPH, RUN, "make")[0] == {"name": "n", "type": "int", "from": "workflow input (-p)",
                                                          "preview": "5"}
-    assert views.task_inputs(GRAPH, RUN, "report")[1]["preview"] == "(not produced)"
+    assert table_rows.task_inputs(GRAPH, RUN, "report")[1]["preview"] == "(not produced)"
 
 
 def test_task_rows_and_error_text() -> None:
-    rows = {r["task"]: r for r in views.task_rows(RUN)}
+    rows = {r["task"]: r for r in table_rows.task_rows(RUN)}
     assert rows["make"]["resources"] == "CPU=2" and rows["total"]["cached"] == "yes"
-    assert views.error_text(RUN["tasks"]["ratio"]["error"]) == (
+    assert table_rows.error_text(RUN["tasks"]["ratio"]["error"]) == (
         "ZeroDivisionError: float division by zero (cell 5, line 3)")
-    assert views.error_text(None) == ""
-    assert views.debug_command("r1", "ratio") == "flyte-lab debug r1 ratio"
+    assert table_rows.error_text(None) == ""
+    assert table_rows.debug_command("r1", "ratio") == "flyte-lab debug r1 ratio"
 
 
 @pytest.mark.parametrize(("dirty", "kept"), [
@@ -189,7 +189,7 @@ def test_runs_page_reads_one_page_from_the_store(home: Path) -> None:
 def test_a_big_runs_task_picker_completes_names_instead_of_listing_them() -> None:
     import panel as pn
 
-    from flyte_lab.dashboard.run_page import PICKER_LIST_MAX, task_picker
+    from flyte_lab.dashboard.task_detail import PICKER_LIST_MAX, task_picker
 
     small = task_picker(["make", "total"], "total")
     assert isinstance(small, pn.widgets.Select) and small.value == "total"
@@ -338,3 +338,81 @@ def test_the_runs_page_reads_the_same_few_statements_however_many_runs_it_shows(
         assert statements_of_one_refresh(page) == few, statements
         assert len(page.table.value) == PAGE_SIZE
         assert list(page.table.value["tasks failed"]) == [1] * PAGE_SIZE
+
+
+def _run_page_parts(state: Any) -> tuple[Any, Any, Any, Any]:
+    from flyte_lab.dashboard.run_graph import RunGraph
+    from flyte_lab.dashboard.task_detail import TaskDetail
+    from flyte_lab.dashboard.task_table import TaskTable
+    from flyte_lab.dashboard.timeline import Timeline
+
+    return RunGraph(state), Timeline(state), TaskTable(state), TaskDetail(state)
+
+
+def _redraws(graph: Any, timeline: Any, table: Any, detail: Any) -> list[str]:
+    """A list that names each part's piece as it is redrawn (a bokeh source's data, a Panel object's value)."""
+    seen: list[str] = []
+    for name, source in (("graph", graph.nodes), ("inputs", graph.inputs), ("timeline", timeline.source)):
+        source.on_change("data", lambda _attr, _old, _new, name=name: seen.append(name))
+    for name, obj, what in (("table", table.table, "value"), ("summary", detail.summary, "object"),
+                            ("notebook", detail.notebook, "object"), ("attempts", detail.attempt, "options"),
+                            ("picker", detail.picker, "value")):
+        obj.param.watch(lambda _event, name=name: seen.append(name), what)
+    return seen
+
+
+def test_one_assignment_to_the_run_state_updates_graph_timeline_table_and_detail() -> None:
+    import copy
+
+    from flyte_lab.dashboard.run_state import RunState
+
+    state = RunState(GRAPH, copy.deepcopy(RUN))
+    graph, timeline, table, detail = _run_page_parts(state)
+    assert state.task == "make"  # no task failed: the first one
+    state.select("ratio")  # as a click on its box or row does
+    names = list(graph.nodes.data["name"])
+    assert list(graph.nodes.selected.indices) == [names.index("ratio")] and detail.picker.value == "ratio"
+    assert "(running, cell 5)" in detail.summary.object
+    assert list(detail.attempt.options) == ["attempt 2 (running)", "attempt 1 (failed)"]
+
+    after = copy.deepcopy(RUN)
+    after["status"] = "failed"
+    after["tasks"]["ratio"].update(status="failed", duration_s=1.5)
+    after["tasks"]["report"]["status"] = "skipped"
+    after["attempts_detail"]["ratio"][0].update(status="failed", finished_at="2026-01-01T00:00:05+00:00")
+    state.run = after
+
+    statuses = dict(zip(graph.nodes.data["name"], graph.nodes.data["status"], strict=True))
+    assert statuses == {"make": "succeeded", "total": "cached", "ratio": "failed", "report": "skipped"}
+    bars = dict(zip(timeline.source.data["label"], timeline.source.data["end"], strict=True))
+    assert bars["ratio #2"] == datetime(2026, 1, 1, 0, 0, 5)  # ended, no longer drawn to now
+    assert dict(zip(table.table.value["task"], table.table.value["status"], strict=True)) == statuses
+    assert "(failed, cell 5)" in detail.summary.object
+    assert list(detail.attempt.options) == ["attempt 2 (failed)", "attempt 1 (failed)"]
+    # the selection outlives the new record
+    assert list(graph.nodes.selected.indices) == [names.index("ratio")] and detail.picker.value == "ratio"
+    state.select("no-such-task")  # a name still being typed in the picker selects nothing
+    assert state.task == "ratio"
+
+
+def test_a_tick_that_reads_the_same_run_record_redraws_nothing(home: Path) -> None:
+    from flyte_lab.dashboard.run_page import RunPage
+    from flyte_lab.store import RunStore
+
+    tasks = [{"name": t["name"], "cell": t["cell"]} for t in GRAPH["tasks"]]
+    with RunStore.from_env() as store:
+        run_id = store.create_run("/nb/pipe.ipynb", {}, GRAPH, tasks, "local")
+        store.set_task_status(run_id, "make", "running")
+        store.start_attempt(run_id, "make", None, {})  # a running attempt: its timeline bar is drawn to now
+        page = RunPage(store, dict(store.get_run(run_id)), dict(store.get_graph(run_id)))
+        seen = _redraws(page.graph, page.timeline, page.tasks, page.detail)
+        page.tick()  # a queued run is live: the tick reads its whole record, which has not changed
+        assert seen == []
+        page.state.param.trigger("run")  # the parts' own redraw on a notified record is seen...
+        assert {"timeline", "table"} <= set(seen), seen
+        seen.clear()
+        store.set_task_status(run_id, "make", "succeeded")
+        page.tick()  # ...and a changed record is one
+        assert {"graph", "timeline", "table"} <= set(seen), seen
+        assert page.tasks.table.value["status"].iloc[0] == "succeeded"
+        assert page.graph.nodes.data["status"][0] == "succeeded"

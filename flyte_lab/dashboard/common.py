@@ -8,7 +8,7 @@ from typing import Any
 import panel as pn
 from bokeh.models.widgets.tables import HTMLTemplateFormatter
 
-from flyte_lab.dashboard.views import STATUS_COLORS
+from flyte_lab.dashboard.table_rows import STATUS_COLORS
 
 TITLE = "flyte_lab"
 CSS = """

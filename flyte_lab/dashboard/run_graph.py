@@ -1,7 +1,8 @@
 """The run's graph as a bokeh plot: the layers of `kernel_ext.graph_render.layout`, left to right, by status.
 
-Tasks and workflow inputs are nodes (inputs white, as in the SVG picture); a click on a task selects it (the run
-page shows its drill-down). The figure is built once; a live page only replaces its task source's data.
+Tasks and workflow inputs are nodes (inputs white, as in the SVG picture); a click on a task selects it in the
+page's `RunState` (the run page shows its drill-down). The figure is built once; a new run record only replaces
+its sources' data, and a new `task` only its selection.
 
 Why it stays fast at 1,000 tasks: all edges are one MultiLine, all boxes one Rect per kind, and node names
 (canvas text is what costs most to draw) are drawn only once the view is zoomed in enough to read them.
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+import panel as pn
+import param
 from bokeh.models import ColumnDataSource, CustomJS, HoverTool, Rect, TapTool
 from bokeh.plotting import figure
 
 from flyte_lab.cli.report import format_duration, format_resources
-from flyte_lab.dashboard.views import STATUS_COLORS
+from flyte_lab.dashboard.run_state import RunPart, RunState
+from flyte_lab.dashboard.table_rows import STATUS_COLORS
 from flyte_lab.kernel_ext.graph_render import layout, workflow_from_graph_json
 from flyte_lab.statuses import TaskStatus
 
@@ -116,11 +120,13 @@ def _edges(graph: Mapping[str, Any], where: Mapping[str, tuple[float, float]]) -
     return data
 
 
-class RunGraph:
-    """The figure and its sources; `update(run)` recolours it in place, `select(task)` highlights one task."""
+class RunGraph(RunPart):
+    """The figure and its sources, following `state`: its run recolours the boxes, its task is the one highlighted;
+    a click on a box selects that task in `state`."""
 
-    def __init__(self, graph: Mapping[str, Any], run: Mapping[str, Any]) -> None:
-        self.graph = graph
+    def __init__(self, state: RunState) -> None:
+        super().__init__(state)
+        graph, run = state.graph, state.run
         self.where = positions(graph)
         self.nodes = ColumnDataSource(node_data(graph, run, self.where))
         self.inputs = ColumnDataSource(input_data(graph, run, self.where))
@@ -161,21 +167,27 @@ class RunGraph:
             ("workflow input", "@name: @type"), ("value", "@value")]))
         fig.add_tools(TapTool(renderers=[boxes]))
         self.figure = fig
+        self.nodes.selected.on_change("indices", self._clicked)  # runs on the server, in the page's session
+        self._highlight()
+        self._pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width")
 
-    def on_select(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(task)` when a task's box is clicked (runs on the server: the page's session)."""
-        def changed(_attr: str, _old: Any, new: list[int]) -> None:
-            if new and 0 <= new[0] < len(self.nodes.data["name"]):
-                callback(self.nodes.data["name"][new[0]])
-        self.nodes.selected.on_change("indices", changed)
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._pane
 
-    def select(self, task: str | None) -> None:
-        """Highlight `task` (chosen from the table or the task list) as if it had been clicked."""
+    def _clicked(self, _attr: str, _old: Any, new: list[int]) -> None:
+        if new and 0 <= new[0] < len(self.nodes.data["name"]):
+            self.state.select(self.nodes.data["name"][new[0]])
+
+    @param.depends("state.task", watch=True)
+    def _highlight(self) -> None:
+        """Highlight the state's task (chosen from the table or the picker) as if it had been clicked."""
         names = list(self.nodes.data["name"])
-        wanted = [names.index(task)] if task in names else []
+        wanted = [names.index(self.state.task)] if self.state.task in names else []
         if list(self.nodes.selected.indices) != wanted:
             self.nodes.selected.indices = wanted
 
-    def update(self, run: Mapping[str, Any]) -> None:
-        self.nodes.data = node_data(self.graph, run, self.where)
-        self.inputs.data = input_data(self.graph, run, self.where)
+    @param.depends("state.run", watch=True)
+    def _recolour(self) -> None:
+        self.nodes.data = node_data(self.state.graph, self.state.run, self.where)
+        self.inputs.data = input_data(self.state.graph, self.state.run, self.where)
+        self._highlight()

@@ -1,4 +1,6 @@
-"""A Gantt chart of every attempt of a run: one row per task, bars coloured by status, hover names the worker."""
+"""A Gantt chart of every attempt of a run: one row per task, bars coloured by status, hover names the worker.
+
+Built once from the page's `RunState`; a new run record only replaces its bars' data."""
 
 from __future__ import annotations
 
@@ -6,10 +8,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import panel as pn
+import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.plotting import figure
 
-from flyte_lab.dashboard.views import STATUS_COLORS, attempt_bars
+from flyte_lab.dashboard.run_state import RunPart, RunState
+from flyte_lab.dashboard.table_rows import STATUS_COLORS, attempt_bars
 
 PX_PER_ROW, MAX_HEIGHT, MIN_HEIGHT = 22, 700, 160
 MAX_LABELLED_ROWS = 60
@@ -23,8 +28,10 @@ def bar_data(run: Mapping[str, Any], now: datetime | None = None) -> dict[str, l
     return data
 
 
-class Timeline:
-    def __init__(self, run: Mapping[str, Any]) -> None:
+class Timeline(RunPart):
+    def __init__(self, state: RunState) -> None:
+        super().__init__(state)
+        run = state.run
         self.tasks = list(run.get("tasks") or {})
         self.source = ColumnDataSource(bar_data(run))
         height = int(min(MAX_HEIGHT, max(MIN_HEIGHT, 60 + PX_PER_ROW * len(self.tasks))))
@@ -40,6 +47,11 @@ class Timeline:
         if len(self.tasks) > MAX_LABELLED_ROWS:  # unreadable, and slow to lay out (even transparent): hover names
             fig.yaxis.visible = False
         self.figure = fig
+        self._pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width")
 
-    def update(self, run: Mapping[str, Any]) -> None:
-        self.source.data = bar_data(run)
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._pane
+
+    @param.depends("state.run", watch=True)
+    def _redraw(self) -> None:
+        self.source.data = bar_data(self.state.run)
