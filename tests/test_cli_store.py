@@ -17,6 +17,7 @@ from rich.console import Console
 
 from flyte_lab.cli import report
 from flyte_lab.cli.main import main
+from flyte_lab.presentation import formats
 from flyte_lab.store import RunStore
 from tests.conftest import CLI, NOTEBOOKS, cli_env
 
@@ -142,8 +143,8 @@ def test_runs_table_shows_the_file_name_and_fits_100_columns() -> None:
     assert all(len(line) <= 100 for line in lines)
     assert len(lines) == 4  # header, rule, one line per run
     assert "pipeline.ipynb" in lines[2] and "folder_" not in buffer.getvalue()
-    assert lines[2].split()[-1] == report.format_duration(245.0) == "4m05s"
-    assert lines[3].split()[-1] == report.format_duration(1.0)
+    assert lines[2].split()[-1] == formats.format_duration(245.0) == "4m05s"
+    assert lines[3].split()[-1] == formats.format_duration(1.0)
     assert "…" in lines[3]
 
 

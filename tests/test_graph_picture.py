@@ -12,7 +12,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from flyte_lab.graph.model import Workflow
 from flyte_lab.graph.validate import graph_json, validate_notebook
-from flyte_lab.kernel_ext.graph_render import render_svg, workflow_from_graph_json
+from flyte_lab.presentation.graph_render import render_svg, workflow_from_graph_json
 from tests.conftest import EXAMPLES
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -11,7 +11,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from flyte_lab.graph.model import Workflow
 from flyte_lab.graph.validate import validate_notebook
-from flyte_lab.kernel_ext.graph_render import (
+from flyte_lab.presentation.graph_render import (
     DIAGNOSTIC_COLORS,
     STATUS_COLORS,
     cycle_members,

@@ -12,6 +12,7 @@ import pytest
 
 from flyte_lab.cli import report
 from flyte_lab.cli.main import main
+from flyte_lab.presentation import formats
 from flyte_lab.store import RunStore
 from tests.conftest import CLI, cli_env
 
@@ -254,7 +255,7 @@ def test_outputs_text_without_outputs_says_so(store, capsys):
     assert capsys.readouterr().out.strip() == f"run {rid} has no outputs recorded (status: succeeded)"
 
 
-# -- report (pure renderers) ----------------------------------------------------
+# -- report and formats (pure renderers) --------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -262,23 +263,23 @@ def test_outputs_text_without_outputs_says_so(store, capsys):
     [(None, "-"), (0.4213, "0.42s"), (12.34, "12.3s"), (245, "4m05s"), (7380, "2h03m")],
 )
 def test_format_duration(seconds, text):
-    assert report.format_duration(seconds) == text
+    assert formats.format_duration(seconds) == text
 
 
 def test_task_error_line_leaves_out_what_is_unknown():
-    assert report.task_error_line("fit", {"cell": 7, "error": ERROR}) == (
+    assert formats.task_error_line("fit", {"cell": 7, "error": ERROR}) == (
         "task `fit` failed at cell 7, line 3: ValueError: bad lr"
     )
-    assert report.task_error_line("fit", {"cell": 7, "error": {"type": "WorkerLost"}}) == (
+    assert formats.task_error_line("fit", {"cell": 7, "error": {"type": "WorkerLost"}}) == (
         "task `fit` failed at cell 7: WorkerLost"
     )
-    assert report.task_error_line("fit", {"cell": None, "error": None}) == "task `fit` failed: no error recorded"
+    assert formats.task_error_line("fit", {"cell": None, "error": None}) == "task `fit` failed: no error recorded"
 
 
 def test_run_duration_of_a_live_run_counts_to_now():
     run = {"created_at": "2025-01-01T12:00:00+00:00", "started_at": "2025-01-01T12:00:05+00:00", "finished_at": None}
-    assert report.run_duration(run) is None
-    assert report.run_duration(run, now=datetime(2025, 1, 1, 12, 1, 5, tzinfo=UTC)) == 60.0
+    assert formats.run_duration(run) is None
+    assert formats.run_duration(run, now=datetime(2025, 1, 1, 12, 1, 5, tzinfo=UTC)) == 60.0
 
 
 def test_render_text_is_plain_and_does_not_read_markup(store, tmp_path):

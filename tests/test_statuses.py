@@ -53,7 +53,7 @@ def test_the_sets_split_each_vocabulary() -> None:
     assert served["task"]["all"] == [s.value for s in TaskStatus]
 
 
-@pytest.mark.parametrize("palette", ["cli.report:STATUS_STYLES", "kernel_ext.graph_render:STATUS_COLORS",
+@pytest.mark.parametrize("palette", ["cli.report:STATUS_STYLES", "presentation.graph_render:STATUS_COLORS",
                                      "dashboard.table_rows:STATUS_COLORS"])
 def test_every_palette_colours_every_state(palette: str) -> None:
     import importlib

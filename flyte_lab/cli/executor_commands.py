@@ -20,7 +20,7 @@ def status(args: argparse.Namespace) -> int:
     if not rows:
         print("no executor runs (the next run starts one)")
         return 0
-    from flyte_lab.cli.report import format_duration
+    from flyte_lab.presentation.formats import format_duration
 
     for e in found:
         print(f"pid {e.pid}  {e.address}  workers {e.workers}  up {format_duration(time.time() - e.started)}")

@@ -1,7 +1,7 @@
-"""Pure renderers of run-store data: dicts in (the `runs`/`show --json` shapes), rich renderables or text out.
+"""The CLI's renderers of run-store data: dicts in (the `runs`/`show --json` shapes), rich renderables or text out.
 
-The CLI prints these; the dashboard and the widget reuse them, so nothing here
-reads the store, the clock (unless asked) or the terminal.
+Pure: nothing here reads the store, the clock (unless asked) or the terminal. The formats the dashboard and the
+widget share with it are `presentation.formats`'.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from pathlib import PurePath
+from datetime import datetime
 from typing import Any
 
 from rich import box
@@ -18,6 +17,15 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from flyte_lab.presentation.formats import (
+    format_duration,
+    format_params,
+    format_resources,
+    format_time,
+    notebook_name,
+    run_duration,
+    task_error_line,
+)
 from flyte_lab.statuses import RunStatus, TaskStatus
 
 STATUS_STYLES: dict[str, str] = {
@@ -37,68 +45,13 @@ PLAIN_WIDTH = 200
 # -- small formatters -----------------------------------------------------------
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO-8601 string from the store as an aware UTC datetime (None stays None)."""
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def format_time(value: str | None) -> str:
-    """`2025-01-01 12:00:00` (UTC, to the second) or `-`."""
-    parsed = parse_time(value)
-    return "-" if parsed is None else parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def format_duration(seconds: float | None) -> str:
-    """`0.42s`, `12.3s`, `4m05s`, `2h03m`, or `-` when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def run_duration(run: Mapping[str, Any], now: datetime | None = None) -> float | None:
-    """Seconds from start (else creation) to finish; to `now` for a live run if `now` is given."""
-    start = parse_time(run.get("started_at")) or parse_time(run.get("created_at"))
-    end = parse_time(run.get("finished_at")) or now
-    if start is None or end is None:
-        return None
-    return max(0.0, (end - start).total_seconds())
-
-
 def status_text(status: str | None) -> Text:
     """The status word, coloured (colour is dropped by a console without a terminal)."""
     word = status or "-"
     return Text(word, style=STATUS_STYLES.get(word, ""))
 
 
-def format_params(params: Mapping[str, Any] | None) -> str:
-    if not params:
-        return "-"
-    return " ".join(f"{k}={v!r}" for k, v in params.items())
-
-
-def format_resources(resources: Mapping[str, Any] | None) -> str:
-    if not resources:
-        return "-"
-    return " ".join(f"{k}={v}" for k, v in resources.items())
-
-
 # -- `runs` ---------------------------------------------------------------------
-
-
-def notebook_name(path: str | None) -> str:
-    """The notebook's file name (the full path stays in `--json` and in `show`)."""
-    return PurePath(path).name if path else "-"
 
 
 def runs_table(runs: Iterable[Mapping[str, Any]], now: datetime | None = None) -> Table:
@@ -191,20 +144,6 @@ def scale_table(events: Iterable[Mapping[str, Any]]) -> Table:
         table.add_row(format_time(event.get("at")), Text(str(event.get("group"))),
                       f"{event.get('from')} -> {event.get('to')}", reason)
     return table
-
-
-def task_error_line(name: str, task: Mapping[str, Any]) -> str:
-    """`task `fit` failed at cell 7, line 3: ValueError: bad lr` (parts left out when unknown)."""
-    error = task.get("error") or {}
-    cell = error.get("cell", task.get("cell"))
-    where = ""
-    if cell is not None:
-        where = f" at cell {cell}"
-        if error.get("line") is not None:
-            where += f", line {error['line']}"
-    kind, message = error.get("type"), error.get("message")
-    what = ": ".join(str(p) for p in (kind, message) if p) or "no error recorded"
-    return f"task `{name}` failed{where}: {what}"
 
 
 def task_error(name: str, task: Mapping[str, Any]) -> Group:

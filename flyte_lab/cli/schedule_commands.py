@@ -92,11 +92,12 @@ def list_(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from flyte_lab.cli import report
+    from flyte_lab.presentation.formats import format_time
 
     table = Table("name", "when", "timezone", "next fire (UTC)", "last run", "state", "notebook")
     for row in rows:
         last = row["last_run"]
-        table.add_row(row["name"], describe(row), str(row["timezone"]), report.format_time(row["next_fire_time"]),
+        table.add_row(row["name"], describe(row), str(row["timezone"]), format_time(row["next_fire_time"]),
                       f"{last['run_id']} {last['status']}" if last else "-", status(row), row["notebook"])
     report.make_console().print(table)
     return 0

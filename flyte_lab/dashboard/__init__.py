@@ -6,7 +6,7 @@ One module per job:
 - `table_rows`: store records -> the plain rows and columns the pages show (pure, no Panel);
 - `run_state`: the run page's one state (`RunState`: the run record, which the page's tick assigns, and the task
   shown in detail) and the base of its parts (`RunPart`, a Panel `Viewer` following that state);
-- `run_graph`: the bokeh DAG (layers from `kernel_ext.graph_render.layout`, left to right);
+- `run_graph`: the bokeh DAG (layers from `presentation.graph_render.layout`, left to right);
 - `timeline`: the bokeh Gantt of every attempt on every worker;
 - `task_table`: the run's tasks as a table;
 - `task_detail`: one task's inputs, outputs, error and executed notebooks;

@@ -1,4 +1,4 @@
-"""The run's graph as a bokeh plot: the layers of `kernel_ext.graph_render.layout`, left to right, by status.
+"""The run's graph as a bokeh plot: the layers of `presentation.graph_render.layout`, left to right, by status.
 
 Tasks and workflow inputs are nodes (inputs white, as in the SVG picture); a click on a task selects it in the
 page's `RunState` (the run page shows its drill-down). The figure is built once; a new run record only replaces
@@ -20,10 +20,10 @@ import param
 from bokeh.models import ColumnDataSource, CustomJS, HoverTool, Rect, TapTool
 from bokeh.plotting import figure
 
-from flyte_lab.cli.report import format_duration, format_resources
 from flyte_lab.dashboard.run_state import RunPart, RunState
 from flyte_lab.dashboard.table_rows import STATUS_COLORS
-from flyte_lab.kernel_ext.graph_render import layout, workflow_from_graph_json
+from flyte_lab.presentation.formats import format_duration, format_resources
+from flyte_lab.presentation.graph_render import layout, workflow_from_graph_json
 from flyte_lab.statuses import TaskStatus
 
 BOX_W, BOX_H = 0.8, 0.6

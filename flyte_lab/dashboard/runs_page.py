@@ -14,10 +14,10 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from flyte_lab.cli.report import format_time, notebook_name
 from flyte_lab.dashboard.common import CSS, frame, html, link_formatter, load_extensions, message_page, status_formatter
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
 from flyte_lab.dashboard.table_rows import RUN_COLUMNS, notebook_labels, page_slice, run_row
+from flyte_lab.presentation.formats import format_time, notebook_name
 from flyte_lab.run_progress import manifest_lengths, summary_sizes
 from flyte_lab.statuses import RunStatus
 

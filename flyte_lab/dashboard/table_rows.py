@@ -7,7 +7,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from flyte_lab.cli.report import format_duration, format_resources, format_time, notebook_name, parse_time, run_duration
+from flyte_lab.presentation.formats import (
+    format_duration,
+    format_resources,
+    format_time,
+    notebook_name,
+    parse_time,
+    run_duration,
+)
 from flyte_lab.run_progress import progress
 from flyte_lab.statuses import RUN_LIVE, RunStatus, TaskStatus
 

@@ -2,8 +2,8 @@
 
 `runtime_types` checks live values against declared types (shared with the
 engine's task notebooks); `hidden_state` words an `undefined-name` found in a
-kernel; `notebook_path` finds this kernel's notebook; `graph_render` draws a
-workflow as SVG/HTML (shared with the run widget and the dashboard);
+kernel; `notebook_path` finds this kernel's notebook;
 `run_widget` and `run_follow` show a run live from the run store; `triage`
-reads a task's last attempt back for `%flyte_debug` and `flyte-lab debug`.
+reads a task's last attempt back for `%flyte_debug` and `flyte-lab debug`. The
+graph picture is `presentation.graph_render` (shared with the dashboard).
 """

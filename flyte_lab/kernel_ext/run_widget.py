@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from flyte_lab.cli.report import format_duration, format_resources, run_duration, task_error_line
-from flyte_lab.kernel_ext.graph_render import STATUS_COLORS, render_svg, workflow_from_graph_json
+from flyte_lab.presentation.formats import format_duration, format_resources, run_duration, task_error_line
+from flyte_lab.presentation.graph_render import STATUS_COLORS, render_svg, workflow_from_graph_json
 from flyte_lab.run_progress import progress
 from flyte_lab.statuses import RUN_LIVE, RunStatus, TaskStatus
 

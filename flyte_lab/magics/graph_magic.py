@@ -21,7 +21,7 @@ class GraphMagics(Magics):
         from IPython.display import HTML, display
 
         from flyte_lab.graph.validate import validate_notebook
-        from flyte_lab.kernel_ext.graph_render import render_html
+        from flyte_lab.presentation.graph_render import render_html
 
         assert self.shell is not None
         try:

@@ -1,0 +1,79 @@
+"""The one text form of times, durations, resources, parameters, notebook names and a task's error line, for
+the CLI's tables, the run widget (in a kernel) and the dashboard. Pure and stdlib only: no store, no terminal, no
+clock unless asked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import PurePath
+from typing import Any
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO-8601 string from the store as an aware UTC datetime (None stays None)."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: str | None) -> str:
+    """`2025-01-01 12:00:00` (UTC, to the second) or `-`."""
+    parsed = parse_time(value)
+    return "-" if parsed is None else parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration(seconds: float | None) -> str:
+    """`0.42s`, `12.3s`, `4m05s`, `2h03m`, or `-` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def run_duration(run: Mapping[str, Any], now: datetime | None = None) -> float | None:
+    """Seconds from start (else creation) to finish; to `now` for a live run if `now` is given."""
+    start = parse_time(run.get("started_at")) or parse_time(run.get("created_at"))
+    end = parse_time(run.get("finished_at")) or now
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def format_params(params: Mapping[str, Any] | None) -> str:
+    if not params:
+        return "-"
+    return " ".join(f"{k}={v!r}" for k, v in params.items())
+
+
+def format_resources(resources: Mapping[str, Any] | None) -> str:
+    if not resources:
+        return "-"
+    return " ".join(f"{k}={v}" for k, v in resources.items())
+
+
+def notebook_name(path: str | None) -> str:
+    """The notebook's file name (the full path stays in `--json` and in `show`)."""
+    return PurePath(path).name if path else "-"
+
+
+def task_error_line(name: str, task: Mapping[str, Any]) -> str:
+    """`task `fit` failed at cell 7, line 3: ValueError: bad lr` (parts left out when unknown)."""
+    error = task.get("error") or {}
+    cell = error.get("cell", task.get("cell"))
+    where = ""
+    if cell is not None:
+        where = f" at cell {cell}"
+        if error.get("line") is not None:
+            where += f", line {error['line']}"
+    kind, message = error.get("type"), error.get("message")
+    what = ": ".join(str(p) for p in (kind, message) if p) or "no error recorded"
+    return f"task `{name}` failed{where}: {what}"
