@@ -9,11 +9,12 @@
   only (executed notebooks reach their URL through fsspec, `engine/worker/files.py`), so those handlers are
   never called.
 
-Declined for that importer only (the same package imported by anyone else loads as usual, later too), and only
-in flyte_lab's own driver processes (with their local workers): the `flyte-lab` CLI and the runs launched from
-Jupyter (the server's launch template, whose forks drive them, and a launcher started as a new interpreter). The
-engine also runs inside users' kernels (`%flyte_run`), Jupyter servers and `dask worker` processes, where other
-code may use these. Kernels are started as new interpreters, so they never inherit the finder.
+Declined for that importer only (the same package imported by anyone else loads as usual, later too), and only in
+flyte_lab's own driver processes (with their local workers): the `flyte-lab` CLI, the shared executor (its workers
+run papermill; task code runs in kernels) and the runs launched from Jupyter (the server's launch template, whose
+forks drive them, and a launcher started as a new interpreter). The engine also runs inside users' kernels
+(`%flyte_run`), Jupyter servers and `dask worker` processes, where other code may use these. Kernels are started as
+new interpreters, so they never inherit the finder.
 """
 
 from __future__ import annotations

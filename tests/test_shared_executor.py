@@ -125,6 +125,25 @@ def test_another_user_cannot_connect_to_the_executor(home: Path, tmp_path: Path,
                                             f"refused {executor.address.replace('tls://', 'tcp://')}"]
 
 
+def test_the_executor_runs_papermill_without_jsonschemas_format_checkers(home: Path, tmp_path: Path) -> None:
+    """Its workers import papermill (nbformat, jsonschema) for the first task: the format checkers (a Lark grammar
+    compiled at import, ~2 CPU-s) would be on a cold run's critical path and are never used there."""
+    nb = marking_notebook(tmp_path / "two.ipynb", tmp_path / "marks")
+    assert cli(home, "run", str(nb)).returncode == 0
+    (executor,) = running(home)
+    from distributed import Client
+
+    def loaded() -> list[str]:  # runs in the executor's process: its workers are threads there
+        import sys
+
+        return sorted(name for name, module in sys.modules.items() if module is not None)
+
+    with Client(executor.address, security=executor.security(), timeout=10, set_as_default=False) as client:
+        (modules,) = set(map(tuple, client.run(loaded).values()))
+    assert {"papermill", "nbformat", "jsonschema"} <= set(modules)
+    assert not {"rfc3987_syntax", "lark", "webcolors", "fqdn", "isoduration"} & set(modules)
+
+
 def test_a_killed_executor_fails_the_run_in_one_line_and_resume_redoes_only_what_did_not_finish(
         home: Path, tmp_path: Path) -> None:
     marks, fast = tmp_path / "marks", tmp_path / "fast"

@@ -263,6 +263,33 @@ def test_outputs_are_signed_with_the_drivers_key_and_written_by_url(tmp_path: Pa
     assert not (tmp_path / "home").exists()
 
 
+def test_the_executed_notebook_names_its_language_without_a_second_kernel_info(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """papermill asks the kernel for kernel_info after the cells; the reply of the readiness check says the same."""
+    from flyte_lab.engine.worker.kernels import FastReadyClient
+
+    asked: list[str] = []
+    ready_at: list[int] = []
+    real_ask, real_ready = FastReadyClient.kernel_info, FastReadyClient.wait_for_ready
+
+    def ask(self: FastReadyClient) -> str:
+        asked.append("kernel_info")
+        return real_ask(self)
+
+    async def ready(self: FastReadyClient, timeout: float | None = None) -> None:
+        await real_ready(self, timeout)
+        ready_at.append(len(asked))
+
+    monkeypatch.setattr(FastReadyClient, "kernel_info", ask)
+    monkeypatch.setattr(FastReadyClient, "wait_for_ready", ready)
+    result = run_task_attempt(make_spec(tmp_path, ["%%flyte_task make() -> n: int\nn = 1"], "make"))
+    assert isinstance(result, AttemptSucceeded), result
+    info = nbformat.reads(executed_text(make_spec(tmp_path, ["%%flyte_task make() -> n: int\nn = 1"], "make")),
+                          as_version=4).metadata["language_info"]
+    assert info["name"] == "python" and info["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert ready_at and len(asked) == ready_at[0]  # nothing asked after the kernel was ready
+
+
 def _injected(text: str) -> dict[str, Any]:
     nb = nbformat.reads(text, as_version=4)
     cell = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))

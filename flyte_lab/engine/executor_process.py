@@ -100,7 +100,10 @@ async def _ask_busy(scheduler: Any) -> bool:
 
 
 def main(argv: list[str]) -> None:
+    from flyte_lab.import_costs import decline_unused_imports
     from flyte_lab.private_process import hide_memory
+
+    decline_unused_imports()  # its workers import papermill (nbformat, jsonschema): ~2 CPU-s on a cold run
     from flyte_lab.process_exit import exit_process
 
     hide_memory()  # it holds the starting run's environment and, for the tasks it runs, their secrets

@@ -456,6 +456,8 @@ class FastReadyClient(AsyncKernelClient):
     what is already queued.
     """
 
+    kernel_info_reply: dict[str, Any] | None = None
+
     @default("context")
     def _shared_context(self) -> Any:
         return _shared_zmq_context()  # not created here, so not destroyed with this client
@@ -481,6 +483,7 @@ class FastReadyClient(AsyncKernelClient):
                     pass
                 else:
                     self._handle_kernel_info_reply(msg)
+                    self.kernel_info_reply = msg  # the executed notebook's language_info, without asking again
                     break
             if not await self._async_is_alive():
                 raise RuntimeError("Kernel died before replying to kernel_info")
@@ -575,14 +578,18 @@ class TaskKernelManager(AsyncKernelManager):
         channel.send()
 
     async def _async_kill_kernel(self, restart: bool = False) -> None:
-        """Kill, then wait for the exit itself (a pidfd), not jupyter_client's 0.1 s polls: one less step per task."""
+        """Kill, then wait for the exit itself (a pidfd), not jupyter_client's 0.1 s polls: one less step per task.
+        A forked kernel is not waited for: its template reaps it."""
         provisioner: Any = self.provisioner
         proc = getattr(provisioner, "process", None)
         if proc is None:
             await super()._async_kill_kernel(restart=restart)
             return
-        await provisioner.kill(restart=restart)
-        await _exited(proc.pid, timeout=5.0)
+        await provisioner.kill(restart=restart)  # its process group: whatever the task started goes too
+        if isinstance(proc, ForkedProcess):
+            proc.killed()
+        else:
+            await _exited(proc.pid, timeout=5.0)
         await provisioner.wait()
 
 
