@@ -1,8 +1,8 @@
 // The REST API of the `flyte_lab` server extension (DESIGN.md 3b): one client method per route the sidebar uses
 // (the route table is `flyte_lab/server/handlers.ROUTES`), through Jupyter's own connection settings: the token
 // and the XSRF cookie travel with every request. Names in a URL (run ids, tasks, schedules) are encoded.
-import * as nbformat from '@jupyterlab/nbformat';
 import { URLExt } from '@jupyterlab/coreutils';
+import * as nbformat from '@jupyterlab/nbformat';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { InputField } from './form';
