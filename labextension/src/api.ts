@@ -1,6 +1,8 @@
-// The REST API of the `flyte_lab` server extension (DESIGN.md 3b), through Jupyter's own connection
-// settings: the token and the XSRF cookie travel with every request.
+// The REST API of the `flyte_lab` server extension (DESIGN.md 3b): one client method per route the sidebar uses
+// (the route table is `flyte_lab/server/handlers.ROUTES`), through Jupyter's own connection settings: the token
+// and the XSRF cookie travel with every request. Names in a URL (run ids, tasks, schedules) are encoded.
 import { URLExt } from '@jupyterlab/coreutils';
+import * as nbformat from '@jupyterlab/nbformat';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { InputField } from './form';
@@ -97,29 +99,115 @@ export interface ServerConfig {
   statuses: Statuses;
 }
 
+/** What a route answered instead of its data: the server's one-line `message` (its diagnostics for a refused
+ * launch), or why no answer came. */
 export class ApiError extends Error {
   constructor(
     message: string,
-    readonly status: number,
+    readonly status: number, // 0: no answer (the server is down or unreachable)
     readonly diagnostics: Diagnostic[] = []
   ) {
     super(message);
   }
 }
 
-export async function api<T>(route: string, init: RequestInit = {}, query: Record<string, string> = {}): Promise<T> {
-  const settings = ServerConnection.makeSettings();
-  const search = new URLSearchParams(query).toString();
-  const url = URLExt.join(settings.baseUrl, 'flyte-lab', 'api', route) + (search ? `?${search}` : '');
-  const response = await ServerConnection.makeRequest(url, init, settings);
-  const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!response.ok) {
-    throw new ApiError(data?.message ?? response.statusText, response.status, data?.diagnostics ?? []);
-  }
-  return data as T;
+export interface RunCreated {
+  run_id: string;
 }
 
-export function post<T>(route: string, body: unknown): Promise<T> {
-  return api<T>(route, { method: 'POST', body: JSON.stringify(body) });
+/** The body of `POST runs`. */
+export interface RunRequest {
+  path: string;
+  params: Record<string, string>;
+  cluster: string;
+}
+
+/** A task's executed notebook as `GET runs/ID/tasks/TASK/notebook` answers it. */
+export interface ExecutedNotebook {
+  name: string;
+  content: nbformat.INotebookContent;
+}
+
+export class FlyteLabClient {
+  private readonly settings = ServerConnection.makeSettings();
+
+  config(): Promise<ServerConfig> {
+    return this.request('GET', ['config']);
+  }
+
+  /** The graph and diagnostics of a notebook's unsaved `content` (the editor's). */
+  graph(path: string, content: unknown): Promise<Graph> {
+    return this.request('POST', ['graph'], { body: { path, content } });
+  }
+
+  /** A notebook's runs, newest first, each with its progress and its tasks' states. */
+  runs(path: string): Promise<RunSummary[]> {
+    return this.request('GET', ['runs'], { query: { path } });
+  }
+
+  startRun(body: RunRequest): Promise<RunCreated> {
+    return this.request('POST', ['runs'], { body });
+  }
+
+  cancelRun(runId: string): Promise<{ run_id: string; state: string }> {
+    return this.request('POST', ['runs', runId, 'cancel'], { body: {} });
+  }
+
+  executedNotebook(runId: string, task: string): Promise<ExecutedNotebook> {
+    return this.request('GET', ['runs', runId, 'tasks', task, 'notebook']);
+  }
+
+  schedules(path: string): Promise<Schedule[]> {
+    return this.request('GET', ['schedules'], { query: { path } });
+  }
+
+  /** Save a schedule: `body` is the schedule spec (`scheduler/spec.py`), judged by the server. */
+  addSchedule(body: Record<string, unknown>): Promise<Schedule> {
+    return this.request('POST', ['schedules'], { body });
+  }
+
+  removeSchedule(name: string): Promise<void> {
+    return this.request('DELETE', ['schedules', name]);
+  }
+
+  pauseSchedule(name: string, paused: boolean): Promise<{ name: string; paused: boolean }> {
+    return this.request('POST', ['schedules', name, paused ? 'pause' : 'resume'], { body: {} });
+  }
+
+  /** The next fire times of a schedule's timing (`cron` or `every`, `timezone`, `start`). */
+  previewSchedule(timing: Record<string, string>): Promise<{ fire_times: string[] }> {
+    return this.request('GET', ['schedules', 'preview'], { query: timing });
+  }
+
+  private async request<T>(
+    method: string,
+    parts: string[],
+    { body, query }: { body?: unknown; query?: Record<string, string> } = {}
+  ): Promise<T> {
+    const search = new URLSearchParams(query ?? {}).toString();
+    // joined by hand: URLExt.join would normalise the encoded parts as a path
+    const route = parts.map(encodeURIComponent).join('/');
+    const url = `${URLExt.join(this.settings.baseUrl, 'flyte-lab', 'api')}/${route}${search ? `?${search}` : ''}`;
+    const init: RequestInit = { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) };
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(url, init, this.settings);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new ApiError(`the Jupyter server does not answer (${why})`, 0);
+    }
+    const text = await response.text();
+    let data: unknown = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      // not the extension's JSON (a proxy's error page): said below by its status
+    }
+    if (!response.ok) {
+      const refusal = (data ?? {}) as { message?: unknown; diagnostics?: Diagnostic[] };
+      const message = typeof refusal.message === 'string' ? refusal.message : `${response.status} ${response.statusText}`;
+      throw new ApiError(message, response.status, refusal.diagnostics ?? []);
+    }
+    return data as T;
+  }
 }

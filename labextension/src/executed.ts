@@ -5,21 +5,15 @@
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { IEditorServices } from '@jupyterlab/codeeditor';
-import * as nbformat from '@jupyterlab/nbformat';
 import { NotebookModel, NotebookPanel, StaticNotebook } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
-import { api } from './api';
+import { FlyteLabClient } from './api';
 
 export interface ViewerServices {
   rendermime: IRenderMimeRegistry;
   contentFactory: NotebookPanel.IContentFactory;
   editorServices: IEditorServices;
-}
-
-interface ExecutedAnswer {
-  name: string;
-  content: nbformat.INotebookContent;
 }
 
 /** The widget id of a task's executed-notebook tab (one tab per run and task). */
@@ -28,7 +22,9 @@ export function executedId(runId: string, task: string): string {
 }
 
 /** Open (or bring forward) the executed notebook of `task`'s last attempt in `runId`. */
-export async function openExecuted(app: JupyterFrontEnd, services: ViewerServices, runId: string, task: string): Promise<void> {
+export async function openExecuted(
+  app: JupyterFrontEnd, services: ViewerServices, client: FlyteLabClient, runId: string, task: string
+): Promise<void> {
   const id = executedId(runId, task);
   for (const widget of app.shell.widgets('main')) {
     if (widget.id === id) {
@@ -36,7 +32,7 @@ export async function openExecuted(app: JupyterFrontEnd, services: ViewerService
       return;
     }
   }
-  const answer = await api<ExecutedAnswer>(`runs/${runId}/tasks/${task}/notebook`);
+  const answer = await client.executedNotebook(runId, task);
   const model = new NotebookModel();
   model.fromJSON(answer.content);
   // never trusted, whatever the file says (the server drops trust marks too): Lab then sanitises the outputs'

@@ -30,8 +30,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const status = new Widget();
     status.addClass('flyte-status');
     status.node.textContent = 'Flyte: -';
-    const panel = new FlytePanel(tracker, app, { rendermime, contentFactory, editorServices }, count => {
-      status.node.textContent = count === null ? 'Flyte: -' : `Flyte: ${count} diagnostic${count === 1 ? '' : 's'}`;
+    const panel = new FlytePanel(tracker, app, { rendermime, contentFactory, editorServices });
+    panel.model.graphChanged.connect((_, graph) => {
+      const count = graph?.diagnostics.length;
+      status.node.textContent = count === undefined ? 'Flyte: -' : `Flyte: ${count} diagnostic${count === 1 ? '' : 's'}`;
     });
     shell.add(panel, 'left', { rank: 600 });
     if (statusBar) {

@@ -3,20 +3,20 @@
 // shown before saving. Its defaults, choices, bounds and hints are the server's schedule spec (`setSpec`);
 // an input left empty is not sent, so the server's default applies. The server checks everything again
 // and stores nothing if it refuses.
-import { api, post, Schedule, ScheduleSpec, SpecField } from './api';
+import { Debouncer } from '@lumino/polling';
+
+import { Graph, ScheduleSpec, SpecField } from './api';
 import { el } from './dom';
 import { InputField, InputForm } from './form';
+import { SidebarModel } from './model';
+import { messageOf, Section } from './section';
 
 const DEBOUNCE_MS = 400;
 
-function say(node: HTMLElement, err: unknown): void {
-  node.textContent = err instanceof Error ? err.message : String(err);
-}
-
-export class ScheduleForm {
-  readonly node = el('div', { class: 'flyte-schedule-form' });
+export class ScheduleForm extends Section {
+  private readonly form = el('div', { class: 'flyte-schedule-form' });
   private readonly reserved = new Set<string>(); // inputs the scheduler sets (the spec's `params.reserved`)
-  readonly params = new InputForm('schedule', this.reserved);
+  private readonly params = new InputForm('schedule', this.reserved);
   private readonly kind = el('select', { class: 'flyte-schedule-kind' },
     el('option', { value: 'cron' }, 'cron'), el('option', { value: 'every' }, 'every'));
   private readonly cron = el('input', { class: 'flyte-cron' });
@@ -33,13 +33,12 @@ export class ScheduleForm {
   private readonly message = el('div', { class: 'flyte-schedule-message' });
   private events: string[] = []; // what a notification may be for (the spec's `notify.events`)
   private fields: InputField[] = [];
-  private timer = 0;
+  private hasSpec = false;
+  private readonly previewer = new Debouncer(() => this.refreshPreview(), DEBOUNCE_MS);
 
-  constructor(
-    private readonly path: () => string,
-    private readonly saved: () => Promise<void>
-  ) {
-    const refresh = () => this.refreshPreview();
+  constructor(private readonly model: SidebarModel) {
+    super('schedule');
+    const refresh = () => void this.previewer.invoke().catch(() => undefined);
     for (const input of [this.cron, this.every, this.tz, this.start]) {
       input.oninput = refresh;
     }
@@ -53,7 +52,7 @@ export class ScheduleForm {
     addNotify.onclick = () => this.addNotify();
     const save = el('button', { class: 'jp-Button flyte-schedule-save' }, 'Save schedule');
     save.onclick = () => void this.save();
-    this.node.append(
+    this.form.append(
       el('label', {}, 'fire ', this.kind, this.cron, this.every),
       el('label', {}, 'timezone', this.tz),
       el('label', {}, 'start (optional)', this.start),
@@ -64,17 +63,41 @@ export class ScheduleForm {
       el('label', {}, 'a fire time while one runs: ', this.overlap),
       el('div', { class: 'flyte-subhead' }, 'notifications'), this.notify, addNotify,
       el('div', {}, 'next fire times:'), this.preview, save, this.message);
+    this.content.append(el('h3', {}, 'Schedule'), this.form);
     this.showKind();
+    model.notebookChanged.connect(this.follow, this);
+    model.graphChanged.connect((_, graph: Graph | null) => this.setFields(graph?.input_fields ?? []), this);
+    void this.loadSpec();
   }
 
-  /** The workflow inputs of the active notebook changed. */
-  setFields(fields: InputField[]): void {
+  private follow(): void {
+    this.params.clear();
+    if (!this.hasSpec) {
+      void this.loadSpec(); // the server did not answer before
+    }
+  }
+
+  private async loadSpec(): Promise<void> {
+    try {
+      const config = await this.model.config();
+      if (!this.hasSpec) {
+        this.hasSpec = true;
+        this.setSpec(config.schedule_spec);
+      }
+      this.clearError();
+    } catch (err) {
+      this.showError(err);
+    }
+  }
+
+  /** The workflow inputs of the followed notebook changed. */
+  private setFields(fields: InputField[]): void {
     this.fields = fields;
     this.params.update(fields);
   }
 
   /** Draw the inputs as the server's schedule spec describes them: defaults, choices, bounds, hints. */
-  setSpec(spec: ScheduleSpec): void {
+  private setSpec(spec: ScheduleSpec): void {
     const field = (name: string): SpecField => spec.properties[name] ?? {};
     const texts: [string, HTMLInputElement][] = [
       ['cron', this.cron], ['every', this.every], ['timezone', this.tz], ['start', this.start], ['name', this.name],
@@ -117,24 +140,20 @@ export class ScheduleForm {
     return text ? { [this.kind.value]: text } : null;
   }
 
-  private refreshPreview(): void {
-    window.clearTimeout(this.timer);
-    this.timer = window.setTimeout(async () => {
-      const when = this.when();
-      if (!when) {
-        this.preview.replaceChildren();
-        return;
-      }
-      const query: Record<string, string> = { ...when, ...this.given({ timezone: this.tz, start: this.start }) };
-      try {
-        const p = await api<{ fire_times: string[] }>('schedules/preview', {}, query);
-        this.preview.replaceChildren(...p.fire_times.map(f => el('li', { class: 'flyte-fire-time' }, f)));
-        this.message.textContent = '';
-      } catch (err) {
-        this.preview.replaceChildren();
-        say(this.message, err);
-      }
-    }, DEBOUNCE_MS);
+  private async refreshPreview(): Promise<void> {
+    const when = this.when();
+    if (!when) {
+      this.preview.replaceChildren();
+      return;
+    }
+    try {
+      const p = await this.model.client.previewSchedule({ ...when, ...this.given({ timezone: this.tz, start: this.start }) });
+      this.preview.replaceChildren(...p.fire_times.map(f => el('li', { class: 'flyte-fire-time' }, f)));
+      this.message.textContent = '';
+    } catch (err) {
+      this.preview.replaceChildren();
+      this.message.textContent = messageOf(err);
+    }
   }
 
   private addNotify(): void {
@@ -175,22 +194,27 @@ export class ScheduleForm {
       return `${event}=${(li.querySelector('.flyte-notify-url') as HTMLInputElement).value.trim()}`;
     });
     const body: Record<string, unknown> = {
-      path: this.path(), ...when, params, catchup: this.catchup.checked, notify,
+      path: this.model.path, ...when, params, catchup: this.catchup.checked, notify,
       ...this.given({ timezone: this.tz, start: this.start, name: this.name, overlap: this.overlap })
     };
     for (const [name, text] of Object.entries(this.given({ max_catchup: this.maxCatchup, max_active: this.maxActive }))) {
       body[name] = Number(text);
     }
     try {
-      const s = await post<Schedule>('schedules', body);
+      const s = await this.model.client.addSchedule(body);
       this.message.textContent = `schedule ${s.name} saved`;
-      await this.saved();
+      this.model.schedulesChanged.emit();
     } catch (err) {
       if (!(err instanceof Error && this.params.showServerError(err.message))) {
-        say(this.message, err);
+        this.message.textContent = messageOf(err);
       } else {
         this.message.textContent = 'the server refused an input (marked above)';
       }
     }
+  }
+
+  dispose(): void {
+    this.previewer.dispose();
+    super.dispose();
   }
 }

@@ -63,11 +63,49 @@ def open_panel(page: Any, lab: Lab, path: str) -> None:
 
 
 class Lab:
-    def __init__(self, url: str, token: str, root: Path, home: Path, proc: subprocess.Popen[str]) -> None:
-        self.url, self.token, self.root, self.home, self.proc = url, token, root, home, proc
+    """A `jupyter lab` process: started by the fixture, stopped (and started again on the same port and token, as
+    a restarted server a page left open reconnects to) by a test that needs the server gone."""
+
+    def __init__(self, url: str, token: str, root: Path, home: Path, argv: list[str], env: dict[str, str]) -> None:
+        self.url, self.token, self.root, self.home, self.argv, self.env = url, token, root, home, argv, env
+        self.log: list[str] = []
+        self.start()
 
     def open(self, path: str) -> str:
         return f"{self.url}lab/tree/{path}?token={self.token}"
+
+    def start(self) -> None:
+        proc = subprocess.Popen(self.argv, env=self.env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the server says when it listens
+            self.log.append(line)
+            if READY.search(line):
+                break
+        else:
+            proc.wait()
+            pytest.fail("jupyter lab did not start:\n" + "".join(self.log[-40:]))
+        self.proc = proc
+        self._drain = threading.Thread(target=lambda: self.log.extend(proc.stderr or ()), daemon=True)
+        self._drain.start()
+
+    def stop(self) -> None:
+        """Stop the server and the kernels and run processes it started (a test that stopped it waits for its own)."""
+        proc = self.proc
+        started = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        # runs are detached from the server on purpose; the test's own must end with it
+        _, alive = psutil.wait_procs(started, timeout=60)
+        for child in alive:
+            child.kill()
+        psutil.wait_procs(alive, timeout=10)
+        self._drain.join(10)
+        assert proc.stderr is not None
+        proc.stderr.close()
 
 
 @pytest.fixture
@@ -87,43 +125,16 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
                                                                            os.environ.get("PYTHONPATH")])))
     env.pop("FLYTE_LAB_DB_URL", None)
     env.pop("FLYTE_LAB_ARTIFACTS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--ServerApp.jpserver_extensions={'flyte_lab': True}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )
-    assert proc.stderr is not None
-    log: list[str] = []
-    for line in proc.stderr:  # the server says when it listens
-        log.append(line)
-        if READY.search(line):
-            break
-    else:
-        proc.wait()
-        pytest.fail("jupyter lab did not start:\n" + "".join(log[-40:]))
-    drain = threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True)
-    drain.start()
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+            f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--ServerApp.jpserver_extensions={'flyte_lab': True}",
+            "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    lab = Lab(f"http://127.0.0.1:{port}/", token, root, home, argv, env)
     try:
-        yield Lab(f"http://127.0.0.1:{port}/", token, root, home, proc)
+        yield lab
     finally:
-        # kernels and run processes it started (a test that stopped the server waits for its own)
-        started = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        # runs are detached from the server on purpose; the test's own must end with it
-        _, alive = psutil.wait_procs(started, timeout=60)
-        for child in alive:
-            child.kill()
-        psutil.wait_procs(alive, timeout=10)
+        lab.stop()
         from flyte_lab.engine.shared_executor import stop
 
         stop(home)  # the shared executor the runs started (kept between runs by design)
-        drain.join(10)
-        proc.stderr.close()
-        (tmp_path / "jupyter-lab.log").write_text("".join(log))  # kept for a failed test's post-mortem
+        (tmp_path / "jupyter-lab.log").write_text("".join(lab.log))  # kept for a failed test's post-mortem

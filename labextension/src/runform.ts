@@ -1,0 +1,57 @@
+// The Run form: the followed notebook's workflow inputs (typed, from the graph), the cluster, and Run, which
+// saves the notebook first and launches it; what happened is said on one line below the button.
+import { ApiError, Graph } from './api';
+import { el } from './dom';
+import { InputForm } from './form';
+import { SidebarModel } from './model';
+import { messageOf, Section } from './section';
+
+export class RunFormSection extends Section {
+  private readonly inputs = new InputForm('run');
+  private readonly cluster = el('input', {
+    class: 'flyte-cluster', value: 'shared',
+    title: 'shared (your warm local executor), local (a private one), tcp://HOST:PORT or k8s'
+  });
+  private readonly message = el('div', { class: 'flyte-run-message' });
+
+  constructor(private readonly model: SidebarModel) {
+    super('run');
+    const button = el('button', { class: 'jp-Button flyte-run-button' }, 'Run');
+    button.onclick = () => void this.launch();
+    this.content.append(el('h3', {}, 'Run'),
+      el('div', { class: 'flyte-run-form' }, this.inputs.node, el('label', {}, 'cluster', this.cluster), button, this.message));
+    model.notebookChanged.connect(() => {
+      this.message.textContent = '';
+      this.inputs.clear();
+    }, this);
+    model.graphChanged.connect((_, graph: Graph | null) => this.inputs.update(graph?.input_fields ?? []), this);
+  }
+
+  /** Launch the notebook (saved first) with the form's values; the run appears in the runs section. */
+  async launch(): Promise<void> {
+    const panel = this.model.notebook;
+    if (!panel) {
+      return;
+    }
+    this.message.textContent = '';
+    const params = this.inputs.values();
+    if (params === null) {
+      this.message.textContent = 'fix the inputs marked above';
+      return;
+    }
+    if (panel.context.model.dirty) {
+      await panel.context.save();
+    }
+    try {
+      const created = await this.model.client.startRun({ path: panel.context.path, params, cluster: this.cluster.value || 'shared' });
+      this.message.textContent = `run ${created.run_id} started`;
+      this.model.runsChanged.emit();
+    } catch (err) {
+      const message = messageOf(err);
+      this.message.textContent = this.inputs.showServerError(message) ? 'the server refused an input (marked above)' : message;
+      if (err instanceof ApiError && err.diagnostics.length) {
+        this.model.diagnosticsShown.emit(err.diagnostics);
+      }
+    }
+  }
+}

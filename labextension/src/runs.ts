@@ -1,0 +1,91 @@
+// The followed notebook's recent runs, from the store through `GET runs` (one request for all of them): status,
+// progress, Cancel while live, a failed task's error (selects its cell) and its executed notebook. Asked every
+// second while one of them is live, else every five seconds, so runs started elsewhere (CLI, scheduler, another
+// tab) show up too.
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import { Poll } from '@lumino/polling';
+
+import { RunSummary } from './api';
+import { el } from './dom';
+import { openExecuted, ViewerServices } from './executed';
+import { SidebarModel } from './model';
+import { Section } from './section';
+
+const LIVE_POLL_MS = 1000;
+const IDLE_POLL_MS = 5000;
+const SHOWN = 5; // the newest runs shown
+const DEFAULT_DASHBOARD = 'http://127.0.0.1:5006';
+
+export class RunsSection extends Section {
+  private readonly list = el('ul', { class: 'flyte-run-list' });
+  private readonly poller: Poll;
+
+  constructor(
+    private readonly model: SidebarModel,
+    private readonly app: JupyterFrontEnd,
+    private readonly viewer: ViewerServices
+  ) {
+    super('runs');
+    this.content.append(el('h3', {}, 'Recent runs'), this.list);
+    this.poller = this.poll('runs', IDLE_POLL_MS, () => this.refresh());
+    model.notebookChanged.connect(() => {
+      this.list.replaceChildren();
+      this.clearError();
+      this.refreshPolls();
+    }, this);
+    model.saved.connect(() => this.refreshPolls(), this);
+    model.runsChanged.connect(() => this.refreshPolls(), this);
+  }
+
+  private async refresh(): Promise<void> {
+    const path = this.model.path;
+    if (!path) {
+      return;
+    }
+    const config = await this.model.config();
+    const summaries = await this.model.client.runs(path);
+    if (this.model.path !== path) {
+      return; // another notebook meanwhile: its own refresh draws it
+    }
+    const live = new Set(config.statuses.run.live); // the run states that may still change (the server's word)
+    const runs = summaries.slice(0, SHOWN);
+    this.render(runs, live, config.dashboard_url || DEFAULT_DASHBOARD);
+    const interval = runs.some(r => live.has(r.status)) ? LIVE_POLL_MS : IDLE_POLL_MS;
+    this.poller.frequency = { ...this.poller.frequency, interval };
+  }
+
+  private render(runs: RunSummary[], live: Set<string>, dashboard: string): void {
+    this.list.replaceChildren(...runs.map(run => this.item(run, live.has(run.status), dashboard)));
+  }
+
+  private item(run: RunSummary, live: boolean, dashboard: string): HTMLElement {
+    const { done, total } = run.progress;
+    const item = el('li', { class: `flyte-run flyte-run-${run.status}`, 'data-run': run.run_id },
+      el('span', { class: 'flyte-run-id' }, run.run_id), ' ',
+      el('span', { class: 'flyte-run-status' }, run.status), ' ',
+      el('progress', { max: String(total), value: String(done) }),
+      el('span', {}, ` ${done}/${total} `),
+      el('a', { href: `${dashboard}/run?id=${encodeURIComponent(run.run_id)}`, target: '_blank', rel: 'noopener' }, 'dashboard'));
+    if (live) {
+      const cancel = el('button', { class: 'jp-Button flyte-cancel' }, 'Cancel');
+      cancel.onclick = () => void this.act(this.model.client.cancelRun(run.run_id));
+      item.append(' ', cancel);
+    }
+    for (const [name, task] of Object.entries(run.tasks)) {
+      if (task.error) { // only a failed task has one
+        const cell = task.error.cell ?? task.cell;
+        const where = el('a', { href: '#', class: 'flyte-run-error-cell' },
+          `${name}: ${task.error.type}: ${task.error.message} (cell ${cell}, line ${task.error.line ?? '?'})`);
+        where.onclick = e => {
+          e.preventDefault();
+          this.model.selectCell(cell);
+        };
+        const open = el('button', { class: 'jp-Button flyte-open-executed' }, 'executed notebook');
+        open.onclick = () =>
+          void openExecuted(this.app, this.viewer, this.model.client, run.run_id, name).catch(err => this.showError(err));
+        item.append(el('div', { class: 'flyte-task-error' }, where, ' ', open));
+      }
+    }
+    return item;
+  }
+}
