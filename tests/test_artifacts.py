@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flyte_lab.engine.artifacts import CODECS, ArtifactRef, ArtifactStore, load_or_create_key
-from flyte_lab.engine.codec_registry import Codec
+from flyte_lab.engine.codecs.registry import Codec
 from flyte_lab.errors import ArtifactError, TaskTypeError
 from flyte_lab.graph.model import TypeRef
 from flyte_lab.private_fs import write_private

@@ -22,6 +22,7 @@ from tests.process_helpers import (
     accepts,
     finish,
     free_port,
+    json_tail,
     only_run_id,
     open_store,
     procs,
@@ -132,6 +133,39 @@ def test_cancel_from_another_process_and_resume_of_a_live_run_is_refused(
     assert run["tasks"]["slow"]["error"]["type"] == "Cancelled"
     wait_no_home_processes(home, 15, only_kernels=True)
     assert _cli(home, "cancel", run_id).stdout.strip() == f"run {run_id} already cancelled; nothing to cancel"
+
+
+@pytest.mark.timeout(150)
+def test_a_cancelled_run_leaves_no_attempt_running(
+        home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    nb = write_notebook(
+        tmp_path / "two_blocking.ipynb", f"marks = {str(marks)!r}",
+        *(f"%%flyte_task {name}(marks: str) -> {name}_out: int\n" + BLOCK.replace("{NAME}", name) + f"{name}_out = 1"
+          for name in ("left", "right")))
+    log = tmp_path / "run.log"
+    driver = spawn([*CLI, "run", str(nb), "--cluster", "local", "--workers", "2"], home, log)
+    procs.append(driver)
+    wait_for(lambda: _started(marks, "left") == _started(marks, "right") == 1, 90, "both tasks to start")
+    run_id = only_run_id(home)
+    assert run_id
+
+    cancelled = _cli(home, "cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    rc, out = finish(driver, log, 60)
+    assert rc == 1, out
+    (marks / "release").touch()  # nothing may finish them now: their kernels are gone
+    shown = _cli(home, "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    run = json_tail(shown.stdout)
+    assert run["status"] == "cancelled"
+    # every attempt the cancel stopped is closed as the run ended, not left `running` until a resume
+    for name in ("left", "right"):
+        [attempt] = run["attempts_detail"][name]
+        assert attempt["status"] == "cancelled" and attempt["finished_at"], attempt
+        assert attempt["error"]["type"] == "Cancelled", attempt
+    wait_no_home_processes(home, 15, only_kernels=True)
 
 
 @pytest.mark.timeout(200)

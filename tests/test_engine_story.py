@@ -1,5 +1,6 @@
 """A run's history told from its state machine alone: a real notebook whose task fails once and is retried,
-driven by the real driver on a real LocalCluster (kernels, papermill, SQLite), then read back as the task's
+driven by the real driver on a real LocalCluster (kernels, papermill, SQLite) through the public API
+(`run_notebook(on_driven=...)` hands over the run's state machine), then read back as the task's
 story (its stimuli with their ids, and the instructions each produced for it, in order) and checked
 against what the store recorded."""
 
@@ -12,11 +13,6 @@ import pytest
 from flyte_lab.engine import api
 from flyte_lab.engine import state_machine as sm
 from flyte_lab.engine.attempt_records import AttemptFailed, AttemptSucceeded
-from flyte_lab.engine.clusters import connect
-from flyte_lab.engine.driver import RunDriver
-from flyte_lab.engine.worker.kernels import close_pools
-from flyte_lab.graph.validate import encode_values, graph_json
-from flyte_lab.store.leases import driver_identity
 from tests.test_engine_run import write_notebook
 
 pytestmark = pytest.mark.cluster
@@ -31,22 +27,12 @@ def test_the_stimulus_log_tells_a_retried_tasks_story(tmp_path: Path, home: Path
         f"    open({str(marker)!r}, 'w').close()\n    raise RuntimeError('first try fails')\nn = 1",
         "%%flyte_task after(n: int) -> m: int\nm = n + 1",
     )
-    # what `api.run_notebook` does, keeping hold of the driver to read its machine afterwards
-    wf, values = api._validated(str(nb), {})
-    store, artifacts = api._stores(api.flyte_home())
-    refs = api._input_refs(wf, values, artifacts)
-    tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()} for n in wf.order]
-    run_id = store.create_run(str(nb), encode_values(wf, values), graph_json(wf), tasks, "local")
-    fence = store.claim_run(run_id, driver_identity(), api.lease_ttl())
-    try:
-        with connect("local", 1, wf.kernel_name, wf=wf) as client:
-            driver = RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
-                               input_refs=refs, secrets={}, lease_ttl_s=api.lease_ttl())
-            assert driver.run() == "succeeded"
-    finally:
-        close_pools()
+    machines: list[sm.RunStateMachine] = []
+    run = api.run_notebook(str(nb), {}, cluster="local", workers=1, on_driven=machines.append)
+    assert run["status"] == "succeeded"
+    [machine] = machines
 
-    story = driver.machine.story("flaky")
+    story = machine.story("flaky")
     ids = [entry.id for entry in story]
     assert ids == sorted(ids) and ids[0] == 1, ids
     assert [(type(e.event).__name__, [type(i).__name__ for i in e.instructions]) for e in story] == [
@@ -71,11 +57,11 @@ def test_the_stimulus_log_tells_a_retried_tasks_story(tmp_path: Path, home: Path
     assert isinstance(succeeded.event, sm.TaskSucceeded) and isinstance(succeeded.event.result, AttemptSucceeded)
     assert succeeded.instructions == (sm.FinishAttempt("flaky", 2, succeeded.event.result),)
     # the downstream task's story begins with the success that let it start
-    assert [type(i).__name__ for i in driver.machine.story("after")[0].instructions] == ["StartAttempt", "Submit"]
-    assert driver.machine.story("after")[0].id == succeeded.id
+    assert [type(i).__name__ for i in machine.story("after")[0].instructions] == ["StartAttempt", "Submit"]
+    assert machine.story("after")[0].id == succeeded.id
 
-    # what the store recorded is what the instructions carried, under the same attempt numbers
-    run = store.get_run(run_id)
+    # what the store recorded (the run's `show --json` record) is what the instructions carried, under the same
+    # attempt numbers
     attempts = run["attempts_detail"]["flaky"]
     assert [(a["number"], a["status"]) for a in attempts] == [(1, "failed"), (2, "succeeded")]
     assert attempts[0]["error"] == result.error.to_dict() == {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
 from flyte_lab import magics
-from flyte_lab.kernel_ext.runtime_types import check_value, describe, type_error_message
+from flyte_lab.graph.value_checks import check_value, describe, type_error_message
 
 SETUP = """\
 import pandas as pd
@@ -287,7 +289,7 @@ def test_extra_magic_classes_register(shell: InteractiveShell, monkeypatch: pyte
     assert shell.run_line_magic("flyte_extra", "ok") == "extra ok"
 
 
-# -- runtime_types, without a shell ---------------------------------------------------------------
+# -- graph.value_checks, without a shell ---------------------------------------------------------------
 
 @pytest.mark.parametrize(("value", "annotation"), [
     (1, int), (1.5, float), ("s", str), (3, int | None), ([1.0, 2.0], list[float]),
@@ -322,3 +324,12 @@ def test_message_and_long_values() -> None:
     assert describe("x" * 100).endswith("…')") or describe("x" * 100).endswith("…)")
     assert type_error_message("t", "input", "x", "int", "the value is `str` ('a')") == (
         "task `t`: input `x` is declared `int` but the value is `str` ('a')")
+
+
+def test_value_checks_import_only_the_stdlib() -> None:
+    """Task kernels import the checks at start: they must pull in neither IPython, typeguard nor pandera."""
+    probe = ("import sys; before = set(sys.modules); import flyte_lab.graph.value_checks; "
+             "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before}"
+             " - set(sys.stdlib_module_names))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["flyte_lab"], done.stdout

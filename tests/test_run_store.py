@@ -658,3 +658,21 @@ def test_a_run_stores_the_notebook_hash_older_runs_stored(store: RunStore, tmp_p
     assert hash_notebook(notebook) == VALID_PIPELINE_HASH
     assert store.run_record(_new_run(store, str(notebook)))["notebook_hash"] == VALID_PIPELINE_HASH
     assert store.run_record(_new_run(store, str(tmp_path / "gone.ipynb")))["notebook_hash"] is None
+
+
+def test_the_apis_get_and_cancel_use_the_callers_store(store: RunStore, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server or a command that keeps a store open hands it over; without one, the environment's is opened."""
+    from flyte_lab.engine.api import cancel_run, get_run
+    from flyte_lab.errors import NoStore
+
+    monkeypatch.setenv("FLYTE_LAB_HOME", str(tmp_path / "empty-home"))  # the environment has no store at all
+    monkeypatch.delenv("FLYTE_LAB_DB_URL", raising=False)
+    run_id = _new_run(store)
+    with pytest.raises(NoStore):
+        get_run(run_id)
+    assert get_run(run_id, store)["status"] == "queued"
+    assert cancel_run(run_id, store) == (run_id, "recorded")  # no live driver: cancelled by the call itself
+    assert get_run(run_id, store)["status"] == "cancelled"
+    assert store.get_run(run_id)["status"] == "cancelled"  # the caller's store is still open
+    assert not (tmp_path / "empty-home").exists()  # nothing was created in the environment's place

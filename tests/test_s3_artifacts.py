@@ -95,7 +95,7 @@ def test_an_object_changed_in_the_bucket_is_refused(store: ArtifactStore, s3: S3
     data = bytearray(store.fs.cat_file(path))
     data[-2] ^= 0x01
     store.fs.pipe_file(path, bytes(data))  # someone with write access to the bucket
-    fresh = ArtifactStore(store.root_url, KEY, cache_dir=str(Path(store._cache_dir).parent / "c2"), allow_pickle=True)
+    fresh = ArtifactStore(store.root_url, KEY, cache_dir=str(Path(store.cache_dir).parent / "c2"), allow_pickle=True)
     with pytest.raises(ArtifactError, match="content hash"):
         fresh.get(art.uri, WIDGET)
 

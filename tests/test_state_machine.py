@@ -305,9 +305,12 @@ def test_cancel_fails_running_and_skips_queued() -> None:
     sm.handle(RunStarted())
     sm.handle(TaskStarted("a", 1))
     run_ok(sm, "x")
-    # y was submitted but never started: still queued.
+    # y was submitted but never started: still queued. Both attempts are recorded, so both rows are closed.
+    stopped = AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled("run cancelled"))
     assert sm.handle(CancelRequested()) == [
         KillAttempts(("a", "y")),
+        FinishAttempt("a", 1, stopped, run_ended="cancelled"),
+        FinishAttempt("y", 1, stopped, run_ended="cancelled"),
         MarkTask("a", "failed", ErrorRecord.run_cancelled("run cancelled")),
         MarkTask("b", "skipped"),
         MarkTask("y", "skipped"),
@@ -389,6 +392,7 @@ class Driver:
         self.submitted: list[Submit] = []
         self.started: list[StartAttempt] = []
         self.failures: dict[str, list[str]] = {}  # task -> failure kinds, in order
+        self.open_attempts: set[tuple[str, int]] = set()  # attempt rows recorded and not yet closed
 
     def send(self, event: Any) -> list[Instruction]:
         out = self.sm.handle(event)
@@ -398,6 +402,7 @@ class Driver:
             if isinstance(instr, StartAttempt):
                 assert instr.attempt == self.sm.attempts[instr.task]
                 self.started.append(instr)
+                self.open_attempts.add((instr.task, instr.attempt))
             elif isinstance(instr, Submit):
                 assert self.started[-1] == StartAttempt(instr.task, instr.attempt)  # recorded before it is sent
                 status = self.sm.task_status
@@ -413,6 +418,7 @@ class Driver:
             elif isinstance(instr, MarkTask | RecordCacheHit | FinishAttempt):
                 if isinstance(instr, FinishAttempt):
                     assert instr.attempt <= self.sm.attempts[instr.task]
+                    self.open_attempts.discard((instr.task, instr.attempt))
                     if isinstance(instr.result, AttemptFailed):
                         continue  # a MarkTask says what becomes of the task
                     status = "succeeded"
@@ -431,6 +437,8 @@ class Driver:
                 pass
             else:
                 assert isinstance(instr, FinishRun)
+                if isinstance(event, CancelRequested | DriverCrashed):  # a stop closes every attempt row it leaves
+                    assert not self.open_attempts, self.open_attempts
                 self.finishes.append(instr)
         return out
 
@@ -602,7 +610,9 @@ def test_cancel_kills_running_attempts_and_releases_locks() -> None:
     sm.handle(TaskStarted("a", 1))
     out = sm.handle(CancelRequested("cancelled by Ctrl-C"))
     cancelled = ErrorRecord.run_cancelled("cancelled by Ctrl-C")
-    assert out == [KillAttempts(("a",)), MarkTask("a", "failed", cancelled), MarkTask("b", "skipped"),
+    stopped = AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled("cancelled by Ctrl-C"))
+    assert out == [KillAttempts(("a",)), FinishAttempt("a", 1, stopped, run_ended="cancelled"),
+                   MarkTask("a", "failed", cancelled), MarkTask("b", "skipped"),
                    MarkTask("c", "skipped"), ReleaseCacheLock("a"), FinishRun("cancelled")]
     assert sm.done and sm.held_locks == frozenset() and sm.waiting_on_cache == {}
     assert sm.handle(TaskSucceeded("a", 1, OK)) == []  # the killed attempt's late answer changes nothing
@@ -652,7 +662,9 @@ def test_driver_crash_ends_the_run_failed_with_its_error() -> None:
     sm.handle(CacheLocked("a"))
     sm.handle(TaskStarted("a", 1))
     error = ErrorRecord.driver_failed("KeyError: 'x'", "Traceback ...")
-    assert sm.handle(DriverCrashed(error)) == [KillAttempts(("a",)), MarkTask("a", "failed", error),
+    stopped = AttemptFailed(kind="infra", error=ErrorRecord.infrastructure("DriverError", error.message))
+    assert sm.handle(DriverCrashed(error)) == [KillAttempts(("a",)), FinishAttempt("a", 1, stopped, run_ended="failed"),
+                                               MarkTask("a", "failed", error),
                                                MarkTask("b", "skipped"), ReleaseCacheLock("a"),
                                                FinishRun("failed", error)]
     assert sm.run_status == "failed" and sm.done

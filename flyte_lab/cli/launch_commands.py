@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flyte_lab.graph.params import split_params
 from flyte_lab.statuses import RUN_LIVE, RUN_TERMINAL, RunStatus, TaskStatus
+
+if TYPE_CHECKING:
+    from flyte_lab.store import RunStore
 
 
 class _Progress:
@@ -107,9 +110,16 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
+    from flyte_lab.store import RunStore
+
+    with RunStore.from_env(create=False) as store:  # one store for the request and the wait after it
+        return _cancel(args, store)
+
+
+def _cancel(args: argparse.Namespace, store: RunStore) -> int:
     from flyte_lab.engine.api import cancel_run, get_run
 
-    run_id, outcome = cancel_run(args.run_id)
+    run_id, outcome = cancel_run(args.run_id, store)
     if outcome in RUN_TERMINAL:
         print(f"run {run_id} already {outcome}; nothing to cancel")
         return 0
@@ -121,7 +131,7 @@ def cancel(args: argparse.Namespace) -> int:
         return 0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        status = get_run(run_id)["status"]
+        status = get_run(run_id, store)["status"]
         if status not in RUN_LIVE:
             print(f"run {run_id} {status}")
             return 0

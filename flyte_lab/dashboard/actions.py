@@ -46,8 +46,9 @@ class Action:
 
 def cancel(run_id: str) -> str:
     from flyte_lab.engine.api import cancel_run
+    from flyte_lab.store.shared import shared_store
 
-    run_id, state = cancel_run(run_id)
+    run_id, state = cancel_run(run_id, shared_store())  # the server's one store, as its pages read
     return f"cancel of `{run_id}`: {state}"
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flyte_lab.engine.attempt_records import ErrorRecord
 from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
@@ -19,8 +19,14 @@ from flyte_lab.graph.validate import decode_values, encode_values, graph_json, r
 from flyte_lab.notebook_hash import hash_notebook
 from flyte_lab.statuses import RunStatus, TaskStatus
 
+if TYPE_CHECKING:
+    from flyte_lab.engine.state_machine import RunStateMachine
+    from flyte_lab.store import RunStore
+
 OnChange = Callable[[Any], None]
 OnEvent = Callable[[str], None]
+# called with the run's state machine once its driver stops: `story(task)`, `stimulus_log`, final states
+OnDriven = Callable[["RunStateMachine"], None]
 
 
 def lease_ttl() -> float:
@@ -156,7 +162,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
                  use_cache: bool = True, shared_fs: bool = False, on_created: Callable[[str], None] | None = None,
                  on_change: OnChange | None = None, on_event: OnEvent | None = None,
                  on_finished: Callable[[dict[str, Any]], None] | None = None, keep_cluster: bool = False,
-                 **launch: Any) -> dict[str, Any]:
+                 on_driven: OnDriven | None = None, **launch: Any) -> dict[str, Any]:
     """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record.
 
     `cluster`: "shared" (the user's warm executor, `engine/shared_executor.py`: what the CLI, Lab and the
@@ -165,6 +171,8 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
 
     `launch` may carry `schedule` and `scheduled_time` (a scheduled run: the store refuses a second run for
     the same pair with `ScheduledRunExists`); `on_finished` gets the record of a run that ended (notifications).
+    `on_driven` gets the run's state machine once its driver stopped, to read how the run went from the machine
+    itself (`RunStateMachine.story(task)`: each stimulus with its id and the instructions it produced).
     """
     from flyte_lab.store.leases import driver_identity
 
@@ -192,7 +200,7 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
         on_created(run_id)
     try:
         _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
-               on_event, keep=keep_cluster)
+               on_event, keep=keep_cluster, on_driven=on_driven)
     finally:
         if on_finished is not None:
             record = store.get_run(run_id)
@@ -251,17 +259,31 @@ def _close_orphan_attempts(store: Any, run: dict[str, Any], fence: int) -> None:
                                      fence=fence, error=ErrorRecord.driver_lost().to_dict())
 
 
-def cancel_run(run_id: str) -> tuple[str, str]:
-    """Ask a run to stop, from any process: (run_id, "requested" | "recorded" | its final status)."""
+def cancel_run(run_id: str, store: RunStore | None = None) -> tuple[str, str]:
+    """Ask a run to stop, from any process: (run_id, "requested" | "recorded" | its final status).
+
+    `store`: the run store the caller keeps open (a server's shared one, a command's); else the environment's
+    is opened for this call (`NoStore` when there is none).
+    """
+    with _store_or_env(store) as opened:
+        return opened.request_cancel(run_id)
+
+
+@contextlib.contextmanager
+def _store_or_env(store: RunStore | None) -> Iterator[RunStore]:
+    """The caller's store, left open; else the environment's, opened read-only (creating nothing) and closed."""
+    if store is not None:
+        yield store
+        return
     from flyte_lab.store import RunStore
 
-    with RunStore.from_env(create=False) as store:
-        return store.request_cancel(run_id)  # type: ignore[no-any-return]
+    with RunStore.from_env(create=False) as opened:
+        yield opened
 
 
 def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, refs: Any, secrets: Any,
            scrub: list[str], cluster: str, workers: int | None, use_cache: bool, on_change: OnChange | None,
-           on_event: OnEvent | None, keep: bool = False, **prior: Any) -> None:
+           on_event: OnEvent | None, keep: bool = False, on_driven: OnDriven | None = None, **prior: Any) -> None:
     from flyte_lab.engine.clusters import connect
     from flyte_lab.engine.driver import RunDriver
     from flyte_lab.engine.worker.kernels import close_pools
@@ -273,9 +295,14 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
         on_scale = store_recorder(store, run_id, fence)  # k8s worker groups' scale events, into the run
         with connect(cluster, workers, wf.kernel_name, wf=wf, on_scale=on_scale, keep=keep) as client:
             driving = True
-            RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
-                      input_refs=refs, secrets=secrets, scrub=scrub, use_cache=use_cache, lease_ttl_s=lease_ttl(),
-                      on_change=on_change, on_event=on_event, **prior).run()
+            driver = RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
+                               input_refs=refs, secrets=secrets, scrub=scrub, use_cache=use_cache,
+                               lease_ttl_s=lease_ttl(), on_change=on_change, on_event=on_event, **prior)
+            try:
+                driver.run()
+            finally:
+                if on_driven is not None:
+                    on_driven(driver.machine)
     except (Exception, KeyboardInterrupt) as exc:
         if not driving:  # the cluster never came up (bad address, Ctrl-C while starting): nothing ran
             status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
@@ -293,11 +320,10 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
             close_pools()  # the local workers were threads of this process: leave no kernel behind
 
 
-def get_run(run_id: str) -> dict[str, Any]:
-    from flyte_lab.store import RunStore
-
-    with RunStore.from_env(create=False) as store:
-        return dict(store.get_run(run_id))
+def get_run(run_id: str, store: RunStore | None = None) -> dict[str, Any]:
+    """The `show --json` record of a run; `store` as for `cancel_run`."""
+    with _store_or_env(store) as opened:
+        return dict(opened.get_run(run_id))
 
 
 __all__ = ["ResumePlan", "cancel_run", "get_run", "resume_run", "run_notebook"]

@@ -2,10 +2,12 @@
 
 Every value is written under `ROOT/ab/abcdef….EXT`, where the name is the
 sha256 of the stored bytes, so equal values share one file and a file never
-changes once written. The codec follows the declared type (see `codecs.py`
-for JSON): Parquet for DataFrames, `.npy` for arrays, a copied file or folder
-for `pathlib.Path` (`path_artifacts.py`), and cloudpickle, signed with
-HMAC-SHA256, for everything else. A list can also be stored element by
+changes once written. The codec follows the declared type, each one a module
+of `engine/codecs/` registered in `CODECS`: typed JSON by default, Parquet for
+DataFrames, `.npy` for arrays, a copied file or folder for `pathlib.Path`, and
+cloudpickle, signed with this store's HMAC-SHA256 key, for everything else.
+This module keeps the store's own concerns: keys and URIs, content-addressed
+blobs, the signing key, dispatch through the registry, and list manifests. A list can also be stored element by
 element behind a manifest (`put_elements`, `put_manifest`), so a map-over task
 reads only its element and the driver splits and gathers without decoding. Reading
 checks that the URI names a key of this store before touching it, checks every
@@ -20,35 +22,28 @@ kernels do.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import io
 import json
 import os
-import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.utils import get_protocol
 
-from flyte_lab.engine import codecs
-from flyte_lab.engine import path_artifacts as paths
 from flyte_lab.engine.artifact_key import load_or_create_key
-from flyte_lab.engine.codec_registry import Codec, CodecRegistry
+from flyte_lab.engine.codecs import json_codec, parquet_npy, path_artifacts, signed_pickle, typed_json
+from flyte_lab.engine.codecs.registry import Codec, CodecRegistry
 from flyte_lab.errors import ArtifactError, TaskTypeError
 from flyte_lab.graph.model import TypeRef
-from flyte_lab.private_fs import FILE_MODE, make_private_dirs, open_private, write_private
+from flyte_lab.private_fs import make_private_dirs, open_private, write_private
 
-# the codec a value of a declared kind is written with (others: JSON, by `codecs.encode`)
+# the codec a value of a declared kind is written with (others: JSON, by `typed_json.encode`)
 _CODEC_OF_KIND = {"path": "path", "dataframe": "parquet", "ndarray": "npy", "other": "pickle"}
-_PICKLE_MAGIC = b"FLYTE_LAB_PICKLE_V1\n"
-_SIG_SIZE = hashlib.sha256().digest_size
 _PREVIEW_LIMIT = 200
 
 
@@ -68,7 +63,12 @@ class ArtifactRef:
 
 
 class ArtifactStore:
-    """Content-addressed artifacts under one fsspec root (`file://`, `memory://`, `s3://`…)."""
+    """Content-addressed artifacts under one fsspec root (`file://`, `memory://`, `s3://`…).
+
+    The codecs of `engine/codecs/` use its public surface: `write_blob`, `read_verified`, `read_raw`, `ref`,
+    `sign`, `put_nested` / `get_nested`, `path_of` / `uri_of` / `digest_of`, and where it lives (`fs`,
+    `local`, `root_path`, `real_root`, `cache_dir`).
+    """
 
     def __init__(self, root_url: str, hmac_key: bytes, *, cache_dir: str | None = None,
                  allow_pickle: bool = False) -> None:
@@ -84,13 +84,14 @@ class ArtifactStore:
         self.local = isinstance(fs, LocalFileSystem)
         if self.local:
             root = make_private_dirs(os.path.expanduser(root))
-            self._real_root = os.path.realpath(root)
-        self._root = root.rstrip("/")
-        self.root_url = fs.unstrip_protocol(self._root)
+            self.real_root = os.path.realpath(root)  # symlinks resolved: what reads must stay inside
+        self.root_path = root.rstrip("/")
+        self.root_url = fs.unstrip_protocol(self.root_path)
         protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
         self._protocols = set(protocols)
         digest = hashlib.sha256(self.root_url.encode()).hexdigest()[:16]
-        self._cache_dir = cache_dir or os.path.join(
+        # a remote store's path artifacts are downloaded here once per worker
+        self.cache_dir = cache_dir or os.path.join(
             tempfile.gettempdir(), f"flyte_lab-{os.getuid()}-cache-{digest}")
 
     @property
@@ -100,7 +101,7 @@ class ArtifactStore:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the store crosses Dask to workers: rebuild it from its settings, not its fs object
-        return (_rebuild_store, (self.root_url, self._key, self._cache_dir, self.allow_pickle))
+        return (_rebuild_store, (self.root_url, self._key, self.cache_dir, self.allow_pickle))
 
     @classmethod
     def from_env(cls, home: str | None = None, *, allow_pickle: bool = False) -> ArtifactStore:
@@ -125,74 +126,33 @@ class ArtifactStore:
         return self._put(value, type_ref, namespace)
 
     def _put(self, value: Any, spec: Any, namespace: dict[str, Any] | None = None) -> ArtifactRef:
-        shape = codecs.shape_of(spec)
+        shape = typed_json.shape_of(spec)
         if shape.kind == "union" and value is not None:
-            arms = [a for a in shape.args if codecs.shape_of(a).kind != "none"]
+            arms = [a for a in shape.args if typed_json.shape_of(a).kind != "none"]
             if len(arms) == 1:  # Optional[T] holding a T is stored as a T
                 return self._put(value, arms[0], namespace)
             for arm in arms:  # a file-like arm the value matches gets its own codec
-                kind = codecs.shape_of(arm).kind
-                if kind in codecs.NESTED_KINDS and _matches(value, kind):
+                kind = typed_json.shape_of(arm).kind
+                if kind in typed_json.NESTED_KINDS and _matches(value, kind):
                     return self._put(value, arm, namespace)
         kind = shape.kind
         if value is not None and kind == "any":  # no declared type: the value's natural codec
             kind = next((k for k in ("dataframe", "ndarray") if _matches(value, k)), "any")
-        if value is not None and kind in codecs.NESTED_KINDS:
-            codecs.check_nested(value, spec, kind)
+        if value is not None and kind in typed_json.NESTED_KINDS:
+            typed_json.check_nested(value, spec, kind)
         write = CODECS.writer(_CODEC_OF_KIND.get(kind, "json") if value is not None else "json")
         return write(self, value, spec, namespace)
 
-    def _put_json(self, value: Any, spec: Any, namespace: dict[str, Any] | None) -> ArtifactRef:
-        ctx = codecs.Context(namespace, put_nested=lambda v, s: self._key_of(self._put(v, s, namespace).uri))
-        try:
-            data = codecs.canonical_json(codecs.encode(value, spec, ctx))
-        except codecs.NotJson as exc:
-            return self._put_pickle(value, exc.qualname)
-        return self._ref(self.write_blob(data, "json"), "json", data, codecs.preview_of(value))
+    def put_nested(self, value: Any, spec: Any, namespace: dict[str, Any] | None) -> str:
+        """Store a part of a value (a DataFrame inside a dataclass…) as its own artifact; its key."""
+        return self._key_of(self._put(value, spec, namespace).uri)
 
-    def _put_parquet(self, value: Any, spec: Any, namespace: dict[str, Any] | None) -> ArtifactRef:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            buffer = io.BytesIO()
-            # preserve_index=None keeps a RangeIndex as metadata and any other index as columns
-            pq.write_table(pa.Table.from_pandas(value, preserve_index=None), buffer)
-        except (ValueError, TypeError, ImportError) as exc:  # object columns
-            return self._put_pickle(value, codecs.qualname(type(value)), reason=str(exc))
-        rows, cols = value.shape
-        names = ", ".join(str(c) for c in value.columns)
-        data = buffer.getvalue()
-        return self._ref(self.write_blob(data, "parquet"), "parquet", data, f"DataFrame {rows}x{cols} [{names}]")
-
-    def _put_npy(self, value: Any, spec: Any, namespace: dict[str, Any] | None) -> ArtifactRef:
-        try:
-            import numpy as np
-
-            buffer = io.BytesIO()
-            np.save(buffer, value, allow_pickle=False)
-        except (ValueError, TypeError, ImportError) as exc:  # object arrays
-            return self._put_pickle(value, codecs.qualname(type(value)), reason=str(exc))
-        data = buffer.getvalue()
-        return self._ref(self.write_blob(data, "npy"), "npy", data, f"ndarray {value.dtype} {value.shape}")
-
-    def _put_pickle(self, value: Any, cls_name: str, reason: str = "") -> ArtifactRef:
-        import cloudpickle
-
-        payload = cloudpickle.dumps(value)
-        data = _PICKLE_MAGIC + self._sign(payload) + payload
-        warning = (f"{cls_name} travels by cloudpickle: only code with the same class definitions and "
-                   "library versions can read it back")
-        if reason:
-            warning += f" ({reason[:200]})"
-        key = self.write_blob(data, "pkl")
-        return self._ref(key, "pickle", data, codecs.preview_of(value), warning)
-
-    def _sign(self, payload: bytes) -> bytes:
+    def sign(self, payload: bytes) -> bytes:
+        """The HMAC-SHA256 signature of a pickle payload under this store's key."""
         return hmac.new(self._key, b"flyte_lab/pickle/v1\0" + payload, hashlib.sha256).digest()
 
-    def _ref(self, key: str, codec: str, data: bytes, preview: str, warning: str | None = None
-             ) -> ArtifactRef:
+    def ref(self, key: str, codec: str, data: bytes, preview: str, warning: str | None = None) -> ArtifactRef:
+        """The reference to a blob just written under `key` (`data`: the bytes whose hash it carries)."""
         digest = hashlib.sha256(data).hexdigest()
         return ArtifactRef(self.uri_of(key), codec, digest, _clip(preview), warning)
 
@@ -219,7 +179,7 @@ class ArtifactStore:
                      namespace: dict[str, Any] | None = None) -> ArtifactRef:
         """Store each element of `values` as `elem_type`, then the manifest listing them."""
         if not isinstance(values, list):
-            got = codecs.qualname(type(values))
+            got = typed_json.qualname(type(values))
             raise TaskTypeError(f"value of type {got} does not match the declared type list[{elem_type.display()}]",
                                 expected=f"list[{elem_type.display()}]", got=got)
         refs = [self._put(value, elem_type, namespace) for value in values]
@@ -239,7 +199,7 @@ class ArtifactStore:
         key = self._key_of(uri)
         if not key.endswith(".list"):
             raise ArtifactError(f"artifact {uri} is not a list manifest", uri=uri)
-        return [self.uri_of(k) for k in self._manifest_keys(key, self._verified_read(key))]
+        return [self.uri_of(k) for k in self._manifest_keys(key, self.read_verified(key))]
 
     def element_uris(self, uri: str, elem_type: TypeRef) -> list[str] | None:
         """One URI per element of a stored list, for the driver to hand each map task its own element;
@@ -254,18 +214,18 @@ class ArtifactStore:
         if key.endswith(".list"):
             return self.manifest_elements(uri)
         if key.endswith(".json"):
-            data = json.loads(self._verified_read(key))
+            data = json.loads(self.read_verified(key))
             if isinstance(data, list):
-                nested = codecs.shape_of(elem_type).kind != "dict"
+                nested = typed_json.shape_of(elem_type).kind != "dict"
                 return [self.uri_of(self._checked_key(item["$artifact"], uri))
                         if nested and isinstance(item, dict) and item.keys() == {"$artifact"}
-                        else self.uri_of(self.write_blob(codecs.canonical_json(item), "json")) for item in data]
+                        else self.uri_of(self.write_blob(typed_json.canonical_json(item), "json")) for item in data]
         return None
 
     def _put_manifest(self, keys: list[str], preview: str, warning: str | None = None) -> ArtifactRef:
         elements = [[key, KEY_RE.match(key).group(1)] for key in keys]  # type: ignore[union-attr]
-        data = codecs.canonical_json({"elements": elements})
-        return self._ref(self.write_blob(data, "list"), "manifest", data, preview, warning)
+        data = typed_json.canonical_json({"elements": elements})
+        return self.ref(self.write_blob(data, "list"), "manifest", data, preview, warning)
 
     def _manifest_keys(self, key: str, data: bytes) -> list[str]:
         try:
@@ -279,11 +239,11 @@ class ArtifactStore:
         return keys
 
     def _get_manifest(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
-        data = self._verified_read(key)
+        data = self.read_verified(key)
         kind, elem_spec = _sequence_spec(spec)
         if kind is None:
-            raise ArtifactError(f"stored list {self.uri_of(key)} cannot be read as {codecs.display(spec)}; "
-                                "the artifact was written for another type", expected=codecs.display(spec))
+            raise ArtifactError(f"stored list {self.uri_of(key)} cannot be read as {typed_json.display(spec)}; "
+                                "the artifact was written for another type", expected=typed_json.display(spec))
         items = [self._get(k, elem_spec, namespace) for k in self._manifest_keys(key, data)]
         return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](items)
 
@@ -296,46 +256,19 @@ class ArtifactStore:
         ext = KEY_RE.match(key).group(2)  # type: ignore[union-attr]  # checked by _key_of
         return CODECS.of_ext(ext).read(self, key, spec, namespace)
 
-    def _get_json(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
-        ctx = codecs.Context(namespace, get_nested=lambda k, s: self._get(self._checked_key(k), s, namespace))
-        return codecs.decode(json.loads(self._verified_read(key)), spec, ctx)
+    def get_nested(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
+        """A part of a value stored as its own artifact, by the key its container names (checked first)."""
+        return self._get(self._checked_key(key), spec, namespace)
 
-    def _get_parquet(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
-        import pyarrow.parquet as pq
-
-        return pq.read_table(io.BytesIO(self._verified_read(key))).to_pandas()
-
-    def _get_npy(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
-        import numpy as np
-
-        return np.load(io.BytesIO(self._verified_read(key)), allow_pickle=False)
-
-    def _verified_read(self, key: str) -> bytes:
-        data = self._read(key)
+    def read_verified(self, key: str) -> bytes:
+        """The bytes stored under `key`, refused unless their sha256 is the one the key names."""
+        data = self.read_raw(key)
         if hashlib.sha256(data).hexdigest() != KEY_RE.match(key).group(1):  # type: ignore[union-attr]
             raise ArtifactError(f"artifact {self.uri_of(key)} does not match its content hash; "
                                 "it was modified after it was written", uri=self.uri_of(key))
         return data
 
-    def _get_pickle(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Any:
-        data = self._verified_read(key)
-        if not self.allow_pickle:
-            uri = self.uri_of(key)
-            raise ArtifactError(f"refusing to unpickle {uri} in this process: only a task's kernel (or your own, "
-                                "with %flyte_load) loads pickles, whose loading runs code", uri=uri)
-        head = len(_PICKLE_MAGIC)
-        signature, payload = data[head:head + _SIG_SIZE], data[head + _SIG_SIZE:]
-        # the signature is checked before a single byte of the payload is unpickled
-        if not data.startswith(_PICKLE_MAGIC) or not hmac.compare_digest(signature, self._sign(payload)):
-            raise ArtifactError(
-                f"refusing to unpickle {self.uri_of(key)}: its HMAC signature does not match this store's "
-                "key (the file was tampered with, or written with another FLYTE_LAB_ARTIFACT_KEY)",
-                uri=self.uri_of(key))
-        import cloudpickle
-
-        return cloudpickle.loads(payload)
-
-    def _read(self, key: str) -> bytes:
+    def read_raw(self, key: str) -> bytes:
         try:
             if self.local:
                 with open(self.path_of(key), "rb") as fh:
@@ -350,119 +283,10 @@ class ArtifactStore:
             return self.fs.exists(self.path_of(key) + "/manifest.json")
         return self.fs.exists(self.path_of(key))
 
-    # -- files and folders (`pathlib.Path`) ---------------------------------------------------
-    # Layout: `ab/<hash>.path/manifest.json` + `ab/<hash>.path/data/<name>`, where <hash> is the
-    # sha256 of the canonical manifest {name, kind, files: [[rel, sha256, size]], dirs}.
-
-    def _put_path(self, src: Path) -> ArtifactRef:
-        if not src.exists():
-            raise ArtifactError(f"output path {src} does not exist; write the file before the task ends",
-                                path=str(src))
-        name = src.resolve().name or "root"
-        if not self.local:
-            manifest = paths.build_manifest(src, name, {rel: paths.hash_file(p) for rel, p in paths.walk(src).items()})
-            data = codecs.canonical_json(manifest)
-            key = self._key_for_manifest(data)
-            final = self.path_of(key)
-            if not self.fs.exists(final + "/manifest.json"):
-                for rel, _sha, _size in manifest["files"]:
-                    self.fs.put_file(str(paths.join(str(src), rel)), paths.join(f"{final}/data/{name}", rel))
-                self.fs.pipe_file(final + "/manifest.json", data)  # last: marks the folder complete
-            return self._path_ref(key, data, manifest)
-        # local: copy into a temp folder while hashing, then rename into place in one step
-        tmp = os.path.join(self._root, ".tmp", uuid.uuid4().hex)
-        try:
-            target = os.path.join(tmp, "data", name)
-            # an empty folder has no file whose copy would create it
-            make_private_dirs(target if src.is_dir() else os.path.dirname(target))
-            hashes = {}
-            for rel, local in paths.walk(src).items():
-                dest = paths.join(target, rel)
-                make_private_dirs(os.path.dirname(dest))
-                hashes[rel] = paths.hash_file(local, copy_to=dest)
-            manifest = paths.build_manifest(src, name, hashes)
-            for rel in manifest["dirs"]:
-                make_private_dirs(paths.join(target, rel))
-            data = codecs.canonical_json(manifest)
-            fd = open_private(os.path.join(tmp, "manifest.json"))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            key = self._key_for_manifest(data)
-            final = self.path_of(key)
-            if not os.path.exists(final):
-                make_private_dirs(os.path.dirname(final))
-                with contextlib.suppress(OSError):  # lost a race: the winner wrote the same content
-                    os.rename(tmp, final)
-            if not os.path.exists(os.path.join(final, "manifest.json")):
-                raise ArtifactError(f"could not store {src} as {self.uri_of(key)}", path=str(src))
-            return self._path_ref(key, data, manifest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    @staticmethod
-    def _key_for_manifest(data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        return f"{digest[:2]}/{digest}.path"
-
-    def _path_ref(self, key: str, data: bytes, manifest: dict[str, Any]) -> ArtifactRef:
-        preview = manifest["name"]
-        if manifest["kind"] == "dir":
-            preview += f"/ ({len(manifest['files'])} files)"
-        return self._ref(key, "path", data, preview)
-
-    def _put_path_value(self, value: Any, spec: Any, namespace: dict[str, Any] | None) -> ArtifactRef:
-        return self._put_path(Path(os.fspath(value)))
-
-    def _get_path(self, key: str, spec: Any, namespace: dict[str, Any] | None) -> Path:
-        """A fresh private copy of the stored file/folder, every file checked against its sha256."""
-        digest = KEY_RE.match(key).group(1)  # type: ignore[union-attr]  # checked by _key_of
-        if self.local:
-            folder = self.path_of(key)
-            manifest = paths.read_stored_manifest(folder, digest, self._root, self._real_root)
-            return paths.private_copy(folder, manifest, self._root, self._real_root)
-        cache_root = os.path.realpath(make_private_dirs(self._cache_dir))
-        final = os.path.join(cache_root, key)
-        if os.path.exists(os.path.join(final, "manifest.json")):
-            manifest = paths.read_stored_manifest(final, digest, cache_root, cache_root)
-            try:
-                return paths.private_copy(final, manifest, cache_root, cache_root)
-            except ArtifactError:  # a damaged cache entry: drop it and download again
-                shutil.rmtree(final, ignore_errors=True)
-        self._download(key, digest, cache_root, final)
-        manifest = paths.read_stored_manifest(final, digest, cache_root, cache_root)
-        return paths.private_copy(final, manifest, cache_root, cache_root)
-
-    def _download(self, key: str, digest: str, cache_root: str, final: str) -> None:
-        data = self._read(key + "/manifest.json")
-        manifest = paths.load_manifest(data, digest, self.uri_of(key))
-        tmp = os.path.join(cache_root, ".tmp", uuid.uuid4().hex)
-        try:
-            target = os.path.join(tmp, "data", manifest["name"])
-            # an empty folder has no file whose copy would create it
-            make_private_dirs(os.path.dirname(target) if manifest["kind"] == "file" else target)
-            for rel in manifest["dirs"]:
-                make_private_dirs(paths.join(target, rel))
-            for rel, sha, _size in manifest["files"]:
-                dest = paths.join(target, rel)
-                make_private_dirs(os.path.dirname(dest))
-                self.fs.get_file(paths.join(f"{self.path_of(key)}/data/{manifest['name']}", rel), dest)
-                os.chmod(dest, FILE_MODE)
-                if paths.hash_file(dest)[0] != sha:
-                    raise ArtifactError(f"file {rel or manifest['name']} of {self.uri_of(key)} does not "
-                                        "match its manifest; it was modified after it was written")
-            fd = open_private(os.path.join(tmp, "manifest.json"))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            make_private_dirs(os.path.dirname(final))
-            with contextlib.suppress(OSError):  # another reader cached it first
-                os.rename(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
     # -- keys and URIs ------------------------------------------------------------------------
 
     def path_of(self, key: str) -> str:
-        return f"{self._root}/{key}"
+        return f"{self.root_path}/{key}"
 
     def uri_of(self, key: str) -> str:
         return self.fs.unstrip_protocol(self.path_of(key))
@@ -480,7 +304,7 @@ class ArtifactStore:
                 raise _outside(uri, self.root_url)
         else:
             path = type(self.fs)._strip_protocol(uri)
-        prefix = self._root + "/"
+        prefix = self.root_path + "/"
         if not path.startswith(prefix):
             raise _outside(uri, self.root_url)
         return self._checked_key(path[len(prefix):], uri)
@@ -493,20 +317,23 @@ class ArtifactStore:
             self.check_inside(self.path_of(key), uri or key)
         return key
 
+    def digest_of(self, key: str) -> str:
+        """The sha256 a checked key names."""
+        return KEY_RE.match(key).group(1)  # type: ignore[union-attr]  # checked by _key_of
+
     def check_inside(self, path: str, uri: str) -> None:
-        if not paths.is_inside(path, self._root, self._real_root):
+        if not path_artifacts.is_inside(path, self.root_path, self.real_root):
             raise _outside(uri, self.root_url)
 
 
 
 CODECS = CodecRegistry()
 for _codec in (
-    Codec("json", "json", ArtifactStore._get_json, ArtifactStore._put_json),
-    Codec("parquet", "parquet", ArtifactStore._get_parquet, ArtifactStore._put_parquet),
-    Codec("npy", "npy", ArtifactStore._get_npy, ArtifactStore._put_npy),
-    Codec("pickle", "pkl", ArtifactStore._get_pickle,
-          lambda store, value, spec, namespace: store._put_pickle(value, codecs.qualname(type(value)))),
-    Codec("path", "path", ArtifactStore._get_path, ArtifactStore._put_path_value),
+    Codec("json", "json", json_codec.read, json_codec.write),
+    Codec("parquet", "parquet", parquet_npy.read_parquet, parquet_npy.write_parquet),
+    Codec("npy", "npy", parquet_npy.read_npy, parquet_npy.write_npy),
+    Codec("pickle", "pkl", signed_pickle.read, signed_pickle.write),
+    Codec("path", "path", path_artifacts.read, path_artifacts.write),
     Codec("manifest", "list", ArtifactStore._get_manifest, None),  # written from its elements: `put_elements`
 ):
     CODECS.register(_codec)
@@ -515,7 +342,7 @@ KEY_RE = CODECS.key_pattern()
 
 def _sequence_spec(spec: Any) -> tuple[str | None, Any]:
     """(`list`/`tuple`/`set`/`frozenset` or None, element spec) of a declared type a list can be read as."""
-    shape = codecs.shape_of(spec)
+    shape = typed_json.shape_of(spec)
     if shape.kind == "union":
         for arm in shape.args:
             kind, elem = _sequence_spec(arm)
@@ -523,19 +350,19 @@ def _sequence_spec(spec: Any) -> tuple[str | None, Any]:
                 return kind, elem
         return None, None
     if shape.kind == "any":
-        return "list", codecs.ANY
+        return "list", typed_json.ANY
     if shape.kind in ("list", "set", "frozenset") or (shape.kind == "tuple" and len(shape.args) == 2
-                                                     and codecs.is_ellipsis(shape.args[1])):
-        return shape.kind, shape.args[0] if shape.args else codecs.ANY
+                                                     and typed_json.is_ellipsis(shape.args[1])):
+        return shape.kind, shape.args[0] if shape.args else typed_json.ANY
     if shape.kind == "tuple" and not shape.args:
-        return "tuple", codecs.ANY
+        return "tuple", typed_json.ANY
     return None, None
 
 
 def _matches(value: Any, kind: str) -> bool:
     if kind == "path":
         return isinstance(value, os.PathLike)
-    return codecs.is_dataframe(value) if kind == "dataframe" else codecs.is_ndarray(value)
+    return typed_json.is_dataframe(value) if kind == "dataframe" else typed_json.is_ndarray(value)
 
 
 def _clip(text: str) -> str:

@@ -262,7 +262,8 @@ class RunDriver:
     def _finish_attempt(self, ins: sm.FinishAttempt) -> None:
         result = ins.result
         if isinstance(result, AttemptFailed):
-            self.store.finish_attempt(self.run_id, ins.task, ins.attempt, TaskStatus.FAILED, kind=result.fault,
+            status = ins.run_ended or TaskStatus.FAILED  # a run's stop closes its attempts with the run's status
+            self.store.finish_attempt(self.run_id, ins.task, ins.attempt, status, kind=result.fault,
                                       error=result.error.to_dict(), output_notebook=result.output_notebook,
                                       fence=self.fence)
             return

@@ -13,8 +13,9 @@ protocol of a run lives here, so each race is a plain test:
 - run ownership: the run's lease is renewed on ticks; a lost lease (another
   driver took the run over) abandons the run without writing anything;
 - cancel (from `flyte-lab cancel`, Ctrl-C) and a crash of the driver itself:
-  running attempts are killed, locks released, the run ends `cancelled` or
-  `failed` with the error recorded, never `running` forever; a cancel
+  running attempts are killed and their rows closed with the run's status,
+  locks released, the run ends `cancelled` or `failed` with the error
+  recorded, never `running` forever (nor any of its attempts); a cancel
   requested from another process is looked for on ticks every
   `CANCEL_CHECK_S` (a one-row read), so it takes effect within about that,
   not at the next lease renewal;
@@ -181,12 +182,15 @@ class Submit:
 class FinishAttempt:
     """Record how attempt `attempt` ended. A success is the finishing transaction: outputs, attempt, task
     status and, with `cache`, the cache entry and the release of its lock, all committed together. A
-    failure closes the attempt with who is at fault; a `MarkTask` follows for the task."""
+    failure closes the attempt with who is at fault; a `MarkTask` follows for the task. An attempt still
+    running when the run stopped (cancelled, or its driver failed) is closed with the run's status
+    (`run_ended`), so no attempt row of a finished run says `running`."""
 
     task: str
     attempt: int
     result: AttemptResult
     cache: bool = False
+    run_ended: RunStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -546,6 +550,12 @@ class RunStateMachine:
         """Cancel or crash: kill what runs, mark what is left, release every lock, end the run."""
         running = self._running_tasks()
         out: list[Instruction] = [KillAttempts(tuple(running))] if running else []
+        # the killed attempts' own answers are ignored from now on: their rows are closed here
+        if status == RunStatus.CANCELLED:
+            stopped = AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled(task_error.message))
+        else:
+            stopped = AttemptFailed(kind="infra", error=ErrorRecord.infrastructure(task_error.type, task_error.message))
+        out += [FinishAttempt(name, self._attempt[name], stopped, run_ended=status) for name in running]
         for name, state in self._status.items():
             if state == TaskStatus.RUNNING:
                 self._status[name] = TaskStatus.FAILED

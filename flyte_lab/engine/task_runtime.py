@@ -18,7 +18,7 @@ from flyte_lab.engine.artifacts import ArtifactStore
 from flyte_lab.engine.worker.files import write_bytes
 from flyte_lab.errors import TaskTypeError
 from flyte_lab.graph.model import TypeRef, typeref_from_json
-from flyte_lab.kernel_ext.runtime_types import check_value, describe, type_error_message
+from flyte_lab.graph.value_checks import check_value, describe, type_error_message
 
 
 def open_store(ctx: dict[str, Any]) -> ArtifactStore:

@@ -207,7 +207,7 @@ class RunMagics(Magics):
         """An output as its declared type: the type's text evaluated here, where the setup cells ran."""
         from flyte_lab.engine.api import flyte_home
         from flyte_lab.engine.artifacts import ArtifactStore
-        from flyte_lab.engine.codecs import ANY
+        from flyte_lab.engine.codecs.typed_json import ANY
 
         spec: Any = ANY
         try:

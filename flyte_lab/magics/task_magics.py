@@ -20,8 +20,8 @@ from flyte_lab.errors import HeaderError
 from flyte_lab.graph.header import TASK_MAGIC, parse_header
 from flyte_lab.graph.model import HeaderSpec
 from flyte_lab.graph.scopes import analyse
+from flyte_lab.graph.value_checks import check_value, type_error_message
 from flyte_lab.kernel_ext.hidden_state import undefined_name_message
-from flyte_lab.kernel_ext.runtime_types import check_value, type_error_message
 from flyte_lab.magics.kernel_state import setup_names
 
 

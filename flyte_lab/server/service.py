@@ -139,7 +139,7 @@ def with_progress(run: dict[str, Any]) -> dict[str, Any]:
 def cancel(run_id: str) -> tuple[str, str]:
     from flyte_lab.engine.api import cancel_run
 
-    return cancel_run(run_id)
+    return cancel_run(run_id, _store())
 
 
 def executed_notebook(run: dict[str, Any], task: str) -> dict[str, Any]:

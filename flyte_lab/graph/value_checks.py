@@ -1,8 +1,13 @@
 """Check live values against declared (evaluated) annotations, per DESIGN.md section 2.
 
-Pure functions with no IPython import, so the engine's task notebooks reuse
-them. Containers, unions and scalars are walked here rather than handed whole
-to typeguard for three reasons: the contract forbids the silent `int -> float`
+Runs in two processes: a task's kernel (`engine/task_runtime`, checking loaded
+inputs and saved outputs) and the user's notebook kernel (the `%%flyte_task`
+magic), so it lives beside the declared types both sides may import. Stdlib
+only at import (typeguard is imported when an exotic annotation needs it,
+pandera never), to keep a task kernel's start light.
+
+Containers, unions and scalars are walked here rather than handed whole to
+typeguard for three reasons: the contract forbids the silent `int -> float`
 that typeguard allows, a failure should name the offending element
 (`coef[2]`), and `pandera.typing.DataFrame[Schema]` must be validated with
 pandera inside containers too. Anything else (Callable, Protocol, TypedDict,

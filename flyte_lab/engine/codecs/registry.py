@@ -1,9 +1,9 @@
 """The artifact codecs by name, in a registry (as papermill's I/O handlers are: `papermill_io.register`).
 
 A codec says the extension its files get (which names the codec in every key: `ab/<sha256>.EXT`), how the
-store reads a value back and how it writes one. `engine/artifacts.py` registers the built-in ones (JSON,
-Parquet, .npy, pickle, Path, list manifest) and dispatches through `CODECS`; a new codec is one more
-`register`.
+store reads a value back and how it writes one. `engine/artifacts.py` registers the built-in ones (the
+modules of this package, and its own list manifest) and dispatches through `CODECS`; a new codec is one
+more `register`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""Files and folders (`pathlib.Path`) as artifacts: manifests, hashing, private copies.
+"""Files and folders (`pathlib.Path`) as artifacts (`.path`): manifests, hashing, private copies.
 
 A stored path is `ab/<hash>.path/manifest.json` + `ab/<hash>.path/data/<name>`,
 where <hash> is the sha256 of the canonical manifest `{name, kind, files:
 [[rel, sha256, size]], dirs}`. Every file is checked against the sha256 its
 manifest records (never only its size), and every read hands the task a fresh
 copy in a private temp folder: a task that edits its input in place edits its
-own copy, never the store or the cache.
+own copy, never the store or the cache. A local store copies into a temp folder
+while hashing and renames it into place; a remote one uploads the data, then the
+manifest (which marks the folder complete); a remote read downloads once into
+the worker's private cache.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flyte_lab.engine.codecs.typed_json import canonical_json
 from flyte_lab.errors import ArtifactError
-from flyte_lab.private_fs import make_private_dirs, open_private
+from flyte_lab.private_fs import FILE_MODE, make_private_dirs, open_private
+
+if TYPE_CHECKING:
+    from flyte_lab.engine.artifacts import ArtifactRef, ArtifactStore
 
 _private_copies: list[str] = []
 
@@ -148,3 +156,112 @@ def _remember(folder: str) -> None:
 def _remove_private_copies() -> None:
     while _private_copies:
         shutil.rmtree(_private_copies.pop(), ignore_errors=True)
+
+
+# -- the codec: the store's reader and writer ---------------------------------------------------
+
+def write(store: ArtifactStore, value: Any, spec: Any, namespace: dict[str, Any] | None) -> ArtifactRef:
+    src = Path(os.fspath(value))
+    if not src.exists():
+        raise ArtifactError(f"output path {src} does not exist; write the file before the task ends",
+                            path=str(src))
+    name = src.resolve().name or "root"
+    if not store.local:
+        manifest = build_manifest(src, name, {rel: hash_file(p) for rel, p in walk(src).items()})
+        data = canonical_json(manifest)
+        key = _key_for_manifest(data)
+        final = store.path_of(key)
+        if not store.fs.exists(final + "/manifest.json"):
+            for rel, _sha, _size in manifest["files"]:
+                store.fs.put_file(str(join(str(src), rel)), join(f"{final}/data/{name}", rel))
+            store.fs.pipe_file(final + "/manifest.json", data)  # last: marks the folder complete
+        return _path_ref(store, key, data, manifest)
+    # local: copy into a temp folder while hashing, then rename into place in one step
+    tmp = os.path.join(store.root_path, ".tmp", uuid.uuid4().hex)
+    try:
+        target = os.path.join(tmp, "data", name)
+        # an empty folder has no file whose copy would create it
+        make_private_dirs(target if src.is_dir() else os.path.dirname(target))
+        hashes = {}
+        for rel, local in walk(src).items():
+            dest = join(target, rel)
+            make_private_dirs(os.path.dirname(dest))
+            hashes[rel] = hash_file(local, copy_to=dest)
+        manifest = build_manifest(src, name, hashes)
+        for rel in manifest["dirs"]:
+            make_private_dirs(join(target, rel))
+        data = canonical_json(manifest)
+        fd = open_private(os.path.join(tmp, "manifest.json"))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        key = _key_for_manifest(data)
+        final = store.path_of(key)
+        if not os.path.exists(final):
+            make_private_dirs(os.path.dirname(final))
+            with contextlib.suppress(OSError):  # lost a race: the winner wrote the same content
+                os.rename(tmp, final)
+        if not os.path.exists(os.path.join(final, "manifest.json")):
+            raise ArtifactError(f"could not store {src} as {store.uri_of(key)}", path=str(src))
+        return _path_ref(store, key, data, manifest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read(store: ArtifactStore, key: str, spec: Any, namespace: dict[str, Any] | None) -> Path:
+    """A fresh private copy of the stored file/folder, every file checked against its sha256."""
+    digest = store.digest_of(key)
+    if store.local:
+        folder = store.path_of(key)
+        manifest = read_stored_manifest(folder, digest, store.root_path, store.real_root)
+        return private_copy(folder, manifest, store.root_path, store.real_root)
+    cache_root = os.path.realpath(make_private_dirs(store.cache_dir))
+    final = os.path.join(cache_root, key)
+    if os.path.exists(os.path.join(final, "manifest.json")):
+        manifest = read_stored_manifest(final, digest, cache_root, cache_root)
+        try:
+            return private_copy(final, manifest, cache_root, cache_root)
+        except ArtifactError:  # a damaged cache entry: drop it and download again
+            shutil.rmtree(final, ignore_errors=True)
+    _download(store, key, digest, cache_root, final)
+    manifest = read_stored_manifest(final, digest, cache_root, cache_root)
+    return private_copy(final, manifest, cache_root, cache_root)
+
+
+def _download(store: ArtifactStore, key: str, digest: str, cache_root: str, final: str) -> None:
+    data = store.read_raw(key + "/manifest.json")
+    manifest = load_manifest(data, digest, store.uri_of(key))
+    tmp = os.path.join(cache_root, ".tmp", uuid.uuid4().hex)
+    try:
+        target = os.path.join(tmp, "data", manifest["name"])
+        # an empty folder has no file whose copy would create it
+        make_private_dirs(os.path.dirname(target) if manifest["kind"] == "file" else target)
+        for rel in manifest["dirs"]:
+            make_private_dirs(join(target, rel))
+        for rel, sha, _size in manifest["files"]:
+            dest = join(target, rel)
+            make_private_dirs(os.path.dirname(dest))
+            store.fs.get_file(join(f"{store.path_of(key)}/data/{manifest['name']}", rel), dest)
+            os.chmod(dest, FILE_MODE)
+            if hash_file(dest)[0] != sha:
+                raise ArtifactError(f"file {rel or manifest['name']} of {store.uri_of(key)} does not "
+                                    "match its manifest; it was modified after it was written")
+        fd = open_private(os.path.join(tmp, "manifest.json"))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        make_private_dirs(os.path.dirname(final))
+        with contextlib.suppress(OSError):  # another reader cached it first
+            os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _key_for_manifest(data: bytes) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    return f"{digest[:2]}/{digest}.path"
+
+
+def _path_ref(store: ArtifactStore, key: str, data: bytes, manifest: dict[str, Any]) -> ArtifactRef:
+    preview = manifest["name"]
+    if manifest["kind"] == "dir":
+        preview += f"/ ({len(manifest['files'])} files)"
+    return store.ref(key, "path", data, preview)
