@@ -12,7 +12,8 @@ Protocol, JSON lines. The launcher writes one request on the child's stdin:
 - `{"action": "run", "path", "params"?, "cluster"?, "workers"?, "no_cache"?}`: `-p` text by name;
 - `{"action": "resume", "run_id", "cluster"?}`;
 - `{"action": "relaunch", "run_id"}`: a new run of the run's notebook with its parameters and cluster;
-- `{"action": "fire", "schedule", "fire_time"}`: one claimed fire time of a schedule (`scheduler/launch.py`);
+- `{"action": "fire", "schedule", "fire_time", "why"?}`: one claimed fire time of a schedule (`scheduler/launch.py`;
+  `why` it fires now, for the scheduler's log);
 
 with `"follow": true` to hear how it ended. The child answers one line as soon as the run is recorded,
 `{"run_id"}`, or `{"error": ERROR}` if it was refused (ERROR is `errors.to_wire`: the error's class name,
@@ -130,7 +131,7 @@ def _relaunch(request: dict[str, Any], created: Callable[[str], None]) -> tuple[
 def _fire(request: dict[str, Any], created: Callable[[str], None]) -> tuple[str, str | None]:
     from flyte_lab.scheduler.launch import launch_fire
 
-    return launch_fire(request["schedule"], request["fire_time"], created)
+    return launch_fire(request["schedule"], request["fire_time"], created, request.get("why"))
 
 
 ACTIONS: dict[str, Action] = {"run": _run, "resume": _resume, "relaunch": _relaunch, "fire": _fire}

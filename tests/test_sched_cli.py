@@ -189,3 +189,21 @@ def test_the_example_daily_report_can_be_scheduled(home: Path, capsys: pytest.Ca
     assert main(["schedule", "add", str(EXAMPLES / "daily_report.ipynb"), "--cron", "0 7 * * *",
                  "--timezone", "Europe/Paris", "-p", "orders_per_day=50"]) == 0, capsys.readouterr().err
     assert _schedules(home)[0]["name"] == "daily_report"
+
+
+def test_fire_times_are_shown_in_the_schedules_timezone(
+        home: Path, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Humans read the wall time and zone where the schedule lives; `--json` keeps ISO 8601 in UTC."""
+    for name, start in (("winter", "2030-12-02T00:00"), ("summer", "2030-07-01T00:00")):
+        assert main(["schedule", "add", str(notebook), "--name", name, "--cron", "6 17 * * *",
+                     "--timezone", "Europe/Paris", "--start", start]) == 0
+    added = capsys.readouterr().out.splitlines()
+    assert added[0].endswith("; next fire Mon 2 Dec, 17:06 CET"), added
+    assert added[1].endswith("; next fire Mon 1 Jul, 17:06 CEST"), added
+
+    assert main(["schedule", "list"]) == 0
+    table = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if " active " in line}
+    assert "Mon 2 Dec, 17:06 CET" in table["winter"] and "Mon 1 Jul, 17:06 CEST" in table["summer"], table
+    assert main(["schedule", "list", "--json"]) == 0
+    assert {r["name"]: r["next_fire_time"] for r in json.loads(capsys.readouterr().out)} == {
+        "winter": "2030-12-02T16:06:00+00:00", "summer": "2030-07-01T15:06:00+00:00"}

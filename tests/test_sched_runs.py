@@ -72,9 +72,9 @@ def test_catchup_on_and_off_and_the_fire_time_reaches_the_notebook(home: Path, t
     add(home, nb, "latest", *start, "-p", "n=5", "--timezone", "Asia/Kolkata")
     proc = flyte(home, "scheduler", "--once", "--now", "2026-01-01T05:30:00Z")
     assert proc.returncode == 0, proc.stderr
-    assert "schedule caught: missed fire times up to 2026-01-01T03:00:00+00:00 skipped (--max-catchup 2)" in proc.stderr
+    assert "schedule caught: missed fire times up to Thu 1 Jan, 03:00 UTC skipped (--max-catchup 2)" in proc.stderr
     # minute 0 in Kolkata is minute 30 in UTC
-    assert "schedule latest: missed fire times up to 2026-01-01T04:30:00+00:00 skipped (catch-up off)" in proc.stderr
+    assert "schedule latest: missed fire times up to Thu 1 Jan, 10:00 IST skipped (catch-up off)" in proc.stderr
 
     caught = sorted(runs(home, "caught"), key=lambda r: r["scheduled_time"])
     assert [r["scheduled_time"] for r in caught] == ["2026-01-01T04:00:00+00:00", "2026-01-01T05:00:00+00:00"]
@@ -96,6 +96,21 @@ def test_catchup_on_and_off_and_the_fire_time_reaches_the_notebook(home: Path, t
     listing = json.loads(flyte(home, "schedule", "list", "--json").stdout)
     assert {s["name"]: s["last_run"]["scheduled_time"] for s in listing} == {
         "caught": "2026-01-01T05:00:00+00:00", "latest": "2026-01-01T05:30:00+00:00"}
+    wait_no_home_processes(home, 30)
+
+
+def test_the_log_says_in_one_line_per_fire_time_what_fired_why_and_which_run(home: Path, tmp_path: Path) -> None:
+    """The scheduler's log (its stderr and its launches') is one line per fire time, not the libraries' chatter."""
+    nb = write_notebook(tmp_path / "daily.ipynb", REPORT)
+    add(home, nb, "paris", "--cron", "6 17 * * *", "--timezone", "Europe/Paris", "--start", "2026-12-02T00:00")
+    proc = flyte(home, "scheduler", "--once", "--now", "2026-12-02T16:06:20Z")
+    assert proc.returncode == 0, proc.stderr
+    (run,) = runs(home, "paris")
+    lines = proc.stderr.splitlines()
+    assert [line.split(" INFO ", 1)[1] for line in lines if "paris" in line] == [
+        f"schedule paris: Wed 2 Dec, 17:06 CET (on time): started run {run['run_id']}"], proc.stderr
+    assert [line for line in lines if " INFO " in line and " flyte_lab." not in line] == [], proc.stderr
+    assert "distributed." not in proc.stderr and "papermill" not in proc.stderr
     wait_no_home_processes(home, 30)
 
 
@@ -160,6 +175,9 @@ def test_max_active_one_with_a_long_run_never_runs_two_at_once(
     proc = flyte(home, "scheduler", "--once", "--now", "2026-01-01T02:00:30Z")
     assert proc.returncode == 0, proc.stderr
     assert len(runs(home)) == 1  # the 02:00 fire did not start a second run
+    if overlap == "skip":
+        assert ("schedule long: Thu 1 Jan, 02:00 UTC (on time): skipped: 1 earlier run(s) of this schedule still "
+                "active (--max-active 1, --overlap skip)") in proc.stderr
     states = {f["fire_time"]: f["state"] for f in fires(home, "long")}
     assert states == {"2026-01-01T01:00:00+00:00": "launched",
                       "2026-01-01T02:00:00+00:00": "skipped" if overlap == "skip" else "pending"}
@@ -185,7 +203,7 @@ def test_a_notebook_that_no_longer_validates_is_recorded_not_retried(home: Path,
     nb.unlink()
     proc = flyte(home, "scheduler", "--once", "--now", "2026-01-01T01:30:00Z")
     assert proc.returncode == 1
-    assert "schedule gone: fire time 2026-01-01T01:00:00+00:00 refused:" in proc.stderr
+    assert "schedule gone: Thu 1 Jan, 01:00 UTC (catch-up of a missed time, 30m00s late): refused:" in proc.stderr
     (fire,) = fires(home, "gone")
     assert fire["state"] == "failed" and "daily.ipynb" in fire["reason"]
     assert runs(home) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any, get_args, get_origin
@@ -56,7 +55,8 @@ def spec_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add(args: argparse.Namespace) -> int:
-    from flyte_lab.scheduler import overview, timing
+    from flyte_lab.presentation.formats import format_fire_time
+    from flyte_lab.scheduler import overview
     from flyte_lab.scheduler.spec import ScheduleSpec
 
     given = {k: v for k, v in vars(args).items() if k in ScheduleSpec.model_fields}
@@ -67,11 +67,10 @@ def add(args: argparse.Namespace) -> int:
     with RunStore.from_env() as store:
         store.add_schedule(dict(row))
         schedule = store.get_schedule(row["name"])
-    tz = timing.zone(schedule["timezone"])
     nxt = overview.next_fire_time(schedule, datetime.now(UTC))
     when = f"cron `{schedule['cron']}`" if schedule["cron"] else f"every {spec.every}"
     print(f"schedule {schedule['name']} added: {schedule['notebook']}, {when} in {schedule['timezone']}; "
-          f"next fire {nxt.astimezone(tz).isoformat() if nxt else '-'}")
+          f"next fire {format_fire_time(nxt, schedule['timezone'])}")
     return 0
 
 
@@ -92,15 +91,23 @@ def list_(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from flyte_lab.cli import report
-    from flyte_lab.presentation.formats import format_time
 
-    table = Table("name", "when", "timezone", "next fire (UTC)", "last run", "state", "notebook")
+    table = Table("name", "when", "timezone", "next fire", "last run", "state", "notebook")
     for row in rows:
         last = row["last_run"]
-        table.add_row(row["name"], describe(row), str(row["timezone"]), format_time(row["next_fire_time"]),
+        table.add_row(row["name"], describe(row), str(row["timezone"]), next_fire(row),
                       f"{last['run_id']} {last['status']}" if last else "-", status(row), row["notebook"])
     report.make_console().print(table)
     return 0
+
+
+def next_fire(row: dict[str, Any]) -> str:
+    """The row's next fire time in its own timezone; `-` when it has none (paused, or a row that is invalid)."""
+    if row["next_fire_time"] is None:
+        return "-"
+    from flyte_lab.presentation.formats import format_fire_time
+
+    return format_fire_time(row["next_fire_time"], str(row["timezone"]))
 
 
 def pause(args: argparse.Namespace) -> int:
@@ -125,16 +132,13 @@ def remove(args: argparse.Namespace) -> int:
 
 
 def scheduler(args: argparse.Namespace) -> int:
-    from flyte_lab.scheduler import timing
+    from flyte_lab.scheduler import firing_log, timing
     from flyte_lab.scheduler.loop import Scheduler
 
     if args.now and not args.once:
         raise UserInputError("--now needs --once: a long-running scheduler follows the clock")
     now = timing.parse_time(args.now, what="--now") if args.now else None
-    # our own fire-by-fire log at INFO; Dask, alembic and the rest only when they warn
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("flyte_lab").setLevel(logging.INFO)
+    firing_log.configure()
     with RunStore.from_env() as store:
         sched = Scheduler(store)
         return sched.run_once(now) if args.once else sched.run_forever()

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
+from zoneinfo import ZoneInfo
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -22,6 +23,17 @@ def format_time(value: str | None) -> str:
     """`2025-01-01 12:00:00` (UTC, to the second) or `-`."""
     parsed = parse_time(value)
     return "-" if parsed is None else parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_fire_time(value: datetime | str | None, timezone: str) -> str:
+    """A schedule's fire time as its reader thinks of it: `Wed 2 Dec, 17:06 CET`, the wall time in the schedule's
+    `timezone` (an IANA name) with the zone's abbreviation (seconds only when not zero), or `-`."""
+    parsed = parse_time(value) if isinstance(value, str | None) else value
+    if parsed is None:
+        return "-"
+    local = (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(ZoneInfo(timezone))
+    clock = local.strftime("%H:%M:%S" if local.second else "%H:%M")
+    return f"{local:%a} {local.day} {local:%b}, {clock} {local.tzname()}"
 
 
 def format_duration(seconds: float | None) -> str:

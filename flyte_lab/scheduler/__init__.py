@@ -6,6 +6,7 @@
 - `claims`: who this process is, and whether another claimant is still alive;
 - `loop`: the `flyte-lab scheduler` process: plan, claim, launch, reap;
 - `launch`: one claimed fire time made into a run (a child process of the loop);
+- `firing_log`: the scheduler's log, one line per fire time;
 - `notify`: HTTP and mail notifications about finished runs;
 - `overview`: schedules as readers see them (next fire time, last run, warnings).
 

@@ -8,7 +8,9 @@ ours). A child that exits before its run exists hands its fire time back
 (`pending`), so it is retried; a scheduler that dies
 leaves its claims to the next scheduler, which sees the claimant is gone.
 `--once` does one pass at `--now`, waits for its children (claiming queued fire
-times as slots free up), and exits.
+times as slots free up), and exits. Each fire time gets one line in the log
+(`firing_log`): the child writes it once its run exists (or is refused), the loop
+when the store skips it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flyte_lab.presentation.formats import format_fire_time
 from flyte_lab.run_launch import spawn
-from flyte_lab.scheduler import checks, claims, timing
+from flyte_lab.scheduler import checks, claims, firing_log, timing
 
 log = logging.getLogger("flyte_lab.scheduler")
 
@@ -50,7 +53,7 @@ def planner(now: datetime) -> Callable[[dict[str, Any]], tuple[list[datetime], d
         if len(fires) > bound:
             policy = f"--max-catchup {bound}" if schedule["catchup"] else "catch-up off"
             log.info("schedule %s: missed fire times up to %s skipped (%s)", schedule["name"],
-                     fires[0].isoformat(), policy)
+                     format_fire_time(fires[0], schedule["timezone"]), policy)
             fires = fires[1:]
         cursor = fires[-1].replace(tzinfo=None) if fires else None
         return [f.replace(tzinfo=None) for f in fires], cursor
@@ -96,14 +99,20 @@ class Scheduler:
                 self.skip_invalid(schedule["name"], exc)
                 continue
             for fire in fires:
-                log.info("schedule %s: fire time %s is due", schedule["name"], fire.replace(tzinfo=UTC).isoformat())
+                log.debug("schedule %s: fire time %s is due", schedule["name"], fire.replace(tzinfo=UTC).isoformat())
             planned += len(fires)
         return planned
 
-    def launch_claimable(self) -> int:
+    def launch_claimable(self, now: datetime) -> int:
+        """Claim and launch what the store lets us; `now` (the pass's time) says how late each fire time is."""
+
+        def dropped(schedule: dict[str, Any], fire: datetime, outcome: str) -> None:
+            log.info("%s", firing_log.line(schedule, fire, firing_log.why(fire, now), outcome))
+
         launched = 0
         while not self.stopping.is_set():
-            claim = self.store.claim_fire(self.owner, claims.lease_s(), claims.owner_alive, claims.driver_alive)
+            claim = self.store.claim_fire(self.owner, claims.lease_s(), claims.owner_alive, claims.driver_alive,
+                                          dropped)
             if claim is None:
                 break
             name, fire = claim["schedule"]["name"], claim["fire_time"]
@@ -114,13 +123,14 @@ class Scheduler:
                 self.skip_invalid(name, exc)
                 self.store.mark_fire(name, fire, "failed", reason=f"the schedule is invalid: {exc.message}")
                 continue
-            log.info("schedule %s: claimed fire time %s%s", name, shown,
-                     f" (claim {claim['claims']}: its previous launcher stopped)" if claim["claims"] > 1 else "")
+            log.debug("schedule %s: claimed fire time %s (claim %d)", name, shown, claim["claims"])
             if os.environ.get(HOLD_AFTER_CLAIM):
                 log.warning("holding the claim on %s %s until stdin closes (%s)", name, shown, HOLD_AFTER_CLAIM)
                 sys.stdin.read()
             # in our session: a scheduler stopped with its group stops the launches it started
-            proc = spawn({"action": "fire", "schedule": name, "fire_time": shown}, None, own_session=False)
+            why = firing_log.why(fire, now, claim["claims"])
+            proc = spawn({"action": "fire", "schedule": name, "fire_time": shown, "why": why}, None,
+                         own_session=False)
             self.children.append(_Child(name, fire, proc))
             launched += 1
         return launched
@@ -142,9 +152,10 @@ class Scheduler:
 
     def run_once(self, now: datetime | None = None) -> int:
         """Fire what is due at `now`, wait for those runs (and queued fire times they free), exit code."""
-        self.plan(now or self.clock())
+        now = now or self.clock()
+        self.plan(now)
         while True:
-            self.launch_claimable()
+            self.launch_claimable(now)
             if not self.children:
                 break
             self._wait_children()
@@ -158,7 +169,7 @@ class Scheduler:
         while not self.stopping.is_set():
             now = self.clock()
             self.plan(now)
-            self.launch_claimable()
+            self.launch_claimable(now)
             self.reap()
             self.stopping.wait(self._idle(now))
         log.info("scheduler stopping; waiting for %d run(s) it launched", len(self.children))

@@ -34,6 +34,8 @@ Planner = Callable[[dict[str, Any]], tuple[list[datetime], datetime | None]]
 OwnerAlive = Callable[[str], bool | None]
 # (driver host, driver pid) -> False if that driver is known dead (its run is no longer going), else True/None
 DriverAlive = Callable[[str | None, int | None], bool | None]
+# (schedule row as a dict, fire time, `skipped: WHY` | `failed: WHY`): a fire time settled without a run
+Dropped = Callable[[dict[str, Any], datetime, str], None]
 
 
 def _stored_time(value: Any) -> datetime | None:
@@ -214,14 +216,16 @@ class SchedulesMixin(StorePart):
         return planned
 
     def claim_fire(self, owner: str, lease_s: float, owner_alive: OwnerAlive,
-                   driver_alive: DriverAlive | None = None) -> dict[str, Any] | None:
+                   driver_alive: DriverAlive | None = None,
+                   on_dropped: Dropped | None = None) -> dict[str, Any] | None:
         """Claim the oldest launchable fire time of any schedule for `owner`, or None.
 
         Launchable: `pending`, or `claimed` by an owner that is dead (`owner_alive` says
         False) or whose lease expired. A schedule at its `max_active` either skips the
         fire (recorded `skipped`, with the reason) or leaves it pending (`queue`); a queued or
         running run whose driver `driver_alive` knows to be dead does not count as active.
-        Returns `{"schedule": {...}, "fire_time": datetime, "claims": n}`.
+        `on_dropped(schedule, fire_time, reason)` hears each fire time settled here without a run (skipped,
+        given up). Returns `{"schedule": {...}, "fire_time": datetime, "claims": n}`.
         """
         now = now_utc()
         with self._write() as conn:
@@ -244,17 +248,21 @@ class SchedulesMixin(StorePart):
                     self._set_fire(conn, fire, state="launched", run_id=existing, now=now)
                     continue
                 if fire.claims >= MAX_CLAIMS:
-                    self._set_fire(conn, fire, state="failed", now=now,
-                                   reason=f"its launch was interrupted {fire.claims} times; given up")
+                    reason = f"its launch was interrupted {fire.claims} times; given up"
+                    self._set_fire(conn, fire, state="failed", now=now, reason=reason)
+                    if on_dropped is not None:
+                        on_dropped(schedule_view(sched), fire.fire_time, f"failed: {reason}")
                     continue
                 if sched.paused and fire.state == "pending":
                     continue
                 earlier, active = self._active(conn, fire, now, owner_alive, driver_alive)
                 if active >= sched.max_active:
                     if sched.overlap == "skip" and earlier >= sched.max_active:
-                        self._set_fire(conn, fire, state="skipped", now=now,
-                                       reason=f"{earlier} earlier run(s) of this schedule still active "
-                                              f"(--max-active {sched.max_active}, --overlap skip)")
+                        reason = (f"{earlier} earlier run(s) of this schedule still active "
+                                  f"(--max-active {sched.max_active}, --overlap skip)")
+                        self._set_fire(conn, fire, state="skipped", now=now, reason=reason)
+                        if on_dropped is not None:
+                            on_dropped(schedule_view(sched), fire.fire_time, f"skipped: {reason}")
                     continue
                 conn.execute(
                     update(ScheduleFire)
