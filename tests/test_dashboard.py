@@ -416,3 +416,44 @@ def test_a_tick_that_reads_the_same_run_record_redraws_nothing(home: Path) -> No
         assert {"graph", "timeline", "table"} <= set(seen), seen
         assert page.tasks.table.value["status"].iloc[0] == "succeeded"
         assert page.graph.nodes.data["status"][0] == "succeeded"
+
+
+def test_the_timeline_ticks_are_clock_times_and_the_wheel_scrolls_the_page() -> None:
+    """Issue 18 item 7: bokeh's default ticks mixed scales ("800ms", "0ms" over a context line "17:14:49"), and
+    the wheel zoomed the graph and the timeline instead of scrolling the page."""
+    import copy
+
+    from flyte_lab.dashboard.run_state import RunState
+
+    state = RunState(GRAPH, copy.deepcopy(RUN))
+    graph, timeline, _table, _detail = _run_page_parts(state)
+    formatter = timeline.figure.xaxis[0].formatter
+    for scale in ("microseconds", "milliseconds", "seconds", "minsec", "minutes", "hourmin", "hours"):
+        assert re.fullmatch(r"%H:%M(:%S(\.%3N)?)?", getattr(formatter, scale)), scale
+    assert formatter.seconds == formatter.minsec == "%H:%M:%S"  # one format whatever the span of whole seconds
+    assert formatter.context is None and not formatter.boundary_scaling  # no second line, no mixed formats
+    for figure in (graph.figure, timeline.figure):
+        assert figure.toolbar.active_scroll is None
+        assert any(type(tool).__name__ == "WheelZoomTool" for tool in figure.toolbar.tools)  # the user's choice
+
+
+def test_a_requested_cancel_says_so_until_a_tick_sees_the_run_cancelled(home: Path) -> None:
+    """Issue 18 item 9: the notice said "cancel … requested" for good, even once the run was cancelled."""
+    from flyte_lab.dashboard.run_page import RunPage
+    from flyte_lab.store import RunStore
+    from flyte_lab.store.leases import driver_identity
+
+    tasks = [{"name": t["name"], "cell": t["cell"]} for t in GRAPH["tasks"]]
+    with RunStore.from_env() as store:
+        run_id = store.create_run("/nb/pipe.ipynb", {}, GRAPH, tasks, "local")
+        fence = store.claim_run(run_id, driver_identity(), 60)  # a live driver: the cancel is only requested
+        store.set_run_status(run_id, "running", fence=fence)
+        page = RunPage(store, dict(store.get_run(run_id)), dict(store.get_graph(run_id)))
+        page._cancel(None)  # as the Cancel button does
+        assert f"cancel of `{run_id}`: requested" in page.notice.object
+        page.tick()
+        assert "requested" in page.notice.object  # the driver has not acted yet
+        store.set_run_status(run_id, "cancelled", fence=fence)  # as the driver does when it sees the request
+        page.tick()
+        assert f"run `{run_id}` cancelled" in page.notice.object and "requested" not in page.notice.object
+        assert page.cancel.disabled

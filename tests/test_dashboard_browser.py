@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -216,6 +217,44 @@ def test_clicking_a_graph_node_shows_that_task_and_inputs_are_nodes(tab: Any, ru
         tab.mouse.click(x, y)
         tab.locator(".flyte-task-title", has_text=task).wait_for()
         assert shown in tab.locator(".flyte-io").first.inner_text()
+
+
+# the timeline's time-axis labels as bokeh draws them, for the view from `start` to `end` (ms; null: as it is)
+TIME_LABELS = """([start, end]) => {
+    const plot = Bokeh.documents[0].get_model_by_name('flyte-timeline');
+    if (start != null) plot.x_range.setv({start, end});
+    const view = Bokeh.index.find_one(plot.below[0]);
+    return view.compute_labels(view.tick_coords.major[view.dimension]).items.map(label => label.text);
+}"""
+CLOCK = re.compile(r"\d\d:\d\d(:\d\d(\.\d{3})?)?")
+
+
+def test_run_page_timeline_reads_clock_times_and_the_wheel_scrolls_the_page(tab: Any, runs: dict[str, Any],
+                                                                           dashboard: Any) -> None:
+    """Issue 18 item 7: ticks read "800ms / 0ms 17:14:49 / 200ms", and the wheel zoomed the graph once it had
+    been clicked."""
+    tab.goto(dashboard(runs["home"]) + f"/run?id={runs['ok']}")
+    tab.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
+                          "Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('flyte-timeline')) != null && "
+                          "Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('flyte-graph')) != null")
+    labels = tab.evaluate(TIME_LABELS, [None, None])
+    start = tab.evaluate("() => Bokeh.documents[0].get_model_by_name('flyte-timeline').x_range.start")
+    for span_ms in (1_500, 40_000, 600_000, 7_200_000):  # sub-second, seconds, minutes and hours apart
+        labels += tab.evaluate(TIME_LABELS, [start, start + span_ms])
+    assert labels and all(CLOCK.fullmatch(label) for label in labels), labels
+    assert any("." in label for label in labels)  # sub-second ticks get their milliseconds
+
+    box = tab.evaluate("""() => { const view = Bokeh.index.find_one(
+        Bokeh.documents[0].get_model_by_name('flyte-graph')); const r = view.canvas_view.el.getBoundingClientRect();
+        return [r.left + r.width / 2, r.top + r.height / 2]; }""")
+    graph_range = ("() => { const x = Bokeh.documents[0].get_model_by_name('flyte-graph').x_range; "
+                   "return [x.start, x.end]; }")
+    before = tab.evaluate(graph_range)
+    assert tab.evaluate("() => window.scrollY") == 0
+    tab.mouse.click(*box)  # a click focuses the plot: bokeh's default ("auto") then turned the wheel into zoom
+    tab.mouse.wheel(0, 300)
+    tab.wait_for_function("() => window.scrollY > 0", timeout=10_000)
+    assert tab.evaluate(graph_range) == before  # the graph was not zoomed
 
 
 def test_bad_run_ids_get_a_clear_page(tab: Any, runs: dict[str, Any], dashboard: Any) -> None:

@@ -45,11 +45,11 @@ class Action:
 
 
 def cancel(run_id: str) -> str:
+    """What became of the request: "requested" (its driver will stop it), "recorded", or the run's final status."""
     from flyte_lab.engine.api import cancel_run
     from flyte_lab.store.shared import shared_store
 
-    run_id, state = cancel_run(run_id, shared_store())  # the server's one store, as its pages read
-    return f"cancel of `{run_id}`: {state}"
+    return cancel_run(run_id, shared_store())[1]  # the server's one store, as its pages read
 
 
 def start(kind: str, run_id: str) -> Action:

@@ -166,6 +166,7 @@ class RunGraph(RunPart):
         fig.add_tools(HoverTool(renderers=[inputs], tooltips=[
             ("workflow input", "@name: @type"), ("value", "@value")]))
         fig.add_tools(TapTool(renderers=[boxes]))
+        fig.toolbar.active_scroll = None  # the wheel scrolls the page; zooming is the user's choice in the toolbar
         self.figure = fig
         self.nodes.selected.on_change("indices", self._clicked)  # runs on the server, in the page's session
         self._highlight()

@@ -22,7 +22,7 @@ from flyte_lab.dashboard.task_detail import TaskDetail
 from flyte_lab.dashboard.task_table import TaskTable
 from flyte_lab.dashboard.timeline import Timeline
 from flyte_lab.errors import RunNotFound
-from flyte_lab.statuses import RUN_LIVE, RUN_RESUMABLE
+from flyte_lab.statuses import RUN_LIVE, RUN_RESUMABLE, RunStatus
 
 REFRESH_MS = 1000
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -36,6 +36,7 @@ class RunPage:
         self.state = RunState(graph, run)
         self.run_id = self.state.run_id
         self.action: actions.Action | None = None
+        self.cancelling = False  # a cancel was asked of this page: its notice changes when the run ends
         self.header = html("")
         self.cancel = pn.widgets.Button(label="Cancel", color="warning", width=110)
         self.resume = pn.widgets.Button(label="Resume", color="primary", width=110)
@@ -78,6 +79,11 @@ class RunPage:
                               f'<span class="flyte-run-status">{status_badge(run["status"])}</span>{live}</h2>'
                               f'<p class="flyte-run-summary">{escape(run_summary(run))}<br>'
                               f'notebook <code>{escape(run["notebook"])}</code></p>{run_error}')
+        if self.cancelling and run["status"] not in RUN_LIVE:
+            self.cancelling = False
+            ended = "cancelled" if run["status"] == RunStatus.CANCELLED else \
+                f"{run['status']} before the cancel took effect"
+            self.notice.object = self._notice(f"run `{self.run_id}` {ended}")
         self._buttons()
 
     def _buttons(self) -> None:
@@ -95,7 +101,9 @@ class RunPage:
 
     def _cancel(self, _event: Any) -> None:
         try:
-            self.notice.object = self._notice(actions.cancel(self.run_id))
+            state = actions.cancel(self.run_id)
+            self.notice.object = self._notice(f"cancel of `{self.run_id}`: {state}")
+            self.cancelling = state in ("requested", "recorded")  # the reload or a later tick shows the run's end
         except RunNotFound as exc:
             self.notice.object = self._notice(exc.message)
         self.reload()

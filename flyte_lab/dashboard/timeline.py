@@ -10,7 +10,7 @@ from typing import Any
 
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+from bokeh.models import ColumnDataSource, DatetimeTickFormatter, FactorRange, HoverTool
 from bokeh.plotting import figure
 
 from flyte_lab.dashboard.run_state import RunPart, RunState
@@ -18,6 +18,15 @@ from flyte_lab.dashboard.table_rows import STATUS_COLORS, attempt_bars
 
 PX_PER_ROW, MAX_HEIGHT, MIN_HEIGHT = 22, 700, 160
 MAX_LABELLED_ROWS = 60
+# wall-clock ticks at every zoom, each label on its own: bokeh's default mixes scales ("800ms", "0ms" over a
+# context line "17:14:49"); without boundary scaling every tick of one view has the same format
+SUBSECOND, CLOCK, MINUTE, DAY = "%H:%M:%S.%3N", "%H:%M:%S", "%H:%M", "%Y-%m-%d"
+
+
+def clock_ticks() -> DatetimeTickFormatter:
+    return DatetimeTickFormatter(microseconds=SUBSECOND, milliseconds=SUBSECOND, seconds=CLOCK, minsec=CLOCK,
+                                 minutes=MINUTE, hourmin=MINUTE, hours=MINUTE, days=DAY, months=DAY, years=DAY,
+                                 context=None, boundary_scaling=False)
 
 
 def bar_data(run: Mapping[str, Any], now: datetime | None = None) -> dict[str, list[Any]]:
@@ -43,6 +52,8 @@ class Timeline(RunPart):
         fig.add_tools(HoverTool(renderers=[bars], tooltips=[
             ("attempt", "@label"), ("worker", "@worker"), ("status", "@status"), ("duration", "@duration")]))
         fig.ygrid.grid_line_color = None
+        fig.xaxis.formatter = clock_ticks()
+        fig.toolbar.active_scroll = None  # the wheel scrolls the page; zooming is the user's choice in the toolbar
         fig.yaxis.major_label_text_font_size = "8pt"
         if len(self.tasks) > MAX_LABELLED_ROWS:  # unreadable, and slow to lay out (even transparent): hover names
             fig.yaxis.visible = False
