@@ -214,23 +214,40 @@ def _check_flyte(plan: Plan, env: dict[str, str], stdout: str) -> float | None:
 
 def measure(args: argparse.Namespace, workloads: list[Workload], tools: list[str], plans: dict[tuple[str, str], Plan],
             cells: dict[tuple[str, str], Cell]) -> None:
-    """Every repeat of every tool on every workload, interleaved."""
-    for repeat in range(args.repeat):
-        for w in workloads:
-            for tool in tools:  # interleaved: drift in machine load hits every tool alike
-                cell = cells[(w.name, tool)]
-                if cell.error:  # a tool that failed once is not retried: its cell says why
-                    continue
-                try:
-                    elapsed, map_s = run_once(plans[(w.name, tool)], repeat, args.timeout)
-                except RunFailed as exc:
-                    cell.error = str(exc)
-                    print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} FAILED: {exc}", flush=True)
-                    continue
-                cell.times.append(elapsed)
-                if map_s is not None:
-                    cell.map_s.append(map_s)
-                print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} {elapsed:7.2f} s", flush=True)
+    """Every repeat of every tool, one workload after another, the tools interleaved (drift in machine load hits
+    every tool alike). flyte_lab's warm executor for a workload is started before its repeats and stopped after
+    them: an idle executor left up would load the machine under the next workloads' runs, every tool's."""
+    for w in workloads:
+        flyte = plans.get((w.name, "flyte_lab"))
+        if flyte is not None:
+            try:
+                warm_up(flyte, args.timeout)
+            except RunFailed as exc:
+                cells[(w.name, "flyte_lab")].error = str(exc)
+        try:
+            for repeat in range(args.repeat):
+                for tool in tools:
+                    _measure_one(args, w, tool, repeat, plans, cells)
+        finally:
+            if flyte is not None:
+                stop_executors(flyte, flyte.env)
+
+
+def _measure_one(args: argparse.Namespace, w: Workload, tool: str, repeat: int, plans: dict[tuple[str, str], Plan],
+                 cells: dict[tuple[str, str], Cell]) -> None:
+    cell = cells[(w.name, tool)]
+    if cell.error:  # a tool that failed once is not retried: its cell says why
+        return
+    try:
+        elapsed, map_s = run_once(plans[(w.name, tool)], repeat, args.timeout)
+    except RunFailed as exc:
+        cell.error = str(exc)
+        print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} FAILED: {exc}", flush=True)
+        return
+    cell.times.append(elapsed)
+    if map_s is not None:
+        cell.map_s.append(map_s)
+    print(f"  repeat {repeat + 1}/{args.repeat} {w.name:9s} {tool:9s} {elapsed:7.2f} s", flush=True)
 
 
 
@@ -265,18 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         kernelspec = install_kernelspec(Path(tmp) / "jupyter") if args.kernelspec == "installed" else Kernelspec()
         plans = {(w.name, t): prepare(t, w, Path(tmp) / w.name / t, envs, kernelspec)
                  for w in workloads for t in tools}
-        for w in workloads:
-            if "flyte_lab" in tools:
-                try:
-                    warm_up(plans[(w.name, "flyte_lab")], args.timeout)
-                except RunFailed as exc:
-                    cells[(w.name, "flyte_lab")].error = str(exc)
-        try:
-            measure(args, workloads, tools, plans, cells)
-        finally:
-            for w in workloads:
-                if "flyte_lab" in tools:
-                    stop_executors(plans[(w.name, "flyte_lab")], plans[(w.name, "flyte_lab")].env)
+        measure(args, workloads, tools, plans, cells)
         args.results.mkdir(parents=True, exist_ok=True)
         for log in Path(tmp).glob("failed-*.log"):
             shutil.copy(log, args.results / log.name)

@@ -65,13 +65,6 @@ class ForkedProcess:
         assert self.returncode is not None
         return self.returncode
 
-    def killed(self) -> None:
-        """SIGKILL sent (to its group): it runs no more code. Its exit is the template's to reap; ours is not to
-        wait for it (a dying kernel's teardown takes ~10 ms, on every task's critical path)."""
-        self.kill()
-        self._killed = True
-        self._ended()
-
     def _ended(self) -> None:
         # the exit status belongs to the template (the parent); what we know is whether we killed it
         self.returncode = -signal.SIGKILL if self._killed else 0

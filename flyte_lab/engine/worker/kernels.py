@@ -579,17 +579,14 @@ class TaskKernelManager(AsyncKernelManager):
 
     async def _async_kill_kernel(self, restart: bool = False) -> None:
         """Kill, then wait for the exit itself (a pidfd), not jupyter_client's 0.1 s polls: one less step per task.
-        A forked kernel is not waited for: its template reaps it."""
+        Waited for, forked or not: an attempt returns when its kernel is gone (a cancel's contract)."""
         provisioner: Any = self.provisioner
         proc = getattr(provisioner, "process", None)
         if proc is None:
             await super()._async_kill_kernel(restart=restart)
             return
         await provisioner.kill(restart=restart)  # its process group: whatever the task started goes too
-        if isinstance(proc, ForkedProcess):
-            proc.killed()
-        else:
-            await _exited(proc.pid, timeout=5.0)
+        await _exited(proc.pid, timeout=5.0)
         await provisioner.wait()
 
 
