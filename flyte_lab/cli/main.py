@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from flyte_lab.errors import FlyteLabError
+from flyte_lab.statuses import RunStatus
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list runs, newest first")
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--notebook", metavar="NOTEBOOK",
+                   help="only this notebook's runs (a notebook renamed in Jupyter keeps its runs)")
+    p.add_argument("--status", choices=[str(s) for s in RunStatus], help="only runs in this state")
     p.set_defaults(handler="flyte_lab.cli.run_commands:runs")
 
     p = sub.add_parser("show", help="one run's tasks, attempts and errors")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -41,14 +42,17 @@ def runs(args: argparse.Namespace) -> int:
     if store is None:
         rows = []
     else:
+        # stored notebook paths are absolute and resolved, as `run` records them
+        notebook = str(Path(args.notebook).resolve()) if args.notebook else None
         with store:
-            rows = store.list_runs(limit=args.limit)
+            rows = store.list_runs(limit=args.limit, notebook=notebook, status=args.status)
     if args.json:
         _print_json(rows)
         return 0
     console = report.make_console()
     if not rows:
-        console.print(Text("no runs yet; `flyte-lab run NOTEBOOK` starts one"))
+        filtered = args.notebook or args.status
+        console.print(Text("no runs match" if filtered else "no runs yet; `flyte-lab run NOTEBOOK` starts one"))
         return 0
     console.print(report.runs_table(rows, now=datetime.now(UTC)))
     return 0

@@ -7,6 +7,7 @@ from traitlets import Bool, Unicode
 
 from flyte_lab.server.handlers import ROUTES
 from flyte_lab.server.launcher import Launcher
+from flyte_lab.server.renames import follow_renames
 
 
 class FlyteLabApp(ExtensionApp):
@@ -27,6 +28,7 @@ class FlyteLabApp(ExtensionApp):
         hide_memory()
         self.launcher = Launcher(self.log, fork_runs=self.fork_runs)
         self.settings.update({"flyte_lab_launcher": self.launcher, "flyte_lab_dashboard_url": self.dashboard_url})
+        follow_renames(self.serverapp, self.log)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, exc, func, insert, select, update
+from sqlalchemy import Connection, Select, Text, exc, func, insert, literal, select, update
 
 from flyte_lab.errors import FlyteLabError, NoStore, RunNotFound, ScheduledRunExists, UserInputError
 from flyte_lab.notebook_hash import hash_notebook
@@ -40,7 +40,7 @@ from flyte_lab.store.rows import (
 )
 from flyte_lab.store.scale_events import ScaleEventsMixin, scale_events_of
 from flyte_lab.store.schedules import SchedulesMixin
-from flyte_lab.store.schema import Attempt, Output, Run, Task
+from flyte_lab.store.schema import Attempt, Output, Run, Schedule, Task
 
 ATTEMPT_KINDS = frozenset({"user", "infra"})
 
@@ -350,6 +350,23 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         with self._read() as conn:
             return int(conn.scalar(_filtered(select(func.count()).select_from(Run), status, notebook, schedule))
                        or 0)
+
+    def move_notebook(self, old: str, new: str) -> int:
+        """A notebook (or a folder of them) was renamed or moved: its runs and schedules name it by `new` from now
+        on, so listing them by the new path finds them. Returns how many runs and schedules moved. Absolute paths;
+        a folder moves everything under it."""
+        old, new = old.rstrip(os.sep), new.rstrip(os.sep)
+        moved = 0
+        with self._write() as conn:
+            for table in (Run, Schedule):
+                column = table.notebook
+                exact = conn.execute(update(table).where(column == old).values(notebook=new))
+                # a folder: a prefix test by substring, not LIKE, so `_` and `%` in names mean themselves
+                inside = old + os.sep
+                nested = conn.execute(update(table).where(func.substr(column, 1, len(inside)) == inside)
+                                      .values(notebook=literal(new, Text()).concat(func.substr(column, len(old) + 1))))
+                moved += exact.rowcount + nested.rowcount
+        return moved
 
     def run_filter_values(self) -> tuple[list[str], list[str]]:
         """The distinct notebooks and schedules of all runs, sorted: what the runs can be filtered by."""

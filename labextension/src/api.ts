@@ -54,6 +54,7 @@ export interface RunSummary {
 
 export interface Schedule {
   name: string;
+  path: string; // the notebook, relative to the Jupyter root
   cron: string | null;
   every_s: number | null;
   timezone: string;

@@ -13,7 +13,7 @@ export interface InputField {
   default_text: string;
 }
 
-interface Control {
+export interface Control {
   field: InputField;
   input: HTMLInputElement | HTMLTextAreaElement;
   error: HTMLElement;
@@ -122,10 +122,21 @@ export class InputForm {
     this.node = el('div', { class: `flyte-inputs flyte-inputs-${formName}` });
   }
 
-  /** Forget every control and what was typed (another notebook). */
-  clear(): void {
+  /** Hand over the controls and what was typed in them (another notebook is shown); the form is empty after. */
+  take(): Map<string, Control> {
+    const taken = new Map(this.controls);
     this.controls.clear();
     this.node.replaceChildren();
+    return taken;
+  }
+
+  /** Show controls taken earlier (the notebook they belong to is shown again), as they were. */
+  put(controls: Map<string, Control>): void {
+    this.controls.clear();
+    for (const [name, c] of controls) {
+      this.controls.set(name, c);
+    }
+    this.node.replaceChildren(...Array.from(controls.values(), c => c.row));
   }
 
   /** Draw the controls for `fields`; a control whose input keeps its name, type and default keeps its value. */

@@ -19,8 +19,25 @@ function signature(inputs: Record<string, string>, outputs: Record<string, strin
 function resources(options: Record<string, unknown>): string {
   return Object.entries(options)
     .filter(([, v]) => v !== null && v !== false && v !== undefined && !(Array.isArray(v) && v.length === 0))
-    .map(([k, v]) => (v === true ? `--${k}` : `--${k} ${Array.isArray(v) ? v.join(',') : String(v)}`))
+    .map(([k, v]) => {
+      const flag = `--${k.replace(/_/g, '-')}`; // the graph JSON's keys are Python names; headers spell options so
+      return v === true ? flag : `${flag} ${Array.isArray(v) ? v.join(',') : String(v)}`;
+    })
     .join(' ');
+}
+
+// what an empty notebook's sidebar offers: the smallest notebook flyte_lab runs
+const STARTER = [
+  '%load_ext flyte_lab',
+  '%%flyte_task greet(name: str) -> greeting: str\ngreeting = f"hello {name}"'
+];
+
+function starterHint(): HTMLElement {
+  return el('div', { class: 'flyte-empty-hint' },
+    el('p', {}, 'No tasks yet. A task is a code cell that starts with %%flyte_task, its typed inputs and outputs. ' +
+      'A first notebook: one cell loading flyte_lab, one task cell, and a workflow input set in a plain cell ' +
+      '(name = "world") or given when you run:'),
+    ...STARTER.map(source => el('pre', { class: 'flyte-starter-cell' }, source)));
 }
 
 export class GraphSection extends Section {
@@ -83,7 +100,8 @@ export class GraphSection extends Section {
       list.append(el('li', {}, link, el('code', {}, signature(task.inputs, task.outputs)),
         el('span', { class: 'flyte-resources' }, resources(task.options))));
     }
-    this.tasks.replaceChildren(el('h3', {}, `Tasks (${tasks.length})`), list);
+    const empty = graph !== null && tasks.length === 0 && graph.diagnostics.length === 0;
+    this.tasks.replaceChildren(el('h3', {}, `Tasks (${tasks.length})`), empty ? starterHint() : list);
     this.renderDiagnostics(graph?.diagnostics ?? []);
   }
 

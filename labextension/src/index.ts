@@ -1,22 +1,25 @@
 // The "Flyte" sidebar, its status-bar item and the "Flyte: Run notebook" command.
-import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { IEditorServices } from '@jupyterlab/codeeditor';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { IStateDB } from '@jupyterlab/statedb';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { Widget } from '@lumino/widgets';
 
 import { FlytePanel } from './panel';
 
 const RUN_COMMAND = 'flyte-lab:run-notebook';
+// set in a workspace once the sidebar was shown there: from then on Lab's restorer keeps it open or closed
+const SHOWN_ONCE = 'flyte-lab:sidebar-shown';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'flyte-lab:sidebar',
   description: 'Tasks, diagnostics, runs and schedules of the active notebook',
   autoStart: true,
   requires: [INotebookTracker, ILabShell, IRenderMimeRegistry, NotebookPanel.IContentFactory, IEditorServices],
-  optional: [IStatusBar, ICommandPalette],
+  optional: [IStatusBar, ICommandPalette, ILayoutRestorer, IStateDB],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
@@ -25,7 +28,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     contentFactory: NotebookPanel.IContentFactory,
     editorServices: IEditorServices,
     statusBar: IStatusBar | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null,
+    state: IStateDB | null
   ) => {
     const status = new Widget();
     status.addClass('flyte-status');
@@ -36,6 +41,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
       status.node.textContent = count === undefined ? 'Flyte: -' : `Flyte: ${count} diagnostic${count === 1 ? '' : 's'}`;
     });
     shell.add(panel, 'left', { rank: 600 });
+    if (restorer) {
+      restorer.add(panel, panel.id); // open after a reload if it was open
+    }
+    if (state) {
+      // a workspace's first Lab with flyte_lab opens on the sidebar; later ones as the user left them
+      void Promise.all([state.fetch(SHOWN_ONCE), app.restored]).then(([shown]) => {
+        if (!shown) {
+          shell.activateById(panel.id);
+          void state.save(SHOWN_ONCE, true);
+        }
+      });
+    }
     if (statusBar) {
       statusBar.registerStatusItem('flyte-lab:diagnostics', { item: status, align: 'left', rank: 50 });
     }

@@ -2,8 +2,9 @@
 // saves the notebook first and launches it; what happened is said on one line below the button.
 import { ApiError, Graph } from './api';
 import { el } from './dom';
-import { InputForm } from './form';
+import { Control, InputForm } from './form';
 import { SidebarModel } from './model';
+import { PerNotebook } from './per_notebook';
 import { messageOf, Section } from './section';
 
 export class RunFormSection extends Section {
@@ -13,6 +14,15 @@ export class RunFormSection extends Section {
     title: 'shared (your warm local executor), local (a private one), tcp://HOST:PORT or k8s'
   });
   private readonly message = el('div', { class: 'flyte-run-message' });
+  private refused = false; // the message is the server's refusal of the notebook: gone once it validates
+  private readonly state = new PerNotebook<{ cluster: string; message: string; refused: boolean; inputs: Map<string, Control> }>(
+    () => ({ cluster: this.cluster.value, message: this.message.textContent ?? '', refused: this.refused, inputs: this.inputs.take() }),
+    kept => {
+      this.cluster.value = kept?.cluster ?? 'shared';
+      this.message.textContent = kept?.message ?? '';
+      this.refused = kept?.refused ?? false;
+      this.inputs.put(kept?.inputs ?? new Map());
+    });
 
   constructor(private readonly model: SidebarModel) {
     super('run');
@@ -20,11 +30,18 @@ export class RunFormSection extends Section {
     button.onclick = () => void this.launch();
     this.content.append(el('h3', {}, 'Run'),
       el('div', { class: 'flyte-run-form' }, this.inputs.node, el('label', {}, 'cluster', this.cluster), button, this.message));
-    model.notebookChanged.connect(() => {
-      this.message.textContent = '';
-      this.inputs.clear();
-    }, this);
-    model.graphChanged.connect((_, graph: Graph | null) => this.inputs.update(graph?.input_fields ?? []), this);
+    model.notebookChanged.connect((_, panel) => this.state.follow(panel), this);
+    // no graph (yet): the inputs are unknown, not none; the controls stay until the graph says
+    model.graphChanged.connect((_, graph: Graph | null) => graph && this.graphChanged(graph), this);
+    this.state.follow(model.notebook);
+  }
+
+  private graphChanged(graph: Graph): void {
+    this.inputs.update(graph.input_fields);
+    if (this.refused && !graph.diagnostics.some(d => d.severity === 'error')) {
+      this.message.textContent = ''; // the refusal is about a notebook that is fixed now
+      this.refused = false;
+    }
   }
 
   /** Launch the notebook (saved first) with the form's values; the run appears in the runs section. */
@@ -34,6 +51,7 @@ export class RunFormSection extends Section {
       return;
     }
     this.message.textContent = '';
+    this.refused = false;
     const params = this.inputs.values();
     if (params === null) {
       this.message.textContent = 'fix the inputs marked above';
@@ -50,6 +68,7 @@ export class RunFormSection extends Section {
       const message = messageOf(err);
       this.message.textContent = this.inputs.showServerError(message) ? 'the server refused an input (marked above)' : message;
       if (err instanceof ApiError && err.diagnostics.length) {
+        this.refused = true;
         this.model.diagnosticsShown.emit(err.diagnostics);
       }
     }

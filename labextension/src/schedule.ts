@@ -7,11 +7,21 @@ import { Debouncer } from '@lumino/polling';
 
 import { Graph, ScheduleSpec, SpecField } from './api';
 import { el } from './dom';
-import { InputField, InputForm } from './form';
+import { Control, InputField, InputForm } from './form';
 import { SidebarModel } from './model';
+import { PerNotebook } from './per_notebook';
 import { messageOf, Section } from './section';
 
 const DEBOUNCE_MS = 400;
+
+/** What one notebook's schedule form holds: its inputs as entered, its notifications, its last message. */
+interface FormState {
+  values: Record<string, string>;
+  catchup: boolean;
+  notify: [string, string][];
+  message: string;
+  params: Map<string, Control>;
+}
 
 export class ScheduleForm extends Section {
   private readonly form = el('div', { class: 'flyte-schedule-form' });
@@ -33,7 +43,8 @@ export class ScheduleForm extends Section {
   private readonly message = el('div', { class: 'flyte-schedule-message' });
   private events: string[] = []; // what a notification may be for (the spec's `notify.events`)
   private fields: InputField[] = [];
-  private hasSpec = false;
+  private spec: ScheduleSpec | null = null;
+  private readonly state = new PerNotebook<FormState>(() => this.save_state(), kept => this.load_state(kept));
   private readonly previewer = new Debouncer(() => this.refreshPreview(), DEBOUNCE_MS);
 
   constructor(private readonly model: SidebarModel) {
@@ -65,23 +76,67 @@ export class ScheduleForm extends Section {
       el('div', {}, 'next fire times:'), this.preview, save, this.message);
     this.content.append(el('h3', {}, 'Schedule'), this.form);
     this.showKind();
-    model.notebookChanged.connect(this.follow, this);
-    model.graphChanged.connect((_, graph: Graph | null) => this.setFields(graph?.input_fields ?? []), this);
+    model.notebookChanged.connect((_, panel) => {
+      this.state.follow(panel);
+      if (!this.spec) {
+        void this.loadSpec(); // the server did not answer before
+      }
+    }, this);
+    // no graph (yet): the inputs are unknown, not none; the controls stay until the graph says
+    model.graphChanged.connect((_, graph: Graph | null) => graph && this.setFields(graph.input_fields), this);
+    this.state.follow(model.notebook);
     void this.loadSpec();
   }
 
-  private follow(): void {
-    this.params.clear();
-    if (!this.hasSpec) {
-      void this.loadSpec(); // the server did not answer before
+  /** The fixed inputs by spec name (the parameters and notifications are kept apart). */
+  private inputs(): Record<string, HTMLInputElement | HTMLSelectElement> {
+    return {
+      kind: this.kind, cron: this.cron, every: this.every, timezone: this.tz, start: this.start, name: this.name,
+      max_catchup: this.maxCatchup, max_active: this.maxActive, overlap: this.overlap
+    };
+  }
+
+  private save_state(): FormState {
+    const values: Record<string, string> = {};
+    for (const [name, input] of Object.entries(this.inputs())) {
+      values[name] = input.value;
+    }
+    const notify = Array.from(this.notify.querySelectorAll('li'), li => [
+      (li.querySelector('.flyte-notify-event') as HTMLSelectElement).value,
+      (li.querySelector('.flyte-notify-url') as HTMLInputElement).value
+    ] as [string, string]);
+    return { values, catchup: this.catchup.checked, notify, message: this.message.textContent ?? '', params: this.params.take() };
+  }
+
+  /** Show a notebook's kept form, or a fresh one (the spec's defaults) for a notebook not seen yet. */
+  private load_state(kept: FormState | undefined): void {
+    this.notify.replaceChildren();
+    this.preview.replaceChildren();
+    if (this.spec) {
+      this.applyDefaults(this.spec);
+    }
+    if (kept) {
+      for (const [name, input] of Object.entries(this.inputs())) {
+        input.value = kept.values[name] ?? input.value;
+      }
+      this.catchup.checked = kept.catchup;
+      for (const [event, url] of kept.notify) {
+        this.addNotify(event, url);
+      }
+    }
+    this.message.textContent = kept?.message ?? '';
+    this.maxCatchup.disabled = !this.catchup.checked;
+    this.showKind();
+    this.params.put(kept?.params ?? new Map());
+    if (this.when()) {
+      void this.previewer.invoke().catch(() => undefined);
     }
   }
 
   private async loadSpec(): Promise<void> {
     try {
       const config = await this.model.config();
-      if (!this.hasSpec) {
-        this.hasSpec = true;
+      if (!this.spec) {
         this.setSpec(config.schedule_spec);
       }
       this.clearError();
@@ -96,16 +151,16 @@ export class ScheduleForm extends Section {
     this.params.update(fields);
   }
 
-  /** Draw the inputs as the server's schedule spec describes them: defaults, choices, bounds, hints. */
+  /** Draw the inputs as the server's schedule spec describes them: choices, bounds, hints; then its defaults. */
   private setSpec(spec: ScheduleSpec): void {
+    this.spec = spec;
     const field = (name: string): SpecField => spec.properties[name] ?? {};
     const texts: [string, HTMLInputElement][] = [
       ['cron', this.cron], ['every', this.every], ['timezone', this.tz], ['start', this.start], ['name', this.name],
       ['max_catchup', this.maxCatchup], ['max_active', this.maxActive]
     ];
     for (const [name, input] of texts) {
-      const { default: value, description, examples, minimum, maximum } = field(name);
-      input.value = value === null || value === undefined ? '' : String(value);
+      const { description, examples, minimum, maximum } = field(name);
       input.title = description ?? '';
       input.placeholder = examples?.join(', ') ?? description ?? '';
       if (minimum !== undefined) {
@@ -115,18 +170,31 @@ export class ScheduleForm extends Section {
         input.max = String(maximum);
       }
     }
-    this.catchup.checked = field('catchup').default === true;
     this.catchup.title = field('catchup').description ?? '';
-    this.maxCatchup.disabled = !this.catchup.checked;
     const overlap = field('overlap');
     this.overlap.replaceChildren(...(overlap.enum ?? []).map(v => el('option', { value: v }, v)));
-    this.overlap.value = String(overlap.default ?? '');
     this.overlap.title = overlap.description ?? '';
+    this.applyDefaults(spec);
     this.events = field('notify').events ?? [];
     for (const name of field('params').reserved ?? []) {
       this.reserved.add(name);
     }
     this.params.update(this.fields);
+  }
+
+  /** The spec's defaults in every fixed input (a notebook whose form was not filled in yet). */
+  private applyDefaults(spec: ScheduleSpec): void {
+    const field = (name: string): SpecField => spec.properties[name] ?? {};
+    for (const [name, input] of Object.entries(this.inputs())) {
+      if (name !== 'kind') {
+        const value = field(name).default;
+        input.value = value === null || value === undefined ? '' : String(value);
+      }
+    }
+    this.kind.value = 'cron';
+    this.catchup.checked = field('catchup').default === true;
+    this.maxCatchup.disabled = !this.catchup.checked;
+    this.showKind();
   }
 
   private showKind(): void {
@@ -156,9 +224,13 @@ export class ScheduleForm extends Section {
     }
   }
 
-  private addNotify(): void {
+  private addNotify(eventName?: string, urlText = ''): void {
     const event = el('select', { class: 'flyte-notify-event' }, ...this.events.map(e => el('option', { value: e }, e)));
+    if (eventName !== undefined) {
+      event.value = eventName;
+    }
     const url = el('input', { class: 'flyte-notify-url', placeholder: 'https://hooks.example.com/... or mailto:team@example.com' });
+    url.value = urlText;
     const remove = el('button', { class: 'jp-Button flyte-notify-remove', type: 'button' }, 'x');
     const row = el('li', { class: 'flyte-notify' }, event, url, remove);
     remove.onclick = () => row.remove();
@@ -177,6 +249,20 @@ export class ScheduleForm extends Section {
     return out;
   }
 
+  /** Why a whole-number input is not one ('' when both are): a browser's number field reads letters as empty,
+   * which would send nothing and let the server's default apply unseen. */
+  private badNumber(): string {
+    for (const [label, input] of [['at most (max catchup)', this.maxCatchup], ['runs at once (max active)', this.maxActive]] as const) {
+      const text = input.value.trim();
+      const bad = input.validity.badInput || (text !== '' && !/^[+-]?\d+$/.test(text));
+      input.classList.toggle('flyte-invalid', bad);
+      if (bad && !input.disabled) {
+        return `${label}: not a whole number`;
+      }
+    }
+    return '';
+  }
+
   private async save(): Promise<void> {
     const when = this.when();
     const params = this.params.values();
@@ -187,6 +273,11 @@ export class ScheduleForm extends Section {
     }
     if (params === null) {
       this.message.textContent = 'fix the inputs marked above';
+      return;
+    }
+    const badNumber = this.badNumber();
+    if (badNumber) {
+      this.message.textContent = badNumber;
       return;
     }
     const notify = Array.from(this.notify.querySelectorAll('li')).map(li => {
