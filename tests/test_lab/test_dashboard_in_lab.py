@@ -21,9 +21,10 @@ pytestmark = [
 
 PAGE_TIMEOUT_MS = 60_000  # the first dashboard request imports Panel in the server
 
-# whether a websocket to `url` opens, from the page's own origin (the browser sends the page's cookies)
-OPENS = """url => new Promise(done => {
-    const ws = new WebSocket(url, ['bokeh', 'no-session']);
+# whether a websocket to `url` opens with Bokeh's subprotocol and a session token, from the page's own origin
+# (the browser sends the page's cookies)
+OPENS = """([url, token]) => new Promise(done => {
+    const ws = new WebSocket(url, ['bokeh', token]);
     ws.onopen = () => { ws.close(); done('open'); };
     ws.onerror = () => done('refused');
 })"""
@@ -63,7 +64,9 @@ def test_the_sidebars_dashboard_link_opens_the_run_in_jupyters_own_dashboard(pag
     expect(tab.locator(".flyte-run-title")).to_contain_text(f"run {run_id}", timeout=PAGE_TIMEOUT_MS)
 
     ws = lab.url.replace("http://", "ws://") + "flyte-lab/dashboard/run/ws"
-    assert tab.evaluate(OPENS, ws) == "open"  # logged in: the handshake is Bokeh's (which then wants a session)
+    session = re.search(r'"token":"([^"]+)"', tab.content())  # the session the page was served with
+    assert session
+    assert tab.evaluate(OPENS, [ws, session[1]]) == "open"  # logged in: the websocket is Bokeh's
 
     # a browser that has not logged in to Jupyter: the login page, no run, and no websocket either
     stranger = browser.new_context()
@@ -72,6 +75,6 @@ def test_the_sidebars_dashboard_link_opens_the_run_in_jupyters_own_dashboard(pag
         other.goto(f"{lab.url.rstrip('/')}{href}")
         expect(other).to_have_url(re.compile(r"/login\?next=%2Fflyte-lab%2Fdashboard%2Frun"))
         expect(other.locator("body")).not_to_contain_text(run_id or "")
-        assert other.evaluate(OPENS, ws) == "refused"
+        assert other.evaluate(OPENS, [ws, session[1]]) == "refused"
     finally:
         stranger.close()
