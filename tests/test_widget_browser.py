@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -112,5 +113,37 @@ def test_saved_widget_draws_the_final_run_in_chromium(browser: Any, home: Path, 
         target = DOCS if os.environ.get("FLYTE_LAB_DOCS_SCREENSHOTS") else tmp_path
         target.mkdir(parents=True, exist_ok=True)
         widget.screenshot(path=str(target / "widget.png"))
+    finally:
+        context.close()
+
+
+def test_a_failed_task_low_in_a_long_graph_is_in_view_without_scrolling(browser: Any, tmp_path: Path) -> None:
+    """The widget's graph of a 12-task chain whose last task failed, as Chromium lays it out in a notebook-wide
+    box: the failed node lies inside the box's visible part and the box does not scroll."""
+    from flyte_lab.graph.validate import graph_json, validate_notebook
+    from flyte_lab.kernel_ext.run_widget import RunWidget
+
+    chain = [new_code_cell("%%flyte_task t0() -> y0: int\ny0 = 0")]
+    chain += [new_code_cell(f"%%flyte_task t{i}(y{i - 1}: int) -> y{i}: int\ny{i} = y{i - 1} + 1")
+              for i in range(1, 12)]
+    nbformat.write(new_notebook(cells=chain), tmp_path / "chain.ipynb")
+    wf = validate_notebook(str(tmp_path / "chain.ipynb"))
+    assert not wf.errors, [d.message for d in wf.diagnostics]
+    tasks = {f"t{i}": {"status": "succeeded", "cell": i + 1} for i in range(11)}
+    tasks["t11"] = {"status": "failed", "cell": 12}
+    widget = RunWidget("test")
+    widget.show({"run_id": "r1", "status": "failed", "tasks": tasks, "notebook": str(tmp_path / "chain.ipynb")},
+                graph_json(wf), {})
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    try:
+        tab = context.new_page()
+        tab.set_content(f'<div id="cell" style="width:900px">{widget.graph.value}</div>')
+        box = tab.locator("#cell > div")  # the graph box
+        failed = tab.locator('.flyte-task[data-task="t11"]')
+        shown, node = box.bounding_box(), failed.bounding_box()
+        assert shown is not None and node is not None
+        assert shown["y"] <= node["y"] and node["y"] + node["height"] <= shown["y"] + shown["height"] + 1
+        assert shown["height"] <= 480 + 1
+        assert box.evaluate("e => e.scrollHeight <= e.clientHeight + 1")
     finally:
         context.close()

@@ -19,6 +19,7 @@ from flyte_lab.presentation.graph_render import STATUS_COLORS, render_svg, workf
 from flyte_lab.run_progress import progress
 from flyte_lab.statuses import RUN_LIVE, RunStatus, TaskStatus
 
+GRAPH_HEIGHT = 480  # px: the graph box's height at most
 _BAR_STYLE: dict[str, str] = {RunStatus.SUCCEEDED: "success", RunStatus.FAILED: "danger",
                               RunStatus.CANCELLED: "warning"}
 
@@ -82,8 +83,9 @@ class RunWidget:
                             f'style="color:{STATUS_COLORS.get(status, ("", "#333"))[1]}">{escape(status)}</span>'
                             f" · {escape(elapsed)} · {escape(self.source_note)}")
         wf = workflow_from_graph_json(dict(graph), str(run.get("notebook") or ""))
-        self.graph.value = (f'<div style="overflow:auto;max-height:520px">'
-                            f"{render_svg(wf, {n: str(t.get('status')) for n, t in tasks.items()})}</div>")
+        # scaled to fit, not scrolled: a failed task low in a long graph is in view at once
+        states = {n: str(t.get("status")) for n, t in tasks.items()}
+        self.graph.value = f'<div class="flyte-graph-box">{render_svg(wf, states, GRAPH_HEIGHT)}</div>'
         self.table.value = tasks_html(tasks, sizes)
         self.failures.value = failures_html(str(run.get("run_id")), tasks, run.get("error"))
 

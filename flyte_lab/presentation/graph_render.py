@@ -288,8 +288,10 @@ def layout(wf: Workflow, kinds: tuple[str, ...] = ("task",)) -> dict[str, tuple[
     return place
 
 
-def render_svg(wf: Workflow, status: dict[str, str] | None = None) -> str:
-    """The graph as a standalone `<svg>` element; `status` (task -> run status) overrides diagnostics."""
+def render_svg(wf: Workflow, status: dict[str, str] | None = None, fit_height: int | None = None) -> str:
+    """The graph as a standalone `<svg>` element; `status` (task -> run status) overrides diagnostics.
+    `fit_height`: drawn scaled down (never up) to fit that height and its container's width, so every node, a
+    failed one too, is in view without scrolling."""
     picture = _build(wf)
     if not any(n.kind != "dummy" for n in picture.nodes.values()):
         return ('<svg xmlns="http://www.w3.org/2000/svg" width="240" height="40" viewBox="0 0 240 40">'
@@ -299,7 +301,8 @@ def render_svg(wf: Workflow, status: dict[str, str] | None = None) -> str:
     marker = f"flyte-arrow-{next(_ids)}"
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="flyte-graph-svg" width="{width:g}" '
-        f'height="{height:g}" viewBox="0 0 {width:g} {height:g}" font-family="sans-serif" font-size="12">',
+        f'height="{height:g}" viewBox="0 0 {width:g} {height:g}" font-family="sans-serif" font-size="12"'
+        + (f' style="max-width:100%;max-height:{fit_height}px;width:auto;height:auto"' if fit_height else "") + ">",
         f'<defs><marker id="{marker}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse">'
         '<path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>',
