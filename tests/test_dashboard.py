@@ -297,7 +297,8 @@ def test_runs_page_lists_the_schedules_around_one_whose_row_cannot_be_read(home:
             spoil(home, name, assignment)
         html = RunsPage(store)._schedules_html()
     rows = dict(re.findall(r"<tr><td>([a-z]+)</td>.*?</td><td>(.*?)</td>", html))
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows.pop("good"))  # its next fire time
+    # its next fire time, in the schedule's zone as `schedule list` says it
+    assert re.fullmatch(r"[A-Z][a-z]{2} \d{1,2} [A-Z][a-z]{2}, \d\d:\d\d(:\d\d)? UTC", rows.pop("good"))
     assert {name: why in rows[name] and rows[name].startswith("invalid: ") for name, (_, why) in bad.items()} == \
         dict.fromkeys(bad, True)
 

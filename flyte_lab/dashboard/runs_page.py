@@ -17,7 +17,7 @@ import panel as pn
 from flyte_lab.dashboard.common import CSS, frame, html, link_formatter, load_extensions, message_page, status_formatter
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
 from flyte_lab.dashboard.table_rows import RUN_COLUMNS, notebook_labels, page_slice, run_row
-from flyte_lab.presentation.formats import format_time, notebook_name
+from flyte_lab.presentation.formats import format_fire_time, notebook_name
 from flyte_lab.run_progress import manifest_lengths, summary_sizes
 from flyte_lab.statuses import RunStatus
 
@@ -109,12 +109,12 @@ class RunsPage:
         lines = []
         for r in rows:
             fire = (escape(f"invalid: {r['invalid']}") if r["invalid"] else
-                    "paused" if r["paused"] else format_time(r["next_fire_time"]))
+                    "paused" if r["paused"] else escape(format_fire_time(r["next_fire_time"], str(r["timezone"]))))
             lines.append(f"<tr><td>{escape(r['name'])}</td><td><code>{escape(describe(r))}</code></td><td>{fire}</td>"
                          f"<td>{escape(notebook_name(r['notebook']))}</td></tr>")
         body = "".join(lines)
         return ('<h3>schedules</h3><table class="flyte-schedules"><thead><tr><th>name</th><th>when</th>'
-                f"<th>next fire (UTC)</th><th>notebook</th></tr></thead><tbody>{body}</tbody></table>")
+                f"<th>next fire</th><th>notebook</th></tr></thead><tbody>{body}</tbody></table>")
 
     def view(self) -> pn.viewable.Viewable:
         filters = pn.Row(self.status, self.notebook, self.schedule, self.prev, self.page, self.next, self.count)
