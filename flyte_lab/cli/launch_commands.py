@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         record = run_notebook(args.notebook, params, cluster=args.cluster, workers=args.workers,
                               use_cache=not args.no_cache, shared_fs=args.shared_fs, on_created=created,
                               on_change=progress.update, on_event=progress.note,
-                              on_finished=notifier)
+                              on_finished=notifier, allow_env_mismatch=args.allow_env_mismatch)
     except KeyboardInterrupt:
         progress.close()
         print(f"flyte-lab: interrupted; run {run_id} cancelled", file=sys.stderr)

@@ -59,8 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="most workers the local cluster adapts to")
     p.add_argument("--no-cache", action="store_true", help="do not look up cached task outputs")
     shared_fs(p)
+    p.add_argument("--allow-env-mismatch", action="store_true",
+                   help="with --cluster tcp://…: run even where the workers' package versions differ (recorded)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler="flyte_lab.cli.launch_commands:run")
+
+    p = sub.add_parser("doctor", help="what this machine offers a run; with --cluster, the workers' versions "
+                                      "against this environment's")
+    p.add_argument("notebook", nargs="?", help="also compare the packages this notebook imports")
+    p.add_argument("--cluster", metavar="tcp://HOST:PORT", help="a running Dask cluster whose workers to compare")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="flyte_lab.cli.doctor_command:doctor")
 
     p = sub.add_parser("runs", help="list runs, newest first")
     p.add_argument("--json", action="store_true")

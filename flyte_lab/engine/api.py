@@ -125,6 +125,24 @@ def _check_cluster(cluster: str, wf: Workflow) -> None:
             raise UserInputError(f"{wf.path}: {why}")
 
 
+def _check_remote_workers(cluster: str, wf: Workflow, allow: bool) -> list[Any]:
+    """A `tcp://` cluster's workers compared with this process before the run is recorded: a difference refuses
+    the run (nothing stored) unless `allow`. Local clusters share this environment; a k8s cluster's workers
+    exist only once the run started them (not checked here)."""
+    if not cluster.startswith("tcp://"):
+        return []
+    from distributed import Client
+
+    from flyte_lab.engine.env_check import check_workers
+
+    try:
+        client = Client(cluster, timeout=10, set_as_default=False)
+    except OSError as exc:
+        raise UserInputError(f"--cluster {cluster}: cannot reach a Dask scheduler there ({exc})") from None
+    with client:
+        return check_workers(client, wf, cluster, allow)
+
+
 def _start_local_kernels(cluster: str, workers: int | None, wf: Workflow, scrub: list[str], keep: bool) -> None:
     """The local cluster's kernels (and their template's imports) start in the background as soon as the
     workflow is valid: while the store opens, the run is recorded and Dask starts, not after. Kept ones
@@ -162,7 +180,8 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
                  use_cache: bool = True, shared_fs: bool = False, on_created: Callable[[str], None] | None = None,
                  on_change: OnChange | None = None, on_event: OnEvent | None = None,
                  on_finished: Callable[[dict[str, Any]], None] | None = None, keep_cluster: bool = False,
-                 on_driven: OnDriven | None = None, **launch: Any) -> dict[str, Any]:
+                 on_driven: OnDriven | None = None, allow_env_mismatch: bool = False,
+                 **launch: Any) -> dict[str, Any]:
     """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record.
 
     `cluster`: "shared" (the user's warm executor, `engine/shared_executor.py`: what the CLI, Lab and the
@@ -173,11 +192,14 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     the same pair with `ScheduledRunExists`); `on_finished` gets the record of a run that ended (notifications).
     `on_driven` gets the run's state machine once its driver stopped, to read how the run went from the machine
     itself (`RunStateMachine.story(task)`: each stimulus with its id and the instructions it produced).
+    `allow_env_mismatch`: a `tcp://` cluster whose workers' versions differ from this process's runs anyway (the
+    run records the differences); otherwise it is refused before anything is stored (`engine/env_check.py`).
     """
     from flyte_lab.store.leases import driver_identity
 
     wf, values = _validated(path, params)
     _check_cluster(cluster, wf)
+    env_differences = _check_remote_workers(cluster, wf, allow_env_mismatch)
     secrets, scrub = secret_env(wf)
     _start_local_kernels(cluster, workers, wf, scrub, keep_cluster)
     try:
@@ -188,8 +210,12 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
                  for n in wf.order]
         run_id = store.create_run(str(Path(path).resolve()), encode_values(wf, values), graph_json(wf), tasks,
                                   cluster, notebook_hash=hash_notebook(path),
-                                  options={"use_cache": use_cache, "shared_fs": shared_fs}, **launch)
+                                  options={"use_cache": use_cache, "shared_fs": shared_fs,
+                                           **({"env_differences": [d.as_json() for d in env_differences]}
+                                              if env_differences else {})}, **launch)
         fence = store.claim_run(run_id, driver_identity(), lease_ttl())
+        for difference in env_differences:
+            store.add_run_note(run_id, f"environment differs (--allow-env-mismatch): {difference.line()}", fence=fence)
     except BaseException:
         if cluster == "local" and not keep_cluster:  # refused before it ran (e.g. a scheduled run that exists)
             from flyte_lab.engine.worker.kernels import close_pools
