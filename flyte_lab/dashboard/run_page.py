@@ -78,7 +78,7 @@ class RunPage:
         run_error = f'<p style="color:#c0392b">{escape(str(error.get("message")))}</p>' if error else ""
         cancelled = cancel_line(run)
         if cancelled:
-            run_error += f'<p class="flyte-cancelled" style="color:#ca6f1e">{escape(cancelled)}</p>'
+            run_error += f'<p class="flyte-cancelled-by" style="color:#ca6f1e">{escape(cancelled)}</p>'
         self.header.object = (f'<h2 class="flyte-run-title">run <code>{escape(self.run_id)}</code> '
                               f'<span class="flyte-run-status">{status_badge(run["status"])}</span>{live}</h2>'
                               f'<p class="flyte-run-summary">{escape(run_summary(run))}<br>'
