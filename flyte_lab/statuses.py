@@ -1,8 +1,9 @@
-"""The one vocabulary of run and task states, and the sets every reader and writer of them uses.
+"""The one vocabulary of run and task states, the sets every reader and writer of them uses, and who may
+cancel a run.
 
 The values are exactly the strings the run store keeps and the CLI, JSON and REST API serve (DESIGN.md 3):
 a `StrEnum` member *is* its string, so it is stored, compared and dumped as before. The CLI and the kernel
-import this module, so it imports nothing but `enum`. The sidebar gets the same sets from `GET
+import this module, so it imports nothing but `enum` and `typing`. The sidebar gets the same sets from `GET
 /flyte-lab/api/config` (`vocabulary()`), so the TypeScript side keeps no copy.
 """
 

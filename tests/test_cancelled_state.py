@@ -112,3 +112,13 @@ def test_a_run_cancelled_mid_task_ends_it_cancelled_says_who_and_resumes(home: P
     assert [a["status"] for a in resumed["attempts_detail"]["slow"]] == ["cancelled", "succeeded"]
     assert len(resumed["attempts_detail"]["quick"]) == 1  # reused, not rerun
     assert resumed["tasks"]["after"]["outputs"]["y"]["preview"] == "3"
+
+
+def test_debugging_a_cancelled_task_says_who_cancelled_it_not_where_it_failed() -> None:
+    from flyte_lab.kernel_ext.triage import AttemptRecord
+
+    said = {"type": "Cancelled", "message": "cancelled from the run widget"}
+    record = AttemptRecord(run_id="r", task="slow", notebook="nb.ipynb", cell=3, status="cancelled", number=1,
+                           attempts=1, error=said, executed="x.ipynb", inputs=[], map_index=None, body="", body_line=2)
+    assert record.summary() == ("run r, task `slow` (cell 3), attempt 1 of 1: cancelled\n"
+                                "cancelled from the run widget\nexecuted notebook: x.ipynb")
