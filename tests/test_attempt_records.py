@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from flyte_lab.engine.attempt_records import AttemptFailed, AttemptSucceeded, ErrorRecord
+from flyte_lab.statuses import CancelSource
 
 
 def test_a_cell_error_names_the_users_cell_line_and_traceback() -> None:
@@ -41,9 +42,9 @@ def test_cancellations_of_an_attempt_and_of_the_run() -> None:
     assert ErrorRecord.cancelled("task `t` was cancelled", cell=5).to_dict() == {
         "type": "Cancelled", "message": "task `t` was cancelled", "cell": 5, "line": None, "traceback": ""}
     assert ErrorRecord.cancelled("the Dask task was cancelled").to_dict()["cell"] is None
-    # the run's own cancel names no place: the shape `flyte-lab cancel` has always stored
-    assert json.dumps(ErrorRecord.run_cancelled("run cancelled").to_dict()) == (
-        '{"type": "Cancelled", "message": "run cancelled"}')
+    # the run's cancel names no place (nothing to debug), only who cancelled
+    assert json.dumps(ErrorRecord.run_cancelled(CancelSource.DASHBOARD).to_dict()) == (
+        '{"type": "Cancelled", "message": "cancelled from the dashboard"}')
 
 
 def test_a_timeout_points_at_the_task_line() -> None:

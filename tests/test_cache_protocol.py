@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from flyte_lab.engine import state_machine as sm
 from flyte_lab.engine.attempt_records import AttemptFailed, AttemptSucceeded, ErrorRecord
 from flyte_lab.errors import LeaseLostError, RunBusy
+from flyte_lab.statuses import CancelSource
 from flyte_lab.store import RunStore
 from tests.pg_server import engine_on_postgres
 
@@ -276,15 +277,42 @@ def test_a_dead_drivers_lease_on_this_host_is_taken_over_at_once(
         assert store.claim_run(run_id, "me:1:1", 60) == 2  # its process is gone: no need to wait an hour
 
 
+def test_a_cancel_request_says_who_asked_until_the_next_driver_claims_the_run(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from flyte_lab.store.leases import driver_identity
+
+    with RunStore(_url(tmp_path, request)) as store:
+        run_id = store.create_run("nb.ipynb", {}, {}, [{"name": "t"}], "local", notebook_hash="x")
+        fence = store.claim_run(run_id, driver_identity(), 60)
+        assert store.cancel_requested(run_id) is None and store.renew_run(run_id, fence, 60) is None
+        assert store.request_cancel(run_id, CancelSource.SIDEBAR) == (run_id, "requested")  # its driver is live
+        # the driver reads who asked (on a tick, or with its lease), and records it with the run's end
+        assert store.cancel_requested(run_id) == store.renew_run(run_id, fence, 60) == CancelSource.SIDEBAR
+        store.set_run_status(run_id, "cancelled", cancelled_by=CancelSource.SIDEBAR, fence=fence)
+        assert store.get_run(run_id)["cancelled_by"] == "sidebar"
+        assert store.list_runs()[0]["cancelled_by"] == "sidebar"  # `runs --json`
+        store.release_run(run_id, fence)
+        store.claim_run(run_id, driver_identity(), 60)  # a resume: the old request is no longer pending
+        assert store.cancel_requested(run_id) is None and store.get_run(run_id)["cancelled_by"] is None
+
+
 def test_cancel_of_a_run_without_a_live_driver_is_recorded_directly(
         tmp_path: Path, request: pytest.FixtureRequest) -> None:
     with RunStore(_url(tmp_path, request)) as store:
         run_id = store.create_run("nb.ipynb", {}, {}, [{"name": "a"}, {"name": "b"}], "local", notebook_hash="x")
         store.set_task_status(run_id, "a", "running")
+        store.start_attempt(run_id, "a", None, {})  # its driver died during it
         assert store.cache_claim(KEY, run_id, "a", 3600)[0] == "locked"
-        assert store.request_cancel(run_id) == (run_id, "recorded")
+        assert store.request_cancel(run_id, CancelSource.DASHBOARD) == (run_id, "recorded")
         run = store.get_run(run_id)
-        assert run["status"] == "cancelled"
-        assert {n: t["status"] for n, t in run["tasks"].items()} == {"a": "failed", "b": "skipped"}
+        assert (run["status"], run["cancelled_by"]) == ("cancelled", "dashboard")
+        assert {n: t["status"] for n, t in run["tasks"].items()} == {"a": "cancelled", "b": "skipped"}
+        said = {"type": "Cancelled", "message": "cancelled from the dashboard"}  # who, and no cell or line
+        assert run["tasks"]["a"]["error"] == said
+        # the attempt its dead driver left open ends with the cancel: no timeline draws it running on
+        [attempt] = run["attempts_detail"]["a"]
+        assert (attempt["status"], attempt["kind"], attempt["error"]) == ("cancelled", None, said)
+        assert attempt["finished_at"] == run["finished_at"]
         assert store.cache_claim(KEY, "another-run", "a", 60)[0] == "locked"  # its lock went with it
-        assert store.request_cancel(run_id) == (run_id, "cancelled")  # again: already final
+        assert store.request_cancel(run_id, CancelSource.COMMAND) == (run_id, "cancelled")  # again: already final
+        assert store.get_run(run_id)["cancelled_by"] == "dashboard"  # the first cancel's

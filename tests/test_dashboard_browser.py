@@ -361,3 +361,62 @@ def test_a_tasks_html_output_is_shown_without_running_it(tab: Any, dashboard: An
     # the error message and traceback stay escaped text
     expect(tab.locator(".flyte-error")).to_contain_text('RuntimeError: <img src=x onerror="(window.__pwned')
     expect(tab.locator(".flyte-traceback")).to_contain_text('raise RuntimeError(f\'<img src=x onerror=')
+
+
+# the timeline's bars as the page holds them: task, status and end (ms since the epoch, UTC)
+TIMELINE_BARS = """() => {
+    const data = Bokeh.documents[0].get_model_by_name('flyte-timeline').renderers[0].data_source.data;
+    return Array.from(data.task).map((task, i) => [task, data.status[i], Number(data.end[i])]);
+}"""
+
+
+def test_a_run_cancelled_after_its_driver_died_shows_cancelled_and_its_bars_end(tab: Any, dashboard: Any,
+                                                                              tmp_path: Path) -> None:
+    """Issue 18 item 1: a cancelled task was `failed`, and an attempt its dead driver left open (a cancel with no
+    live driver closed only the run) was drawn as running on, to the time the page was loaded."""
+    from datetime import datetime
+
+    from flyte_lab.store import RunStore
+
+    home, marks = tmp_path / "home", tmp_path / "marks"
+    marks.mkdir()
+    path = tmp_path / "stuck.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("%%flyte_setup\nimport os\nimport time"),
+        new_code_cell(f"%%flyte_task wait(marks: str = {str(marks)!r}) -> done: bool\n"
+                      "open(os.path.join(marks, 'started'), 'w').close()\n"
+                      "time.sleep(600)\ndone = True"),
+        new_code_cell("%%flyte_task after(done: bool) -> ok: bool\nok = done"),
+    ], metadata=KERNEL), path)
+    driver = spawn([*CLI, "run", "--cluster", "local", str(path)], home, tmp_path / "run.log")
+    try:
+        wait_for(lambda: (marks / "started").exists(), RUN_TIMEOUT_MS / 1000, "`wait` to start")
+    finally:  # the driver dies mid-task (SIGKILL: nothing of it closes anything), its kernel with it
+        killpg(driver)
+        kill_home_processes(home)
+    with RunStore(f"sqlite:///{home}/store.db") as store:
+        (run,) = store.list_runs()
+    run_id = run["run_id"]
+    tab.goto(dashboard(home) + f"/run?id={run_id}")
+    tab.locator('.flyte-run-status [data-status="running"]').wait_for()
+    tab.get_by_role("button", name="Cancel").click()  # no live driver: the cancel itself records the run's end
+    tab.locator('.flyte-run-status [data-status="cancelled"]').wait_for(timeout=RUN_TIMEOUT_MS)
+    expect(tab.locator(".flyte-cancelled-by")).to_have_text("cancelled from the dashboard")  # who, once
+    expect(tab.locator(".flyte-debug")).to_have_count(0)  # and no debugger offered for the task it stopped
+    assert status_cell(tab, "wait").inner_text() == "cancelled"
+    assert status_cell(tab, "after").inner_text() == "skipped"
+    with RunStore(f"sqlite:///{home}/store.db") as store:
+        stored = store.get_run(run_id)
+    [attempt] = stored["attempts_detail"]["wait"]
+    assert (attempt["status"], stored["cancelled_by"]) == ("cancelled", "dashboard")
+    ended_ms = datetime.fromisoformat(attempt["finished_at"]).timestamp() * 1000
+    tab.wait_for_function("() => Bokeh.documents[0].get_model_by_name('flyte-timeline').renderers[0]"
+                          ".data_source.data.status[0] === 'cancelled'")
+    [(task, status, end_ms)] = tab.evaluate(TIMELINE_BARS)
+    assert (task, status) == ("wait", "cancelled")
+    assert abs(end_ms - ended_ms) < 1, (end_ms, ended_ms)  # the bar ends when the cancel closed the attempt
+    tab.reload()  # drawn later, it still ends there: not at the time the page loads
+    tab.locator('.flyte-run-status [data-status="cancelled"]').wait_for()
+    tab.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
+                          "Bokeh.documents[0].get_model_by_name('flyte-timeline') != null")
+    assert tab.evaluate(TIMELINE_BARS) == [["wait", "cancelled", end_ms]]

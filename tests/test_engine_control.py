@@ -90,9 +90,9 @@ def test_ctrl_c_cancels_the_run_kills_its_kernel_and_releases_its_cache_lock(
     assert f"run {run_id} cancelled" in out and "Traceback" not in out
     with open_store(home) as store:
         run = store.get_run(run_id)
-    assert run["status"] == "cancelled"
-    assert run["tasks"]["slow"]["status"] == "failed"
-    assert run["tasks"]["slow"]["error"]["type"] == "Cancelled"
+    assert (run["status"], run["cancelled_by"]) == ("cancelled", "interrupt")
+    assert run["tasks"]["slow"]["status"] == "cancelled"
+    assert run["tasks"]["slow"]["error"] == {"type": "Cancelled", "message": "cancelled by an interrupt (Ctrl-C)"}
     assert run["tasks"]["after"]["status"] == "skipped"
     assert _locks(home) == []  # released at once, not left for its lease to lapse
     wait_no_home_processes(home, 15, only_kernels=True)
@@ -129,8 +129,9 @@ def test_cancel_from_another_process_and_resume_of_a_live_run_is_refused(
     assert rc == 1, out
     with open_store(home) as store:
         run = store.get_run(run_id)
-    assert run["status"] == "cancelled"
-    assert run["tasks"]["slow"]["error"]["type"] == "Cancelled"
+    assert (run["status"], run["cancelled_by"]) == ("cancelled", "command")
+    assert run["tasks"]["slow"]["status"] == "cancelled"
+    assert run["tasks"]["slow"]["error"] == {"type": "Cancelled", "message": "cancelled by `flyte-lab cancel`"}
     wait_no_home_processes(home, 15, only_kernels=True)
     assert _cli(home, "cancel", run_id).stdout.strip() == f"run {run_id} already cancelled; nothing to cancel"
 
@@ -305,7 +306,7 @@ def test_cancel_from_the_cli_stops_the_run_and_its_kernels_within_about_a_second
     with open_store(home) as store:
         run = store.get_run(run_id)
     assert {name: task["status"] for name, task in run["tasks"].items()} == {
-        "left": "failed", "right": "failed", "both": "skipped"}
+        "left": "cancelled", "right": "cancelled", "both": "skipped"}
     assert run["tasks"]["left"]["error"]["type"] == "Cancelled"
     if cluster == "local":
         wait_no_home_processes(home, 10, only_kernels=True)  # not even an idle pooled kernel

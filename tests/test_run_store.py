@@ -23,7 +23,8 @@ CTX = mp.get_context("fork")
 PROCESS_TIMEOUT_S = 60
 
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
-EXTRA_KEYS = {"schedule", "scheduled_time", "cluster", "error", "attempts_detail", "scale_events", "notes"}
+EXTRA_KEYS = {"schedule", "scheduled_time", "cluster", "error", "cancelled_by", "attempts_detail", "scale_events",
+              "notes"}
 TASK_KEYS = {
     "status",
     "attempts",
@@ -34,7 +35,7 @@ TASK_KEYS = {
     "outputs",
     "error",
 }
-RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at"}
+RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at", "cancelled_by"}
 ATTEMPT_KEYS = {"number", "status", "kind", "worker", "started_at", "finished_at", "error", "output_notebook"}
 
 TASKS = [
@@ -88,7 +89,7 @@ def test_migration_creates_schema_with_alembic_version(store: RunStore, tmp_path
     finally:
         conn.close()
     assert versions == [(head_revision(),)]
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
     assert {"runs", "tasks", "attempts", "outputs", "cache_entries", "cache_locks"} <= tables
 
 
@@ -456,6 +457,7 @@ def test_list_runs_newest_first_with_filters(store: RunStore) -> None:
         "scheduled_time": "2025-01-01T00:00:00+00:00",
         "created_at": runs[1]["created_at"],
         "finished_at": runs[1]["finished_at"],
+        "cancelled_by": None,
     }
     assert runs[1]["finished_at"] is not None and runs[0]["finished_at"] is None
     assert runs[0]["schedule"] is None and runs[0]["scheduled_time"] is None

@@ -40,6 +40,7 @@ from flyte_lab.engine.state_machine import (
     TaskSucceeded,
     Tick,
 )
+from flyte_lab.statuses import CancelSource
 
 ERR = ErrorRecord.from_cell_error("ValueError", "boom", cell=1, line=2, traceback="")
 LOST = ErrorRecord.worker_lost("a", "tcp://w2")
@@ -300,30 +301,33 @@ def test_completion_without_start_is_accepted() -> None:
     assert sm.handle(TaskSucceeded("a", 1, OK)) == [done("a", 1), FinishRun("succeeded")]
 
 
-def test_cancel_fails_running_and_skips_queued() -> None:
+def test_cancel_cancels_what_runs_and_skips_what_never_started() -> None:
     sm = RunStateMachine([plan("a"), plan("b", "a"), plan("x"), plan("y")])
     sm.handle(RunStarted())
     sm.handle(TaskStarted("a", 1))
     run_ok(sm, "x")
-    # y was submitted but never started: still queued. Both attempts are recorded, so both rows are closed.
-    stopped = AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled("run cancelled"))
-    assert sm.handle(CancelRequested()) == [
+    # y was submitted but its start not heard yet: it has an attempt too, so both rows are closed, both tasks
+    # `cancelled` (not `failed`: nobody's error), saying who cancelled, with no cell or line (nothing to debug)
+    cancelled = ErrorRecord.run_cancelled(CancelSource.SIDEBAR)
+    assert cancelled.to_dict() == {"type": "Cancelled", "message": "cancelled from the JupyterLab sidebar"}
+    stopped = AttemptFailed(kind="cancelled", error=cancelled)
+    assert sm.handle(CancelRequested(CancelSource.SIDEBAR)) == [
         KillAttempts(("a", "y")),
         FinishAttempt("a", 1, stopped, run_ended="cancelled"),
         FinishAttempt("y", 1, stopped, run_ended="cancelled"),
-        MarkTask("a", "failed", ErrorRecord.run_cancelled("run cancelled")),
+        MarkTask("a", "cancelled", cancelled),
         MarkTask("b", "skipped"),
-        MarkTask("y", "skipped"),
-        FinishRun("cancelled"),
+        MarkTask("y", "cancelled", cancelled),
+        FinishRun("cancelled", cancelled_by=CancelSource.SIDEBAR),
     ]
     assert sm.run_status == "cancelled" and sm.done
     assert sm.handle(TaskSucceeded("a", 1, OK)) == []
-    assert sm.task_status == {"a": "failed", "b": "skipped", "x": "succeeded", "y": "skipped"}
+    assert sm.task_status == {"a": "cancelled", "b": "skipped", "x": "succeeded", "y": "cancelled"}
 
 
 def test_cancel_before_start() -> None:
     sm = RunStateMachine([plan("a")])
-    assert sm.handle(CancelRequested()) == [MarkTask("a", "skipped"), FinishRun("cancelled")]
+    assert sm.handle(CancelRequested()) == [MarkTask("a", "skipped"), FinishRun("cancelled", cancelled_by="api")]
     assert sm.handle(RunStarted()) == []
 
 
@@ -426,7 +430,7 @@ class Driver:
                     status = "cached" if isinstance(instr, RecordCacheHit) else instr.status
                 self.marked[instr.task] = status
                 assert self.sm.task_status[instr.task] == status
-                if status in ("failed", "skipped", "succeeded", "cached"):
+                if status in ("failed", "skipped", "succeeded", "cached", "cancelled"):
                     self.attempts_pending.pop(instr.task, None)
                     if instr.task in self.cache_pending:
                         self.cache_pending.remove(instr.task)
@@ -528,15 +532,19 @@ def test_cancel_at_any_point_finishes_once(plans: list[TaskPlan], data: st.DataO
             break
         driver.step(data.draw)
     before = sm.task_status
-    driver.send(CancelRequested())
+    submitted = {task for task in driver.attempts_pending}  # attempts out (started or not) before the cancel
+    by = data.draw(st.sampled_from(list(CancelSource)))
+    driver.send(CancelRequested(by))
     assert len(driver.finishes) == 1
     if before and all(s in ("succeeded", "cached", "failed", "skipped") for s in before.values()):
         assert driver.finishes[0].status in ("succeeded", "failed")  # finished before the cancel
     else:
-        assert driver.finishes[0] == FinishRun("cancelled")
+        assert driver.finishes[0] == FinishRun("cancelled", cancelled_by=by)
         for task, s in before.items():
-            expected = {"running": "failed", "queued": "skipped"}.get(s, s)
+            # what had an attempt out is `cancelled`, what never got one `skipped`; nothing becomes `failed`
+            expected = "cancelled" if task in submitted else {"queued": "skipped"}.get(s, s)
             assert sm.task_status[task] == expected
+            assert driver.marked.get(task, s) == sm.task_status[task]
 
 
 @settings(max_examples=150, deadline=None)
@@ -608,12 +616,13 @@ def test_cancel_kills_running_attempts_and_releases_locks() -> None:
     sm.handle(CacheLocked("a"))
     sm.handle(CacheBusy("b", "other"))
     sm.handle(TaskStarted("a", 1))
-    out = sm.handle(CancelRequested("cancelled by Ctrl-C"))
-    cancelled = ErrorRecord.run_cancelled("cancelled by Ctrl-C")
-    stopped = AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled("cancelled by Ctrl-C"))
+    out = sm.handle(CancelRequested(CancelSource.INTERRUPT))
+    cancelled = ErrorRecord.run_cancelled(CancelSource.INTERRUPT)
+    stopped = AttemptFailed(kind="cancelled", error=cancelled)
     assert out == [KillAttempts(("a",)), FinishAttempt("a", 1, stopped, run_ended="cancelled"),
-                   MarkTask("a", "failed", cancelled), MarkTask("b", "skipped"),
-                   MarkTask("c", "skipped"), ReleaseCacheLock("a"), FinishRun("cancelled")]
+                   MarkTask("a", "cancelled", cancelled), MarkTask("b", "skipped"),
+                   MarkTask("c", "skipped"), ReleaseCacheLock("a"),
+                   FinishRun("cancelled", cancelled_by=CancelSource.INTERRUPT)]
     assert sm.done and sm.held_locks == frozenset() and sm.waiting_on_cache == {}
     assert sm.handle(TaskSucceeded("a", 1, OK)) == []  # the killed attempt's late answer changes nothing
 
@@ -629,7 +638,7 @@ def test_a_cancel_from_another_process_is_read_on_ticks_not_only_at_lease_renewa
     assert sm.handle(Tick(10.9)) == [CheckCancel()]
     assert sm.handle(Tick(30.0)) == [RenewLeases(())]  # every ttl/3
     # the flag was set: the driver answers the read with the cancel
-    assert sm.handle(CancelRequested("cancelled by `flyte-lab cancel`"))[0] == KillAttempts(("a",))
+    assert sm.handle(CancelRequested(CancelSource.COMMAND))[0] == KillAttempts(("a",))
     assert sm.run_status == "cancelled"
     assert sm.handle(Tick(31.0)) == []  # a finished run reads nothing more
 

@@ -51,6 +51,10 @@ def test_the_sets_split_each_vocabulary() -> None:
     assert served["run"]["live"] == ["queued", "running"]
     assert set(served["task"]["done"]) == {"succeeded", "cached"}
     assert served["task"]["all"] == [s.value for s in TaskStatus]
+    # a cancelled task ended (nothing reruns it but a resume) and is no progress; each canceller reads as itself
+    assert "cancelled" in served["task"]["terminal"] and "cancelled" not in served["task"]["done"]
+    assert served["cancelled_by"]["sidebar"] == "cancelled from the JupyterLab sidebar"
+    assert len(set(served["cancelled_by"].values())) == len(served["cancelled_by"])
 
 
 @pytest.mark.parametrize("palette", ["cli.report:STATUS_STYLES", "presentation.graph_render:STATUS_COLORS",

@@ -130,6 +130,16 @@ def test_refused_launch_is_one_clear_error(home: Path, tmp_path: Path) -> None:
     errors = errors_of(nb)
     assert errors[0].startswith("UsageError: -p nope: `nope` is not a workflow input")
     assert errors[1].startswith("UsageError: %flyte_run: this kernel does not know its notebook; pass the path")
+    # no run exists: the widget shows no (empty "0/?") bar and no Cancel, and says "refused" without repeating
+    # the refusal printed below the cell
+    models = widget_models(nb)
+    state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    [bar] = [m["state"] for m in models if m["model_name"] == "IntProgressModel"]
+    [button] = [m["state"] for m in models if m["model_name"] == "ButtonModel"]
+    for part in (bar, button):
+        assert state[part["layout"].removeprefix("IPY_MODEL_")]["state"]["display"] == "none"
+    html = html_values(models)
+    assert 'data-status="refused"' in html and "is not a workflow input" not in html
 
 
 def test_map_over_elements_count_in_the_progress(home: Path, tmp_path: Path) -> None:
@@ -178,4 +188,9 @@ def test_cancel_from_the_widget_stops_the_run(home: Path, tmp_path: Path) -> Non
     buttons = [m["state"] for m in models if m["model_name"] == "ButtonModel"]
     assert buttons[0]["description"] == "Cancel" and buttons[0]["disabled"] is True  # nothing left to cancel
     assert buttons[0]["button_style"] == ""  # and it looks it: grey, not the orange of an action
-    assert re.search(r'data-status="cancelled"[^>]*>cancelled</span>', html_values(models))
+    html = html_values(models)
+    assert re.search(r'data-status="cancelled"[^>]*>cancelled</span>', html)
+    # the task it stopped is `cancelled`, not `failed`; the widget says who cancelled and offers no debugger
+    assert 'data-task="block" data-status="cancelled"' in html
+    assert "cancelled from the run widget" in html
+    assert "%flyte_debug" not in html and "flyte-failure" not in html

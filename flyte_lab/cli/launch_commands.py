@@ -9,7 +9,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from flyte_lab.graph.params import split_params
-from flyte_lab.statuses import RUN_LIVE, RUN_TERMINAL, RunStatus, TaskStatus
+from flyte_lab.presentation.formats import cancel_line
+from flyte_lab.statuses import RUN_LIVE, RUN_TERMINAL, CancelSource, RunStatus, TaskStatus
 
 if TYPE_CHECKING:
     from flyte_lab.store import RunStore
@@ -119,7 +120,7 @@ def cancel(args: argparse.Namespace) -> int:
 def _cancel(args: argparse.Namespace, store: RunStore) -> int:
     from flyte_lab.engine.api import cancel_run, get_run
 
-    run_id, outcome = cancel_run(args.run_id, store)
+    run_id, outcome = cancel_run(args.run_id, store, by=CancelSource.COMMAND)
     if outcome in RUN_TERMINAL:
         print(f"run {run_id} already {outcome}; nothing to cancel")
         return 0
@@ -158,6 +159,9 @@ def summary(record: dict[str, Any]) -> str:
     run_error = record.get("error")
     if record["status"] == RunStatus.FAILED and run_error and run_error.get("type") == "DriverError":
         lines.append(f"  {run_error.get('message')}")
+    cancelled = cancel_line(record)
+    if cancelled:
+        lines.append(f"  {cancelled}")
     for name, task in record["tasks"].items():
         error = task.get("error")
         if task["status"] == TaskStatus.FAILED and error:

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flyte_lab.presentation.formats import (
+    cancel_line,
     format_duration,
     format_params,
     format_resources,
@@ -26,7 +27,7 @@ from flyte_lab.presentation.formats import (
     run_duration,
     task_error_line,
 )
-from flyte_lab.statuses import RunStatus, TaskStatus
+from flyte_lab.statuses import TaskStatus
 
 STATUS_STYLES: dict[str, str] = {
     TaskStatus.SUCCEEDED: "green",
@@ -35,7 +36,7 @@ STATUS_STYLES: dict[str, str] = {
     TaskStatus.RUNNING: "yellow",
     TaskStatus.QUEUED: "blue",
     TaskStatus.SKIPPED: "magenta",
-    RunStatus.CANCELLED: "magenta",
+    TaskStatus.CANCELLED: "magenta",
 }
 
 # Wide enough that piped output (grep, logs) keeps one line per row instead of wrapping at 80.
@@ -180,6 +181,9 @@ def run_report(run: Mapping[str, Any], now: datetime | None = None) -> Group:
     for name, task in tasks.items():
         if task.get("status") == TaskStatus.FAILED:
             parts.extend([Text(""), task_error(name, task)])
+    cancelled = cancel_line(run)  # a cancelled task is nobody's error: the run says who stopped it, once
+    if cancelled:
+        parts.extend([Text(""), Text(cancelled, style="magenta")])
     line = run_error_line(run)
     if line:
         parts.extend([Text(""), Text(line, style="bold red")])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flyte_lab import run_launch
 from flyte_lab.errors import FlyteLabError
-from flyte_lab.statuses import RunStatus
+from flyte_lab.statuses import CancelSource, RunStatus
 
 _lock = threading.Lock()
 _running: list[Action] = []
@@ -49,7 +49,8 @@ def cancel(run_id: str) -> str:
     from flyte_lab.engine.api import cancel_run
     from flyte_lab.store.shared import shared_store
 
-    return cancel_run(run_id, shared_store())[1]  # the server's one store, as its pages read
+    # the server's one store, as its pages read
+    return cancel_run(run_id, shared_store(), by=CancelSource.DASHBOARD)[1]
 
 
 def start(kind: str, run_id: str) -> Action:

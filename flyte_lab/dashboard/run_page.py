@@ -22,6 +22,7 @@ from flyte_lab.dashboard.task_detail import TaskDetail
 from flyte_lab.dashboard.task_table import TaskTable
 from flyte_lab.dashboard.timeline import Timeline
 from flyte_lab.errors import RunNotFound
+from flyte_lab.presentation.formats import cancel_line
 from flyte_lab.statuses import RUN_LIVE, RUN_RESUMABLE, RunStatus
 
 REFRESH_MS = 1000
@@ -75,6 +76,9 @@ class RunPage:
         live = '<span class="flyte-live"> · live</span>' if run["status"] in RUN_LIVE else ""
         error = run.get("error") or {}
         run_error = f'<p style="color:#c0392b">{escape(str(error.get("message")))}</p>' if error else ""
+        cancelled = cancel_line(run)
+        if cancelled:
+            run_error += f'<p class="flyte-cancelled-by" style="color:#ca6f1e">{escape(cancelled)}</p>'
         self.header.object = (f'<h2 class="flyte-run-title">run <code>{escape(self.run_id)}</code> '
                               f'<span class="flyte-run-status">{status_badge(run["status"])}</span>{live}</h2>'
                               f'<p class="flyte-run-summary">{escape(run_summary(run))}<br>'

@@ -16,12 +16,12 @@ from flyte_lab.presentation.formats import (
     run_duration,
 )
 from flyte_lab.run_progress import progress
-from flyte_lab.statuses import RUN_LIVE, RunStatus, TaskStatus
+from flyte_lab.statuses import RUN_LIVE, TaskStatus
 
 STATUS_COLORS: dict[str, str] = {
     TaskStatus.QUEUED: "#bdc3c7", TaskStatus.RUNNING: "#3498db", TaskStatus.SUCCEEDED: "#27ae60",
     TaskStatus.CACHED: "#16a085", TaskStatus.FAILED: "#c0392b", TaskStatus.SKIPPED: "#95a5a6",
-    RunStatus.CANCELLED: "#e67e22",
+    TaskStatus.CANCELLED: "#e67e22",
 }
 RUN_COLUMNS = ["run", "notebook", "status", "start", "duration", "tasks done", "tasks failed", "schedule"]
 TASK_COLUMNS = ["task", "status", "attempts", "duration", "cached", "resources", "cell"]
@@ -78,15 +78,20 @@ def task_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def attempt_bars(run: Mapping[str, Any], now: datetime | None = None) -> list[dict[str, Any]]:
-    """Every attempt as a Gantt bar: start, end (now while it runs), lane (its worker), task and status."""
+    """Every attempt as a Gantt bar: start, end (now while it runs), lane (its worker), task and status.
+
+    An attempt with no finish time in a run that ended (a row an older version's cancel left open) ends with its
+    run: only a live run's attempts stretch to now."""
     now = now or datetime.now(UTC)
+    live = run.get("status") in RUN_LIVE
     bars = []
     for task, attempts in (run.get("attempts_detail") or {}).items():
         for attempt in attempts:
             start = parse_time(attempt.get("started_at"))
             if start is None:
                 continue
-            end = parse_time(attempt.get("finished_at")) or now
+            end = parse_time(attempt.get("finished_at")) or (now if live else parse_time(run.get("finished_at")))
+            end = end or start
             bars.append({
                 "task": task,
                 "attempt": attempt.get("number"),

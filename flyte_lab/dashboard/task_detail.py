@@ -64,7 +64,10 @@ def summary_html(graph: Mapping[str, Any], run: Mapping[str, Any], task: str) ->
              "<h4>outputs</h4>", _table(task_outputs(run, task), ["name", "type", "preview", "uri"],
                                         "no outputs recorded")]
     error = info.get("error")
-    if error:
+    if info.get("status") == TaskStatus.CANCELLED:  # stopped by a cancel: nobody's error, nothing to reproduce
+        said = str((error or {}).get("message") or "cancelled")
+        parts.append(f'<p class="flyte-cancelled" style="color:#ca6f1e">{escape(said)}</p>')
+    elif error:
         parts += [f'<h4>error</h4><p class="flyte-error" style="color:#c0392b"><b>{escape(error_text(error))}</b></p>',
                   f'<pre class="flyte-traceback">{escape(error.get("traceback") or "")}</pre>',
                   "<p>reproduce it with its inputs: "

@@ -17,7 +17,7 @@ from flyte_lab.errors import DriverError, FlyteLabError, UserInputError, Validat
 from flyte_lab.graph.model import Workflow
 from flyte_lab.graph.validate import decode_values, encode_values, graph_json, resolve_params, validate_notebook
 from flyte_lab.notebook_hash import hash_notebook
-from flyte_lab.statuses import RunStatus, TaskStatus
+from flyte_lab.statuses import CancelSource, RunStatus, TaskStatus
 
 if TYPE_CHECKING:
     from flyte_lab.engine.state_machine import RunStateMachine
@@ -285,14 +285,15 @@ def _close_orphan_attempts(store: Any, run: dict[str, Any], fence: int) -> None:
                                      fence=fence, error=ErrorRecord.driver_lost().to_dict())
 
 
-def cancel_run(run_id: str, store: RunStore | None = None) -> tuple[str, str]:
+def cancel_run(run_id: str, store: RunStore | None = None, *,
+               by: CancelSource = CancelSource.API) -> tuple[str, str]:
     """Ask a run to stop, from any process: (run_id, "requested" | "recorded" | its final status).
 
     `store`: the run store the caller keeps open (a server's shared one, a command's); else the environment's
-    is opened for this call (`NoStore` when there is none).
+    is opened for this call (`NoStore` when there is none). `by`: who is asking (the run records it).
     """
     with _store_or_env(store) as opened:
-        return opened.request_cancel(run_id)
+        return opened.request_cancel(run_id, by)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+from flyte_lab.statuses import CancelSource
+
 # who is at fault decides the retry budget: a user's error (or its timeout) is retried only with
 # `--retries`; an infrastructure error (or a kill nobody asked for) always, up to the run's infra retries
 FailureKind = Literal["user", "infra", "timeout", "cancelled"]
@@ -83,9 +85,10 @@ class ErrorRecord:
 
     # -- the run's own errors ------------------------------------------------------------------------------
     @classmethod
-    def run_cancelled(cls, reason: str) -> ErrorRecord:
-        """The run was cancelled (`flyte-lab cancel`, Ctrl-C): recorded on the tasks it stopped."""
-        return cls("Cancelled", reason, traceback=None, located=False)
+    def run_cancelled(cls, by: CancelSource) -> ErrorRecord:
+        """The run was cancelled: recorded on the tasks and attempts it stopped, saying who cancelled. Nobody's
+        error and no place in the code: no cell, line or traceback (a debugger has nothing to show)."""
+        return cls("Cancelled", by.phrase, traceback=None, located=False)
 
     @classmethod
     def driver_failed(cls, description: str, traceback: str) -> ErrorRecord:

@@ -28,14 +28,13 @@ from flyte_lab.engine.task_notebook import build_split_notebook, build_task_note
 from flyte_lab.engine.worker.run_attempt import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import ClusterLost, DriverError, FlyteLabError, LeaseLostError
 from flyte_lab.graph.model import Workflow
-from flyte_lab.statuses import TASK_DONE, RunStatus, TaskStatus
+from flyte_lab.statuses import TASK_DONE, CancelSource, RunStatus, TaskStatus
 from flyte_lab.store import RunStore
 
 log = logging.getLogger(__name__)
 # the loop wakes at least this often: the state machine decides when leases, caches and the cancel flag need a
 # look, so a cancel from another process is seen within sm.CANCEL_CHECK_S + TICK_S of its request
 TICK_S = 0.25
-BY_COMMAND = "cancelled by `flyte-lab cancel`"  # the CLI, the REST route, the dashboard and the widget alike
 
 
 @dataclass
@@ -112,7 +111,7 @@ class RunDriver:
                 self._drain_events()
                 self._collect()
         except KeyboardInterrupt:
-            self._feed_safely(sm.CancelRequested("cancelled by Ctrl-C"))
+            self._feed_safely(sm.CancelRequested(CancelSource.INTERRUPT))
             raise
         except LeaseLostError as exc:
             self._feed_safely(sm.LeaseLost(str(exc.data.get("holder") or "")))
@@ -226,7 +225,8 @@ class RunDriver:
                                        cache_key=self.cache_keys.get(ins.task), fence=self.fence)
             self._changed()
         elif isinstance(ins, sm.FinishRun):
-            self.store.set_run_status(self.run_id, ins.status, error=_stored(ins.error), fence=self.fence)
+            self.store.set_run_status(self.run_id, ins.status, error=_stored(ins.error), cancelled_by=ins.cancelled_by,
+                                      fence=self.fence)
         elif isinstance(ins, sm.CheckCache):
             return [self._claim_cache(ins.task)]
         elif isinstance(ins, sm.Submit):
@@ -240,7 +240,8 @@ class RunDriver:
         elif isinstance(ins, sm.RenewLeases):
             return self._renew(ins)
         elif isinstance(ins, sm.CheckCancel):
-            return [sm.CancelRequested(BY_COMMAND)] if self.store.cancel_requested(self.run_id) else []
+            by = self.store.cancel_requested(self.run_id)
+            return [sm.CancelRequested(by)] if by is not None else []
         elif isinstance(ins, sm.ReleaseCacheLock):
             key = self.cache_keys.get(ins.task)
             if key:
@@ -263,7 +264,8 @@ class RunDriver:
         result = ins.result
         if isinstance(result, AttemptFailed):
             status = ins.run_ended or TaskStatus.FAILED  # a run's stop closes its attempts with the run's status
-            self.store.finish_attempt(self.run_id, ins.task, ins.attempt, status, kind=result.fault,
+            kind = None if status == RunStatus.CANCELLED else result.fault  # a cancel is nobody's fault
+            self.store.finish_attempt(self.run_id, ins.task, ins.attempt, status, kind=kind,
                                       error=result.error.to_dict(), output_notebook=result.output_notebook,
                                       fence=self.fence)
             return
@@ -290,7 +292,7 @@ class RunDriver:
         for lost in self.store.cache_renew(keys, self.run_id, self.lease_ttl_s):
             log.warning("flyte_lab: run %s lost its cache lock %s (its lease lapsed); computing anyway",
                         self.run_id, lost[:12])
-        return [sm.CancelRequested(BY_COMMAND)] if cancel else []
+        return [sm.CancelRequested(cancel)] if cancel is not None else []
 
     def _kill(self, tasks: tuple[str, ...]) -> None:
         keys: list[str] = []

@@ -12,10 +12,12 @@ protocol of a run lives here, so each race is a plain test:
   held locks are leases renewed on ticks and released on every exit path;
 - run ownership: the run's lease is renewed on ticks; a lost lease (another
   driver took the run over) abandons the run without writing anything;
-- cancel (from `flyte-lab cancel`, Ctrl-C) and a crash of the driver itself:
-  running attempts are killed and their rows closed with the run's status,
-  locks released, the run ends `cancelled` or `failed` with the error
-  recorded, never `running` forever (nor any of its attempts); a cancel
+- cancel (from `flyte-lab cancel`, Ctrl-C, the sidebar, the widget, the
+  dashboard: the event says who) and a crash of the driver itself: running
+  attempts are killed and their rows closed with the run's status, running
+  tasks end `cancelled` (saying who cancelled) or `failed` (with the driver's
+  error), locks released, the run ends `cancelled` (recording who) or `failed`,
+  never `running` forever (nor any of its attempts); a cancel
   requested from another process is looked for on ticks every
   `CANCEL_CHECK_S` (a one-row read), so it takes effect within about that,
   not at the next lease renewal;
@@ -47,7 +49,7 @@ from typing import Any, NamedTuple, TypeAlias
 
 from flyte_lab.engine.attempt_records import AttemptFailed, AttemptResult, AttemptSucceeded, ErrorRecord
 from flyte_lab.graph.topo_order import topological_order
-from flyte_lab.statuses import RUN_TERMINAL, TASK_DONE, TASK_TERMINAL, RunStatus, TaskStatus
+from flyte_lab.statuses import RUN_TERMINAL, TASK_DONE, TASK_TERMINAL, CancelSource, RunStatus, TaskStatus
 
 LEASE_TTL_S = 60.0  # a lapsed lease (its driver died) is taken over after this long
 CACHE_RECHECK_S = 0.5  # how often a task waiting on another run's cache lock asks again
@@ -136,9 +138,9 @@ class TaskFailed:
 
 @dataclass(frozen=True)
 class CancelRequested:
-    """`flyte-lab cancel`, Ctrl-C, or any caller of the API."""
+    """Someone asked the run to stop; `by` says who (recorded on the run and on the tasks it stops)."""
 
-    reason: str = "run cancelled"
+    by: CancelSource = CancelSource.API
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,7 @@ class KillAttempts:
 class FinishRun:
     status: RunStatus
     error: ErrorRecord | None = None
+    cancelled_by: CancelSource | None = None  # a cancelled run's: who cancelled it
 
 
 @dataclass(frozen=True)
@@ -424,11 +427,16 @@ class RunStateMachine:
 
     @_handle.register(CancelRequested)
     def _on_cancel(self, event: CancelRequested) -> list[Instruction]:
-        return self._stop(RunStatus.CANCELLED, ErrorRecord.run_cancelled(event.reason), None)
+        error = ErrorRecord.run_cancelled(event.by)
+        # the attempts it stops were nobody's failure: closed `cancelled`, with who cancelled and no place in code
+        stopped = AttemptFailed(kind="cancelled", error=error)
+        return self._stop(TaskStatus.CANCELLED, stopped, error, FinishRun(RunStatus.CANCELLED, cancelled_by=event.by))
 
     @_handle.register(DriverCrashed)
     def _on_crash(self, event: DriverCrashed) -> list[Instruction]:
-        return self._stop(RunStatus.FAILED, event.error, event.error)
+        error = event.error
+        stopped = AttemptFailed(kind="infra", error=ErrorRecord.infrastructure(error.type, error.message))
+        return self._stop(TaskStatus.FAILED, stopped, error, FinishRun(RunStatus.FAILED, error))
 
     @_handle.register(LeaseLost)
     def _on_lease_lost(self, event: LeaseLost) -> list[Instruction]:
@@ -546,20 +554,19 @@ class RunStateMachine:
                 out.append(MarkTask(dependant, TaskStatus.SKIPPED))
         return out + self._maybe_finish()
 
-    def _stop(self, status: RunStatus, task_error: ErrorRecord, run_error: ErrorRecord | None) -> list[Instruction]:
-        """Cancel or crash: kill what runs, mark what is left, release every lock, end the run."""
+    def _stop(self, ended: TaskStatus, stopped: AttemptFailed, task_error: ErrorRecord,
+              finish: FinishRun) -> list[Instruction]:
+        """Cancel or crash: kill what runs, close its attempts with `stopped` and mark its tasks `ended` with
+        `task_error`, skip what never started, release every lock, end the run."""
         running = self._running_tasks()
         out: list[Instruction] = [KillAttempts(tuple(running))] if running else []
         # the killed attempts' own answers are ignored from now on: their rows are closed here
-        if status == RunStatus.CANCELLED:
-            stopped = AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled(task_error.message))
-        else:
-            stopped = AttemptFailed(kind="infra", error=ErrorRecord.infrastructure(task_error.type, task_error.message))
-        out += [FinishAttempt(name, self._attempt[name], stopped, run_ended=status) for name in running]
+        out += [FinishAttempt(name, self._attempt[name], stopped, run_ended=finish.status) for name in running]
+        submitted = set(running)
         for name, state in self._status.items():
-            if state == TaskStatus.RUNNING:
-                self._status[name] = TaskStatus.FAILED
-                out.append(MarkTask(name, TaskStatus.FAILED, task_error))
+            if name in submitted:  # submitted (its start may not have been heard yet): it has an attempt, now closed
+                self._status[name] = ended
+                out.append(MarkTask(name, ended, task_error))
             elif state == TaskStatus.QUEUED:
                 self._status[name] = TaskStatus.SKIPPED
                 out.append(MarkTask(name, TaskStatus.SKIPPED))
@@ -568,8 +575,8 @@ class RunStateMachine:
         self._in_flight.clear()
         self._awaiting_cache.clear()
         self._busy.clear()
-        self._run_status = status
-        return [*out, FinishRun(status, run_error)]
+        self._run_status = finish.status
+        return [*out, finish]
 
     # --- helpers ------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from flyte_lab.kernel_ext.run_widget import RunWidget
 from flyte_lab.run_progress import ListLength, element_counts, manifest_lengths
-from flyte_lab.statuses import RunStatus
+from flyte_lab.statuses import CancelSource, RunStatus
 
 POLL_S = 0.5
 
@@ -26,7 +26,7 @@ class RunFollower:
                  workers: int | None = None, use_cache: bool = True) -> None:
         self.path, self.params = path, params
         self.cluster, self.workers, self.use_cache = cluster, workers, use_cache
-        self.widget = RunWidget(source_note, on_cancel=self.cancel)
+        self.widget = RunWidget(source_note, on_cancel=lambda: self.cancel(CancelSource.WIDGET))
         self.run_id: str | None = None
         self.error: BaseException | None = None
         self.record: dict[str, Any] | None = None
@@ -93,8 +93,8 @@ class RunFollower:
     def refresh(self) -> None:
         if self.run_id is None:
             if self.finished.is_set() and self.error is not None:
-                self.widget.refused(getattr(self.error, "message", None) or f"{type(self.error).__name__}: "
-                                    f"{self.error}")
+                # followed in the foreground, the magic raises the refusal below the cell: said there only
+                self.widget.refused(self.error_message() if self._poller is not None else None)
             return
         store = self._open()
         run = store.get_run(self.run_id)
@@ -102,11 +102,16 @@ class RunFollower:
         self._count_elements(run, graph)
         self.widget.show(run, graph, self._sizes)
 
-    def cancel(self) -> None:
+    def error_message(self) -> str:
+        """Why the run was refused or failed to drive, in one line."""
+        error = self.error
+        return getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+
+    def cancel(self, by: CancelSource) -> None:
         from flyte_lab.engine.api import cancel_run
 
         if self.run_id is not None and not self.finished.is_set():
-            cancel_run(self.run_id)
+            cancel_run(self.run_id, by=by)
 
     def _open(self) -> Any:
         if self._store is None:

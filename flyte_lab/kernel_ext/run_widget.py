@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from flyte_lab.presentation.formats import format_duration, format_resources, run_duration, task_error_line
+from flyte_lab.presentation.formats import (
+    cancel_line,
+    format_duration,
+    format_resources,
+    run_duration,
+    task_error_line,
+)
 from flyte_lab.presentation.graph_render import STATUS_COLORS, render_svg, workflow_from_graph_json
 from flyte_lab.run_progress import progress
 from flyte_lab.statuses import RUN_LIVE, RunStatus, TaskStatus
@@ -57,12 +63,16 @@ class RunWidget:
 
         display(self.box)
 
-    def refused(self, message: str) -> None:
-        """The launch was refused before a run existed (validation, bad parameters)."""
-        self.title.value = (f'<b>flyte_lab run</b> · <span style="color:#c0392b">refused</span> · '
-                            f"{escape(self.source_note)}")
-        self.failures.value = f'<pre class="flyte-refused" style="color:#c0392b">{escape(message)}</pre>'
-        self.bar.bar_style = "danger"
+    def refused(self, message: str | None) -> None:
+        """The launch was refused before a run existed (validation, bad parameters): no run, so no progress bar
+        and nothing to cancel. `message` is shown here unless None: the magic raises it below the cell instead
+        (said once)."""
+        self.title.value = (f'<b>flyte_lab run</b> · <span class="flyte-run-status" data-status="refused" '
+                            f'style="color:#c0392b">refused</span> · {escape(self.source_note)}')
+        self.failures.value = ("" if message is None else
+                               f'<pre class="flyte-refused" style="color:#c0392b">{escape(message)}</pre>')
+        self.bar.layout.display = "none"
+        self.cancel.layout.display = "none"
         self._no_cancel()
 
     def show(self, run: Mapping[str, Any], graph: Mapping[str, Any], sizes: Mapping[str, int],
@@ -87,7 +97,9 @@ class RunWidget:
         states = {n: str(t.get("status")) for n, t in tasks.items()}
         self.graph.value = f'<div class="flyte-graph-box">{render_svg(wf, states, GRAPH_HEIGHT)}</div>'
         self.table.value = tasks_html(tasks, sizes)
-        self.failures.value = failures_html(str(run.get("run_id")), tasks, run.get("error"))
+        cancelled = cancel_line(run)  # who stopped it; its stopped tasks are nobody's failure: nothing to debug
+        self.failures.value = failures_html(str(run.get("run_id")), tasks, run.get("error")) + (
+            f'<div class="flyte-cancelled" style="color:#ca6f1e">{escape(cancelled)}</div>' if cancelled else "")
 
 
 def tasks_html(tasks: Mapping[str, Mapping[str, Any]], sizes: Mapping[str, int]) -> str:

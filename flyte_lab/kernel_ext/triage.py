@@ -69,7 +69,9 @@ class AttemptRecord:
                 f"{self.attempts}" + (f", element {self.map_index}" if self.map_index is not None else "")
                 + f": {self.status}")
         lines = [head]
-        if self.status == TaskStatus.FAILED or error:
+        if self.status == TaskStatus.CANCELLED:  # stopped by a cancel: no place in the code is at fault
+            lines.append(str(error.get("message") or "cancelled"))
+        elif self.status == TaskStatus.FAILED or error:
             lines.append(f"failed at {self.where()}:")
             source = self.source_line()
             if source is not None:

@@ -13,7 +13,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from flyte_lab.errors import FlyteLabError
 from flyte_lab.kernel_ext.notebook_path import kernel_notebook, saved_note
-from flyte_lab.statuses import RunStatus
+from flyte_lab.statuses import CancelSource, RunStatus
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,13 +101,12 @@ class RunMagics(Magics):
         try:
             follower.follow()
         except KeyboardInterrupt:
-            follower.cancel()
+            follower.cancel(CancelSource.INTERRUPT)  # the kernel was interrupted (Ctrl-C's twin)
             follower.wait()
             follower.refresh()
             raise UsageError(f"interrupted: run {follower.run_id} was cancelled") from None
         if follower.error is not None:
-            message = getattr(follower.error, "message", None) or f"{type(follower.error).__name__}: {follower.error}"
-            raise UsageError(message)
+            raise UsageError(follower.error_message())
         return None
 
     @line_magic

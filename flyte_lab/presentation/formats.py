@@ -10,6 +10,8 @@ from pathlib import PurePath
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flyte_lab.statuses import CancelSource, RunStatus
+
 
 def parse_time(value: str | None) -> datetime | None:
     """An ISO-8601 string from the store as an aware UTC datetime (None stays None)."""
@@ -75,6 +77,15 @@ def format_resources(resources: Mapping[str, Any] | None) -> str:
 def notebook_name(path: str | None) -> str:
     """The notebook's file name (the full path stays in `--json` and in `show`)."""
     return PurePath(path).name if path else "-"
+
+
+def cancel_line(run: Mapping[str, Any]) -> str | None:
+    """Who cancelled a cancelled run (`cancelled from the JupyterLab sidebar`); None for any other run. A run
+    cancelled before `cancelled_by` was recorded says only `cancelled`."""
+    if run.get("status") != RunStatus.CANCELLED:
+        return None
+    by = run.get("cancelled_by")
+    return CancelSource(by).phrase if by in set(CancelSource) else "cancelled"
 
 
 def task_error_line(name: str, task: Mapping[str, Any]) -> str:

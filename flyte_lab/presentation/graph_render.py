@@ -29,7 +29,7 @@ from html import escape
 from typing import Any
 
 from flyte_lab.graph.model import Diagnostic, Task, Workflow
-from flyte_lab.statuses import RunStatus, TaskStatus
+from flyte_lab.statuses import TaskStatus
 
 NODE_W, NODE_H = 190, 58
 H_GAP, V_GAP, MARGIN = 36, 70, 20
@@ -53,7 +53,7 @@ STATUS_COLORS: dict[str, tuple[str, str]] = {
     TaskStatus.FAILED: ("#f6b3b3", "#c0392b"),
     TaskStatus.CACHED: ("#a3e4d7", "#138d75"),
     TaskStatus.SKIPPED: ("#f2f3f4", "#b3b6b7"),
-    RunStatus.CANCELLED: ("#fad7a0", "#ca6f1e"),
+    TaskStatus.CANCELLED: ("#fad7a0", "#ca6f1e"),
 }
 _SEVERITY_TEXT = {"error": "#c0392b", "warning": "#b9770e"}
 _ids = itertools.count(1)  # marker ids must be unique when several graphs share one page

@@ -25,6 +25,7 @@ from flyte_lab.server.errors import BadRequest, body_for, status_for
 from flyte_lab.server.models import (
     MAX_BODY_DEPTH,
     CancelAnswer,
+    CancelRequest,
     GraphRequest,
     ResumeRequest,
     RunCreated,
@@ -32,7 +33,7 @@ from flyte_lab.server.models import (
     too_deep,
 )
 from flyte_lab.server.paths import resolve_notebook
-from flyte_lab.statuses import vocabulary
+from flyte_lab.statuses import CancelSource, vocabulary
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -161,7 +162,8 @@ class ResumeHandler(FlyteHandler):
 class CancelHandler(FlyteHandler):
     @answers
     async def post(self, run_id: str) -> None:
-        full_id, state = await self.blocking(service.cancel, self.run["run_id"])
+        by = self.body(CancelRequest).by
+        full_id, state = await self.blocking(service.cancel, self.run["run_id"], CancelSource(by))
         self.reply(CancelAnswer(run_id=full_id, state=state), 202)
 
 

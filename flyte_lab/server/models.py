@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +46,12 @@ class RunRequest(_Body):
 
 class ResumeRequest(_Body):
     cluster: str | None = Field(default=None, pattern=CLUSTER_PATTERN)
+
+
+class CancelRequest(_Body):
+    """Who is cancelling: the sidebar says so; any other client is recorded as the REST API."""
+
+    by: Literal["sidebar", "rest"] = "rest"
 
 
 class RunCreated(BaseModel):

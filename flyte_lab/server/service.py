@@ -17,6 +17,7 @@ from typing import Any
 from flyte_lab.errors import ExecutedNotebookNotFound, NoStore, RunNotFound, ScheduleNotFound, ValidationFailed
 from flyte_lab.server.models import FirePreview
 from flyte_lab.server.paths import relative_to_root, resolve_notebook
+from flyte_lab.statuses import CancelSource
 
 
 def _graph_answer(wf: Any) -> dict[str, Any]:
@@ -136,10 +137,10 @@ def with_progress(run: dict[str, Any]) -> dict[str, Any]:
     return dict(run, progress=run_progress(run, graph, manifest_lengths()))
 
 
-def cancel(run_id: str) -> tuple[str, str]:
+def cancel(run_id: str, by: CancelSource) -> tuple[str, str]:
     from flyte_lab.engine.api import cancel_run
 
-    return cancel_run(run_id, _store())
+    return cancel_run(run_id, _store(), by=by)
 
 
 def executed_notebook(run: dict[str, Any], task: str) -> dict[str, Any]:

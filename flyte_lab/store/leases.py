@@ -19,9 +19,9 @@ from sqlalchemy import Connection, delete, select, update
 
 from flyte_lab.engine.attempt_records import ErrorRecord
 from flyte_lab.errors import LeaseLostError, RunBusy
-from flyte_lab.statuses import RUN_TERMINAL, RunStatus, TaskStatus
+from flyte_lab.statuses import RUN_TERMINAL, CancelSource, RunStatus, TaskStatus
 from flyte_lab.store.rows import dumps, iso, now_utc
-from flyte_lab.store.schema import CacheLock, Run, Task
+from flyte_lab.store.schema import Attempt, CacheLock, Run, Task
 from flyte_lab.store.store_part import StorePart
 
 
@@ -88,22 +88,21 @@ class LeaseMixin(StorePart):
             fence = int(row.fence or 0) + 1
             conn.execute(update(Run).where(Run.run_id == run_id).values(
                 fence=fence, lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl_s),
-                cancel_requested_at=None))
+                cancel_requested_at=None, cancelled_by=None))
         return fence
 
-    def renew_run(self, run_id: str, fence: int, ttl_s: float) -> bool:
-        """Extend the lease; True when a cancel was requested. Raises `LeaseLostError` if taken over."""
+    def renew_run(self, run_id: str, fence: int, ttl_s: float) -> CancelSource | None:
+        """Extend the lease; who requested a cancel, if anyone did. Raises `LeaseLostError` if taken over."""
         with self._write() as conn:
             self.check_fence(conn, run_id, fence)
             conn.execute(update(Run).where(Run.run_id == run_id).values(
                 lease_expires_at=now_utc() + timedelta(seconds=ttl_s)))
-            requested = conn.scalar(select(Run.cancel_requested_at).where(Run.run_id == run_id))
-        return requested is not None
+            return _requester(conn, run_id)
 
-    def cancel_requested(self, run_id: str) -> bool:
-        """Whether someone asked the run to stop: one primary-key read, cheap enough for every driver tick."""
+    def cancel_requested(self, run_id: str) -> CancelSource | None:
+        """Who asked the run to stop, if anyone did: one primary-key read, cheap enough for every driver tick."""
         with self._read() as conn:
-            return conn.scalar(select(Run.cancel_requested_at).where(Run.run_id == run_id)) is not None
+            return _requester(conn, run_id)
 
     def release_run(self, run_id: str, fence: int) -> None:
         """The driver is done: its lease ends now (a resume need not wait for it to lapse)."""
@@ -111,8 +110,8 @@ class LeaseMixin(StorePart):
             conn.execute(update(Run).where(Run.run_id == run_id, Run.fence == fence).values(
                 lease_owner=None, lease_expires_at=None))
 
-    def request_cancel(self, run_id: str) -> tuple[str, str]:
-        """Ask the run's driver to cancel. Returns (run_id, what happened): "requested" (a live
+    def request_cancel(self, run_id: str, by: CancelSource) -> tuple[str, str]:
+        """Ask the run's driver to cancel, on behalf of `by`. Returns (run_id, what happened): "requested" (a live
         driver will act), "recorded" (no live driver: cancelled here), or its final status if it had one."""
         with self._write() as conn:
             run_id = self._resolve(conn, run_id)
@@ -124,17 +123,21 @@ class LeaseMixin(StorePart):
             live = (row.lease_owner is not None and row.lease_expires_at is not None
                     and row.lease_expires_at > now and holder_alive(row.lease_owner))
             if live:
-                conn.execute(update(Run).where(Run.run_id == run_id).values(cancel_requested_at=now))
+                conn.execute(update(Run).where(Run.run_id == run_id).values(cancel_requested_at=now,
+                                                                             cancelled_by=by))
                 return run_id, "requested"
-            # nobody drives it (queued, or its driver died): record the cancel ourselves
-            error = dumps(ErrorRecord.run_cancelled("run cancelled").to_dict())
+            # nobody drives it (queued, or its driver died): record the cancel ourselves, as its driver would
+            error = dumps(ErrorRecord.run_cancelled(by).to_dict())
             conn.execute(update(Task).where(Task.run_id == run_id, Task.status == TaskStatus.RUNNING).values(
-                status=TaskStatus.FAILED, error_json=error, finished_at=now))
+                status=TaskStatus.CANCELLED, error_json=error, finished_at=now))
             conn.execute(update(Task).where(Task.run_id == run_id, Task.status == TaskStatus.QUEUED).values(
                 status=TaskStatus.SKIPPED, finished_at=now))
+            # its dead driver's attempts end now: none may be drawn as running on (the dashboard's timeline)
+            conn.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.status == TaskStatus.RUNNING)
+                         .values(status=TaskStatus.CANCELLED, kind=None, error_json=error, finished_at=now))
             conn.execute(update(Run).where(Run.run_id == run_id).values(
-                status=RunStatus.CANCELLED, finished_at=now, cancel_requested_at=now, fence=Run.fence + 1,
-                lease_owner=None, lease_expires_at=None))
+                status=RunStatus.CANCELLED, finished_at=now, cancel_requested_at=now, cancelled_by=by,
+                fence=Run.fence + 1, lease_owner=None, lease_expires_at=None))
             # its cache locks would otherwise hold identical runs back until they lapse
             conn.execute(delete(CacheLock).where(CacheLock.owner == run_id))
             return run_id, "recorded"
@@ -154,3 +157,11 @@ class LeaseMixin(StorePart):
             run_id = self._resolve(conn, run_id)
             text = conn.scalar(select(Run.options_json).where(Run.run_id == run_id))
         return dict(loads(text) or {})
+
+
+def _requester(conn: Connection, run_id: str) -> CancelSource | None:
+    row = conn.execute(select(Run.cancel_requested_at, Run.cancelled_by).where(Run.run_id == run_id)).first()
+    if row is None or row.cancel_requested_at is None:
+        return None
+    # a request stored before `cancelled_by` existed (or by hand) still cancels: said as the command's
+    return CancelSource(row.cancelled_by) if row.cancelled_by in set(CancelSource) else CancelSource.COMMAND

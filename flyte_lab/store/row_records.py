@@ -53,6 +53,7 @@ def show_view(
         "scheduled_time": iso(run.scheduled_time),
         "cluster": run.cluster,
         "error": loads(run.error_json),
+        "cancelled_by": run.cancelled_by,
         "attempts_detail": detail,
         "scale_events": list(scale_events),
         "notes": loads(run.notes_json) or [],
@@ -69,6 +70,7 @@ def summary_view(run: Any) -> dict[str, Any]:
         "scheduled_time": iso(run.scheduled_time),
         "created_at": iso(run.created_at),
         "finished_at": iso(run.finished_at),
+        "cancelled_by": run.cancelled_by,
     }
 
 

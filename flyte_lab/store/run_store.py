@@ -233,8 +233,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         return run_id
 
     def set_run_status(self, run_id: str, status: str, *, error: dict[str, Any] | None = None,
-                       fence: int | None = None) -> None:
-        """Move a run to `status`; records this process as its driver."""
+                       cancelled_by: str | None = None, fence: int | None = None) -> None:
+        """Move a run to `status`; records this process as its driver (and who cancelled it, when given)."""
         if status not in set(RunStatus):
             raise ValueError(f"unknown run status {status!r}; expected one of {list(RunStatus)}")
         with self._write() as conn:
@@ -263,6 +263,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                 values["finished_at"] = None
             if error is not None:
                 values["error_json"] = dumps(error)
+            if cancelled_by is not None:
+                values["cancelled_by"] = cancelled_by
             conn.execute(update(Run).where(Run.run_id == run_id).values(**values))
 
     def add_run_note(self, run_id: str, note: str, *, fence: int | None = None) -> bool:
@@ -315,6 +317,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             Run.scheduled_time,
             Run.created_at,
             Run.finished_at,
+            Run.cancelled_by,
         ), status, notebook, schedule)
         # run ids sort by time too, and break ties within one clock tick
         query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit).offset(max(offset, 0))
@@ -331,7 +334,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         what `run_progress.summary_progress` counts from."""
         query = _filtered(select(
             Run.run_id, Run.notebook, Run.status, Run.schedule, Run.scheduled_time, Run.created_at,
-            Run.started_at, Run.finished_at, Run.params_json, Run.graph_json,
+            Run.started_at, Run.finished_at, Run.cancelled_by, Run.params_json, Run.graph_json,
         ), status, notebook, schedule)
         query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit).offset(max(offset, 0))
         with self._read() as conn:
@@ -439,7 +442,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                     if row.started_at is not None
                     else None
                 )
-            if status != TaskStatus.FAILED:
+            if status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):  # these two say why
                 values["error_json"] = None
         else:  # queued again (resume)
             values.update(finished_at=None, duration_s=None, error_json=None)

@@ -66,6 +66,8 @@ class Run(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # who asked for the cancel (`statuses.CancelSource`): set with the request, or by the driver on Ctrl-C
+    cancelled_by: Mapped[str | None] = mapped_column(String(16))
     options_json: Mapped[str | None] = mapped_column(Text)
     # a JSON list of sentences the driver recorded once each (e.g. why task kernels were not forked)
     notes_json: Mapped[str | None] = mapped_column(Text)

@@ -46,6 +46,7 @@ export interface RunSummary {
   status: string;
   created_at: string;
   finished_at: string | null;
+  cancelled_by: string | null; // who cancelled it (a key of `Statuses.cancelled_by`), for a cancelled run
   task_counts: Record<string, number>;
   tasks: Record<string, TaskSummary>;
   // tasks finished successfully over all tasks (map-over elements counted), as the widget and dashboard count
@@ -92,6 +93,7 @@ export interface ScheduleSpec {
 export interface Statuses {
   run: { all: string[]; live: string[]; terminal: string[]; resumable: string[] };
   task: { all: string[]; live: string[]; terminal: string[]; done: string[] };
+  cancelled_by: Record<string, string>; // who cancelled -> how it reads ("cancelled from the JupyterLab sidebar")
 }
 
 export interface ServerConfig {
@@ -150,8 +152,9 @@ export class FlyteLabClient {
     return this.request('POST', ['runs'], { body });
   }
 
+  /** Cancel a run; the run records that the sidebar cancelled it. */
   cancelRun(runId: string): Promise<{ run_id: string; state: string }> {
-    return this.request('POST', ['runs', runId, 'cancel'], { body: {} });
+    return this.request('POST', ['runs', runId, 'cancel'], { body: { by: 'sidebar' } });
   }
 
   executedNotebook(runId: string, task: string): Promise<ExecutedNotebook> {

@@ -65,12 +65,16 @@ export class RunFormSection extends Section {
       this.message.textContent = `run ${created.run_id} started`;
       this.model.runsChanged.emit();
     } catch (err) {
-      const message = messageOf(err);
-      this.message.textContent = this.inputs.showServerError(message) ? 'the server refused an input (marked above)' : message;
       if (err instanceof ApiError && err.diagnostics.length) {
+        // the diagnostics above list the refusal: said there once, not repeated here
+        const errors = err.diagnostics.filter(d => d.severity === 'error').length;
+        this.message.textContent = `refused: ${errors} error${errors === 1 ? '' : 's'} in the notebook (listed above)`;
         this.refused = true;
         this.model.diagnosticsShown.emit(err.diagnostics);
+        return;
       }
+      const message = messageOf(err);
+      this.message.textContent = this.inputs.showServerError(message) ? 'the server refused an input (marked above)' : message;
     }
   }
 }

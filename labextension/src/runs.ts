@@ -1,7 +1,7 @@
 // The followed notebook's recent runs, from the store through `GET runs` (one request for all of them): status,
-// progress, Cancel while live, a failed task's error (selects its cell) and its executed notebook. Asked every
-// second while one of them is live, else every five seconds, so runs started elsewhere (CLI, scheduler, another
-// tab) show up too.
+// progress, Cancel while live, who cancelled a cancelled run, a failed task's error (selects its cell) and its executed
+// notebook. Asked every second while one of them is live, else every five seconds, so runs started elsewhere (CLI,
+// scheduler, another tab) show up too.
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Poll } from '@lumino/polling';
 
@@ -49,16 +49,16 @@ export class RunsSection extends Section {
     }
     const live = new Set(config.statuses.run.live); // the run states that may still change (the server's word)
     const runs = summaries.slice(0, SHOWN);
-    this.render(runs, live, config.dashboard_url || DEFAULT_DASHBOARD);
+    this.render(runs, live, config.statuses.cancelled_by, config.dashboard_url || DEFAULT_DASHBOARD);
     const interval = runs.some(r => live.has(r.status)) ? LIVE_POLL_MS : IDLE_POLL_MS;
     this.poller.frequency = { ...this.poller.frequency, interval };
   }
 
-  private render(runs: RunSummary[], live: Set<string>, dashboard: string): void {
-    this.list.replaceChildren(...runs.map(run => this.item(run, live.has(run.status), dashboard)));
+  private render(runs: RunSummary[], live: Set<string>, cancelledBy: Record<string, string>, dashboard: string): void {
+    this.list.replaceChildren(...runs.map(run => this.item(run, live.has(run.status), cancelledBy, dashboard)));
   }
 
-  private item(run: RunSummary, live: boolean, dashboard: string): HTMLElement {
+  private item(run: RunSummary, live: boolean, cancelledBy: Record<string, string>, dashboard: string): HTMLElement {
     const { done, total } = run.progress;
     const item = el('li', { class: `flyte-run flyte-run-${run.status}`, 'data-run': run.run_id },
       el('span', { class: 'flyte-run-id' }, run.run_id), ' ',
@@ -71,11 +71,15 @@ export class RunsSection extends Section {
       cancel.onclick = () => void this.act(this.model.client.cancelRun(run.run_id));
       item.append(' ', cancel);
     }
+    if (run.cancelled_by) { // who stopped it, once: the tasks it stopped are nobody's error
+      item.append(el('div', { class: 'flyte-run-cancelled-by' }, cancelledBy[run.cancelled_by] ?? 'cancelled'));
+    }
     for (const [name, task] of Object.entries(run.tasks)) {
-      if (task.error) { // only a failed task has one
+      if (task.status === 'failed' && task.error) { // a cancelled task's error names no place to look at
         const cell = task.error.cell ?? task.cell;
+        const line = task.error.line === null || task.error.line === undefined ? '' : `, line ${task.error.line}`;
         const where = el('a', { href: '#', class: 'flyte-run-error-cell' },
-          `${name}: ${task.error.type}: ${task.error.message} (cell ${cell}, line ${task.error.line ?? '?'})`);
+          `${name}: ${task.error.type}: ${task.error.message} (cell ${cell}${line})`);
         where.onclick = e => {
           e.preventDefault();
           this.model.selectCell(cell);

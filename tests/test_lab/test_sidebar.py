@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -106,3 +107,68 @@ def test_a_failed_run_shows_how_far_it_got_not_a_full_bar(page: Page, lab: Any) 
     assert (progress.get_attribute("value"), progress.get_attribute("max")) == ("4", "5")
     expect(run.locator(".flyte-cancel")).to_have_count(0)  # nothing left to cancel
     expect(run.locator(".flyte-run-error-cell")).to_contain_text("total: ZeroDivisionError")
+
+
+def test_a_run_cancelled_from_the_sidebar_shows_cancelled_and_who_cancelled_it(page: Page, lab: Any) -> None:
+    """Issue 18 items 1 and 2: its stopped task was `failed`, shown as "Cancelled: cancelled by `flyte-lab cancel`
+    (cell 2, line ?)" as if a place in the code were at fault."""
+    from tests.test_lab.conftest import write_notebook
+
+    marks = lab.root / "marks"
+    marks.mkdir()
+    write_notebook(lab.root / "waits.ipynb", [
+        f"marks = {str(marks)!r}",
+        "%%flyte_task wait(marks: str) -> done: bool\nimport os, time\n"
+        "open(os.path.join(marks, 'started'), 'w').close()\ntime.sleep(600)\ndone = True",
+        "%%flyte_task after(done: bool) -> ok: bool\nok = done",
+    ], parameters_cell=0)
+    open_panel(page, lab, "waits.ipynb")
+    panel = page.locator("#flyte-lab-panel")
+    expect(panel.locator(".flyte-task")).to_have_count(2, timeout=30_000)
+    panel.locator(".flyte-run-button").click()
+    run = panel.locator(".flyte-run-list .flyte-run")
+    expect(run.locator(".flyte-cancel")).to_have_count(1, timeout=60_000)
+    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    while not (marks / "started").exists():  # the task's kernel is running it: a cancel stops a running task
+        assert time.monotonic() < deadline, "the task never started"
+        page.wait_for_timeout(100)
+    run.locator(".flyte-cancel").click()
+
+    cancelled = panel.locator(".flyte-run-cancelled")
+    expect(cancelled.locator(".flyte-run-status")).to_have_text("cancelled", timeout=RUN_TIMEOUT_MS)
+    expect(cancelled.locator(".flyte-run-cancelled-by")).to_have_text("cancelled from the JupyterLab sidebar")
+    expect(cancelled.locator(".flyte-run-error-cell")).to_have_count(0)  # no cell or line to look at
+    expect(cancelled).not_to_contain_text("line ?")
+    expect(cancelled.locator(".flyte-cancel")).to_have_count(0)
+    # progress: nothing finished successfully (0 of 2), as the widget and the dashboard count, not a full bar
+    expect(cancelled).to_contain_text(" 0/2 ")
+    progress = cancelled.locator("progress")
+    assert (progress.get_attribute("value"), progress.get_attribute("max")) == ("0", "2")
+    colour = cancelled.locator(".flyte-run-status").evaluate("e => getComputedStyle(e).color")
+    plain = panel.locator("h3").first.evaluate("e => getComputedStyle(e).color")
+    assert colour != plain  # styled as a state of its own
+
+    from flyte_lab.store import RunStore
+
+    with RunStore.from_env(lab.home, create=False) as store:
+        [summary] = store.list_runs()
+        record = store.get_run(summary["run_id"])
+    assert (record["status"], record["cancelled_by"]) == ("cancelled", "sidebar")
+    assert {n: t["status"] for n, t in record["tasks"].items()} == {"wait": "cancelled", "after": "skipped"}
+
+
+def test_a_refused_run_shows_its_one_refusal(page: Page, lab: Any) -> None:
+    """Issue 18 item 2: a launch refused for the notebook's errors showed the error twice (under Run and in the
+    diagnostics)."""
+    open_panel(page, lab, "type_mismatch.ipynb")
+    panel = page.locator("#flyte-lab-panel")
+    diagnostic = panel.locator(".flyte-diagnostic")
+    expect(diagnostic).to_contain_text("type-mismatch", timeout=30_000)
+    said = diagnostic.inner_text()
+    panel.locator(".flyte-run-button").click()
+    expect(panel.locator(".flyte-run-message")).to_have_text("refused: 1 error in the notebook (listed above)",
+                                                             timeout=60_000)
+    expect(diagnostic).to_have_count(1)
+    assert panel.inner_text().count("type-mismatch") == 1, panel.inner_text()
+    assert said in diagnostic.inner_text()
+    expect(panel.locator(".flyte-run-list .flyte-run")).to_have_count(0)  # no run, so no empty bar either

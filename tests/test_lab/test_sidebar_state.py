@@ -120,7 +120,7 @@ def test_a_refusal_under_run_goes_once_the_notebook_is_fixed(page: Page, lab: An
     expect(panel.locator(".flyte-diagnostic")).to_contain_text("type-mismatch", timeout=30_000)
     panel.locator(".flyte-run-button").click()
     message = panel.locator(".flyte-run-message")
-    expect(message).to_contain_text("type-mismatch", timeout=30_000)
+    expect(message).to_contain_text("refused: 1 error in the notebook", timeout=30_000)
     # fix the producer in the editor: `count` becomes an int
     editor = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").nth(1).locator(".cm-content")
     editor.click()

@@ -226,16 +226,22 @@ async def test_the_cancel_route_stops_a_run_and_its_kernels_within_about_a_secon
             assert child.running() and time.monotonic() < deadline, "the sleeping tasks never started"
             await asyncio.sleep(0.2)
 
-        cancel = await fetch(f"runs/{run_id}/cancel", method="POST", body={})
+        refused = await fetch(f"runs/{run_id}/cancel", method="POST", body={"by": "cli"})
+        assert refused.code == 400 and "by" in as_json(refused)["message"]  # only the sidebar names itself
+        cancel = await fetch(f"runs/{run_id}/cancel", method="POST", body={"by": "sidebar"})
         assert (cancel.code, as_json(cancel)["state"]) == (202, "requested")
         timings = time_cancel(home, run_id, kernels, {"the run's process": child.pid})
         assert max(timings.values()) <= CANCEL_BOUND_S, timings
     finally:
         await launcher.wait_all()
     run = as_json(await fetch(f"runs/{run_id}"))
-    assert run["status"] == "cancelled"
+    assert (run["status"], run["cancelled_by"]) == ("cancelled", "sidebar")
     assert {name: task["status"] for name, task in run["tasks"].items()} == {
-        "left": "failed", "right": "failed", "both": "skipped"}
+        "left": "cancelled", "right": "cancelled", "both": "skipped"}
+    assert run["tasks"]["left"]["error"] == {"type": "Cancelled", "message": "cancelled from the JupyterLab sidebar"}
+    assert run["progress"] == {"done": 0, "total": 3}  # nothing finished successfully: an empty bar, not a full one
+    [summary] = as_json(await fetch("runs", params={"path": "sleepers.ipynb"}))
+    assert (summary["cancelled_by"], summary["progress"]) == ("sidebar", {"done": 0, "total": 3})
     wait_no_home_processes(home, 10, only_kernels=True)
 
 
