@@ -26,7 +26,7 @@ TRACEBACK = 'Traceback (most recent call last):\n  Cell 7, line 3\n    raise Val
 ERROR = {"type": "ValueError", "message": "bad lr", "cell": 7, "line": 3, "traceback": TRACEBACK}
 RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at", "cancelled_by"}
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
-TASK_KEYS = {"status", "attempts", "cell", "duration_s", "resources", "output_notebook", "outputs", "error"}
+TASK_KEYS = {"status", "attempts", "cell", "duration_s", "resources", "output_notebook", "outputs", "error", "usage"}
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ def test_show_text_has_header_task_table_and_the_error_with_traceback(store, tmp
     assert any(line.startswith("finished ") for line in lines)
 
     header = next(line for line in lines if line.startswith("task ") and "attempts" in line)
-    assert header.split() == ["task", "cell", "status", "attempts", "duration", "cached", "resources"]
+    assert header.split() == ["task", "cell", "status", "attempts", "duration", "cached", "resources", "used"]
     fit = next(line for line in lines if line.startswith("fit "))
     assert fit.split()[:4] == ["fit", "7", "failed", "2"]
     assert fit.split()[-3:] == ["no", "cpu=2", "mem=4Gi"]

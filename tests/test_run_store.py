@@ -34,9 +34,11 @@ TASK_KEYS = {
     "output_notebook",
     "outputs",
     "error",
+    "usage",
 }
 RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at", "cancelled_by"}
-ATTEMPT_KEYS = {"number", "status", "kind", "worker", "started_at", "finished_at", "error", "output_notebook"}
+ATTEMPT_KEYS = {"number", "status", "kind", "worker", "started_at", "finished_at", "error", "output_notebook",
+                "usage"}
 
 TASKS = [
     {"name": "make_data", "cell": 4, "resources": {}},
@@ -89,7 +91,7 @@ def test_migration_creates_schema_with_alembic_version(store: RunStore, tmp_path
     finally:
         conn.close()
     assert versions == [(head_revision(),)]
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
     assert {"runs", "tasks", "attempts", "outputs", "cache_entries", "cache_locks"} <= tables
 
 

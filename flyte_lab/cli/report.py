@@ -23,11 +23,13 @@ from flyte_lab.presentation.formats import (
     format_params,
     format_resources,
     format_time,
+    format_usage,
     notebook_name,
     run_duration,
+    sizing_hints,
     task_error_line,
 )
-from flyte_lab.statuses import TaskStatus
+from flyte_lab.statuses import RUN_LIVE, TaskStatus
 
 STATUS_STYLES: dict[str, str] = {
     TaskStatus.SUCCEEDED: "green",
@@ -113,6 +115,7 @@ def tasks_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table:
     table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("cached")
     table.add_column("resources")
+    table.add_column("used")
     for name, task in tasks.items():
         cell = task.get("cell")
         table.add_row(
@@ -123,6 +126,7 @@ def tasks_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table:
             format_duration(task.get("duration_s")),
             "yes" if task.get("status") == TaskStatus.CACHED else "no",
             Text(format_resources(task.get("resources"))),
+            Text(format_usage(task.get("usage"))),
         )
     return table
 
@@ -178,6 +182,8 @@ def run_report(run: Mapping[str, Any], now: datetime | None = None) -> Group:
         parts.extend([Text(""), scale_table(run["scale_events"])])
     for note in run.get("notes") or ():
         parts.extend([Text(""), Text(f"note: {note}", style="yellow")])
+    for hint in sizing_hints(tasks) if run.get("status") not in RUN_LIVE else ():
+        parts.extend([Text(""), Text(f"hint: {hint}", style="cyan")])
     for name, task in tasks.items():
         if task.get("status") == TaskStatus.FAILED:
             parts.extend([Text(""), task_error(name, task)])

@@ -22,7 +22,7 @@ from flyte_lab.statuses import CancelSource
 
 # who is at fault decides the retry budget: a user's error (or its timeout) is retried only with
 # `--retries`; an infrastructure error (or a kill nobody asked for) always, up to the run's infra retries
-FailureKind = Literal["user", "infra", "timeout", "cancelled"]
+FailureKind = Literal["user", "infra", "timeout", "cancelled", "oom"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,12 @@ class ErrorRecord:
         return cls("Cancelled", message, cell, None)
 
     @classmethod
+    def out_of_memory(cls, task: str, peak_bytes: int, limit_bytes: float, *, cell: int) -> ErrorRecord:
+        """The kernel's memory (RSS of its process tree) passed the task's `--mem` and it was killed."""
+        return cls("TaskOutOfMemory", f"task `{task}` used {_mib(peak_bytes)} of memory, over its --mem of "
+                   f"{_mib(limit_bytes)}; its kernel was killed (raise --mem, or use less)", cell, 1)
+
+    @classmethod
     def timeout(cls, task: str, timeout_s: float, *, cell: int) -> ErrorRecord:
         """The attempt spent its `--timeout` (kernel start to outputs saved) and its kernel was killed."""
         return cls("TaskTimeout", f"task `{task}` ran longer than its --timeout of {timeout_s:g}s (kernel start to "
@@ -110,6 +116,7 @@ class AttemptSucceeded:
     kernel_note: str | None = None  # how the kernel was started, when that is worth a note on the run
     worker: str | None = None
     started: float | None = None  # when the worker began it (epoch seconds, the worker's clock)
+    usage: dict[str, float] | None = None  # what its kernel used: `peak_rss_bytes`, `cpu_s` (worker/usage.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,12 +129,17 @@ class AttemptFailed:
     kernel_note: str | None = None
     worker: str | None = None
     started: float | None = None
+    usage: dict[str, float] | None = None
 
     @property
     def fault(self) -> Literal["user", "infra"]:
-        """Who is at fault, as the store records it: a timeout is the task's own, a kill nobody asked for the
-        infrastructure's."""
+        """Who is at fault, as the store records it: a timeout or a memory limit passed is the task's own (its
+        --retries cover it), a kill nobody asked for the infrastructure's."""
         return "infra" if self.kind in ("infra", "cancelled") else "user"
 
 
 AttemptResult: TypeAlias = AttemptSucceeded | AttemptFailed
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:,.0f} MiB"

@@ -12,6 +12,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
+from flyte_lab.graph.header import memory_bytes
 from flyte_lab.graph.model import Workflow, typeref_to_json
 from flyte_lab.graph.type_rules import as_list
 
@@ -95,6 +96,8 @@ def _spec(wf: Workflow, task: str, run_id: str, suffix: str, artifacts: Any, art
     return {
         "key": key, "task": task, "cell": spec_task.cell, "body_line": spec_task.body_line,
         "kernel_name": wf.kernel_name, "notebook": notebook, "timeout_s": spec_task.options.timeout_s,
+        # --mem is enforced on the kernel (worker/usage.py), not only asked of Dask
+        "mem_limit_bytes": memory_bytes(spec_task.options.mem) if spec_task.options.mem else None,
         "env": secrets or None, "scrub": scrub, "artifact_key": artifact_key, "map_index": map_index,
         "setup_modules": modules or [],
         "output_notebook": f"{folder}/{suffix}.ipynb",

@@ -13,7 +13,7 @@ import logging
 import queue
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -267,11 +267,12 @@ class RunDriver:
             kind = None if status == RunStatus.CANCELLED else result.fault  # a cancel is nobody's fault
             self.store.finish_attempt(self.run_id, ins.task, ins.attempt, status, kind=kind,
                                       error=result.error.to_dict(), output_notebook=result.output_notebook,
-                                      fence=self.fence)
+                                      fence=self.fence, usage=result.usage)
             return
         outputs = self.outputs[ins.task] = self._declared_types(ins.task, result.outputs)
         self.store.commit_success(self.run_id, ins.task, ins.attempt, outputs, output_notebook=result.output_notebook,
-                                  cache_key=self.cache_keys.get(ins.task), cache_entry=ins.cache, fence=self.fence)
+                                  cache_key=self.cache_keys.get(ins.task), cache_entry=ins.cache, fence=self.fence,
+                                  usage=result.usage)
         self._changed()
 
     def _changed(self) -> None:
@@ -508,7 +509,8 @@ class RunDriver:
         first = results[0] if results else None
         return self._conclude(record, AttemptSucceeded(outputs=gathered,
                                                        output_notebook=first.output_notebook if first else None,
-                                                       worker=first.worker if first else None))
+                                                       worker=first.worker if first else None,
+                                                       usage=combined_usage(r.usage for r in results)))
 
     def _conclude(self, record: _Attempt, result: AttemptResult) -> list[sm.Event]:
         task = record.task
@@ -528,3 +530,13 @@ def _stored(error: ErrorRecord | None) -> dict[str, Any] | None:
 def _first_line(text: Any) -> str:
     lines = str(text or "").strip().splitlines()
     return lines[0] if lines else ""
+
+
+def combined_usage(usages: Iterable[dict[str, float] | None]) -> dict[str, float] | None:
+    """A map-over task's usage: the largest element's peak (each element is a kernel of its own, so that is
+    what one needs), the elements' CPU seconds summed."""
+    known = [u for u in usages if u]
+    if not known:
+        return None
+    return {"peak_rss_bytes": max(u["peak_rss_bytes"] for u in known),
+            "cpu_s": round(sum(u["cpu_s"] for u in known), 3)}

@@ -74,6 +74,47 @@ def format_resources(resources: Mapping[str, Any] | None) -> str:
     return " ".join(f"{k}={v}" for k, v in resources.items())
 
 
+def format_bytes(value: float) -> str:
+    """`312MiB`, `1.4GiB` (binary units, as --mem is written)."""
+    if value >= 2**30:
+        return f"{value / 2**30:.1f}GiB"
+    return f"{value / 2**20:.0f}MiB"
+
+
+def format_usage(usage: Mapping[str, Any] | None) -> str:
+    """What an attempt's kernel used: `peak 312MiB, 4.1 cpu-s`, or `-` when it was not measured."""
+    if not usage:
+        return "-"
+    return f"peak {format_bytes(usage['peak_rss_bytes'])}, {usage['cpu_s']:.1f} cpu-s"
+
+
+def sizing_hints(tasks: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Right-sizing hints from what each task used against what it asked (`--mem`, `--cpu`): a request four
+    times what it used or more, or CPU used beyond the request (only tasks that ran at least a second count)."""
+    from flyte_lab.graph.header import memory_bytes
+
+    hints = []
+    for name, task in tasks.items():
+        usage, asked = task.get("usage"), task.get("resources") or {}
+        if not usage:
+            continue
+        mem, peak = asked.get("mem"), usage["peak_rss_bytes"]
+        if mem and peak and memory_bytes(str(mem)) >= 4 * peak:
+            hints.append(f"task `{name}` asked --mem {mem} and peaked at {format_bytes(peak)}: "
+                         f"--mem {_mem_option(peak * 1.5)} would do")
+        wall, cpu = task.get("duration_s"), asked.get("cpu")
+        if cpu and wall and wall >= 1 and usage["cpu_s"] / wall > float(cpu) * 1.25:
+            hints.append(f"task `{name}` used {usage['cpu_s'] / wall:.1f} CPUs on average but asked --cpu {cpu}: "
+                         "ask for more, or its neighbours on the worker are slowed")
+    return hints
+
+
+def _mem_option(value: float) -> str:
+    """A `--mem` value at least `value`: whole 64Mi steps, in Gi from 1Gi on."""
+    mib = -(-int(value) // (64 * 2**20)) * 64
+    return f"{mib / 1024:g}Gi" if mib >= 1024 else f"{mib}Mi"
+
+
 def notebook_name(path: str | None) -> str:
     """The notebook's file name (the full path stays in `--json` and in `show`)."""
     return PurePath(path).name if path else "-"

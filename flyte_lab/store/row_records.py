@@ -46,6 +46,8 @@ def show_view(
                 "output_notebook": t.output_notebook,
                 "outputs": task_outputs.get(t.name, {}),
                 "error": loads(t.error_json),
+                # its latest attempt's: what the task's --cpu/--mem are judged against
+                "usage": next((a["usage"] for a in reversed(detail.get(t.name, [])) if a["usage"]), None),
             }
             for t in tasks
         },
@@ -142,4 +144,5 @@ def attempt_view(a: Any) -> dict[str, Any]:
         "finished_at": iso(a.finished_at),
         "error": loads(a.error_json),
         "output_notebook": a.output_notebook,
+        "usage": loads(a.usage_json),
     }

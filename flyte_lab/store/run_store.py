@@ -498,17 +498,19 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         error: dict[str, Any] | None = None,
         output_notebook: str | None = None,
         fence: int | None = None,
+        usage: dict[str, float] | None = None,
     ) -> None:
-        """Close attempt `number`; `kind` says who is at fault ("user" or "infra")."""
+        """Close attempt `number`; `kind` says who is at fault ("user" or "infra"); `usage` what its kernel used."""
         if kind is not None and kind not in ATTEMPT_KINDS:
             raise ValueError(f"unknown attempt kind {kind!r}; expected 'user', 'infra' or None")
         with self._write() as conn:
             self.check_fence(conn, run_id, fence)
             self._finish_attempt(conn, run_id, task, number, status, kind=kind, error=error,
-                                 output_notebook=output_notebook)
+                                 output_notebook=output_notebook, usage=usage)
 
     def _finish_attempt(self, conn: Connection, run_id: str, task: str, number: int, status: str, *,
-                        kind: str | None, error: dict[str, Any] | None, output_notebook: str | None) -> None:
+                        kind: str | None, error: dict[str, Any] | None, output_notebook: str | None,
+                        usage: dict[str, float] | None = None) -> None:
         where = (Attempt.run_id == run_id, Attempt.task == task, Attempt.number == number)
         found = conn.execute(select(Attempt.finished_at).where(*where)).first()
         if found is None:
@@ -526,6 +528,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             values["finished_at"] = now_utc()
         if output_notebook is not None:
             values["output_notebook"] = output_notebook
+        if usage is not None:
+            values["usage_json"] = dumps(usage)
         conn.execute(update(Attempt).where(*where).values(**values))
         if output_notebook is not None:
             # the task shows the executed notebook of its latest attempt
@@ -571,7 +575,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
 
     def commit_success(self, run_id: str, task: str, number: int | None, outputs: dict[str, dict[str, Any]], *,
                        output_notebook: str | None = None, cache_key: str | None = None,
-                       cache_entry: bool = False, fence: int | None = None) -> None:
+                       cache_entry: bool = False, fence: int | None = None,
+                       usage: dict[str, float] | None = None) -> None:
         """The finishing transaction: outputs, attempt, task status and (with `cache_entry`) the cache
         entry plus the release of its lock commit together, so a crash leaves all or nothing and a run
         waiting on the key never sees the lock gone without the entry."""
@@ -580,7 +585,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             self._save_outputs(conn, run_id, task, outputs)
             if number is not None:
                 self._finish_attempt(conn, run_id, task, number, TaskStatus.SUCCEEDED, kind=None, error=None,
-                                     output_notebook=output_notebook)
+                                     output_notebook=output_notebook, usage=usage)
             self._set_task_status(conn, run_id, task, TaskStatus.SUCCEEDED, output_notebook=output_notebook,
                                   cache_key=cache_key)
             if cache_entry and cache_key:

@@ -117,6 +117,7 @@ class Attempt(Base):
     error_json: Mapped[str | None] = mapped_column(Text)
     output_notebook: Mapped[str | None] = mapped_column(Text)
     resources_json: Mapped[str | None] = mapped_column(Text)
+    usage_json: Mapped[str | None] = mapped_column(Text)  # what its kernel used: peak_rss_bytes, cpu_s
 
 
 class Output(Base):

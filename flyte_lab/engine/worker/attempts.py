@@ -24,6 +24,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from flyte_lab.engine.worker.usage import Usage, UsageSampler
+
 _CANCEL_MEMORY = 4096  # cancelled keys remembered for attempts that have not started here yet
 
 _lock = threading.Lock()
@@ -41,10 +43,14 @@ if TYPE_CHECKING:
 class Attempt:
     """One running attempt: its kernel (once started) and why it was stopped, if it was."""
 
-    def __init__(self, key: str, timeout_s: float | None) -> None:
+    def __init__(self, key: str, timeout_s: float | None, mem_limit_bytes: float | None = None) -> None:
         self.key = key
         self.timeout_s = timeout_s
-        self.stopped_by: str | None = None  # "timeout" or "cancelled"
+        self.mem_limit_bytes = mem_limit_bytes
+        self.stopped_by: str | None = None  # "timeout", "cancelled" or "oom"
+        self.usage: Usage | None = None  # what the kernel used, once the attempt finished
+        self.oom_peak_bytes = 0
+        self._sampler: UsageSampler | None = None
         self.pid: int | None = None
         self.pgid: int | None = None
         self.proc: KernelProcess | None = None
@@ -63,6 +69,7 @@ class Attempt:
             if self._done or self.stopped_by is not None:
                 self._kill_locked()
                 raise AttemptStopped(self.key)
+            self._sampler = UsageSampler(pid, self.mem_limit_bytes, self._out_of_memory)
             if self.timeout_s is not None:
                 self._timer = threading.Timer(self.timeout_s, self._expire)
                 self._timer.name = f"flyte-lab-timeout-{self.key}"
@@ -76,6 +83,10 @@ class Attempt:
 
     def _expire(self) -> None:
         self.stop("timeout")
+
+    def _out_of_memory(self, rss: int) -> None:
+        self.oom_peak_bytes = rss
+        self.stop("oom")
 
     def stop(self, why: str) -> None:
         with _lock:
@@ -106,6 +117,9 @@ class Attempt:
 
     def finish(self) -> None:
         """The attempt is over: stop the watchdog, make sure its kernel is gone and reaped."""
+        sampler = self._sampler
+        if sampler is not None:  # its last sample while the kernel may still be there
+            self.usage = sampler.stop()
         with _lock:
             self._done = True
             if self._timer is not None:
@@ -128,9 +142,9 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
 
 
-def begin(key: str, timeout_s: float | None) -> Attempt:
+def begin(key: str, timeout_s: float | None, mem_limit_bytes: float | None = None) -> Attempt:
     """Register an attempt; raises `AttemptStopped` if it was cancelled before it got here."""
-    attempt = Attempt(key, timeout_s)
+    attempt = Attempt(key, timeout_s, mem_limit_bytes)
     with _lock:
         if key in _cancelled:
             attempt.stopped_by = "cancelled"

@@ -55,7 +55,8 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
         return AttemptFailed(kind="user", error=ErrorRecord.refused(
             "NoSuchKernel", f"task `{task}` cannot start: {missing}", cell=cell), **where)
     try:
-        attempt = attempts.begin(str(spec.get("key") or uuid.uuid4().hex), spec.get("timeout_s"))
+        attempt = attempts.begin(str(spec.get("key") or uuid.uuid4().hex), spec.get("timeout_s"),
+                                 spec.get("mem_limit_bytes"))
     except AttemptStopped:
         return AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled(f"task `{task}` was cancelled", cell=cell),
                              **where)
@@ -69,6 +70,7 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
         stopped = _execute(spec, context, local, attempt)
     finally:
         attempt.finish()  # the kernel is gone (and reaped) from here on, whatever happened
+    where["usage"] = attempt.usage.as_json() if attempt.usage is not None else None
     where["kernel_note"] = fork_refusal(spec["kernel_name"]) or None  # the driver says and records it once per run
     try:
         executed = _publish(local, spec["output_notebook"])
@@ -83,6 +85,9 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
     if attempt.stopped_by == "cancelled":
         return AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled(f"task `{task}` was cancelled", cell=cell),
                              **where)
+    if attempt.stopped_by == "oom":
+        return AttemptFailed(kind="oom", error=ErrorRecord.out_of_memory(
+            task, attempt.oom_peak_bytes, spec["mem_limit_bytes"], cell=cell), **where)
     if attempt.stopped_by == "timeout" or stopped.kind == "timeout":
         return AttemptFailed(kind="timeout", error=ErrorRecord.timeout(task, spec["timeout_s"], cell=cell), **where)
     if stopped.kind == "user":
