@@ -185,9 +185,9 @@ def test_show_text_has_header_task_table_and_the_error_with_traceback(store, tmp
     assert header.split() == ["task", "cell", "status", "attempts", "duration", "cached", "resources", "used"]
     fit = next(line for line in lines if line.startswith("fit "))
     assert fit.split()[:4] == ["fit", "7", "failed", "2"]
-    assert fit.split()[-3:] == ["no", "cpu=2", "mem=4Gi"]
+    assert fit.split()[-4:] == ["no", "cpu=2", "mem=4Gi", "-"]  # used: not measured (no worker ran it)
     report_row = next(line for line in lines if line.startswith("report "))
-    assert report_row.split() == ["report", "9", "skipped", "0", "-", "no", "-"]
+    assert report_row.split() == ["report", "9", "skipped", "0", "-", "no", "-", "-"]
 
     at = lines.index("task `fit` failed at cell 7, line 3: ValueError: bad lr")
     assert lines[at + 1 : at + 5] == TRACEBACK.splitlines()
