@@ -45,6 +45,14 @@ def test_a_tasks_peak_memory_is_recorded_and_a_loose_request_gets_a_hint(home: P
     assert record["attempts_detail"]["hold"][0]["usage"] == usage
     assert "peak " in text and "cpu-s" in text
     assert "hint: task `hold` asked --mem 4Gi and peaked at" in text
+    # the widget and the dashboard's task table say the same
+    from flyte_lab.dashboard.table_rows import task_rows
+    from flyte_lab.kernel_ext.run_widget import tasks_html
+    from flyte_lab.presentation.formats import format_usage
+
+    used = format_usage(usage)
+    assert used.startswith("peak ") and f'<td class="flyte-used">{used}</td>' in tasks_html(record["tasks"], {})
+    assert task_rows(record)[0]["used"] == used
 
 
 def test_a_task_over_its_mem_is_stopped_retried_and_the_others_carry_on(home: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from flyte_lab.presentation.formats import (
     format_duration,
     format_resources,
     format_time,
+    format_usage,
     notebook_name,
     parse_time,
     run_duration,
@@ -24,7 +25,7 @@ STATUS_COLORS: dict[str, str] = {
     TaskStatus.CANCELLED: "#e67e22",
 }
 RUN_COLUMNS = ["run", "notebook", "status", "start", "duration", "tasks done", "tasks failed", "schedule"]
-TASK_COLUMNS = ["task", "status", "attempts", "duration", "cached", "resources", "cell"]
+TASK_COLUMNS = ["task", "status", "attempts", "duration", "cached", "resources", "used", "cell"]
 
 
 def run_link(run_id: str) -> str:
@@ -72,6 +73,7 @@ def task_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
             "duration": format_duration(task.get("duration_s")),
             "cached": "yes" if task.get("status") == TaskStatus.CACHED else "",
             "resources": format_resources(task.get("resources")),
+            "used": format_usage(task.get("usage")),
             "cell": task.get("cell"),
         })
     return rows

@@ -18,6 +18,7 @@ from flyte_lab.presentation.formats import (
     cancel_line,
     format_duration,
     format_resources,
+    format_usage,
     run_duration,
     task_error_line,
 )
@@ -114,9 +115,10 @@ def tasks_html(tasks: Mapping[str, Mapping[str, Any]], sizes: Mapping[str, int])
             f'<td style="color:{color}">{escape(state)}</td><td>{task.get("attempts", 0)}</td>'
             f"<td>{escape(format_duration(task.get('duration_s')))}</td>"
             f"<td>{'yes' if state == TaskStatus.CACHED else 'no'}</td>"
-            f"<td>{escape(format_resources(task.get('resources')))}</td></tr>")
+            f"<td>{escape(format_resources(task.get('resources')))}</td>"
+            f'<td class="flyte-used">{escape(format_usage(task.get("usage")))}</td></tr>')
     head = "".join(f"<th style='text-align:left;padding-right:12px'>{h}</th>"
-                   for h in ("task", "cell", "status", "attempts", "duration", "cached", "resources"))
+                   for h in ("task", "cell", "status", "attempts", "duration", "cached", "resources", "used"))
     return f'<table class="flyte-tasks"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
