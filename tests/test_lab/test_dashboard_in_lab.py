@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,6 +64,10 @@ def test_the_sidebars_dashboard_link_opens_the_run_in_jupyters_own_dashboard(pag
     expect(status_cell(tab, "valid_pipeline.ipynb")).to_have_text("succeeded", timeout=PAGE_TIMEOUT_MS)
     tab.locator(f'a[href="./run?id={run_id}"]').click()
     expect(tab.locator(".flyte-run-title")).to_contain_text(f"run {run_id}", timeout=PAGE_TIMEOUT_MS)
+    if os.environ.get("FLYTE_LAB_DOCS_SCREENSHOTS"):  # the README's picture of the dashboard Jupyter serves
+        expect(status_cell(tab, "stats").first).to_have_text("succeeded")
+        tab.set_viewport_size({"width": 1280, "height": 860})
+        tab.screenshot(path=str(Path(__file__).parents[2] / "docs" / "dashboard-in-jupyter.png"))
 
     ws = lab.url.replace("http://", "ws://") + "flyte-lab/dashboard/run/ws"
     session = re.search(r'"token":"([^"]+)"', tab.content())  # the session the page was served with
