@@ -48,6 +48,10 @@ class ResumeRequest(_Body):
     cluster: str | None = Field(default=None, pattern=CLUSTER_PATTERN)
 
 
+class RelaunchRequest(_Body):
+    """A new run of the run's notebook with its parameters and cluster (`run_launch`'s `relaunch`)."""
+
+
 class RunCreated(BaseModel):
     run_id: str
 

@@ -154,6 +154,16 @@ export class FlyteLabClient {
     return this.request('POST', ['runs', runId, 'cancel'], { body: {} });
   }
 
+  /** Continue a failed or cancelled run (the notebook as it is now on disk): the same run id. */
+  resumeRun(runId: string): Promise<RunCreated> {
+    return this.request('POST', ['runs', runId, 'resume'], { body: {} });
+  }
+
+  /** A new run of the run's notebook with its parameters: the new run's id. */
+  relaunchRun(runId: string): Promise<RunCreated> {
+    return this.request('POST', ['runs', runId, 'relaunch'], { body: {} });
+  }
+
   executedNotebook(runId: string, task: string): Promise<ExecutedNotebook> {
     return this.request('GET', ['runs', runId, 'tasks', task, 'notebook']);
   }
