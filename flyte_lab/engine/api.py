@@ -250,8 +250,8 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
         store.update_run_notebook(run_id, current_hash, graph_json(wf), fence)
     _close_orphan_attempts(store, run, fence)
     _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
-           on_event, keep=keep_cluster, prior=plan.prior, prior_attempts={n: t["attempts"] for n, t in run["tasks"].items()},
-           prior_outputs=plan.outputs)
+           on_event, keep=keep_cluster, prior=plan.prior,
+           prior_attempts={n: t["attempts"] for n, t in run["tasks"].items()}, prior_outputs=plan.outputs)
     return dict(store.get_run(run_id))
 
 
