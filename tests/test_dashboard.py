@@ -147,6 +147,24 @@ def test_notebook_is_shown_in_a_frame_that_runs_and_loads_nothing() -> None:
     assert "<b>kept</b>" in document and "alert" not in document and "<script" not in document
 
 
+def test_run_context_cell_is_shown_collapsed() -> None:
+    import html
+
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from flyte_lab.dashboard.notebook_view import COLLAPSED, render
+
+    context = new_code_cell("# Parameters\nflyte_context = {'artifact_root': '/home/secret/path'}\nprelude()")
+    context.metadata["tags"] = ["injected-parameters", "flyte-prelude"]
+    body = new_code_cell("q = math.pi / k")
+    nb = new_notebook(cells=[context, body])
+    document = html.unescape(render(nb, "x"))
+    text = html.unescape(re.sub(r"<[^>]+>", "", document))  # the cells' text, without the highlighter's spans
+    assert "artifact_root" not in document and "/home/secret/path" not in document
+    assert COLLAPSED in text and "math.pi / k" in text
+    assert "flyte_context" in nb.cells[0].source  # the caller's notebook is left as it was
+
+
 def test_graph_reads_left_to_right() -> None:
     where = positions(GRAPH)
     for src, dst, _ in GRAPH["edges"]:

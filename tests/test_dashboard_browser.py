@@ -318,15 +318,16 @@ def test_resume_after_the_fix_makes_the_run_succeed(tab: Any, dashboard: Any, tm
     assert status_cell(tab, "ratio").inner_text() == "succeeded"
     assert status_cell(tab, "report").inner_text() == "succeeded"
     tab.locator(".flyte-notice", has_text="succeeded").wait_for(timeout=RUN_TIMEOUT_MS)
-    # Relaunch: a new run of the same notebook and parameters, named on the page when it ends
+    # Relaunch: a new run of the same notebook and parameters; the page goes to it as soon as it is recorded
     tab.get_by_role("button", name="Relaunch").click()
-    tab.locator(".flyte-notice", has_text="relaunch of").and_(
-        tab.locator(".flyte-notice", has_text="succeeded")).wait_for(timeout=RUN_TIMEOUT_MS)
+    tab.wait_for_url(lambda now: f"id={run['run_id']}" not in now and "id=" in now, timeout=RUN_TIMEOUT_MS)
+    new_id = tab.url.split("id=", 1)[1]
+    tab.locator(".flyte-run-title", has_text=new_id).wait_for(timeout=60_000)
+    tab.locator('.flyte-run-status [data-status="succeeded"]').wait_for(timeout=RUN_TIMEOUT_MS)
     assert actions.wait_all(timeout=60)
     with RunStore(f"sqlite:///{home}/store.db") as store:
         newest, first = store.list_runs()
-    assert first["run_id"] == run["run_id"] and newest["status"] == "succeeded"
-    assert newest["run_id"] in tab.locator(".flyte-notice").inner_text()
+    assert first["run_id"] == run["run_id"] and (newest["run_id"], newest["status"]) == (new_id, "succeeded")
 
 
 def test_a_tasks_html_output_is_shown_without_running_it(tab: Any, dashboard: Any, tmp_path: Path) -> None:

@@ -203,6 +203,25 @@ def test_body_error_stops_before_output_checks(setup_shell: InteractiveShell) ->
     assert setup_shell.user_ns["r2"] == 0.5  # not reached: the old value stays
 
 
+def test_a_fixed_cell_says_its_outputs_passed(setup_shell: InteractiveShell) -> None:
+    with capture_output() as cap, pytest.raises(UsageError):
+        task(setup_shell, "fit(k: int = 0) -> model: str, r2: float", "model = 'm'\nr2 = 1 / k")
+    assert "passed the checks" not in cap.stdout  # failed: no such line
+    with capture_output() as cap:  # fixed and run again
+        task(setup_shell, "fit(k: int = 0) -> model: str, r2: float", "model = 'm'\nr2 = 1 / (k + 1)")
+    assert cap.stdout == "fit: outputs passed the checks (model: str, r2: float)\n"
+    with capture_output() as cap, pytest.raises(UsageError):  # an output check that fails says nothing of passing
+        task(setup_shell, "fit() -> r2: float", "r2 = 3")
+    assert cap.stdout == ""
+
+
+def test_a_mapped_cell_says_its_outputs_passed_for_each_element(setup_shell: InteractiveShell) -> None:
+    setup_shell.user_ns["xs"] = [1, 2, 3]
+    with capture_output() as cap:
+        task(setup_shell, "square(xs: int) -> sq: int --map-over xs", "sq = xs ** 2")
+    assert cap.stdout == "square: outputs passed the checks (sq: int) for each of its 3 elements\n"
+
+
 # -- --map-over -----------------------------------------------------------------------------------
 
 def test_map_over_runs_body_per_element(setup_shell: InteractiveShell) -> None:

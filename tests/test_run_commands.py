@@ -24,7 +24,8 @@ TASKS = [
 GRAPH = {"tasks": [{"name": t["name"], "cell": t["cell"]} for t in TASKS], "edges": [["make_data", "fit", "raw"]]}
 TRACEBACK = 'Traceback (most recent call last):\n  Cell 7, line 3\n    raise ValueError("bad lr")\nValueError: bad lr'
 ERROR = {"type": "ValueError", "message": "bad lr", "cell": 7, "line": 3, "traceback": TRACEBACK}
-RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at", "cancelled_by"}
+RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at", "cancelled_by",
+             "idle_s"}
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
 TASK_KEYS = {"status", "attempts", "cell", "duration_s", "resources", "output_notebook", "outputs", "error", "usage"}
 
@@ -99,6 +100,7 @@ def test_runs_json_is_the_contract_array_newest_first(store, tmp_path, capsys):
         "created_at": rows[1]["created_at"],
         "finished_at": rows[1]["finished_at"],
         "cancelled_by": None,
+        "idle_s": None,
     }
     assert datetime.fromisoformat(rows[1]["finished_at"]) >= datetime.fromisoformat(rows[1]["created_at"])
     assert rows == store.list_runs()

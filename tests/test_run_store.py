@@ -24,7 +24,7 @@ PROCESS_TIMEOUT_S = 60
 
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
 EXTRA_KEYS = {"schedule", "scheduled_time", "cluster", "error", "cancelled_by", "attempts_detail", "scale_events",
-              "notes"}
+              "notes", "idle_s"}
 TASK_KEYS = {
     "status",
     "attempts",
@@ -36,7 +36,8 @@ TASK_KEYS = {
     "error",
     "usage",
 }
-RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at", "cancelled_by"}
+RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at", "cancelled_by",
+             "idle_s"}
 ATTEMPT_KEYS = {"number", "status", "kind", "worker", "started_at", "finished_at", "error", "output_notebook",
                 "usage"}
 
@@ -91,7 +92,7 @@ def test_migration_creates_schema_with_alembic_version(store: RunStore, tmp_path
     finally:
         conn.close()
     assert versions == [(head_revision(),)]
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
     assert {"runs", "tasks", "attempts", "outputs", "cache_entries", "cache_locks"} <= tables
 
 
@@ -403,6 +404,49 @@ def test_resume_reopens_a_failed_run_and_task(store: RunStore) -> None:
     assert run["tasks"]["fit"]["error"] is None and run["tasks"]["fit"]["duration_s"] is None
 
 
+def test_a_resume_counts_no_time_the_run_sat_failed(store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's duration is the sum of its active spans; a task a resume reran counts from its new start (a
+    cache hit: no attempt of its own, no duration), not from its failed attempt's."""
+    import flyte_lab.store.run_store as run_store_module
+    from flyte_lab.presentation.formats import run_duration
+
+    t0 = datetime(2026, 12, 3, 12, 0)  # naive UTC, as the store's clock gives it
+    clock = [t0]
+    monkeypatch.setattr(run_store_module, "now_utc", lambda: clock[0])
+    run_id = _new_run(store)
+    store.set_run_status(run_id, "running")
+    store.set_task_status(run_id, "fit", "running")
+    clock[0] = t0 + timedelta(seconds=5)
+    store.set_task_status(run_id, "fit", "failed", error=ERROR)
+    store.set_run_status(run_id, "failed")  # active 5 s, then it sits failed for two minutes
+    clock[0] = t0 + timedelta(seconds=125)
+    store.set_run_status(run_id, "running")  # resumed
+    store.set_task_status(run_id, "fit", "queued")
+    clock[0] = t0 + timedelta(seconds=128)
+    assert run_duration(store.get_run(run_id), now=clock[0].replace(tzinfo=UTC)) == 8.0  # live: 5 s + 3 s, not 128 s
+    store.set_task_status(run_id, "fit", "cached")
+    clock[0] = t0 + timedelta(seconds=129)
+    store.set_run_status(run_id, "succeeded")
+    run = store.get_run(run_id)
+    assert run["tasks"]["fit"]["duration_s"] is None  # not the 124 s since its failed attempt started
+    assert run["idle_s"] == 120.0
+    assert run_duration(run) == 9.0
+    [summary] = store.list_runs()
+    assert summary["idle_s"] == 120.0
+    [listed] = store.run_summaries()
+    assert run_duration(listed) == 9.0
+    # resumed again (an edit after success): the second wait adds up
+    clock[0] = t0 + timedelta(seconds=189)
+    store.set_run_status(run_id, "running")
+    store.set_task_status(run_id, "fit", "queued")
+    store.set_task_status(run_id, "fit", "running")
+    clock[0] = t0 + timedelta(seconds=191)
+    store.set_task_status(run_id, "fit", "succeeded")
+    store.set_run_status(run_id, "succeeded")
+    run = store.get_run(run_id)
+    assert (run["idle_s"], run_duration(run), run["tasks"]["fit"]["duration_s"]) == (180.0, 11.0, 2.0)
+
+
 # -- lookups and listing ----------------------------------------------------------
 
 
@@ -460,6 +504,7 @@ def test_list_runs_newest_first_with_filters(store: RunStore) -> None:
         "created_at": runs[1]["created_at"],
         "finished_at": runs[1]["finished_at"],
         "cancelled_by": None,
+        "idle_s": None,  # never resumed
     }
     assert runs[1]["finished_at"] is not None and runs[0]["finished_at"] is None
     assert runs[0]["schedule"] is None and runs[0]["scheduled_time"] is None

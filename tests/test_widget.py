@@ -194,3 +194,50 @@ def test_cancel_from_the_widget_stops_the_run(home: Path, tmp_path: Path) -> Non
     assert 'data-task="block" data-status="cancelled"' in html
     assert "cancelled from the run widget" in html
     assert "%flyte_debug" not in html and "flyte-failure" not in html
+
+
+def test_resume_and_relaunch_from_the_widget(home: Path, tmp_path: Path) -> None:
+    """Resume continues the failed run after the notebook was fixed on disk; Relaunch starts a new run and the widget
+    follows it; the failure's executed notebook is a link Lab's extension opens (no `file://` URL)."""
+    path = pipeline(tmp_path / "pipe.ipynb")
+    fixed = path.read_text().replace("/ divisor", "/ (divisor + 2.0)")
+    assert fixed != path.read_text()
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"run = %flyte_run {path} --background\n"
+                      "run.wait()\n"
+                      "failed_id = run.run_id\n"
+                      "print([b.disabled for b in (run.widget.cancel, run.widget.resume, run.widget.relaunch)])"),
+        new_code_cell(f"import pathlib\npathlib.Path({str(path)!r}).write_text({fixed!r})\n"
+                      "run.widget.resume.click()  # what the Resume button does\n"
+                      "print(run.wait()['status'], run.run_id == failed_id)\n"
+                      "print([b.disabled for b in (run.widget.cancel, run.widget.resume, run.widget.relaunch)])"),
+        new_code_cell("run.widget.relaunch.click()\n"
+                      "record = run.wait()\n"
+                      "print(record['status'], run.run_id != failed_id, record['run_id'] == run.run_id)\n"
+                      "print(run.run_id in run.widget.title.value)"),
+    ]), tmp_path)
+    assert errors_of(nb) == []
+    texts = [c.outputs[-1]["text"].strip() for c in nb.cells[1:]]
+    assert texts[0] == "[True, False, False]"  # failed: nothing to cancel, Resume and Relaunch offered
+    assert texts[1].split("\n") == ["succeeded True", "[True, True, False]"]  # the same run, nothing to resume
+    assert texts[2].split("\n") == ["succeeded True True", "True"]
+    from flyte_lab.store import RunStore
+
+    with RunStore.from_env(home, create=False) as store:
+        runs = store.list_runs()
+        assert len(runs) == 2 and {r["status"] for r in runs} == {"succeeded"}
+    models = widget_models(nb)
+    buttons = [m["state"]["description"] for m in models if m["model_name"] == "ButtonModel"]
+    assert buttons == ["Cancel", "Resume", "Relaunch"]
+
+
+def test_a_failures_executed_notebook_is_a_link_for_lab() -> None:
+    from flyte_lab.kernel_ext.run_widget import failures_html
+
+    task = {"status": "failed", "output_notebook": "/home/u/.flyte_lab/artifacts/x/attempt-1.ipynb",
+            "error": {"type": "ZeroDivisionError", "message": "division by zero", "cell": 5, "line": 3}}
+    html = failures_html("r1", {"ratio": task}, None)
+    assert 'data-flyte-executed-run="r1" data-flyte-executed-task="ratio"' in html
+    assert "file://" not in html and 'href="#"' in html
+    assert "/home/u/.flyte_lab/artifacts/x/attempt-1.ipynb" in html  # still readable where no Lab opens it

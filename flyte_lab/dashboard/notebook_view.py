@@ -75,9 +75,26 @@ def framed(body: str, title: str) -> str:
             f'style="width:100%;height:{HEIGHT};border:0" srcdoc="{escape(document, quote=True)}"></iframe>')
 
 
+CONTEXT_TAG = "injected-parameters"  # the run context papermill injects (engine/worker/run_attempt.py)
+COLLAPSED = "# run context (flyte_context, prelude): collapsed"
+
+
+def collapse_context(nb: Any) -> Any:
+    """A copy of `nb` whose run context cell (or any cell Jupyter shows with its source hidden) reads as one line:
+    a long dict of internal paths is not what a reader came for."""
+    import copy
+
+    shown = copy.deepcopy(nb)
+    for cell in shown.cells:
+        meta = cell.get("metadata", {})
+        if CONTEXT_TAG in meta.get("tags", ()) or meta.get("jupyter", {}).get("source_hidden"):
+            cell.source = COLLAPSED
+    return shown
+
+
 def render(nb: Any, title: str) -> str:
     """The notebook node `nb` as a sandboxed frame of cleaned nbconvert HTML."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="basic").from_notebook_node(nb)
+    body, _ = HTMLExporter(template_name="basic").from_notebook_node(collapse_context(nb))
     return framed(clean(body), title)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 import panel as pn
 
@@ -37,6 +38,7 @@ class RunPage:
         self.state = RunState(graph, run)
         self.run_id = self.state.run_id
         self.action: actions.Action | None = None
+        self.location = pn.state.location  # this session's browser location (None outside a served page)
         self.cancelling = False  # a cancel was asked of this page: its notice changes when the run ends
         self.header = html("")
         self.cancel = pn.widgets.Button(label="Cancel", color="warning", width=110)
@@ -56,6 +58,8 @@ class RunPage:
     # -- reading ---------------------------------------------------------------
 
     def tick(self) -> None:
+        if self._went_to_relaunched():
+            return
         status = self.store.run_record(self.run_id)["status"]
         pending = self.action is not None and not self.action.done.is_set()
         if status in RUN_LIVE or status != self.state.run["status"] or pending or self.action is not None:
@@ -111,6 +115,18 @@ class RunPage:
         except RunNotFound as exc:
             self.notice.object = self._notice(exc.message)
         self.reload()
+
+    def _went_to_relaunched(self) -> bool:
+        """Once a Relaunch from this page has recorded its run, the page goes to it (the new run is what the user
+        asked to see); the old run is one click back."""
+        new = self.action.new_run_id if self.action is not None and self.action.kind == "relaunch" else None
+        if new is None or self.location is None:
+            return False
+        self.notice.object = self._notice(f"relaunch of `{self.run_id}` started run `{new}`: opening it")
+        self.location.reload = True  # a new page for the new run, not a changed URL over the old one
+        self.location.search = f"?id={quote(new)}"
+        self.action = None
+        return True
 
     def _start(self, kind: str) -> None:
         self.action = actions.start(kind, self.run_id)

@@ -236,9 +236,11 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
 
 
 def resume_run(run_id: str, cluster: str | None = None, workers: int | None = None, shared_fs: bool = False,
-               on_change: OnChange | None = None, on_event: OnEvent | None = None) -> dict[str, Any]:
+               on_change: OnChange | None = None, on_event: OnEvent | None = None,
+               keep_cluster: bool = False) -> dict[str, Any]:
     """Finish a run: reuse every succeeded task whose cache key (code, setup, inputs) is unchanged, rerun
-    the rest and everything downstream of it (fix-and-continue after an edit), keep the launch options."""
+    the rest and everything downstream of it (fix-and-continue after an edit), keep the launch options.
+    `keep_cluster`: as `run_notebook`'s (the run widget's Resume, in a kernel that keeps its local cluster)."""
     from flyte_lab.store.leases import driver_identity
 
     store, artifacts = _stores(flyte_home())
@@ -263,6 +265,8 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     secrets, scrub = secret_env(wf)
     _check_artifact_root(cluster, shared_fs or bool(record.get("options", {}).get("shared_fs")))
     fence = store.claim_run(run_id, driver_identity(), lease_ttl())  # refuses while a live driver holds it
+    if keep_cluster:
+        _start_local_kernels(cluster, workers, wf, scrub, keep_cluster)
     refs = _input_refs(wf, values, artifacts)
     plan = plan_resume(wf, store.run_tasks(run_id), lambda t: store.get_outputs(run_id, t), refs, edited)
     if on_event:
@@ -272,8 +276,8 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
         store.update_run_notebook(run_id, current_hash, graph_json(wf), fence)
     _close_orphan_attempts(store, run, fence)
     _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
-           on_event, prior=plan.prior, prior_attempts={n: t["attempts"] for n, t in run["tasks"].items()},
-           prior_outputs=plan.outputs)
+           on_event, keep=keep_cluster, prior=plan.prior,
+           prior_attempts={n: t["attempts"] for n, t in run["tasks"].items()}, prior_outputs=plan.outputs)
     return dict(store.get_run(run_id))
 
 

@@ -9,7 +9,7 @@ the engine returns, so the final picture is exact.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flyte_lab.kernel_ext.run_widget import RunWidget
@@ -26,7 +26,8 @@ class RunFollower:
                  workers: int | None = None, use_cache: bool = True) -> None:
         self.path, self.params = path, params
         self.cluster, self.workers, self.use_cache = cluster, workers, use_cache
-        self.widget = RunWidget(source_note, on_cancel=lambda: self.cancel(CancelSource.WIDGET))
+        self.widget = RunWidget(source_note, on_cancel=lambda: self.cancel(CancelSource.WIDGET),
+                                on_resume=self.resume, on_relaunch=self.relaunch)
         self.run_id: str | None = None
         self.error: BaseException | None = None
         self.record: dict[str, Any] | None = None
@@ -47,20 +48,49 @@ class RunFollower:
     # -- the engine's thread --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._engine = threading.Thread(target=self._drive, name="flyte-lab-run", daemon=True)
+        self._engine = threading.Thread(target=self._drive, args=(self._launch,), name="flyte-lab-run", daemon=True)
         self._engine.start()
 
-    def _drive(self) -> None:
+    def _launch(self) -> dict[str, Any]:
         from flyte_lab.engine.api import run_notebook
 
+        return run_notebook(self.path, self.params, cluster=self.cluster, workers=self.workers,
+                            use_cache=self.use_cache, on_created=self._created,
+                            keep_cluster=True)  # the next `%flyte_run` here starts nothing again
+
+    def _drive(self, engine: Callable[[], dict[str, Any]]) -> None:
         try:
-            self.record = run_notebook(self.path, self.params, cluster=self.cluster, workers=self.workers,
-                                       use_cache=self.use_cache, on_created=self._created,
-                                       keep_cluster=True)  # the next `%flyte_run` here starts nothing again
+            self.record = engine()
         except BaseException as exc:
             self.error = exc
         finally:
             self.finished.set()
+
+    # -- the widget's Resume and Relaunch: this follower (and its widget) moves on to what they start ----------
+
+    def resume(self) -> None:
+        """Continue this ended run with the notebook as it is now on disk, in this kernel."""
+        from flyte_lab.engine.api import resume_run
+
+        run_id = self.run_id
+        if run_id is not None and self.finished.is_set():
+            self._again(run_id, lambda: resume_run(run_id, keep_cluster=True))
+
+    def relaunch(self) -> None:
+        """A new run of the same notebook with the same parameters; the widget shows it from its start."""
+        if self.finished.is_set():
+            self.run_id = None
+            self._again(None, self._launch)
+
+    def _again(self, run_id: str | None, engine: Callable[[], dict[str, Any]]) -> None:
+        if self._poller is not None:
+            self._poller.join()  # the last picture of the run before is drawn
+        self.record, self.error = None, None
+        self.finished.clear()
+        self.widget.following(run_id)
+        self._engine = threading.Thread(target=self._drive, args=(engine,), name="flyte-lab-run", daemon=True)
+        self._engine.start()
+        self.follow_in_background()
 
     def _created(self, run_id: str) -> None:
         self.run_id = run_id

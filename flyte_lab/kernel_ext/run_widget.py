@@ -24,7 +24,7 @@ from flyte_lab.presentation.formats import (
 )
 from flyte_lab.presentation.graph_render import STATUS_COLORS, render_svg, workflow_from_graph_json
 from flyte_lab.run_progress import progress
-from flyte_lab.statuses import RUN_LIVE, RunStatus, TaskStatus
+from flyte_lab.statuses import RUN_LIVE, RUN_RESUMABLE, RunStatus, TaskStatus
 
 GRAPH_HEIGHT = 480  # px: the graph box's height at most
 _BAR_STYLE: dict[str, str] = {RunStatus.SUCCEEDED: "success", RunStatus.FAILED: "danger",
@@ -38,7 +38,8 @@ def debug_hint(run_id: str, task: str) -> str:
 class RunWidget:
     """Title, progress bar, graph coloured by status, task table, and each failure with where it happened."""
 
-    def __init__(self, source_note: str, on_cancel: Callable[[], None] | None = None) -> None:
+    def __init__(self, source_note: str, on_cancel: Callable[[], None] | None = None,
+                 on_resume: Callable[[], None] | None = None, on_relaunch: Callable[[], None] | None = None) -> None:
         import ipywidgets as w
 
         self.source_note = source_note
@@ -49,15 +50,36 @@ class RunWidget:
                                disabled=on_cancel is None, tooltip="cancel this run (kills its running tasks)")
         if on_cancel is not None:
             self.cancel.on_click(lambda _button: on_cancel())
+        # enabled once the run ended (`show`): Resume a failed or cancelled run after a fix, Relaunch any
+        self.resume = w.Button(description="Resume", disabled=True,
+                               tooltip="continue this run with the notebook as it is now (after a fix)")
+        self.relaunch = w.Button(description="Relaunch", disabled=True, tooltip="a new run with the same inputs")
+        self._can = {"resume": on_resume is not None, "relaunch": on_relaunch is not None}
+        if on_resume is not None:
+            self.resume.on_click(lambda _button: on_resume())
+        if on_relaunch is not None:
+            self.relaunch.on_click(lambda _button: on_relaunch())
         self.graph = w.HTML(value="")
         self.table = w.HTML(value="")
         self.failures = w.HTML(value="")
-        self.box = w.VBox([self.title, w.HBox([self.bar, self.cancel]), self.graph, self.table, self.failures])
+        self.box = w.VBox([self.title, w.HBox([self.bar, self.cancel, self.resume, self.relaunch]), self.graph,
+                           self.table, self.failures])
 
     def _no_cancel(self) -> None:
         # plain grey when there is nothing to cancel: a disabled "warning" button still looks like an action
         self.cancel.disabled = True
         self.cancel.button_style = ""
+
+    def _ended_actions(self, status: str) -> None:
+        self.resume.disabled = not (self._can["resume"] and status in RUN_RESUMABLE)
+        self.relaunch.disabled = not self._can["relaunch"] or status in RUN_LIVE
+
+    def following(self, run_id: str | None) -> None:
+        """A Resume or Relaunch from this widget started: live again (Cancel offered, the others not)."""
+        self.cancel.disabled, self.cancel.button_style = False, "warning"
+        self.resume.disabled = self.relaunch.disabled = True
+        shown = f' <code class="flyte-run-id">{escape(run_id)}</code>' if run_id else ""
+        self.title.value = f"<b>flyte_lab run{shown}</b> · starting · {escape(self.source_note)}"
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -88,6 +110,7 @@ class RunWidget:
         self.bar.bar_style = _BAR_STYLE.get(status, "info")
         if status not in RUN_LIVE:
             self._no_cancel()
+        self._ended_actions(status)
         elapsed = format_duration(run_duration(run, now or datetime.now(UTC)))
         self.title.value = (f'<b>flyte_lab run <code class="flyte-run-id">{escape(str(run.get("run_id")))}</code></b>'
                             f' · <span class="flyte-run-status" data-status="{escape(status)}" '
@@ -129,8 +152,11 @@ def failures_html(run_id: str, tasks: Mapping[str, Mapping[str, Any]], run_error
             continue
         error = task.get("error") or {}
         notebook = task.get("output_notebook")
-        link = (f'<div>executed notebook: <a href="{escape(_file_url(notebook))}" target="_blank">'
-                f"{escape(notebook)}</a></div>" if notebook else "")
+        # Lab's flyte_lab extension opens such a link in its read-only notebook view (at the failing cell); the
+        # path stays readable for a notebook shown elsewhere
+        link = (f'<div>executed notebook: <a href="#" class="flyte-open-executed" data-flyte-executed-run='
+                f'"{escape(run_id)}" data-flyte-executed-task="{escape(name)}" title="{escape(notebook)}">open '
+                f"read-only in Lab</a> <code>{escape(notebook)}</code></div>" if notebook else "")
         parts.append(
             f'<div class="flyte-failure" data-task="{escape(name)}" data-cell="{escape(str(error.get("cell")))}" '
             f'data-line="{escape(str(error.get("line")))}" style="border-left:4px solid #c0392b;padding-left:8px;'
@@ -147,10 +173,6 @@ def failures_html(run_id: str, tasks: Mapping[str, Mapping[str, Any]], run_error
         parts.append(f'<div class="flyte-run-error" style="color:#c0392b">run error: '
                      f"{escape(': '.join(str(p) for p in (kind, text) if p))}</div>")
     return "".join(parts)
-
-
-def _file_url(path: str) -> str:
-    return path if "://" in path else f"file://{path}"
 
 
 def runs_html(runs: Sequence[Mapping[str, Any]], now: datetime | None = None) -> str:

@@ -85,9 +85,14 @@ class TaskMagics(Magics):
             values[name] = value
         ns.update(values)  # defaults land in the kernel only once every input passed
         if spec.options.map_over:
-            self._run_mapped(spec, body, out_types)
+            count = self._run_mapped(spec, body, out_types)
+            each = f" for each of its {count} elements"
         else:
             self._run_body(spec, body, out_types, "")
+            each = ""
+        if spec.outputs:  # said once they passed: a fixed cell re-run shows it is fixed, not just silent
+            declared = ", ".join(f"{name}: {text}" for name, text in spec.outputs)
+            print(f"{spec.name}: outputs passed the checks ({declared}){each}")
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -150,8 +155,9 @@ class TaskMagics(Magics):
             if reason:
                 raise UsageError(type_error_message(spec.name, "output", name, text, reason) + where)
 
-    def _run_mapped(self, spec: HeaderSpec, body: str, out_types: dict[str, Any]) -> None:
-        """`--map-over X`: one body run per element; each output becomes the list of its values."""
+    def _run_mapped(self, spec: HeaderSpec, body: str, out_types: dict[str, Any]) -> int:
+        """`--map-over X`: one body run per element; each output becomes the list of its values. The number of
+        elements run."""
         ns = self._shell.user_ns
         over = spec.options.map_over
         assert over is not None
@@ -175,6 +181,7 @@ class TaskMagics(Magics):
                     ns[name] = previous[name]
                 else:
                     ns.pop(name, None)
+        return len(items)
 
 
 def _error_name(result: Any) -> str:

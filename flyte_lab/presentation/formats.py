@@ -54,12 +54,13 @@ def format_duration(seconds: float | None) -> str:
 
 
 def run_duration(run: Mapping[str, Any], now: datetime | None = None) -> float | None:
-    """Seconds from start (else creation) to finish; to `now` for a live run if `now` is given."""
+    """Seconds from start (else creation) to finish, to `now` for a live run if `now` is given, less the time
+    it sat ended before a resume reopened it (`idle_s`): the sum of its active spans."""
     start = parse_time(run.get("started_at")) or parse_time(run.get("created_at"))
     end = parse_time(run.get("finished_at")) or now
     if start is None or end is None:
         return None
-    return max(0.0, (end - start).total_seconds())
+    return max(0.0, (end - start).total_seconds() - (run.get("idle_s") or 0.0))
 
 
 def format_params(params: Mapping[str, Any] | None) -> str:

@@ -27,6 +27,7 @@ from flyte_lab.server.models import (
     CancelAnswer,
     CancelRequest,
     GraphRequest,
+    RelaunchRequest,
     ResumeRequest,
     RunCreated,
     RunRequest,
@@ -159,6 +160,14 @@ class ResumeHandler(FlyteHandler):
         self.reply(RunCreated(run_id=started), 202)
 
 
+class RelaunchHandler(FlyteHandler):
+    @answers
+    async def post(self, run_id: str) -> None:
+        self.body(RelaunchRequest)  # nothing to choose yet: an unknown field is refused, not ignored
+        started = await self.launcher.start({"action": "relaunch", "run_id": self.run["run_id"]})
+        self.reply(RunCreated(run_id=started), 201)
+
+
 class CancelHandler(FlyteHandler):
     @answers
     async def post(self, run_id: str) -> None:
@@ -217,6 +226,7 @@ ROUTES: list[tuple[str, type[FlyteHandler]]] = [
     (r"/flyte-lab/api/runs", RunsHandler),
     (rf"/flyte-lab/api/runs/{_ID}", RunHandler),
     (rf"/flyte-lab/api/runs/{_ID}/resume", ResumeHandler),
+    (rf"/flyte-lab/api/runs/{_ID}/relaunch", RelaunchHandler),
     (rf"/flyte-lab/api/runs/{_ID}/cancel", CancelHandler),
     (rf"/flyte-lab/api/runs/{_ID}/tasks/(?P<task>[A-Za-z_][A-Za-z0-9_]*)/notebook", TaskNotebookHandler),
     (r"/flyte-lab/api/schedules", SchedulesHandler),

@@ -54,6 +54,10 @@ class CancelRequest(_Body):
     by: Literal["sidebar", "rest"] = "rest"
 
 
+class RelaunchRequest(_Body):
+    """A new run of the run's notebook with its parameters and cluster (`run_launch`'s `relaunch`)."""
+
+
 class RunCreated(BaseModel):
     run_id: str
 

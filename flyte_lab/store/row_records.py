@@ -36,6 +36,7 @@ def show_view(
         "created_at": iso(run.created_at),
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
+        "idle_s": run.idle_s,
         "tasks": {
             t.name: {
                 "status": t.status,
@@ -73,6 +74,7 @@ def summary_view(run: Any) -> dict[str, Any]:
         "created_at": iso(run.created_at),
         "finished_at": iso(run.finished_at),
         "cancelled_by": run.cancelled_by,
+        "idle_s": run.idle_s,
     }
 
 

@@ -240,7 +240,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         with self._write() as conn:
             self.check_fence(conn, run_id, fence)
             row = conn.execute(
-                select(Run.status, Run.started_at, Run.finished_at).where(Run.run_id == run_id)
+                select(Run.status, Run.started_at, Run.finished_at, Run.idle_s).where(Run.run_id == run_id)
             ).first()
             if row is None:
                 raise self._not_found(run_id)
@@ -254,6 +254,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                 # started_at is the first start; a resume keeps it but reopens the run
                 if row.started_at is None:
                     values["started_at"] = now
+                elif row.finished_at is not None:  # reopened by a resume: the time it sat ended is no run time
+                    values["idle_s"] = (row.idle_s or 0.0) + max(0.0, (now - row.finished_at).total_seconds())
                 values["finished_at"] = None
                 values["error_json"] = None
             elif status in RUN_TERMINAL:
@@ -318,6 +320,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
             Run.created_at,
             Run.finished_at,
             Run.cancelled_by,
+            Run.idle_s,
         ), status, notebook, schedule)
         # run ids sort by time too, and break ties within one clock tick
         query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit).offset(max(offset, 0))
@@ -334,7 +337,7 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         what `run_progress.summary_progress` counts from."""
         query = _filtered(select(
             Run.run_id, Run.notebook, Run.status, Run.schedule, Run.scheduled_time, Run.created_at,
-            Run.started_at, Run.finished_at, Run.cancelled_by, Run.params_json, Run.graph_json,
+            Run.started_at, Run.finished_at, Run.cancelled_by, Run.idle_s, Run.params_json, Run.graph_json,
         ), status, notebook, schedule)
         query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit).offset(max(offset, 0))
         with self._read() as conn:
@@ -444,8 +447,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                 )
             if status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):  # these two say why
                 values["error_json"] = None
-        else:  # queued again (resume)
-            values.update(finished_at=None, duration_s=None, error_json=None)
+        else:  # queued again (resume): its earlier attempt's start is no start of what comes now (a cache hit)
+            values.update(started_at=None, finished_at=None, duration_s=None, error_json=None)
         if error is not None:
             values["error_json"] = dumps(error)
         if output_notebook is not None:

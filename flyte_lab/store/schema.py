@@ -71,6 +71,8 @@ class Run(Base):
     options_json: Mapped[str | None] = mapped_column(Text)
     # a JSON list of sentences the driver recorded once each (e.g. why task kernels were not forked)
     notes_json: Mapped[str | None] = mapped_column(Text)
+    # seconds the run sat ended before resumes reopened it: not part of its duration (`formats.run_duration`)
+    idle_s: Mapped[float | None] = mapped_column(Float)
 
 
 class Task(Base):

@@ -47,6 +47,8 @@ export interface RunSummary {
   created_at: string;
   finished_at: string | null;
   cancelled_by: string | null; // who cancelled it (a key of `Statuses.cancelled_by`), for a cancelled run
+  schedule: string | null; // the schedule that fired it, for a scheduled run
+  scheduled_time: string | null;
   task_counts: Record<string, number>;
   tasks: Record<string, TaskSummary>;
   // tasks finished successfully over all tasks (map-over elements counted), as the widget and dashboard count
@@ -155,6 +157,16 @@ export class FlyteLabClient {
   /** Cancel a run; the run records that the sidebar cancelled it. */
   cancelRun(runId: string): Promise<{ run_id: string; state: string }> {
     return this.request('POST', ['runs', runId, 'cancel'], { body: { by: 'sidebar' } });
+  }
+
+  /** Continue a failed or cancelled run (the notebook as it is now on disk): the same run id. */
+  resumeRun(runId: string): Promise<RunCreated> {
+    return this.request('POST', ['runs', runId, 'resume'], { body: {} });
+  }
+
+  /** A new run of the run's notebook with its parameters: the new run's id. */
+  relaunchRun(runId: string): Promise<RunCreated> {
+    return this.request('POST', ['runs', runId, 'relaunch'], { body: {} });
   }
 
   executedNotebook(runId: string, task: string): Promise<ExecutedNotebook> {

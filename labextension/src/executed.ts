@@ -1,5 +1,5 @@
 // A task's executed notebook, rendered as an untrusted notebook (cells, outputs, errors) in a read-only
-// main-area tab.
+// main-area tab, opened at its failing cell, with the run context cell (flyte_context, internal paths) collapsed.
 // Its JSON comes from the server route, which reads it wherever the artifact store keeps it (a local
 // folder, S3, ...): no file under the Jupyter root, no kernel, nothing to save.
 import { JupyterFrontEnd } from '@jupyterlab/application';
@@ -50,7 +50,14 @@ export async function openExecuted(
   notebook.model = model;
   for (const cell of notebook.widgets) {
     cell.readOnly = true;
+    // the context papermill injects (tagged so; newer runs also mark it `source_hidden`): collapsed, not removed
+    if (tagsOf(cell).includes(CONTEXT_TAG)) {
+      cell.inputHidden = true;
+    }
   }
+  const failing = notebook.widgets.find(cell => (cell.model.toJSON().outputs as { output_type: string }[] | undefined)
+    ?.some(output => output.output_type === 'error'));
+  failing?.addClass(FAILING_CLASS);
   notebook.addClass('flyte-executed-notebook');
   const widget = new MainAreaWidget({ content: notebook });
   widget.id = id;
@@ -60,4 +67,17 @@ export async function openExecuted(
   widget.disposed.connect(() => model.dispose());
   app.shell.add(widget, 'main');
   app.shell.activateById(id);
+  if (failing) {
+    // laid out once the tab is shown: then scroll its failing cell into view
+    requestAnimationFrame(() => failing.node.scrollIntoView({ block: 'start' }));
+  }
+}
+
+const CONTEXT_TAG = 'injected-parameters';
+/** The class of the cell whose error ended the attempt. */
+export const FAILING_CLASS = 'flyte-failing-cell';
+
+function tagsOf(cell: StaticNotebook['widgets'][number]): string[] {
+  const tags = cell.model.getMetadata('tags');
+  return Array.isArray(tags) ? (tags as string[]) : [];
 }

@@ -1,6 +1,6 @@
 // The "Flyte" sidebar, its status-bar item and the "Flyte: Run notebook" command.
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 import { IEditorServices } from '@jupyterlab/codeeditor';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
@@ -8,6 +8,7 @@ import { IStateDB } from '@jupyterlab/statedb';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { Widget } from '@lumino/widgets';
 
+import { openExecuted, ViewerServices } from './executed';
 import { FlytePanel } from './panel';
 
 const RUN_COMMAND = 'flyte-lab:run-notebook';
@@ -35,7 +36,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const status = new Widget();
     status.addClass('flyte-status');
     status.node.textContent = 'Flyte: -';
-    const panel = new FlytePanel(tracker, app, { rendermime, contentFactory, editorServices });
+    const viewer: ViewerServices = { rendermime, contentFactory, editorServices };
+    const panel = new FlytePanel(tracker, app, viewer);
+    // the run widget's "executed notebook" link (a kernel's output, `run_widget.failures_html`): the same
+    // read-only view the sidebar opens
+    document.addEventListener('click', event => {
+      const link = event.target instanceof Element ? event.target.closest('a[data-flyte-executed-run]') : null;
+      const runId = link?.getAttribute('data-flyte-executed-run');
+      const task = link?.getAttribute('data-flyte-executed-task');
+      if (!runId || !task) {
+        return;
+      }
+      event.preventDefault();
+      openExecuted(app, viewer, panel.model.client, runId, task).catch(err =>
+        void showErrorMessage('Flyte: executed notebook', err instanceof Error ? err.message : String(err)));
+    });
     panel.model.graphChanged.connect((_, graph) => {
       const count = graph?.diagnostics.length;
       status.node.textContent = count === undefined ? 'Flyte: -' : `Flyte: ${count} diagnostic${count === 1 ? '' : 's'}`;

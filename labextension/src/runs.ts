@@ -1,7 +1,7 @@
 // The followed notebook's recent runs, from the store through `GET runs` (one request for all of them): status,
-// progress, Cancel while live, who cancelled a cancelled run, a failed task's error (selects its cell) and its executed
-// notebook. Asked every second while one of them is live, else every five seconds, so runs started elsewhere (CLI,
-// scheduler, another tab) show up too.
+// progress, Cancel while live, who cancelled a cancelled run, Resume (after a fix) and Relaunch once ended, a failed
+// task's error (selects its cell) and its executed notebook. Asked every second while one of them is live, else every
+// five seconds, so runs started elsewhere (CLI, scheduler, another tab) show up too.
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Poll } from '@lumino/polling';
 
@@ -19,6 +19,8 @@ const DEFAULT_DASHBOARD = 'http://127.0.0.1:5006';
 export class RunsSection extends Section {
   private readonly list = el('ul', { class: 'flyte-run-list' });
   private readonly poller: Poll;
+  private resumable = new Set<string>(); // the run states Resume continues (the server's word)
+  private relaunched: string | null = null; // the run a Relaunch here started: shown and scrolled to
 
   constructor(
     private readonly model: SidebarModel,
@@ -48,6 +50,7 @@ export class RunsSection extends Section {
       return; // another notebook meanwhile: its own refresh draws it
     }
     const live = new Set(config.statuses.run.live); // the run states that may still change (the server's word)
+    this.resumable = new Set(config.statuses.run.resumable);
     const runs = summaries.slice(0, SHOWN);
     this.render(runs, live, config.statuses.cancelled_by, config.dashboard_url || DEFAULT_DASHBOARD);
     const interval = runs.some(r => live.has(r.status)) ? LIVE_POLL_MS : IDLE_POLL_MS;
@@ -56,6 +59,18 @@ export class RunsSection extends Section {
 
   private render(runs: RunSummary[], live: Set<string>, cancelledBy: Record<string, string>, dashboard: string): void {
     this.list.replaceChildren(...runs.map(run => this.item(run, live.has(run.status), cancelledBy, dashboard)));
+    const started = this.relaunched && this.list.querySelector(`[data-run="${CSS.escape(this.relaunched)}"]`);
+    if (started) {
+      started.classList.add('flyte-run-new');
+      started.scrollIntoView({ block: 'nearest' });
+    }
+  }
+
+  /** Relaunch `runId` and take the sidebar to the new run (marked until another is relaunched). */
+  private async relaunch(runId: string): Promise<void> {
+    await this.act(this.model.client.relaunchRun(runId).then(created => {
+      this.relaunched = created.run_id;
+    }));
   }
 
   private item(run: RunSummary, live: boolean, cancelledBy: Record<string, string>, dashboard: string): HTMLElement {
@@ -63,6 +78,8 @@ export class RunsSection extends Section {
     const item = el('li', { class: `flyte-run flyte-run-${run.status}`, 'data-run': run.run_id },
       el('span', { class: 'flyte-run-id' }, run.run_id), ' ',
       el('span', { class: 'flyte-run-status' }, run.status), ' ',
+      ...(run.schedule ? [el('span', { class: 'flyte-run-scheduled', title: `fired by schedule ${run.schedule} for ${run.scheduled_time ?? '?'}` },
+        `scheduled: ${run.schedule}`), ' '] : []),
       el('progress', { max: String(total), value: String(done) }),
       el('span', {}, ` ${done}/${total} `),
       el('a', { href: `${dashboard}/run?id=${encodeURIComponent(run.run_id)}`, target: '_blank', rel: 'noopener' }, 'dashboard'));
@@ -70,6 +87,15 @@ export class RunsSection extends Section {
       const cancel = el('button', { class: 'jp-Button flyte-cancel' }, 'Cancel');
       cancel.onclick = () => void this.act(this.model.client.cancelRun(run.run_id));
       item.append(' ', cancel);
+    } else {
+      if (this.resumable.has(run.status)) {
+        const resume = el('button', { class: 'jp-Button flyte-resume', title: 'continue this run with the notebook as it is now' }, 'Resume');
+        resume.onclick = () => void this.act(this.model.client.resumeRun(run.run_id));
+        item.append(' ', resume);
+      }
+      const relaunch = el('button', { class: 'jp-Button flyte-relaunch', title: 'a new run with the same inputs' }, 'Relaunch');
+      relaunch.onclick = () => void this.relaunch(run.run_id);
+      item.append(' ', relaunch);
     }
     if (run.cancelled_by) { // who stopped it, once: the tasks it stopped are nobody's error
       item.append(el('div', { class: 'flyte-run-cancelled-by' }, cancelledBy[run.cancelled_by] ?? 'cancelled'));

@@ -94,6 +94,7 @@ async def test_encoded_traversal_is_404(root: Path, jp_fetch: Any) -> None:
     ("GET", "runs/abc", None),
     ("POST", "runs", '{"path": "valid_pipeline.ipynb"}'),
     ("POST", "runs/abc/resume", "{}"),
+    ("POST", "runs/abc/relaunch", "{}"),
     ("POST", "runs/abc/cancel", "{}"),
     ("GET", "schedules", None),
     ("POST", "schedules", '{"path": "valid_pipeline.ipynb", "cron": "0 7 * * *"}'),
@@ -207,6 +208,18 @@ async def test_a_run_launched_here_finishes_for_real(root: Path, fetch: Any, lau
         await launcher.wait_all()
     assert resume.code == 400
     assert "already succeeded" in as_json(resume)["message"]
+    # relaunch: a new run of the same notebook with the same parameters, its id answered at once
+    try:
+        relaunch = await fetch(f"runs/{run_id}/relaunch", method="POST", body={})
+        assert relaunch.code == 201, relaunch.body
+    finally:
+        await launcher.wait_all()
+    new_id = as_json(relaunch)["run_id"]
+    assert new_id != run_id
+    again = as_json(await fetch(f"runs/{new_id}"))
+    assert (again["status"], again["params"], again["path"]) == ("succeeded", {"n": 5}, "valid_pipeline.ipynb")
+    refused = await fetch(f"runs/{run_id}/relaunch", method="POST", body={"cluster": "local"})
+    assert refused.code == 400  # nothing to choose for a relaunch: an unknown field is refused
 
 
 @pytest.mark.cluster

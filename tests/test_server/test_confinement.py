@@ -44,8 +44,9 @@ async def assert_hidden(fetch: Any, launcher: Any, run_id: str, task: str) -> No
         responses = [await fetch(f"runs/{run_id}"),
                      await fetch(f"runs/{run_id}/tasks/{task}/notebook"),
                      await fetch(f"runs/{run_id}/cancel", method="POST", body={}),
-                     await fetch(f"runs/{run_id}/resume", method="POST", body={})]
-        assert not launcher.children  # no process was started to resume it
+                     await fetch(f"runs/{run_id}/resume", method="POST", body={}),
+                     await fetch(f"runs/{run_id}/relaunch", method="POST", body={})]
+        assert not launcher.children  # no process was started to resume or relaunch it
     finally:
         await launcher.wait_all()
     for response in responses:

@@ -152,6 +152,8 @@ def _with_context(nb: Any, context: dict[str, Any]) -> Any:
     first = nb.cells[0]
     first.source = f"# Parameters\nflyte_context = {context!r}\n\n{first.source}"
     first.metadata["tags"] = ["injected-parameters", *first.metadata.get("tags", [])]
+    # shown collapsed (Lab, the dashboard's view): a long dict of internal paths is not what a reader came for
+    first.metadata["jupyter"] = {"source_hidden": True}
     return nb
 
 
