@@ -135,8 +135,9 @@ def test_refused_launch_is_one_clear_error(home: Path, tmp_path: Path) -> None:
     models = widget_models(nb)
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
     [bar] = [m["state"] for m in models if m["model_name"] == "IntProgressModel"]
-    [button] = [m["state"] for m in models if m["model_name"] == "ButtonModel"]
-    for part in (bar, button):
+    buttons = [m["state"] for m in models if m["model_name"] == "ButtonModel"]
+    assert [b["description"] for b in buttons] == ["Cancel", "Resume", "Relaunch"]
+    for part in (bar, *buttons):
         assert state[part["layout"].removeprefix("IPY_MODEL_")]["state"]["display"] == "none"
     html = html_values(models)
     assert 'data-status="refused"' in html and "is not a workflow input" not in html

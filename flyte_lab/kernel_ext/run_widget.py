@@ -94,8 +94,8 @@ class RunWidget:
                             f'style="color:#c0392b">refused</span> · {escape(self.source_note)}')
         self.failures.value = ("" if message is None else
                                f'<pre class="flyte-refused" style="color:#c0392b">{escape(message)}</pre>')
-        self.bar.layout.display = "none"
-        self.cancel.layout.display = "none"
+        for part in (self.bar, self.cancel, self.resume, self.relaunch):  # no run: nothing to act on
+            part.layout.display = "none"
         self._no_cancel()
 
     def show(self, run: Mapping[str, Any], graph: Mapping[str, Any], sizes: Mapping[str, int],
