@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not look up cached task outputs")
     shared_fs(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--only", metavar="TASK[,TASK...]", help="run just these tasks, on an earlier run's outputs")
+    p.add_argument("--from", dest="from_task", metavar="TASK", help="run TASK and everything downstream of it")
+    p.add_argument("--to", dest="to_task", metavar="TASK", help="run TASK and everything upstream of it")
+    p.add_argument("--reuse", metavar="RUN_ID",
+                   help="take the unselected tasks' outputs from this run (default: the newest that fits)")
+    p.add_argument("--allow-changed", action="store_true",
+                   help="with --reuse: take its outputs even of tasks whose code changed since")
     p.set_defaults(handler="flyte_lab.cli.launch_commands:run")
 
     p = sub.add_parser("runs", help="list runs, newest first")
