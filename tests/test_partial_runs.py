@@ -81,6 +81,9 @@ def test_only_from_to_and_reuse_on_a_chain(tmp_path: Path, home: Path) -> None:
         assert shown["tasks"][task]["reused_from"] == {"run_id": full["run_id"], "attempt": 1, "changed": False}
         assert shown["tasks"][task]["outputs"] == full["tasks"][task]["outputs"]
     assert shown["tasks"]["c"]["reused_from"] is None
+    text = flyte(home, "show", edited["run_id"]).stdout
+    assert "--from c" in text and f"reused: b from run {full['run_id']} (attempt 1)" in text
+    assert full["run_id"] in flyte(home, "outputs", edited["run_id"]).stdout  # the "from run" column
 
     only_d = _run(home, nb, "--only", "d")  # the newest valid c is the edited run's
     assert _ran(log) == ["d"]

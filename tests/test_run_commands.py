@@ -26,7 +26,8 @@ TRACEBACK = 'Traceback (most recent call last):\n  Cell 7, line 3\n    raise Val
 ERROR = {"type": "ValueError", "message": "bad lr", "cell": 7, "line": 3, "traceback": TRACEBACK}
 RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at"}
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
-TASK_KEYS = {"status", "attempts", "cell", "duration_s", "resources", "output_notebook", "outputs", "error"}
+TASK_KEYS = {"status", "attempts", "cell", "duration_s", "resources", "output_notebook", "outputs", "error",
+             "reused_from"}
 
 
 @pytest.fixture

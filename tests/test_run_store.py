@@ -23,7 +23,8 @@ CTX = mp.get_context("fork")
 PROCESS_TIMEOUT_S = 60
 
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
-EXTRA_KEYS = {"schedule", "scheduled_time", "cluster", "error", "attempts_detail", "scale_events", "notes"}
+EXTRA_KEYS = {"schedule", "scheduled_time", "cluster", "error", "attempts_detail", "scale_events", "notes",
+              "partial"}
 TASK_KEYS = {
     "status",
     "attempts",
@@ -33,6 +34,7 @@ TASK_KEYS = {
     "output_notebook",
     "outputs",
     "error",
+    "reused_from",
 }
 RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at"}
 ATTEMPT_KEYS = {"number", "status", "kind", "worker", "started_at", "finished_at", "error", "output_notebook"}

@@ -35,6 +35,7 @@ STATUS_STYLES: dict[str, str] = {
     TaskStatus.RUNNING: "yellow",
     TaskStatus.QUEUED: "blue",
     TaskStatus.SKIPPED: "magenta",
+    TaskStatus.REUSED: "dark_cyan",  # an earlier run's outputs (a partial run)
     RunStatus.CANCELLED: "magenta",
 }
 
@@ -93,8 +94,10 @@ def run_header(run: Mapping[str, Any], now: datetime | None = None) -> Table:
     grid.add_row("params", Text(format_params(run.get("params"))))
     if run.get("cluster"):
         grid.add_row("cluster", Text(str(run["cluster"])))
+    if run.get("partial"):
+        grid.add_row("selection", Text(partial_text(run["partial"])))
     if run.get("schedule"):
-        grid.add_row("schedule", Text(f"{run['schedule']} at {format_time(run.get('scheduled_time'))}"))
+        grid.add_row("schedule'", Text(f"{run['schedule']} at {format_time(run.get('scheduled_time'))}"))
     grid.add_row("created", format_time(run.get("created_at")))
     grid.add_row("started", format_time(run.get("started_at")))
     grid.add_row("finished", format_time(run.get("finished_at")))
@@ -178,12 +181,31 @@ def run_report(run: Mapping[str, Any], now: datetime | None = None) -> Group:
     for note in run.get("notes") or ():
         parts.extend([Text(""), Text(f"note: {note}", style="yellow")])
     for name, task in tasks.items():
+        if task.get("reused_from"):
+            parts.extend([Text(""), Text(f"reused: {name} {source_text(task['reused_from'])}")])
+    for name, task in tasks.items():
         if task.get("status") == TaskStatus.FAILED:
             parts.extend([Text(""), task_error(name, task)])
     line = run_error_line(run)
     if line:
         parts.extend([Text(""), Text(line, style="bold red")])
     return Group(*parts)
+
+
+def partial_text(partial: Mapping[str, Any]) -> str:
+    """A partial run's options as typed: `--from c`, `--only c --reuse RUN --allow-changed`."""
+    select = partial.get("select") or {}
+    parts = [f"--only {','.join(select['only'])}"] if select.get("only") else []
+    parts += [f"--{key} {select[key]}" for key in ("from", "to") if select.get(key)]
+    parts += [f"--reuse {partial['reuse']}"] if partial.get("reuse") else []
+    parts += ["--allow-changed"] if partial.get("allow_changed") else []
+    return " ".join(parts)
+
+
+def source_text(source: Mapping[str, Any]) -> str:
+    """Where a reused task's outputs come from: `from run RUN (attempt N)`."""
+    changed = ", its code changed since (--allow-changed)" if source.get("changed") else ""
+    return f"from run {source.get('run_id')} (attempt {source.get('attempt')}{changed})"
 
 
 # -- `outputs` ------------------------------------------------------------------
@@ -196,11 +218,17 @@ def outputs_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table | None:
     table.add_column("output", no_wrap=True)
     table.add_column("type")
     table.add_column("preview", overflow="fold")
+    reused = any(task.get("reused_from") for task in tasks.values())
+    if reused:  # a partial run: which earlier run each reused output is
+        table.add_column("from run", no_wrap=True)
     for name, task in tasks.items():
         for out_name, out in (task.get("outputs") or {}).items():
             preview = out.get("preview")
-            table.add_row(Text(name), Text(out_name), Text(str(out.get("type") or "-")),
-                          Text("-" if preview is None else str(preview)))
+            row = [Text(name), Text(out_name), Text(str(out.get("type") or "-")),
+                   Text("-" if preview is None else str(preview))]
+            if reused:
+                row.append(Text(str((task.get("reused_from") or {}).get("run_id") or "this run")))
+            table.add_row(*row)
     return table if table.row_count else None
 
 

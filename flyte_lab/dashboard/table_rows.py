@@ -23,6 +23,7 @@ STATUS_COLORS: dict[str, str] = {
     TaskStatus.CACHED: "#16a085", TaskStatus.FAILED: "#c0392b", TaskStatus.SKIPPED: "#95a5a6",
     RunStatus.CANCELLED: "#e67e22",
 }
+STATUS_COLORS[TaskStatus.REUSED] = "#8e44ad"  # an earlier run's outputs (a partial run)
 RUN_COLUMNS = ["run", "notebook", "status", "start", "duration", "tasks done", "tasks failed", "schedule"]
 TASK_COLUMNS = ["task", "status", "attempts", "duration", "cached", "resources", "cell"]
 

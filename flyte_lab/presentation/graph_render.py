@@ -53,6 +53,7 @@ STATUS_COLORS: dict[str, tuple[str, str]] = {
     TaskStatus.FAILED: ("#f6b3b3", "#c0392b"),
     TaskStatus.CACHED: ("#a3e4d7", "#138d75"),
     TaskStatus.SKIPPED: ("#f2f3f4", "#b3b6b7"),
+    TaskStatus.REUSED: ("#d7bde2", "#7d3c98"),  # an earlier run's outputs (a partial run)
     RunStatus.CANCELLED: ("#fad7a0", "#ca6f1e"),
 }
 _SEVERITY_TEXT = {"error": "#c0392b", "warning": "#b9770e"}
