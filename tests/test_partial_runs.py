@@ -25,7 +25,10 @@ def _chain(nb: Path, log: Path, c_body: str = "z = y * 2", b_body: str = "y = x 
         task("a(log: str) -> x: int", "x = 1", "a"),
         task("b(x: int, log: str) -> y: int", b_body, "b"),
         task("c(y: int, log: str) -> z: int", c_body, "c"),
-        task("d(z: int, log: str) -> w: str", "w = f'd{z}'", "d"),
+        task("d(z: int, log: str) -> w: str",
+             "if os.path.exists(log + '.fail'):\n    raise RuntimeError('asked to fail')\nw = f'd{z}'", "d"),
+        task("parts(x: int, log: str) -> items: list[int]", "items = [x, x + 1, x + 2]", "parts"),
+        task("sq(items: int, log: str) -> squared: int --map-over items", "squared = items * items", "sq"),
         parameters=f"log = {str(log)!r}",
     )
 
@@ -66,12 +69,12 @@ def test_only_from_to_and_reuse_on_a_chain(tmp_path: Path, home: Path) -> None:
     assert "--only cannot be combined with --from" in _refused(home, nb, "--only", "c", "--from", "b")
 
     full = _run(home, nb)
-    assert _ran(log) == ["a", "b", "c", "d"]
+    assert sorted(_ran(log)) == ["a", "b", "c", "d", "parts", "sq", "sq", "sq"]
 
     _chain(nb, log, c_body="z = y * 3")  # edit c: --from c runs exactly c and d, on the full run's b
     edited = _run(home, nb, "--from", "c")
     assert _ran(log) == ["c", "d"]
-    assert {t: s["status"] for t, s in edited["tasks"].items()} == {
+    assert {t: s["status"] for t, s in edited["tasks"].items()} == {  # parts and sq are not tasks of this run
         "a": "reused", "b": "reused", "c": "succeeded", "d": "succeeded"}
     assert json.loads(flyte(home, "outputs", edited["run_id"], "--json").stdout)["d"] == {"w": "d33"}
     shown = _show(home, edited["run_id"])
@@ -85,10 +88,23 @@ def test_only_from_to_and_reuse_on_a_chain(tmp_path: Path, home: Path) -> None:
     assert "--from c" in text and f"reused: b from run {full['run_id']} (attempt 1)" in text
     assert full["run_id"] in flyte(home, "outputs", edited["run_id"]).stdout  # the "from run" column
 
-    only_d = _run(home, nb, "--only", "d")  # the newest valid c is the edited run's
+    (tmp_path / "ran.log.fail").touch()  # --only d fails once: its resume keeps the selection
+    proc = flyte(home, "run", str(nb), "--json", "--only", "d")
+    assert proc.returncode == 1, proc.stderr
+    only_d = json.loads(proc.stdout)
     assert _ran(log) == ["d"]
+    (tmp_path / "ran.log.fail").unlink()
+    proc = flyte(home, "resume", only_d["run_id"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert _ran(log) == ["d"]
+    assert {t: s["status"] for t, s in json.loads(proc.stdout)["tasks"].items()} == {
+        "a": "reused", "b": "reused", "c": "reused", "d": "succeeded"}
     assert _show(home, only_d["run_id"])["tasks"]["c"]["reused_from"]["run_id"] == edited["run_id"]
     assert _show(home, only_d["run_id"])["tasks"]["a"]["reused_from"]["run_id"] == full["run_id"]
+
+    mapped = _run(home, nb, "--only", "sq")  # a map-over task alone fans out over the reused list
+    assert _ran(log) == ["sq", "sq", "sq"] and mapped["tasks"]["parts"]["status"] == "reused"
+    assert json.loads(flyte(home, "outputs", mapped["run_id"], "--json").stdout)["sq"] == {"squared": [1, 4, 9]}
 
     to_b = _run(home, nb, "--to", "b")
     assert _ran(log) == ["a", "b"] and set(to_b["tasks"]) == {"a", "b"}
@@ -111,3 +127,29 @@ def test_only_from_to_and_reuse_on_a_chain(tmp_path: Path, home: Path) -> None:
     shown = _show(home, taken["run_id"])
     assert shown["tasks"]["b"]["reused_from"] == {"run_id": full["run_id"], "attempt": 1, "changed": True}
     assert shown["partial"]["reuse"] == full["run_id"] and shown["partial"]["allow_changed"] is True
+
+
+def test_flyte_run_takes_the_same_selection_in_a_kernel(tmp_path: Path, home: Path) -> None:
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from tests.test_widget import errors_of, execute, pipeline
+
+    path = pipeline(tmp_path / "pipe.ipynb", divisor="2.0")
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"%flyte_run {path} --only total"),  # nothing ran yet: make's list comes from nowhere
+        new_code_cell(f"%flyte_run {path} --only total --to make"),
+        new_code_cell(f"%flyte_run {path} --to total"),
+        new_code_cell(f"%flyte_run {path} --only total"),
+    ]), tmp_path)
+    errors = errors_of(nb)
+    assert len(errors) == 2, errors
+    assert errors[0].startswith("UsageError: --only total: cannot take the outputs of task `make`")
+    assert errors[1].startswith("UsageError: --only cannot be combined with --to")
+    runs = store_of(home).list_runs()
+    assert len(runs) == 2
+    first, second = (_show(home, r["run_id"]) for r in reversed(runs))
+    assert {t: s["status"] for t, s in first["tasks"].items()} == {"make": "succeeded", "total": "succeeded"}
+    assert {t: s["status"] for t, s in second["tasks"].items()} == {"make": "reused", "total": "succeeded"}
+    assert second["tasks"]["make"]["reused_from"]["run_id"] == first["run_id"]
+    assert second["partial"]["select"]["only"] == ["total"]

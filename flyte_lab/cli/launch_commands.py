@@ -56,9 +56,9 @@ class _Progress:
 
 def run(args: argparse.Namespace) -> int:
     from flyte_lab.engine.api import run_notebook
-    from flyte_lab.graph.selection import Selection
+    from flyte_lab.graph.selection import launch_options
 
-    select = Selection.parse(args.only, args.from_task, args.to_task)
+    partial = launch_options(args)
     params = split_params(args.param)
     notifier = _notifier(getattr(args, "notify", []))
     progress = _Progress(quiet=args.json)
@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
         record = run_notebook(args.notebook, params, cluster=args.cluster, workers=args.workers,
                               use_cache=not args.no_cache, shared_fs=args.shared_fs, on_created=created,
                               on_change=progress.update, on_event=progress.note,
-                              on_finished=notifier, select=select, reuse=args.reuse,
-                              allow_changed=args.allow_changed)
+                              on_finished=notifier, **partial)
     except KeyboardInterrupt:
         progress.close()
         print(f"flyte-lab: interrupted; run {run_id} cancelled", file=sys.stderr)

@@ -33,6 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from flyte_lab.graph.selection import add_arguments as selection_arguments
+
     parser = _Parser(prog="flyte-lab", description="Typed notebook workflows on Dask.")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -60,13 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not look up cached task outputs")
     shared_fs(p)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--only", metavar="TASK[,TASK...]", help="run just these tasks, on an earlier run's outputs")
-    p.add_argument("--from", dest="from_task", metavar="TASK", help="run TASK and everything downstream of it")
-    p.add_argument("--to", dest="to_task", metavar="TASK", help="run TASK and everything upstream of it")
-    p.add_argument("--reuse", metavar="RUN_ID",
-                   help="take the unselected tasks' outputs from this run (default: the newest that fits)")
-    p.add_argument("--allow-changed", action="store_true",
-                   help="with --reuse: take its outputs even of tasks whose code changed since")
+    selection_arguments(p)
     p.set_defaults(handler="flyte_lab.cli.launch_commands:run")
 
     p = sub.add_parser("runs", help="list runs, newest first")

@@ -1,11 +1,13 @@
 """Which tasks a partial run executes (`--only`, `--from`, `--to`) and which it takes from an earlier run.
 
-Pure: a task order and each task's upstream tasks in, task names out. The CLI, `%flyte_run` and the REST
-API parse their selection into one `Selection`; `engine/api.py` runs `selected` and reuses `needed`.
+Pure: a task order and each task's upstream tasks in, task names out. `flyte-lab run` and `%flyte_run` take
+the same options (`add_arguments`, `launch_options`), the REST API the same `Selection` as JSON; `engine/api.py`
+runs `select_tasks` and reuses `needed_upstream`.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,3 +115,20 @@ def needed_upstream(order: Sequence[str], upstream: Mapping[str, Iterable[str]],
     for name in chosen:
         needed |= _closure(name, upstream)
     return [name for name in order if name in needed - chosen]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--only`, `--from`, `--to`, `--reuse`, `--allow-changed`: `flyte-lab run`'s and `%flyte_run`'s."""
+    parser.add_argument("--only", metavar="TASK[,TASK...]", help="run just these tasks, on an earlier run's outputs")
+    parser.add_argument("--from", dest="from_task", metavar="TASK", help="run TASK and everything downstream of it")
+    parser.add_argument("--to", dest="to_task", metavar="TASK", help="run TASK and everything upstream of it")
+    parser.add_argument("--reuse", metavar="RUN_ID",
+                        help="take the unselected tasks' outputs from this run (default: the newest that fits)")
+    parser.add_argument("--allow-changed", action="store_true",
+                        help="with --reuse: take its outputs even of tasks whose code changed since")
+
+
+def launch_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options as `engine.api.run_notebook`'s keywords (`select`, `reuse`, `allow_changed`)."""
+    return {"select": Selection.parse(args.only, args.from_task, args.to_task), "reuse": args.reuse,
+            "allow_changed": args.allow_changed}
