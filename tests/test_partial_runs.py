@@ -87,6 +87,10 @@ def test_only_from_to_and_reuse_on_a_chain(tmp_path: Path, home: Path) -> None:
     text = flyte(home, "show", edited["run_id"]).stdout
     assert "--from c" in text and f"reused: b from run {full['run_id']} (attempt 1)" in text
     assert full["run_id"] in flyte(home, "outputs", edited["run_id"]).stdout  # the "from run" column
+    assert edited["partial"] == shown["partial"]  # `run --json` says so too
+    debug = flyte(home, "debug", edited["run_id"], "b", "-o", str(tmp_path / "b.debug.ipynb"))
+    assert debug.returncode == 0, debug.stderr  # a reused task is debugged from the run that computed it
+    assert "y = x + 10" in (tmp_path / "b.debug.ipynb").read_text()
 
     (tmp_path / "ran.log.fail").touch()  # --only d fails once: its resume keeps the selection
     proc = flyte(home, "run", str(nb), "--json", "--only", "d")

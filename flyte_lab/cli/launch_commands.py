@@ -145,7 +145,8 @@ def _cancel(args: argparse.Namespace, store: RunStore) -> int:
 def _finish(record: dict[str, Any], as_json: bool) -> int:
     if as_json:
         print(json.dumps({k: record[k] for k in ("run_id", "notebook", "status", "params", "created_at",
-                                                 "started_at", "finished_at", "cluster", "tasks")}, indent=2))
+                                                 "started_at", "finished_at", "cluster", "tasks", "partial")},
+                         indent=2))
     else:
         print(summary(record))
     return 0 if record["status"] == RunStatus.SUCCEEDED else 1
