@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flyte_lab.presentation.formats import (
+    cached_text,
     format_duration,
     format_params,
     format_resources,
@@ -123,7 +124,7 @@ def tasks_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table:
             status_text(task.get("status")),
             str(task.get("attempts", 0)),
             format_duration(task.get("duration_s")),
-            "yes" if task.get("status") == TaskStatus.CACHED else "no",
+            cached_text(task),
             Text(format_resources(task.get("resources"))),
         )
     return table

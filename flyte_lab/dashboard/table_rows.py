@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flyte_lab.presentation.formats import (
+    cached_text,
     format_duration,
     format_resources,
     format_time,
@@ -71,7 +72,7 @@ def task_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
             "status": task.get("status"),
             "attempts": task.get("attempts", 0),
             "duration": format_duration(task.get("duration_s")),
-            "cached": "yes" if task.get("status") == TaskStatus.CACHED else "",
+            "cached": cached_text(task, no=""),
             "resources": format_resources(task.get("resources")),
             "cell": task.get("cell"),
         })

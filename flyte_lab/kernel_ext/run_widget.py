@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from flyte_lab.presentation.formats import format_duration, format_resources, run_duration, task_error_line
+from flyte_lab.presentation.formats import (
+    cached_text,
+    format_duration,
+    format_resources,
+    run_duration,
+    task_error_line,
+)
 from flyte_lab.presentation.graph_render import STATUS_COLORS, render_svg, workflow_from_graph_json
 from flyte_lab.run_progress import progress
 from flyte_lab.statuses import RUN_LIVE, RunStatus, TaskStatus
@@ -101,7 +107,7 @@ def tasks_html(tasks: Mapping[str, Mapping[str, Any]], sizes: Mapping[str, int])
             f"<td><b>{escape(name)}</b>{escape(mapped)}</td><td>{escape(str(task.get('cell', '-')))}</td>"
             f'<td style="color:{color}">{escape(state)}</td><td>{task.get("attempts", 0)}</td>'
             f"<td>{escape(format_duration(task.get('duration_s')))}</td>"
-            f"<td>{'yes' if state == TaskStatus.CACHED else 'no'}</td>"
+            f"<td>{escape(cached_text(task))}</td>"
             f"<td>{escape(format_resources(task.get('resources')))}</td></tr>")
     head = "".join(f"<th style='text-align:left;padding-right:12px'>{h}</th>"
                    for h in ("task", "cell", "status", "attempts", "duration", "cached", "resources"))
