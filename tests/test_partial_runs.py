@@ -123,6 +123,9 @@ def test_only_from_to_and_reuse_on_a_chain(tmp_path: Path, home: Path) -> None:
     # the newest run with b reused it from the full run, which computed the stale output
     assert f"its code, setup cells or inputs changed since run {full['run_id']}" in refusal
 
+    proc = flyte(home, "resume", only_d["run_id"])  # its reused b is stale now: refused, not rerun or used
+    assert proc.returncode == 2 and f"run `{only_d['run_id']}` reused task `b`, whose outputs are stale" in proc.stderr
+
     refusal = _refused(home, nb, "--only", "c", "--reuse", full["run_id"])
     assert f"since run {full['run_id']}" in refusal and "--allow-changed" in refusal
     taken = _run(home, nb, "--only", "c", "--reuse", full["run_id"], "--allow-changed")

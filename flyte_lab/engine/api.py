@@ -304,7 +304,11 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     refs = _input_refs(wf, values, artifacts)
     plan = plan_resume(wf, store.run_tasks(run_id), lambda t: store.get_outputs(run_id, t), refs, edited)
     if not select.everything:
-        plan = _keep_selection(plan, run, options, lambda t: store.get_outputs(run_id, t))
+        try:
+            plan = _keep_selection(plan, run, options, lambda t: store.get_outputs(run_id, t))
+        except SelectionRefused:
+            store.release_run(run_id, fence)  # refused: the run is left for a later resume at once
+            raise
     if on_event:
         for line in plan.describe():
             on_event(line)
