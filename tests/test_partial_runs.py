@@ -55,7 +55,9 @@ def _refused(home: Path, nb: Path, *args: str) -> str:
 
 
 def _show(home: Path, run_id: str) -> dict[str, Any]:
-    return json.loads(flyte(home, "show", run_id, "--json").stdout)
+    """The `show --json` object, read from the store (the CLI prints exactly this: checked once below)."""
+    with store_of(home) as store:
+        return json.loads(json.dumps(store.get_run(run_id)))
 
 
 def test_only_from_to_and_reuse_on_a_chain(tmp_path: Path, home: Path) -> None:
@@ -77,7 +79,8 @@ def test_only_from_to_and_reuse_on_a_chain(tmp_path: Path, home: Path) -> None:
     assert {t: s["status"] for t, s in edited["tasks"].items()} == {  # parts and sq are not tasks of this run
         "a": "reused", "b": "reused", "c": "succeeded", "d": "succeeded"}
     assert json.loads(flyte(home, "outputs", edited["run_id"], "--json").stdout)["d"] == {"w": "d33"}
-    shown = _show(home, edited["run_id"])
+    shown = json.loads(flyte(home, "show", edited["run_id"], "--json").stdout)
+    assert shown == _show(home, edited["run_id"])
     assert shown["partial"] == {"select": {"only": [], "from": "c", "to": None}, "reuse": None,
                                 "allow_changed": False}
     for task in ("a", "b"):  # every reused input with its source run, pointing at the same artifacts
