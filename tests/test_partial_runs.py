@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from flyte_lab.cli.launch_commands import summary
 from tests.pg_server import store_exists
 from tests.test_engine_run import flyte, store_of, write_notebook
 
@@ -99,6 +100,8 @@ def test_only_from_to_and_reuse_on_a_chain(tmp_path: Path, home: Path) -> None:
     proc = flyte(home, "run", str(nb), "--json", "--only", "d")
     assert proc.returncode == 1, proc.stderr
     only_d = json.loads(proc.stdout)
+    folder = home / "artifacts" / "runs" / only_d["run_id"]  # its own, not the folder of a run it reused from
+    assert f"executed notebooks: {folder}" in summary(_show(home, only_d["run_id"]))
     assert _ran(log) == ["d"]
     (tmp_path / "ran.log.fail").unlink()
     proc = flyte(home, "resume", only_d["run_id"], "--json")

@@ -172,7 +172,8 @@ def summary(record: dict[str, Any]) -> str:
                 lines.append(f"    reproduce it: flyte-lab debug {record['run_id']} {name}   "
                              f"(in Jupyter: %flyte_debug {record['run_id']} {name})")
     # the run's folder of executed notebooks: RUN/TASK/attempt-N.ipynb (a path or any fsspec URL)
-    notebooks = {t["output_notebook"].rsplit("/", 2)[0] for t in record["tasks"].values() if t.get("output_notebook")}
+    notebooks = {t["output_notebook"].rsplit("/", 2)[0] for t in record["tasks"].values()
+                 if t.get("output_notebook") and not t.get("reused_from")}  # a reused task's are its source run's
     if notebooks:
         lines.append(f"executed notebooks: {sorted(notebooks)[0]}")
     lines.append(f"details: flyte-lab show {record['run_id']}   outputs: flyte-lab outputs {record['run_id']}")
