@@ -66,6 +66,11 @@ class ParameterError(UserInputError):
     """A `-p NAME=VALUE` that names no workflow input or does not parse as its type."""
 
 
+class SelectionRefused(UserInputError):
+    """A partial run (`--only`/`--from`/`--to`/`--reuse`) that cannot start: an unknown task, an empty or
+    contradictory selection, or an unselected producer whose outputs no earlier run can give."""
+
+
 class RunNotFound(UserInputError):
     """No run with that id in the store (or no store at all yet)."""
 

@@ -9,7 +9,8 @@ run's lease under its own pid, so `resume` and `cancel` behave as for the CLI.
 
 Protocol, JSON lines. The launcher writes one request on the child's stdin:
 
-- `{"action": "run", "path", "params"?, "cluster"?, "workers"?, "no_cache"?}`: `-p` text by name;
+- `{"action": "run", "path", "params"?, "cluster"?, "workers"?, "no_cache"?, "select"?, "reuse"?,
+  "allow_changed"?}`: `-p` text by name; `select` `{"only": [...], "from", "to"}` as `flyte-lab run`'s options;
 - `{"action": "resume", "run_id", "cluster"?}`;
 - `{"action": "relaunch", "run_id"}`: a new run of the run's notebook with its parameters and cluster;
 - `{"action": "fire", "schedule", "fire_time", "why"?}`: one claimed fire time of a schedule (`scheduler/launch.py`;
@@ -100,10 +101,14 @@ def spawn(request: dict[str, Any], log: int | IO[Any] | None, *, own_session: bo
 
 def _run(request: dict[str, Any], created: Callable[[str], None]) -> tuple[str, str | None]:
     from flyte_lab.engine.api import run_notebook
+    from flyte_lab.graph.selection import Selection
 
+    sel = request.get("select") or {}
+    select = Selection.parse(sel.get("only") or None, sel.get("from"), sel.get("to"))
     record = run_notebook(request["path"], request.get("params") or {}, cluster=request.get("cluster") or "shared",
                           workers=request.get("workers"), use_cache=not request.get("no_cache"),
-                          on_created=created)
+                          on_created=created, select=select, reuse=request.get("reuse"),
+                          allow_changed=bool(request.get("allow_changed")))
     return record["run_id"], record["status"]
 
 

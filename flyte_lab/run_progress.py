@@ -1,7 +1,7 @@
 """How far a run is: one definition for the widget, the sidebar (served with each run by the REST API) and the
 dashboard's runs table, so all three show the same numbers for the same run.
 
-Progress is the tasks finished successfully (`statuses.TASK_DONE`: succeeded or cached) over all tasks. A failed
+Progress is the tasks finished successfully (`statuses.TASK_DONE`: succeeded, cached or reused) over all tasks. A failed
 or skipped task is not progress: a failed run shows how far it got, never a full bar. A map-over task counts one
 per element, as the driver's own progress does, once its element count is known: a workflow input's list from the
 launch parameters, else the list manifest the task stored or its producer stored for it. Reading a manifest reads

@@ -29,6 +29,7 @@ class TaskStatus(StrEnum):
     CACHED = "cached"  # its outputs came from the task cache: a success that ran nothing
     SKIPPED = "skipped"  # never ran: something upstream failed, or the run was cancelled first
     CANCELLED = "cancelled"  # it was running when its run was cancelled (an attempt's status too): nobody's error
+    REUSED = "reused"  # not selected in a partial run: its outputs are an earlier run's (`graph/selection.py`)
 
 
 class CancelSource(StrEnum):
@@ -66,7 +67,7 @@ RUN_RESUMABLE: frozenset[RunStatus] = frozenset({RunStatus.FAILED, RunStatus.CAN
 TASK_LIVE: frozenset[TaskStatus] = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
 TASK_TERMINAL: frozenset[TaskStatus] = frozenset(set(TaskStatus) - TASK_LIVE)
 # finished successfully: its outputs exist, so downstream tasks may run, a resume may reuse it, progress counts it
-TASK_DONE: frozenset[TaskStatus] = frozenset({TaskStatus.SUCCEEDED, TaskStatus.CACHED})
+TASK_DONE: frozenset[TaskStatus] = frozenset({TaskStatus.SUCCEEDED, TaskStatus.CACHED, TaskStatus.REUSED})
 
 
 def vocabulary() -> dict[str, dict[str, Any]]:

@@ -27,7 +27,8 @@ ERROR = {"type": "ValueError", "message": "bad lr", "cell": 7, "line": 3, "trace
 RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at", "cancelled_by",
              "idle_s"}
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
-TASK_KEYS = {"status", "attempts", "cell", "duration_s", "resources", "output_notebook", "outputs", "error", "usage"}
+TASK_KEYS = {"status", "attempts", "cell", "duration_s", "resources", "output_notebook", "outputs", "error", "usage",
+             "reused_from"}
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ PROCESS_TIMEOUT_S = 60
 
 SHOW_KEYS = {"run_id", "notebook", "status", "params", "created_at", "started_at", "finished_at", "tasks"}
 EXTRA_KEYS = {"schedule", "scheduled_time", "cluster", "error", "cancelled_by", "attempts_detail", "scale_events",
-              "notes", "idle_s"}
+              "notes", "idle_s", "partial"}
 TASK_KEYS = {
     "status",
     "attempts",
@@ -35,6 +35,7 @@ TASK_KEYS = {
     "outputs",
     "error",
     "usage",
+    "reused_from",
 }
 RUNS_KEYS = {"run_id", "notebook", "status", "schedule", "scheduled_time", "created_at", "finished_at", "cancelled_by",
              "idle_s"}

@@ -46,10 +46,10 @@ def test_the_values_are_the_strings_the_contract_names() -> None:
 def test_the_sets_split_each_vocabulary() -> None:
     assert RUN_LIVE | RUN_TERMINAL == set(RunStatus) and not RUN_LIVE & RUN_TERMINAL
     assert TASK_LIVE | TASK_TERMINAL == set(TaskStatus) and not TASK_LIVE & TASK_TERMINAL
-    assert TASK_DONE == {"succeeded", "cached"} and TASK_DONE < TASK_TERMINAL
+    assert TASK_DONE == {"succeeded", "cached", "reused"} and TASK_DONE < TASK_TERMINAL
     served = json.loads(json.dumps(vocabulary()))
     assert served["run"]["live"] == ["queued", "running"]
-    assert set(served["task"]["done"]) == {"succeeded", "cached"}
+    assert set(served["task"]["done"]) == {"succeeded", "cached", "reused"}
     assert served["task"]["all"] == [s.value for s in TaskStatus]
     # a cancelled task ended (nothing reruns it but a resume) and is no progress; each canceller reads as itself
     assert "cancelled" in served["task"]["terminal"] and "cancelled" not in served["task"]["done"]

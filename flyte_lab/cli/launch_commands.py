@@ -57,7 +57,9 @@ class _Progress:
 
 def run(args: argparse.Namespace) -> int:
     from flyte_lab.engine.api import run_notebook
+    from flyte_lab.graph.selection import launch_options
 
+    partial = launch_options(args)
     params = split_params(args.param)
     notifier = _notifier(getattr(args, "notify", []))
     progress = _Progress(quiet=args.json)
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         record = run_notebook(args.notebook, params, cluster=args.cluster, workers=args.workers,
                               use_cache=not args.no_cache, shared_fs=args.shared_fs, on_created=created,
                               on_change=progress.update, on_event=progress.note,
-                              on_finished=notifier, allow_env_mismatch=args.allow_env_mismatch)
+                              on_finished=notifier, allow_env_mismatch=args.allow_env_mismatch, **partial)
     except KeyboardInterrupt:
         progress.close()
         print(f"flyte-lab: interrupted; run {run_id} cancelled", file=sys.stderr)
@@ -144,7 +146,8 @@ def _cancel(args: argparse.Namespace, store: RunStore) -> int:
 def _finish(record: dict[str, Any], as_json: bool) -> int:
     if as_json:
         print(json.dumps({k: record[k] for k in ("run_id", "notebook", "status", "params", "created_at",
-                                                 "started_at", "finished_at", "cluster", "tasks")}, indent=2))
+                                                 "started_at", "finished_at", "cluster", "tasks", "partial")},
+                         indent=2))
     else:
         print(summary(record))
     return 0 if record["status"] == RunStatus.SUCCEEDED else 1
@@ -173,7 +176,8 @@ def summary(record: dict[str, Any]) -> str:
                 lines.append(f"    reproduce it: flyte-lab debug {record['run_id']} {name}   "
                              f"(in Jupyter: %flyte_debug {record['run_id']} {name})")
     # the run's folder of executed notebooks: RUN/TASK/attempt-N.ipynb (a path or any fsspec URL)
-    notebooks = {t["output_notebook"].rsplit("/", 2)[0] for t in record["tasks"].values() if t.get("output_notebook")}
+    notebooks = {t["output_notebook"].rsplit("/", 2)[0] for t in record["tasks"].values()
+                 if t.get("output_notebook") and not t.get("reused_from")}  # a reused task's are its source run's
     if notebooks:
         lines.append(f"executed notebooks: {sorted(notebooks)[0]}")
     lines.append(f"details: flyte-lab show {record['run_id']}   outputs: flyte-lab outputs {record['run_id']}")

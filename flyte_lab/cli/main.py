@@ -33,6 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from flyte_lab.graph.selection import add_arguments as selection_arguments
+
     parser = _Parser(prog="flyte-lab", description="Typed notebook workflows on Dask.")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-env-mismatch", action="store_true",
                    help="with --cluster tcp://…: run even where the workers' package versions differ (recorded)")
     p.add_argument("--json", action="store_true")
+    selection_arguments(p)
     p.set_defaults(handler="flyte_lab.cli.launch_commands:run")
 
     p = sub.add_parser("doctor", help="what this machine offers a run; with --cluster, the workers' versions "

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flyte_lab.presentation.formats import (
+    cached_text,
     cancel_line,
     format_duration,
     format_params,
@@ -39,6 +40,7 @@ STATUS_STYLES: dict[str, str] = {
     TaskStatus.QUEUED: "blue",
     TaskStatus.SKIPPED: "magenta",
     TaskStatus.CANCELLED: "magenta",
+    TaskStatus.REUSED: "dark_cyan",  # an earlier run's outputs (a partial run)
 }
 
 # Wide enough that piped output (grep, logs) keeps one line per row instead of wrapping at 80.
@@ -96,8 +98,10 @@ def run_header(run: Mapping[str, Any], now: datetime | None = None) -> Table:
     grid.add_row("params", Text(format_params(run.get("params"))))
     if run.get("cluster"):
         grid.add_row("cluster", Text(str(run["cluster"])))
+    if run.get("partial"):
+        grid.add_row("selection", Text(partial_text(run["partial"])))
     if run.get("schedule"):
-        grid.add_row("schedule", Text(f"{run['schedule']} at {format_time(run.get('scheduled_time'))}"))
+        grid.add_row("schedule'", Text(f"{run['schedule']} at {format_time(run.get('scheduled_time'))}"))
     grid.add_row("created", format_time(run.get("created_at")))
     grid.add_row("started", format_time(run.get("started_at")))
     grid.add_row("finished", format_time(run.get("finished_at")))
@@ -124,7 +128,7 @@ def tasks_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table:
             status_text(task.get("status")),
             str(task.get("attempts", 0)),
             format_duration(task.get("duration_s")),
-            "yes" if task.get("status") == TaskStatus.CACHED else "no",
+            cached_text(task),
             Text(format_resources(task.get("resources"))),
             Text(format_usage(task.get("usage"))),
         )
@@ -185,6 +189,9 @@ def run_report(run: Mapping[str, Any], now: datetime | None = None) -> Group:
     for hint in sizing_hints(tasks) if run.get("status") not in RUN_LIVE else ():
         parts.extend([Text(""), Text(f"hint: {hint}", style="cyan")])
     for name, task in tasks.items():
+        if task.get("reused_from"):
+            parts.extend([Text(""), Text(f"reused: {name} {source_text(task['reused_from'])}")])
+    for name, task in tasks.items():
         if task.get("status") == TaskStatus.FAILED:
             parts.extend([Text(""), task_error(name, task)])
     cancelled = cancel_line(run)  # a cancelled task is nobody's error: the run says who stopped it, once
@@ -194,6 +201,22 @@ def run_report(run: Mapping[str, Any], now: datetime | None = None) -> Group:
     if line:
         parts.extend([Text(""), Text(line, style="bold red")])
     return Group(*parts)
+
+
+def partial_text(partial: Mapping[str, Any]) -> str:
+    """A partial run's options as typed: `--from c`, `--only c --reuse RUN --allow-changed`."""
+    select = partial.get("select") or {}
+    parts = [f"--only {','.join(select['only'])}"] if select.get("only") else []
+    parts += [f"--{key} {select[key]}" for key in ("from", "to") if select.get(key)]
+    parts += [f"--reuse {partial['reuse']}"] if partial.get("reuse") else []
+    parts += ["--allow-changed"] if partial.get("allow_changed") else []
+    return " ".join(parts)
+
+
+def source_text(source: Mapping[str, Any]) -> str:
+    """Where a reused task's outputs come from: `from run RUN (attempt N)`."""
+    changed = ", its code changed since (--allow-changed)" if source.get("changed") else ""
+    return f"from run {source.get('run_id')} (attempt {source.get('attempt')}{changed})"
 
 
 # -- `outputs` ------------------------------------------------------------------
@@ -206,11 +229,17 @@ def outputs_table(tasks: Mapping[str, Mapping[str, Any]]) -> Table | None:
     table.add_column("output", no_wrap=True)
     table.add_column("type")
     table.add_column("preview", overflow="fold")
+    reused = any(task.get("reused_from") for task in tasks.values())
+    if reused:  # a partial run: which earlier run each reused output is
+        table.add_column("from run", no_wrap=True)
     for name, task in tasks.items():
         for out_name, out in (task.get("outputs") or {}).items():
             preview = out.get("preview")
-            table.add_row(Text(name), Text(out_name), Text(str(out.get("type") or "-")),
-                          Text("-" if preview is None else str(preview)))
+            row = [Text(name), Text(out_name), Text(str(out.get("type") or "-")),
+                   Text("-" if preview is None else str(preview))]
+            if reused:
+                row.append(Text(str((task.get("reused_from") or {}).get("run_id") or "this run")))
+            table.add_row(*row)
     return table if table.row_count else None
 
 

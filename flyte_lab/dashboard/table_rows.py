@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flyte_lab.presentation.formats import (
+    cached_text,
     format_duration,
     format_resources,
     format_time,
@@ -24,6 +25,7 @@ STATUS_COLORS: dict[str, str] = {
     TaskStatus.CACHED: "#16a085", TaskStatus.FAILED: "#c0392b", TaskStatus.SKIPPED: "#95a5a6",
     TaskStatus.CANCELLED: "#e67e22",
 }
+STATUS_COLORS[TaskStatus.REUSED] = "#8e44ad"  # an earlier run's outputs (a partial run)
 RUN_COLUMNS = ["run", "notebook", "status", "start", "duration", "tasks done", "tasks failed", "schedule"]
 TASK_COLUMNS = ["task", "status", "attempts", "duration", "cached", "resources", "used", "cell"]
 
@@ -71,7 +73,7 @@ def task_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
             "status": task.get("status"),
             "attempts": task.get("attempts", 0),
             "duration": format_duration(task.get("duration_s")),
-            "cached": "yes" if task.get("status") == TaskStatus.CACHED else "",
+            "cached": cached_text(task, no=""),
             "resources": format_resources(task.get("resources")),
             "used": format_usage(task.get("usage")),
             "cell": task.get("cell"),

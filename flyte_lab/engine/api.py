@@ -13,8 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from flyte_lab.engine.attempt_records import ErrorRecord
 from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
-from flyte_lab.errors import DriverError, FlyteLabError, UserInputError, ValidationFailed
+from flyte_lab.engine.reuse_sources import plan_reuse, store_candidates
+from flyte_lab.errors import (
+    DriverError,
+    FlyteLabError,
+    NoStore,
+    RunNotFound,
+    SelectionRefused,
+    UserInputError,
+    ValidationFailed,
+)
 from flyte_lab.graph.model import Workflow
+from flyte_lab.graph.selection import Selection, needed_upstream, select_tasks
 from flyte_lab.graph.validate import decode_values, encode_values, graph_json, resolve_params, validate_notebook
 from flyte_lab.notebook_hash import hash_notebook
 from flyte_lab.statuses import CancelSource, RunStatus, TaskStatus
@@ -181,7 +191,8 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
                  on_change: OnChange | None = None, on_event: OnEvent | None = None,
                  on_finished: Callable[[dict[str, Any]], None] | None = None, keep_cluster: bool = False,
                  on_driven: OnDriven | None = None, allow_env_mismatch: bool = False,
-                 **launch: Any) -> dict[str, Any]:
+                 select: Selection | None = None, reuse: str | None = None,
+                 allow_changed: bool = False, **launch: Any) -> dict[str, Any]:
     """Validate (refusing with exit 2 before anything is stored), record the run, execute it; the `show` record.
 
     `cluster`: "shared" (the user's warm executor, `engine/shared_executor.py`: what the CLI, Lab and the
@@ -194,25 +205,41 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
     itself (`RunStateMachine.story(task)`: each stimulus with its id and the instructions it produced).
     `allow_env_mismatch`: a `tcp://` cluster whose workers' versions differ from this process's runs anyway (the
     run records the differences); otherwise it is refused before anything is stored (`engine/env_check.py`).
+
+    `select` runs part of the graph (`graph/selection.py`); the unselected tasks it depends on are recorded
+    `reused` with the outputs of the newest earlier run of the notebook in which they are still valid, or of the
+    run `reuse` names (`allow_changed`: even if their code changed since). Refused (exit 2) when none fits.
     """
     from flyte_lab.store.leases import driver_identity
 
     wf, values = _validated(path, params)
+    select = select or Selection()
+    selected, needed = _selected(wf, select, reuse, allow_changed)
     _check_cluster(cluster, wf)
     env_differences = _check_remote_workers(cluster, wf, allow_env_mismatch)
     secrets, scrub = secret_env(wf)
     _start_local_kernels(cluster, workers, wf, scrub, keep_cluster)
     try:
         _check_artifact_root(cluster, shared_fs)
+        notebook = str(Path(path).resolve())
+        direct = _direct(wf, selected, needed)
+        if needed:  # a fresh home: refused before anything is created
+            _refuse_without_store(wf, needed, direct, select, reuse)
         store, artifacts = _stores(flyte_home())
         refs = _input_refs(wf, values, artifacts)
+        reused = plan_reuse(wf, needed, direct, store_candidates(store, notebook, reuse), refs,
+                            selection=select.describe(), named=reuse, allow_changed=allow_changed)
         tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()}
-                 for n in wf.order]
-        run_id = store.create_run(str(Path(path).resolve()), encode_values(wf, values), graph_json(wf), tasks,
-                                  cluster, notebook_hash=hash_notebook(path),
-                                  options={"use_cache": use_cache, "shared_fs": shared_fs,
-                                           **({"env_differences": [d.as_json() for d in env_differences]}
-                                              if env_differences else {})}, **launch)
+                 for n in wf.order if n in selected or n in reused]
+        options: dict[str, Any] = {"use_cache": use_cache, "shared_fs": shared_fs}
+        if env_differences:
+            options["env_differences"] = [d.as_json() for d in env_differences]
+        if not select.everything:
+            options.update(select=select.as_json(), reuse=reuse, allow_changed=allow_changed,
+                           reused={t: r.provenance() for t, r in reused.items()})
+        run_id = store.create_run(notebook, encode_values(wf, values), graph_json(wf), tasks,
+                                  cluster, notebook_hash=hash_notebook(path), options=options,
+                                  reused={t: r.row() for t, r in reused.items()}, **launch)
         fence = store.claim_run(run_id, driver_identity(), lease_ttl())
         for difference in env_differences:
             store.add_run_note(run_id, f"environment differs (--allow-env-mismatch): {difference.line()}", fence=fence)
@@ -226,13 +253,43 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
         on_created(run_id)
     try:
         _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
-               on_event, keep=keep_cluster, on_driven=on_driven)
+               on_event, keep=keep_cluster, on_driven=on_driven, tasks=[t["name"] for t in tasks],
+               prior=dict.fromkeys(reused, TaskStatus.REUSED),
+               prior_outputs={t: r.outputs for t, r in reused.items()})
     finally:
         if on_finished is not None:
             record = store.get_run(run_id)
             if record["status"] in (RunStatus.SUCCEEDED, RunStatus.FAILED):
                 on_finished(record)  # notifications: never fail the run
     return dict(store.get_run(run_id))
+
+
+def _selected(wf: Workflow, select: Selection, reuse: str | None, allow_changed: bool) -> tuple[list[str], list[str]]:
+    """The tasks a launch runs and the unselected ones they need, after the options' own refusals."""
+    if reuse is not None and select.everything:
+        raise SelectionRefused(f"--reuse {reuse}: needs --only, --from or --to (a run of every task reuses nothing)")
+    if allow_changed and reuse is None:
+        raise SelectionRefused("--allow-changed needs --reuse RUN_ID: the run whose changed outputs to take")
+    upstream = {name: wf.upstream(name) for name in wf.order}
+    selected = select_tasks(wf.order, upstream, select)
+    return selected, needed_upstream(wf.order, upstream, selected)
+
+
+def _direct(wf: Workflow, selected: list[str], needed: list[str]) -> list[str]:
+    """The needed tasks a selected task reads itself: the producers a refusal names."""
+    return [t for t in needed if any(t in wf.upstream(s) for s in selected)]
+
+
+def _refuse_without_store(wf: Workflow, needed: list[str], direct: list[str], select: Selection,
+                          reuse: str | None) -> None:
+    from flyte_lab.store import RunStore
+
+    try:
+        RunStore.from_env(str(flyte_home(create=False)), create=False).close()
+    except NoStore:
+        if reuse is not None:
+            raise RunNotFound(f"--reuse {reuse}: no run `{reuse}`: there are no runs yet", run_id=reuse) from None
+        plan_reuse(wf, needed, direct, [], {}, selection=select.describe())  # raises: nothing ever ran
 
 
 def resume_run(run_id: str, cluster: str | None = None, workers: int | None = None, shared_fs: bool = False,
@@ -255,7 +312,14 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     if run["status"] == RunStatus.SUCCEEDED and not edited:
         raise UserInputError(f"run `{run_id}` already succeeded and its notebook is unchanged; nothing to resume")
     wf, values = _validated(path, dict(run["params"]), stored=True)
-    missing = sorted(set(run["tasks"]) ^ set(wf.tasks))
+    options = record.get("options", {})
+    select = Selection.from_json(options.get("select"))
+    if select.everything:
+        expected = set(wf.tasks)
+    else:  # a partial run keeps its selection: the same tasks run, the same ones stay reused
+        selected, needed = _selected(wf, select, None, False)
+        expected = set(selected) | set(needed)
+    missing = sorted(set(run["tasks"]) ^ expected)
     if missing:
         raise UserInputError(f"run `{run_id}`: tasks {', '.join(missing)} were added or removed since the run "
                              "started; resume continues the same tasks, so start a new run instead")
@@ -269,6 +333,12 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
         _start_local_kernels(cluster, workers, wf, scrub, keep_cluster)
     refs = _input_refs(wf, values, artifacts)
     plan = plan_resume(wf, store.run_tasks(run_id), lambda t: store.get_outputs(run_id, t), refs, edited)
+    if not select.everything:
+        try:
+            plan = _keep_selection(plan, run, options, lambda t: store.get_outputs(run_id, t))
+        except SelectionRefused:
+            store.release_run(run_id, fence)  # refused: the run is left for a later resume at once
+            raise
     if on_event:
         for line in plan.describe():
             on_event(line)
@@ -277,8 +347,28 @@ def resume_run(run_id: str, cluster: str | None = None, workers: int | None = No
     _close_orphan_attempts(store, run, fence)
     _drive(store, artifacts, wf, run_id, fence, refs, secrets, scrub, cluster, workers, use_cache, on_change,
            on_event, keep=keep_cluster, prior=plan.prior,
-           prior_attempts={n: t["attempts"] for n, t in run["tasks"].items()}, prior_outputs=plan.outputs)
+           prior_attempts={n: t["attempts"] for n, t in run["tasks"].items()}, prior_outputs=plan.outputs,
+           tasks=list(run["tasks"]))
     return dict(store.get_run(run_id))
+
+
+def _keep_selection(plan: ResumePlan, run: dict[str, Any], options: dict[str, Any],
+                    outputs_of: Callable[[str], dict[str, dict[str, Any]]]) -> ResumePlan:
+    """A partial run's resume: only its own tasks, and its reused ones stay reused. One whose code changed since
+    is refused (no stale output silently), unless the run took its outputs with --allow-changed."""
+    kept = ResumePlan()
+    for task in run["tasks"]:
+        why = plan.reasons.get(task, "")
+        if run["tasks"][task]["status"] == TaskStatus.REUSED and why:
+            if not options.get("allow_changed"):
+                raise SelectionRefused(f"run `{run['run_id']}` reused task `{task}`, whose outputs are stale now "
+                                       f"({why}); start a new run with --from {task}")
+            kept.prior[task], kept.outputs[task], kept.reasons[task] = TaskStatus.REUSED, outputs_of(task), ""
+            continue
+        kept.prior[task], kept.reasons[task] = plan.prior[task], why
+        if task in plan.outputs:
+            kept.outputs[task] = plan.outputs[task]
+    return kept
 
 
 def _close_orphan_attempts(store: Any, run: dict[str, Any], fence: int) -> None:

@@ -70,6 +70,7 @@ class RunDriver:
                  secrets: dict[str, dict[str, str]], scrub: list[str] | None = None, use_cache: bool = True,
                  prior: dict[str, str] | None = None, prior_attempts: dict[str, int] | None = None,
                  prior_outputs: dict[str, dict[str, Any]] | None = None,
+                 tasks: list[str] | None = None,
                  lease_ttl_s: float = sm.LEASE_TTL_S,
                  on_change: Callable[[Progress], None] | None = None,
                  on_event: Callable[[str], None] | None = None) -> None:
@@ -84,7 +85,8 @@ class RunDriver:
         self.on_change = on_change
         self.on_event = on_event
         plans = [sm.TaskPlan(name=name, upstream=tuple(wf.upstream(name)), retries=wf.tasks[name].options.retries,
-                             cache=wf.tasks[name].options.cache and use_cache) for name in wf.order]
+                             cache=wf.tasks[name].options.cache and use_cache)
+                 for name in wf.order if tasks is None or name in tasks]  # a partial run's tasks: closed upstream
         self.machine = sm.RunStateMachine(plans, prior=prior, prior_attempts=prior_attempts, lease_ttl_s=lease_ttl_s)
         self.inflight: dict[str, _Attempt] = {}  # dask key -> attempt
         self.by_task: dict[str, _Attempt] = {}

@@ -23,8 +23,9 @@ class RunFollower:
     """One `%flyte_run`: the engine's thread, the poller and the widget."""
 
     def __init__(self, path: str, params: dict[str, Any], source_note: str, *, cluster: str = "local",
-                 workers: int | None = None, use_cache: bool = True) -> None:
+                 workers: int | None = None, use_cache: bool = True, launch: dict[str, Any] | None = None) -> None:
         self.path, self.params = path, params
+        self.launch = dict(launch or {})  # `run_notebook`'s partial-run keywords (`graph/selection.launch_options`)
         self.cluster, self.workers, self.use_cache = cluster, workers, use_cache
         self.widget = RunWidget(source_note, on_cancel=lambda: self.cancel(CancelSource.WIDGET),
                                 on_resume=self.resume, on_relaunch=self.relaunch)
@@ -56,7 +57,8 @@ class RunFollower:
 
         return run_notebook(self.path, self.params, cluster=self.cluster, workers=self.workers,
                             use_cache=self.use_cache, on_created=self._created,
-                            keep_cluster=True)  # the next `%flyte_run` here starts nothing again
+                            keep_cluster=True,  # the next `%flyte_run` here starts nothing again
+                            **self.launch)
 
     def _drive(self, engine: Callable[[], dict[str, Any]]) -> None:
         try:

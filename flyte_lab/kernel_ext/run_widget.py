@@ -15,6 +15,7 @@ from html import escape
 from typing import Any
 
 from flyte_lab.presentation.formats import (
+    cached_text,
     cancel_line,
     format_duration,
     format_resources,
@@ -137,7 +138,7 @@ def tasks_html(tasks: Mapping[str, Mapping[str, Any]], sizes: Mapping[str, int])
             f"<td><b>{escape(name)}</b>{escape(mapped)}</td><td>{escape(str(task.get('cell', '-')))}</td>"
             f'<td style="color:{color}">{escape(state)}</td><td>{task.get("attempts", 0)}</td>'
             f"<td>{escape(format_duration(task.get('duration_s')))}</td>"
-            f"<td>{'yes' if state == TaskStatus.CACHED else 'no'}</td>"
+            f"<td>{escape(cached_text(task))}</td>"
             f"<td>{escape(format_resources(task.get('resources')))}</td>"
             f'<td class="flyte-used">{escape(format_usage(task.get("usage")))}</td></tr>')
     head = "".join(f"<th style='text-align:left;padding-right:12px'>{h}</th>"

@@ -107,6 +107,8 @@ def read_attempt(store: Any, run_id: str, task: str) -> AttemptRecord:
         known = ", ".join(tasks) or "none"
         raise UserInputError(f"run `{run_id}` has no task `{task}` (its tasks: {known})", run_id=run_id, task=task)
     state = tasks[task]
+    if state.get("reused_from"):  # a partial run took its outputs from the run that computed them: debug that
+        return read_attempt(store, state["reused_from"]["run_id"], task)
     attempts = (run.get("attempts_detail") or {}).get(task) or []
     if not attempts:
         raise UserInputError(f"task `{task}` of run `{run_id}` never started (status {state['status']}); "

@@ -12,6 +12,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from flyte_lab.errors import FlyteLabError
+from flyte_lab.graph.selection import add_arguments as selection_arguments
+from flyte_lab.graph.selection import launch_options
 from flyte_lab.kernel_ext.notebook_path import kernel_notebook, saved_note
 from flyte_lab.statuses import CancelSource, RunStatus
 
@@ -40,6 +42,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--background", action="store_true", help="return at once; the widget keeps updating")
+    selection_arguments(p)  # `flyte-lab run`'s --only/--from/--to/--reuse/--allow-changed
     return p
 
 
@@ -77,7 +80,8 @@ class RunMagics(Magics):
 
     @line_magic
     def flyte_run(self, line: str) -> Any:
-        """`%flyte_run [NOTEBOOK] [-p NAME=VALUE]... [--cluster ...] [--workers N] [--no-cache] [--background]`"""
+        """`%flyte_run [NOTEBOOK] [-p NAME=VALUE]... [--cluster ...] [--workers N] [--no-cache] [--background]
+        [--only TASK[,TASK...] | --from TASK | --to TASK] [--reuse RUN_ID [--allow-changed]]`"""
         from IPython.display import display
 
         from flyte_lab.graph.params import split_params
@@ -89,10 +93,11 @@ class RunMagics(Magics):
             raise UsageError(f"%flyte_run: no notebook at `{path}`")
         try:
             params = split_params(args.param)
+            partial = launch_options(args)
         except FlyteLabError as exc:
             raise UsageError(exc.message) from None
         follower = RunFollower(path, params, saved_note(path), cluster=args.cluster, workers=args.workers,
-                               use_cache=not args.no_cache)
+                               use_cache=not args.no_cache, launch=partial)
         display(follower.widget.box)
         follower.start()
         if args.background:

@@ -10,7 +10,7 @@ from pathlib import PurePath
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flyte_lab.statuses import CancelSource, RunStatus
+from flyte_lab.statuses import CancelSource, RunStatus, TaskStatus
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -142,3 +142,12 @@ def task_error_line(name: str, task: Mapping[str, Any]) -> str:
     kind, message = error.get("type"), error.get("message")
     what = ": ".join(str(p) for p in (kind, message) if p) or "no error recorded"
     return f"task `{name}` failed{where}: {what}"
+
+
+def cached_text(task: Mapping[str, Any], no: str = "no") -> str:
+    """A tasks table's `cached` cell: `yes` for a cache hit, `from RUN` for a partial run's reused task (the run
+    that computed its outputs), else `no`."""
+    source = task.get("reused_from")
+    if source:
+        return f"from {source.get('run_id')}"
+    return "yes" if task.get("status") == TaskStatus.CACHED else no

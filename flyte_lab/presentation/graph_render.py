@@ -54,6 +54,7 @@ STATUS_COLORS: dict[str, tuple[str, str]] = {
     TaskStatus.CACHED: ("#a3e4d7", "#138d75"),
     TaskStatus.SKIPPED: ("#f2f3f4", "#b3b6b7"),
     TaskStatus.CANCELLED: ("#fad7a0", "#ca6f1e"),
+    TaskStatus.REUSED: ("#d7bde2", "#7d3c98"),  # an earlier run's outputs (a partial run)
 }
 _SEVERITY_TEXT = {"error": "#c0392b", "warning": "#b9770e"}
 _ids = itertools.count(1)  # marker ids must be unique when several graphs share one page

@@ -141,7 +141,9 @@ class RunsHandler(FlyteHandler):
         await self.blocking(service.check_launch, path, req.params)  # 400 with diagnostics, nothing stored
         run_id = await self.launcher.start({"action": "run", "path": str(path), "params": req.params,
                                             "cluster": req.cluster, "workers": req.workers,
-                                            "no_cache": req.no_cache})
+                                            "no_cache": req.no_cache, "reuse": req.reuse,
+                                            "allow_changed": req.allow_changed,
+                                            "select": req.select.model_dump(by_alias=True) if req.select else None})
         self.reply(RunCreated(run_id=run_id), 201)
 
 

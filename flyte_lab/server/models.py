@@ -36,12 +36,23 @@ class GraphRequest(_Body):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class SelectBody(_Body):
+    """`flyte-lab run`'s `--only` (a list), `--from`, `--to` (`graph/selection.Selection`, checked there)."""
+
+    only: list[str] = Field(default_factory=list, max_length=10_000)
+    from_task: str | None = Field(default=None, alias="from")
+    to: str | None = None
+
+
 class RunRequest(_Body):
     path: str
     params: dict[str, Any] = Field(default_factory=dict)
     cluster: str = Field(default="shared", pattern=CLUSTER_PATTERN)
     workers: int | None = Field(default=None, ge=1, le=1024)
     no_cache: bool = False
+    select: SelectBody | None = None  # a partial run (issue 19); with `reuse` / `allow_changed` as on the CLI
+    reuse: str | None = None
+    allow_changed: bool = False
 
 
 class ResumeRequest(_Body):

@@ -25,6 +25,8 @@ def show_view(
             "uri": o.uri,
             "preview": o.preview,
         }
+    options = loads(run.options_json) or {}
+    reused_from = options.get("reused") or {}  # a partial run's sources (`engine/reuse_sources.py`)
     detail: dict[str, list[dict[str, Any]]] = {t.name: [] for t in tasks}
     for a in attempts:
         detail.setdefault(a.task, []).append(attempt_view(a))
@@ -49,9 +51,11 @@ def show_view(
                 "error": loads(t.error_json),
                 # its latest attempt's: what the task's --cpu/--mem are judged against
                 "usage": next((a["usage"] for a in reversed(detail.get(t.name, [])) if a["usage"]), None),
+                "reused_from": reused_from.get(t.name),
             }
             for t in tasks
         },
+        "partial": partial_view(options),
         "schedule": run.schedule,
         "scheduled_time": iso(run.scheduled_time),
         "cluster": run.cluster,
@@ -61,6 +65,15 @@ def show_view(
         "scale_events": list(scale_events),
         "notes": loads(run.notes_json) or [],
     }
+
+
+def partial_view(options: dict[str, Any]) -> dict[str, Any] | None:
+    """A partial run's selection as launched (`--only`/`--from`/`--to`, `--reuse`, `--allow-changed`); None for
+    a run of every task."""
+    if not options.get("select"):
+        return None
+    return {"select": options["select"], "reuse": options.get("reuse"),
+            "allow_changed": bool(options.get("allow_changed"))}
 
 
 def summary_view(run: Any) -> dict[str, Any]:

@@ -176,12 +176,16 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
         notebook_hash: str | None = None,
         run_id: str | None = None,
         options: dict[str, Any] | None = None,
+        reused: dict[str, dict[str, Any]] | None = None,
     ) -> str:
         """Record a queued run and its queued tasks; returns the new run id.
 
         `tasks` are `{"name", "cell", "resources"}` in graph order. Raises
         `ScheduledRunExists` if (schedule, scheduled_time) already has a run.
+        `reused`: tasks of a partial run taken from an earlier run (`ReusedTask.row()`: attempts, cache key,
+        executed notebook, outputs), recorded `reused` with their outputs in the same transaction.
         """
+        reused = reused or {}
         run_id = run_id or new_run_id()
         now = now_utc()
         fire_time = to_db_time(scheduled_time)
@@ -206,8 +210,10 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                 "name": t["name"],
                 "position": i,
                 "cell": t.get("cell"),
-                "status": TaskStatus.QUEUED,
-                "attempts": 0,
+                "status": TaskStatus.REUSED if t["name"] in reused else TaskStatus.QUEUED,
+                "attempts": reused.get(t["name"], {}).get("attempts") or 0,
+                "cache_key": reused.get(t["name"], {}).get("cache_key"),
+                "output_notebook": reused.get(t["name"], {}).get("output_notebook"),
                 "resources_json": dumps(t.get("resources") or {}),
             }
             for i, t in enumerate(tasks)
@@ -217,6 +223,8 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                 conn.execute(insert(Run), [run_row])
                 if task_rows:
                     conn.execute(insert(Task), task_rows)
+                for name, row in reused.items():
+                    self._save_outputs(conn, run_id, name, row["outputs"])
         except exc.IntegrityError:
             if schedule is None:
                 raise
