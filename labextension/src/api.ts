@@ -121,10 +121,18 @@ export interface RunCreated {
 }
 
 /** The body of `POST runs`. */
+/** Part of the graph to run (`flyte-lab run --only/--from/--to`); the rest is reused from an earlier run. */
+export interface Selection {
+  only?: string[];
+  from?: string;
+  to?: string;
+}
+
 export interface RunRequest {
   path: string;
   params: Record<string, string>;
   cluster: string;
+  select?: Selection;
 }
 
 /** A task's executed notebook as `GET runs/ID/tasks/TASK/notebook` answers it. */

@@ -3,7 +3,7 @@
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { Debouncer } from '@lumino/polling';
 
-import { Diagnostic, Graph } from './api';
+import { Diagnostic, Graph, Selection } from './api';
 import { el } from './dom';
 import { SidebarModel } from './model';
 import { Section } from './section';
@@ -98,11 +98,26 @@ export class GraphSection extends Section {
         this.model.selectCell(task.cell);
       };
       list.append(el('li', {}, link, el('code', {}, signature(task.inputs, task.outputs)),
-        el('span', { class: 'flyte-resources' }, resources(task.options))));
+        el('span', { class: 'flyte-resources' }, resources(task.options)), this.partButtons(task.name)));
     }
     const empty = graph !== null && tasks.length === 0 && graph.diagnostics.length === 0;
     this.tasks.replaceChildren(el('h3', {}, `Tasks (${tasks.length})`), empty ? starterHint() : list);
     this.renderDiagnostics(graph?.diagnostics ?? []);
+  }
+
+  /** Run this task only, it and everything upstream, or it and everything downstream (a partial run: what is
+   * not run is reused from an earlier run of the notebook). */
+  private partButtons(task: string): HTMLElement {
+    const parts: [string, string, Selection][] = [
+      ['run this', 'this task only, on the outputs of an earlier run', { only: [task] }],
+      ['up to here', 'this task and everything it depends on', { to: task }],
+      ['from here', 'this task and everything after it, on the earlier outputs it reads', { from: task }]
+    ];
+    return el('span', { class: 'flyte-task-parts' }, ...parts.map(([label, title, select]) => {
+      const button = el('button', { class: 'jp-Button flyte-run-part', title, 'data-part': label }, label);
+      button.onclick = () => this.model.partRequested.emit(select);
+      return button;
+    }));
   }
 
   private renderDiagnostics(diagnostics: Diagnostic[]): void {

@@ -4,7 +4,7 @@ import { JupyterFrontEnd } from '@jupyterlab/application';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { Signal } from '@lumino/signaling';
 
-import { Diagnostic, FlyteLabClient, Graph, ServerConfig } from './api';
+import { Diagnostic, FlyteLabClient, Graph, Selection, ServerConfig } from './api';
 
 export class SidebarModel {
   readonly client = new FlyteLabClient();
@@ -19,6 +19,8 @@ export class SidebarModel {
   readonly diagnosticsShown = new Signal<this, Diagnostic[]>(this);
   /** A run was started or cancelled from the sidebar. */
   readonly runsChanged = new Signal<this, void>(this);
+  /** A task's "run this" / "up to here" / "from here": the Run form launches that part of the graph. */
+  readonly partRequested = new Signal<this, Selection>(this);
   /** A schedule was saved from the sidebar. */
   readonly schedulesChanged = new Signal<this, void>(this);
   private _notebook: NotebookPanel | null = null;

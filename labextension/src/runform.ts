@@ -1,11 +1,15 @@
 // The Run form: the followed notebook's workflow inputs (typed, from the graph), the cluster, and Run, which
 // saves the notebook first and launches it; what happened is said on one line below the button.
-import { ApiError, Graph } from './api';
+import { ApiError, Graph, Selection } from './api';
 import { el } from './dom';
 import { Control, InputForm } from './form';
 import { SidebarModel } from './model';
 import { PerNotebook } from './per_notebook';
 import { messageOf, Section } from './section';
+
+function describe(select: Selection): string {
+  return select.only ? `only ${select.only.join(', ')}` : select.from ? `from ${select.from}` : `up to ${select.to}`;
+}
 
 export class RunFormSection extends Section {
   private readonly inputs = new InputForm('run');
@@ -31,6 +35,7 @@ export class RunFormSection extends Section {
     this.content.append(el('h3', {}, 'Run'),
       el('div', { class: 'flyte-run-form' }, this.inputs.node, el('label', {}, 'cluster', this.cluster), button, this.message));
     model.notebookChanged.connect((_, panel) => this.state.follow(panel), this);
+    model.partRequested.connect((_, select) => void this.launch(select), this);
     // no graph (yet): the inputs are unknown, not none; the controls stay until the graph says
     model.graphChanged.connect((_, graph: Graph | null) => graph && this.graphChanged(graph), this);
     this.state.follow(model.notebook);
@@ -44,8 +49,9 @@ export class RunFormSection extends Section {
     }
   }
 
-  /** Launch the notebook (saved first) with the form's values; the run appears in the runs section. */
-  async launch(): Promise<void> {
+  /** Launch the notebook (saved first) with the form's values; the run appears in the runs section. `select`:
+   * only that part of the graph (its upstream outputs are reused from an earlier run, or the server refuses). */
+  async launch(select?: Selection): Promise<void> {
     const panel = this.model.notebook;
     if (!panel) {
       return;
@@ -61,8 +67,10 @@ export class RunFormSection extends Section {
       await panel.context.save();
     }
     try {
-      const created = await this.model.client.startRun({ path: panel.context.path, params, cluster: this.cluster.value || 'shared' });
-      this.message.textContent = `run ${created.run_id} started`;
+      const created = await this.model.client.startRun({
+        path: panel.context.path, params, cluster: this.cluster.value || 'shared', ...(select ? { select } : {})
+      });
+      this.message.textContent = `run ${created.run_id} started${select ? ` (${describe(select)})` : ''}`;
       this.model.runsChanged.emit();
     } catch (err) {
       if (err instanceof ApiError && err.diagnostics.length) {
