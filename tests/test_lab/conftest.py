@@ -147,3 +147,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
         stop(home)  # the shared executor the runs started (kept between runs by design)
         (tmp_path / "jupyter-lab.log").write_text("".join(lab.log))  # kept for a failed test's post-mortem
+
+
+def docs_screenshot(page: Any, name: str) -> None:
+    """With FLYTE_LAB_DOCS_SCREENSHOTS=1, the Flyte sidebar as the README shows it (docs/NAME.png)."""
+    if os.environ.get("FLYTE_LAB_DOCS_SCREENSHOTS"):
+        page.locator("#flyte-lab-panel").screenshot(path=str(BUILT.parents[1] / "docs" / f"{name}.png"))

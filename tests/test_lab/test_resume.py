@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.test_lab.conftest import open_panel, write_notebook
+from tests.test_lab.conftest import docs_screenshot, open_panel, write_notebook
 from tests.test_lab.test_forms import BROKEN, RUN_TIMEOUT_MS, stored
 
 pytestmark = [
@@ -64,3 +64,4 @@ def test_resume_continues_a_failed_run_after_the_fix_and_relaunch_shows_the_new_
     assert new_id and new_id != run_id
     expect(panel.locator(".flyte-run").first).to_have_attribute("data-run", new_id)
     expect(panel.locator(f'.flyte-run-succeeded[data-run="{new_id}"]')).to_have_count(1, timeout=RUN_TIMEOUT_MS)
+    docs_screenshot(page, "sidebar-resumed")

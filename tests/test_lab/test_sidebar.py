@@ -13,7 +13,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import CLI, cli_env
 from tests.process_helpers import failing_map_pipeline
-from tests.test_lab.conftest import open_panel
+from tests.test_lab.conftest import docs_screenshot, open_panel
 
 pytestmark = [
     pytest.mark.cluster,
@@ -147,6 +147,7 @@ def test_a_run_cancelled_from_the_sidebar_shows_cancelled_and_who_cancelled_it(p
     colour = cancelled.locator(".flyte-run-status").evaluate("e => getComputedStyle(e).color")
     plain = panel.locator("h3").first.evaluate("e => getComputedStyle(e).color")
     assert colour != plain  # styled as a state of its own
+    docs_screenshot(page, "sidebar-cancelled")
 
     from flyte_lab.store import RunStore
 
