@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,19 +28,23 @@ def notebook_tab(page: Page, name: str) -> Any:
     return page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name)
 
 
-def wait_for_saved_left_panel(lab: Any, widget: str) -> None:
-    """Wait until Lab stored the workspace with `widget` shown in the left area (it saves its layout a little
-    after a change, maybe after other saves): a reload before that would restore the layout before it."""
+def wait_for_saved_layout(lab: Any, saved: Callable[[dict[str, Any]], bool]) -> None:
+    """Wait until Lab stored the workspace with a layout `saved` accepts (it saves its layout a little after a
+    change, maybe after other saves): a reload before that would restore the layout before it."""
     import time
 
     deadline = time.monotonic() + 30
     while True:
         with urllib.request.urlopen(f"{lab.url}lab/api/workspaces/default?token={lab.token}", timeout=10) as answer:
             layout = json.loads(answer.read())["data"].get("layout-restorer:data", {})
-        if layout.get("left", {}).get("current") == widget or time.monotonic() > deadline:
-            assert layout.get("left", {}).get("current") == widget, layout
+        if saved(layout) or time.monotonic() > deadline:
+            assert saved(layout), layout
             return
         time.sleep(0.1)
+
+
+def wait_for_saved_left_panel(lab: Any, widget: str) -> None:
+    wait_for_saved_layout(lab, lambda layout: layout.get("left", {}).get("current") == widget)
 
 
 def test_the_sidebar_opens_on_first_use_and_stays_as_left_after_a_reload(page: Page, lab: Any) -> None:
@@ -64,7 +69,10 @@ def test_each_notebook_keeps_its_own_forms_and_a_bad_number_is_flagged(page: Pag
                                               "%%flyte_task twice(k: int) -> doubled: int\ndoubled = 2 * k"],
                    parameters_cell=1)
     open_panel(page, lab, "other.ipynb")
-    open_panel(page, lab, "valid_pipeline.ipynb")  # a reload: Lab restores the other notebook's tab beside it
+    # the next page load restores the other notebook's tab beside it, once Lab has stored its layout
+    wait_for_saved_layout(lab, lambda layout: "notebook:other.ipynb" in json.dumps(layout.get("main", {})))
+    open_panel(page, lab, "valid_pipeline.ipynb")
+    expect(notebook_tab(page, "other.ipynb")).to_have_count(1, timeout=30_000)
     panel = page.locator("#flyte-lab-panel")
     run_n = panel.locator('.flyte-inputs-run [data-param="n"]')
     expect(run_n).to_have_value("10", timeout=30_000)
