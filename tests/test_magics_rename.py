@@ -43,6 +43,15 @@ class Server:
         return json.loads(text) if text else None
 
 
+def _announced_port(runtime: Path) -> int | None:
+    for path in runtime.glob("jpserver-*.json"):
+        try:
+            return int(json.loads(path.read_text())["port"])
+        except (ValueError, KeyError, OSError):  # being written
+            return None
+    return None
+
+
 @pytest.fixture
 def server(tmp_path: Path, home: Path) -> Iterator[Server]:
     root, runtime = tmp_path / "root", tmp_path / "runtime"
@@ -56,11 +65,14 @@ def server(tmp_path: Path, home: Path) -> Iterator[Server]:
                              "--allow-root"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while not list(runtime.glob("jpserver-*.json")):  # the server announces itself when it listens
+        # the port it announces (in its runtime file, once it listens), not `port`: another process may have
+        # taken that meanwhile (seen in CI, where the server moved to the next free one and the test knocked on
+        # the old)
+        while (listening := _announced_port(runtime)) is None:
             assert proc.poll() is None, (tmp_path / "server.log").read_text()
             assert time.monotonic() < deadline, "the Jupyter server did not start"
             time.sleep(0.1)
-        yield Server(f"http://127.0.0.1:{port}", token, root, runtime)
+        yield Server(f"http://127.0.0.1:{listening}", token, root, runtime)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
