@@ -133,6 +133,12 @@ class ExecutedNotebookNotFound(UserInputError):
 # -- the run store's -------------------------------------------------------------------------------------
 
 
+class TaskNotFound(UserInputError):
+    """A URL (or command) names a task the run does not have."""
+
+    http_status = 404
+
+
 class NoStore(UserInputError):
     """There is no run store yet (read-only commands create none)."""
 

@@ -93,7 +93,7 @@ def test_migration_creates_schema_with_alembic_version(store: RunStore, tmp_path
     finally:
         conn.close()
     assert versions == [(head_revision(),)]
-    assert head_revision() == "0008"
+    assert head_revision() == "0009"
     assert {"runs", "tasks", "attempts", "outputs", "cache_entries", "cache_locks"} <= tables
 
 

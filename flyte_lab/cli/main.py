@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler="flyte_lab.cli.run_commands:outputs")
 
+    p = sub.add_parser("logs", help="what a run's tasks print, live (--follow) or after")
+    p.add_argument("run_id")
+    p.add_argument("task", nargs="?", default=None, help="only this task (default: every task, lines prefixed)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run (or TASK) has ended")
+    p.set_defaults(handler="flyte_lab.cli.logs_command:logs")
+
     p = sub.add_parser("resume", help="finish a failed or interrupted run, reusing what succeeded")
     p.add_argument("run_id")
     p.add_argument("--cluster", default=None)

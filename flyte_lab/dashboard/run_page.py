@@ -20,6 +20,7 @@ from flyte_lab.dashboard.run_state import RunState
 from flyte_lab.dashboard.store_access import StoreProblem, open_store
 from flyte_lab.dashboard.table_rows import run_summary
 from flyte_lab.dashboard.task_detail import TaskDetail
+from flyte_lab.dashboard.task_output import TaskOutput
 from flyte_lab.dashboard.task_table import TaskTable
 from flyte_lab.dashboard.timeline import Timeline
 from flyte_lab.errors import RunNotFound
@@ -52,6 +53,7 @@ class RunPage:
         self.timeline = Timeline(self.state)
         self.tasks = TaskTable(self.state)
         self.detail = TaskDetail(self.state)
+        self.output = TaskOutput(self.state, store)
         self.state.param.watch(lambda _e: self.show_run(), "run")
         self.show_run()
 
@@ -64,6 +66,7 @@ class RunPage:
         pending = self.action is not None and not self.action.done.is_set()
         if status in RUN_LIVE or status != self.state.run["status"] or pending or self.action is not None:
             self.reload()
+        self.output.refresh()
         if self.action is not None and self.action.done.is_set():
             self.notice.object = self._notice(self.action.describe())
             self.action = None
@@ -142,6 +145,7 @@ class RunPage:
             self.timeline,
             html("<h3>tasks</h3>"),
             self.tasks,
+            self.output,
             self.detail,
             name=f"run {self.run_id}",
         )

@@ -25,11 +25,13 @@ from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, setup_mod
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import task_resources, unplaceable
 from flyte_lab.engine.task_notebook import build_split_notebook, build_task_notebook
+from flyte_lab.engine.worker.live_output import OUTPUT_TOPIC
 from flyte_lab.engine.worker.run_attempt import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import ClusterLost, DriverError, FlyteLabError, LeaseLostError
 from flyte_lab.graph.model import Workflow
 from flyte_lab.statuses import TASK_DONE, CancelSource, RunStatus, TaskStatus
 from flyte_lab.store import RunStore
+from flyte_lab.store.task_output import OutputChunk
 
 log = logging.getLogger(__name__)
 # the loop wakes at least this often: the state machine decides when leases, caches and the cancel flag need a
@@ -92,6 +94,8 @@ class RunDriver:
         self.by_task: dict[str, _Attempt] = {}
         self.cache_keys: dict[str, str] = {}
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.output: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()  # live output, stored each turn
+        self.keys: dict[str, tuple[_Attempt, int]] = {}  # every Dask key submitted -> its attempt and element
         # anything the loop must look at (a finished future's key, or None for a worker event) wakes it
         self.wakeups: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self.finished: list[str] = []
@@ -104,6 +108,7 @@ class RunDriver:
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> str:
         self.client.subscribe_topic(EVENT_TOPIC, self._on_worker_event)
+        self.client.subscribe_topic(OUTPUT_TOPIC, lambda event: self.output.put(event[1]))
         try:
             self.store.set_run_status(self.run_id, RunStatus.RUNNING, fence=self.fence)
             self._feed(sm.RunStarted())
@@ -111,7 +116,9 @@ class RunDriver:
                 self._wait()
                 self._feed(sm.Tick(time.monotonic()))
                 self._drain_events()
+                self._store_output()
                 self._collect()
+            self._store_output()
         except KeyboardInterrupt:
             self._feed_safely(sm.CancelRequested(CancelSource.INTERRUPT))
             raise
@@ -129,8 +136,9 @@ class RunDriver:
                               "recorded as failed with this error (--debug shows the traceback)",
                               run_id=self.run_id) from exc
         finally:
-            with contextlib.suppress(Exception):
-                self.client.unsubscribe_topic(EVENT_TOPIC)
+            for topic in (EVENT_TOPIC, OUTPUT_TOPIC):
+                with contextlib.suppress(Exception):
+                    self.client.unsubscribe_topic(topic)
             if not self.machine.abandoned:
                 with contextlib.suppress(Exception):
                     self.store.release_run(self.run_id, self.fence)
@@ -397,7 +405,8 @@ class RunDriver:
         record.futures = [self.client.submit(run_task_attempt, spec, key=spec["key"], resources=wanted or None,
                                              pure=False) for spec in specs]
         self.by_task[record.task] = record
-        for future in record.futures:
+        for element, future in enumerate(record.futures):
+            self.keys[str(future.key)] = (record, element)
             self.inflight[future.key] = record
             future.add_done_callback(self._on_future_done)  # called at once if it is already done
         return record
@@ -420,6 +429,32 @@ class RunDriver:
                 self._feed(sm.TaskStarted(record.task, record.attempt, event.get("time")))
             else:
                 self._feed(sm.AttemptRestarted(record.task, record.attempt, event.get("worker")))
+
+    def _store_output(self) -> None:
+        """What running attempts printed since the last turn, in one write; an attempt's first mid-run save of
+        its executed notebook is recorded so readers can open it while it runs."""
+        chunks: list[OutputChunk] = []
+        while True:
+            try:
+                message = self.output.get_nowait()
+            except queue.Empty:
+                break
+            found = self.keys.get(str(message.get("key")))
+            if found is None:
+                continue
+            record, element = found
+            if record.splitting:
+                continue  # the kernel splitting a mapped list runs no task code
+            if message.get("lines"):
+                chunks.append(OutputChunk(task=record.task, attempt=record.attempt,
+                                          element=element if record.size is not None else None,
+                                          first=int(message["first"]),
+                                          lines=[(str(s), str(t)) for s, t in message["lines"]],
+                                          at=float(message.get("time") or time.time())))
+            if message.get("notebook") and record.size is None:
+                self.store.record_attempt_notebook(self.run_id, record.task, record.attempt,
+                                                   str(message["notebook"]), fence=self.fence)
+        self.store.append_output(self.run_id, chunks, fence=self.fence)
 
     def _collect(self) -> None:
         finished, self.finished = self.finished, []

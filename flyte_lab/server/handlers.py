@@ -184,6 +184,16 @@ class TaskNotebookHandler(FlyteHandler):
         self.reply(await self.blocking(service.executed_notebook, self.run, task))
 
 
+class TaskLogHandler(FlyteHandler):
+    @answers
+    async def get(self, run_id: str, task: str) -> None:
+        since = self.get_query_argument("since", "0")
+        if not since.isdigit():
+            raise BadRequest(f"`since` must be a line id (a whole number >= 0), got `{since[:40]}`")
+        # the task's state as `answers` read it, before the lines: a reader told "ended" has every line
+        self.reply(await self.blocking(service.task_log, self.run, task, int(since)))
+
+
 class SchedulesHandler(FlyteHandler):
     @answers
     async def get(self) -> None:
@@ -231,6 +241,7 @@ ROUTES: list[tuple[str, type[FlyteHandler]]] = [
     (rf"/flyte-lab/api/runs/{_ID}/relaunch", RelaunchHandler),
     (rf"/flyte-lab/api/runs/{_ID}/cancel", CancelHandler),
     (rf"/flyte-lab/api/runs/{_ID}/tasks/(?P<task>[A-Za-z_][A-Za-z0-9_]*)/notebook", TaskNotebookHandler),
+    (rf"/flyte-lab/api/runs/{_ID}/tasks/(?P<task>[A-Za-z_][A-Za-z0-9_]*)/log", TaskLogHandler),
     (r"/flyte-lab/api/schedules", SchedulesHandler),
     (r"/flyte-lab/api/schedules/preview", PreviewHandler),
     (rf"/flyte-lab/api/schedules/{_NAME}/(?P<action>pause|resume)", SchedulePauseHandler),

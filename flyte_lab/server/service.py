@@ -14,7 +14,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flyte_lab.errors import ExecutedNotebookNotFound, NoStore, RunNotFound, ScheduleNotFound, ValidationFailed
+from flyte_lab.errors import (
+    ExecutedNotebookNotFound,
+    NoStore,
+    RunNotFound,
+    ScheduleNotFound,
+    TaskNotFound,
+    ValidationFailed,
+)
 from flyte_lab.server.models import FirePreview
 from flyte_lab.server.paths import relative_to_root, resolve_notebook
 from flyte_lab.statuses import CancelSource
@@ -162,6 +169,16 @@ def executed_notebook(run: dict[str, Any], task: str) -> dict[str, Any]:
         raise ExecutedNotebookNotFound(f"the executed notebook of task `{task}` of run `{run['run_id']}` is gone "
                                        f"(no file at {url})") from None
     return {"name": f"{task}-{run['run_id']}.ipynb", "content": untrusted(content)}
+
+
+def task_log(run: dict[str, Any], task: str, since: int) -> dict[str, Any]:
+    """The task's live output after row id `since` (`store.task_output`), with the task's state so a reader
+    knows when to stop asking."""
+    info = run["tasks"].get(task)
+    if info is None:
+        raise TaskNotFound(f"run `{run['run_id']}` has no task `{task}`")
+    page = _store().task_output(run["run_id"], task, since=since)
+    return {**page, "task": task, "status": info["status"]}
 
 
 def untrusted(nb: Any) -> Any:

@@ -41,11 +41,12 @@ from flyte_lab.store.rows import (
 from flyte_lab.store.scale_events import ScaleEventsMixin, scale_events_of
 from flyte_lab.store.schedules import SchedulesMixin
 from flyte_lab.store.schema import Attempt, Output, Run, Schedule, Task
+from flyte_lab.store.task_output import TaskOutputMixin
 
 ATTEMPT_KINDS = frozenset({"user", "infra"})
 
 
-class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
+class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin, TaskOutputMixin):
     """Runs, tasks, attempts, outputs and the task cache, in one SQL database."""
 
     def __init__(self, url: str) -> None:
@@ -549,6 +550,16 @@ class RunStore(CacheMixin, LeaseMixin, SchedulesMixin, ScaleEventsMixin):
                 .where(Task.run_id == run_id, Task.name == task, Task.attempts == number)
                 .values(output_notebook=output_notebook)
             )
+
+    def record_attempt_notebook(self, run_id: str, task: str, number: int, output_notebook: str, *,
+                                fence: int | None = None) -> None:
+        """A running attempt saved its executed notebook for the first time: readers may open it mid-run."""
+        with self._write() as conn:
+            self.check_fence(conn, run_id, fence)
+            conn.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.task == task,
+                                               Attempt.number == number).values(output_notebook=output_notebook))
+            conn.execute(update(Task).where(Task.run_id == run_id, Task.name == task, Task.attempts == number)
+                         .values(output_notebook=output_notebook))
 
     # -- outputs -----------------------------------------------------------------
 

@@ -245,3 +245,24 @@ class ScaleEvent(Base):
     reason: Mapped[str] = mapped_column(String(32))
     # tasks waiting for the group's profile when it was decided
     waiting: Mapped[int] = mapped_column(Integer)
+
+
+class TaskOutputLine(Base):
+    """One line a running attempt printed (its live output): the newest `task_output.KEEP_LINES` of each attempt
+    (each map-over element) are kept; the executed notebook holds them all."""
+
+    __tablename__ = "task_output"
+    __table_args__ = (
+        Index("ix_task_output_run", "run_id", "id"),
+        Index("ix_task_output_attempt", "run_id", "task", "attempt", "element", "line_no"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), ForeignKey("runs.run_id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer)
+    element: Mapped[int] = mapped_column(Integer)  # a map-over element's index; -1 for a task of its own
+    line_no: Mapped[int] = mapped_column(Integer)  # 1-based within the attempt (element)
+    stream: Mapped[str] = mapped_column(String(8))  # stdout | stderr | error | display
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime)

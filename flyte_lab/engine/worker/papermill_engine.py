@@ -1,9 +1,11 @@
 """flyte_lab's papermill engine, registered with papermill's engine registry when this module is imported.
 
 It is papermill's nbclient engine, but
-- it writes the executed notebook once: at the end, or when execution was cut short. papermill itself writes
-  after a successful run and after a cell error, but not when the kernel was killed (timeout, cancel, crash)
-  unless it saves after every cell, a write per cell on the task's critical path;
+- it writes the executed notebook at the end, or when execution was cut short (papermill itself writes
+  after a successful run and after a cell error, but not when the kernel was killed: timeout, cancel, crash),
+  and while a longer attempt runs, at most every `LIVE_SAVE_S` once it has run that long, so opening it mid-run
+  shows the cells done so far; a short task pays no write on its critical path;
+- every output a cell makes also goes to the attempt's live output (`live_output.LiveOutput`) as it comes;
 - its client takes the notebook's `language_info` from the kernel_info reply the kernel gave to be ready
   (`kernels.FastReadyClient`) instead of asking again after the cells: one round trip less per task.
 Only a worker imports this module (`run_attempt._execute`): papermill is not a cheap import.
@@ -11,6 +13,7 @@ Only a worker imports this module (`run_attempt._execute`): papermill is not a c
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from papermill.clientwrap import PapermillNotebookClient
@@ -19,17 +22,52 @@ from papermill.iorw import write_ipynb
 from papermill.log import logger
 
 ENGINE_NAME = "flyte_lab"
+LIVE_SAVE_S = 2.0
 
 
-class FinalSave(NotebookExecutionManager):  # type: ignore[misc]
-    """papermill's execution manager, minus its saves during execution."""
+class LiveSave(NotebookExecutionManager):  # type: ignore[misc]
+    """papermill's execution manager, saving during execution only to `live_url` (an attempt's executed notebook)
+    and only every `LIVE_SAVE_S` from `LIVE_SAVE_S` after the start; the live output is told of the first save."""
+
+    def __init__(self, *args: Any, live_url: str | None = None, live: Any = None, **kwargs: Any) -> None:
+        self.live_url, self.live = live_url, live
+        self._began = self._saved = time.monotonic()
+        self._told = False
+        super().__init__(*args, **kwargs)
 
     def save(self, **kwargs: Any) -> None:
         self.last_save_time = self.now()
+        now = time.monotonic()
+        if self.live_url is None or now - self._began < LIVE_SAVE_S or now - self._saved < LIVE_SAVE_S:
+            return
+        from flyte_lab.engine.worker.files import write_bytes
+
+        self._saved = now
+        write_bytes(self.live_url, nbformat_bytes(self.nb))
+        if not self._told and self.live is not None:
+            self._told = True
+            self.live.note(notebook=self.live_url)
+
+    def autosave_cell(self) -> None:
+        self.save()  # a long cell that prints: its outputs so far, at the same pace
+
+
+def nbformat_bytes(nb: Any) -> bytes:
+    import nbformat
+
+    return nbformat.writes(nb).encode()
 
 
 class ReadyInfoClient(PapermillNotebookClient):  # type: ignore[misc]
     """papermill's client (`PapermillNotebookClient.execute`), reusing the kernel_info reply of the readiness check."""
+
+    live: Any = None  # the attempt's `LiveOutput`, set by the engine
+
+    def process_message(self, *args: Any, **kwargs: Any) -> Any:
+        output = super().process_message(*args, **kwargs)
+        if output is not None and self.live is not None:
+            self.live.add(output)
+        return output
 
     def execute(self, **kwargs: Any) -> Any:
         self.reset_execution_trackers()
@@ -45,8 +83,9 @@ class FlyteLabEngine(NBClientEngine):  # type: ignore[misc]
     @classmethod
     def execute_notebook(cls, nb: Any, kernel_name: str, output_path: str | None = None,
                          progress_bar: bool = False, log_output: bool = False, autosave_cell_every: int = 0,
-                         **kwargs: Any) -> Any:
-        nb_man = FinalSave(nb, output_path=None, progress_bar=False, log_output=log_output, autosave_cell_every=0)
+                         live_output: Any = None, live_url: str | None = None, **kwargs: Any) -> Any:
+        nb_man = LiveSave(nb, output_path=None, progress_bar=False, log_output=log_output, autosave_cell_every=0,
+                          live_url=live_url, live=live_output)
         nb_man.notebook_start()
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
@@ -65,8 +104,10 @@ class FlyteLabEngine(NBClientEngine):  # type: ignore[misc]
         # the rest are nbclient's own options (`run_attempt._execute`: kernel manager class, shutdown, save
         # requests) and papermill's stdout/stderr files
         kwargs.pop("input_path", None)
-        return ReadyInfoClient(nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
-                               kernel_name=kernel_name, log=logger, log_output=log_output, **kwargs).execute()
+        client = ReadyInfoClient(nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
+                                 kernel_name=kernel_name, log=logger, log_output=log_output, **kwargs)
+        client.live = getattr(nb_man, "live", None)
+        return client.execute()
 
 
 papermill_engines.register(ENGINE_NAME, FlyteLabEngine)  # once: a module is imported once per process

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from flyte_lab.engine.attempt_records import AttemptFailed, AttemptResult, AttemptSucceeded, ErrorRecord
 from flyte_lab.engine.worker import attempts
 from flyte_lab.engine.worker.attempts import AttemptStopped, cancel_attempts
+from flyte_lab.engine.worker.live_output import LiveOutput, worker_sender
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
@@ -66,10 +67,12 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
         return AttemptFailed(kind="infra", error=ErrorRecord.infrastructure("NoArtifactKey", context, cell=cell),
                              **where)
     local = os.path.join(private_subdir("notebooks"), f"{uuid.uuid4().hex}.ipynb")
+    live = LiveOutput(str(spec.get("key")), worker_sender(), secrets=list((spec.get("env") or {}).values()))
     try:
-        stopped = _execute(spec, context, local, attempt)
+        stopped = _execute(spec, context, local, attempt, live)
     finally:
         attempt.finish()  # the kernel is gone (and reaped) from here on, whatever happened
+        live.flush(final=True)  # before the result: the driver stores the last lines first
     where["usage"] = attempt.usage.as_json() if attempt.usage is not None else None
     where["kernel_note"] = fork_refusal(spec["kernel_name"]) or None  # the driver says and records it once per run
     try:
@@ -106,7 +109,8 @@ class _Stopped:
     exc: Any  # papermill's `PapermillExecutionError` for `user`
 
 
-def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt: attempts.Attempt) -> _Stopped | None:
+def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt: attempts.Attempt,
+             live: LiveOutput) -> _Stopped | None:
     """Run papermill; None on success."""
     import asyncio
 
@@ -127,7 +131,8 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt:
             _with_context(nbformat.from_dict(spec["notebook"]), context), local, parameters=None,
             kernel_name=spec["kernel_name"], progress_bar=False, log_output=False, engine_name=ENGINE_NAME,
             execution_timeout=spec.get("timeout_s"), kernel_manager_class=manager, shutdown_kernel="immediate",
-            request_save_on_cell_execute=True,  # our engine writes only when execution is cut short
+            request_save_on_cell_execute=True,  # our engine: mid-run saves of longer attempts only
+            live_output=live, live_url=spec["output_notebook"],
         )
     except PapermillExecutionError as exc:
         return _Stopped("user", exc)
