@@ -12,7 +12,9 @@ Protocol, JSON lines. The launcher writes one request on the child's stdin:
 - `{"action": "run", "path", "params"?, "cluster"?, "workers"?, "no_cache"?, "select"?, "reuse"?,
   "allow_changed"?}`: `-p` text by name; `select` `{"only": [...], "from", "to"}` as `flyte-lab run`'s options;
 - `{"action": "resume", "run_id", "cluster"?}`;
-- `{"action": "relaunch", "run_id"}`: a new run of the run's notebook with its parameters and cluster;
+- `{"action": "relaunch", "run_id", "select"?}`: a new run of the run's notebook with its parameters and cluster;
+  `select` as `run`'s makes it a partial run, its unselected tasks taken from earlier runs as `flyte-lab run`
+  finds them (the dashboard's "Relaunch from this task" sends `{"from": TASK}`; added by issue 19);
 - `{"action": "fire", "schedule", "fire_time", "why"?}`: one claimed fire time of a schedule (`scheduler/launch.py`;
   `why` it fires now, for the scheduler's log);
 
@@ -33,10 +35,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from flyte_lab.errors import FlyteLabError, LaunchFailed, from_wire, to_wire
 from flyte_lab.statuses import RunStatus
+
+if TYPE_CHECKING:
+    from flyte_lab.graph.selection import Selection
 
 # (request, created) -> (run id, its final status; None when another process runs it); `created(run_id)` once
 # the run is recorded
@@ -99,15 +104,20 @@ def spawn(request: dict[str, Any], log: int | IO[Any] | None, *, own_session: bo
 # -- the child --------------------------------------------------------------------------------------------
 
 
-def _run(request: dict[str, Any], created: Callable[[str], None]) -> tuple[str, str | None]:
-    from flyte_lab.engine.api import run_notebook
+def _selection(request: dict[str, Any]) -> Selection:
+    """The request's `select` as a `Selection`, refused (one line) as `flyte-lab run`'s options are."""
     from flyte_lab.graph.selection import Selection
 
     sel = request.get("select") or {}
-    select = Selection.parse(sel.get("only") or None, sel.get("from"), sel.get("to"))
+    return Selection.parse(sel.get("only") or None, sel.get("from"), sel.get("to"))
+
+
+def _run(request: dict[str, Any], created: Callable[[str], None]) -> tuple[str, str | None]:
+    from flyte_lab.engine.api import run_notebook
+
     record = run_notebook(request["path"], request.get("params") or {}, cluster=request.get("cluster") or "shared",
                           workers=request.get("workers"), use_cache=not request.get("no_cache"),
-                          on_created=created, select=select, reuse=request.get("reuse"),
+                          on_created=created, select=_selection(request), reuse=request.get("reuse"),
                           allow_changed=bool(request.get("allow_changed")))
     return record["run_id"], record["status"]
 
@@ -126,10 +136,11 @@ def _relaunch(request: dict[str, Any], created: Callable[[str], None]) -> tuple[
     from flyte_lab.engine.api import get_run, run_notebook
     from flyte_lab.graph.validate import decode_values, validate_notebook
 
+    select = _selection(request)
     stored = get_run(request["run_id"])
     wf = validate_notebook(stored["notebook"])
     record = run_notebook(stored["notebook"], decode_values(wf, dict(stored["params"])),
-                          cluster=stored.get("cluster") or "shared", on_created=created)
+                          cluster=stored.get("cluster") or "shared", on_created=created, select=select)
     return record["run_id"], record["status"]
 
 

@@ -476,3 +476,83 @@ def test_a_requested_cancel_says_so_until_a_tick_sees_the_run_cancelled(home: Pa
         page.tick()
         assert f"run `{run_id}` cancelled" in page.notice.object and "requested" not in page.notice.object
         assert page.cancel.disabled
+
+
+def _chain_notebook(path: Path, b_body: str = "y = x + 10") -> Path:
+    """a -> b -> c."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell("%%flyte_setup\nimport os"),
+                             new_code_cell("%%flyte_task a() -> x: int\nx = 1"),
+                             new_code_cell(f"%%flyte_task b(x: int) -> y: int\n{b_body}"),
+                             new_code_cell("%%flyte_task c(y: int) -> z: int\nz = y * 2")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _relaunch_from(page: Any, task: str) -> Any:
+    """Select `task` in the drill-down and press its "Relaunch from this task", as a user does; the action once it
+    has recorded its run or ended."""
+    page.state.select(task)
+    assert not page.detail.relaunch_from.disabled
+    page.detail.relaunch_from.clicks += 1
+    action = page.action
+    assert action is not None and action.from_task == task
+    wait_for(lambda: action.new_run_id is not None or action.done.is_set(), 240, "the relaunch to record its run")
+    return action
+
+
+@pytest.mark.cluster
+def test_relaunch_from_a_task_makes_a_partial_run_on_reused_upstream_tasks(home: Path, tmp_path: Path) -> None:
+    """Issue 19: the drill-down's "Relaunch from this task" is `--from TASK` with the run's parameters: a new run
+    whose unselected upstream tasks are `reused`, shown as reused with a link to the run that computed them; a
+    refusal is its one line in the page's notice."""
+    from panel.io.location import Location
+
+    from flyte_lab.dashboard import actions
+    from flyte_lab.dashboard.run_page import RunPage
+    from flyte_lab.store import RunStore
+
+    nb = _chain_notebook(tmp_path / "chain.ipynb")
+    done = subprocess.run([*CLI, "run", "--cluster", "local", str(nb)], env=cli_env(home), capture_output=True,
+                          text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    with RunStore.from_env() as store:
+        (first,) = [r["run_id"] for r in store.list_runs()]
+        page = RunPage(store, dict(store.get_run(first)), dict(store.get_graph(first)))
+        page.location = Location()  # the browser's location, as a served page has it
+        action = _relaunch_from(page, "c")
+        assert f"relaunch from `c` of `{first}` started" in page.notice.object
+        page.tick()  # the page goes to the new run as soon as it is recorded
+        new = action.new_run_id
+        assert new is not None and page.location.search == f"?id={new}" and page.location.reload
+        assert actions.wait_all(timeout=240) and action.returncode == 0, action.describe()
+        run = dict(store.get_run(new))
+        assert {t: s["status"] for t, s in run["tasks"].items()} == {"a": "reused", "b": "reused", "c": "succeeded"}
+        assert run["partial"]["select"] == {"only": [], "from": "c", "to": None}
+        assert run["params"] == dict(store.get_run(first)["params"])
+        assert run["tasks"]["b"]["reused_from"] == {"run_id": first, "attempt": 1, "changed": False}
+
+        relaunched = RunPage(store, run, dict(store.get_graph(new)))  # the new run's page shows them as reused
+        relaunched.state.select("b")
+        assert (f'reused from run <a class="flyte-reused-link" href="./run?id={first}">{first}</a> (attempt 1)'
+                in relaunched.detail.summary.object)
+        assert f"its executed notebook is on the page of run {first}" in relaunched.detail.notebook.object
+        colours = dict(zip(relaunched.graph.nodes.data["name"], relaunched.graph.nodes.data["color"], strict=True))
+        assert colours["b"] == table_rows.STATUS_COLORS["reused"] != colours["c"]
+        assert list(relaunched.tasks.table.value["status"]) == ["reused", "reused", "succeeded"]
+
+        _chain_notebook(nb, b_body="y = x + 20")  # b edited: no earlier run can give c a valid y
+        page = RunPage(store, dict(store.get_run(first)), dict(store.get_graph(first)))
+        page.location = Location()
+        action = _relaunch_from(page, "c")
+        assert actions.wait_all(timeout=240) and action.new_run_id is None and action.returncode == 2
+        page.tick()
+        assert page.notice.object == (
+            f'<p class="flyte-notice">relaunch from `c` of `{first}` refused: --from c: cannot take the outputs of '
+            f"task `b` from an earlier run: its code, setup cells or inputs changed since run {first}; include it "
+            "with --from b or name a run with --reuse RUN_ID</p>")
+        assert page.location.search == "" and not page.detail.relaunch_from.disabled
+        assert len(store.list_runs()) == 2  # nothing stored

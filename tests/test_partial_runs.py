@@ -166,3 +166,29 @@ def test_flyte_run_takes_the_same_selection_in_a_kernel(tmp_path: Path, home: Pa
     assert {t: s["status"] for t, s in second["tasks"].items()} == {"make": "reused", "total": "succeeded"}
     assert second["tasks"]["make"]["reused_from"]["run_id"] == first["run_id"]
     assert second["partial"]["select"]["only"] == ["total"]
+
+
+def test_a_run_whose_b_artifact_was_deleted_is_passed_over(tmp_path: Path, home: Path) -> None:
+    """b's output differs from run to run (a marker file, not its code or inputs): the newest run's `y` deleted
+    from the artifact store, `--only c` takes the older run's b; with both gone it is refused, saying why."""
+    log = tmp_path / "ran.log"
+    nb = _chain(tmp_path / "chain.ipynb", log, b_body="y = x + 10 + int(os.path.exists(log + '.more'))")
+    older = _run(home, nb, "--to", "c")
+    (tmp_path / "ran.log.more").touch()
+    newest = _run(home, nb, "--to", "c", "--no-cache")  # b runs again (not a cache hit): y = 12
+    _ran(log)
+    paths = {r["run_id"]: Path(r["tasks"]["b"]["outputs"]["y"]["uri"].removeprefix("file://"))
+             for r in (older, newest)}
+    assert paths[older["run_id"]] != paths[newest["run_id"]] and all(p.is_file() for p in paths.values())
+
+    paths[newest["run_id"]].unlink()
+    taken = _run(home, nb, "--only", "c")
+    assert _ran(log) == ["c"]
+    assert _show(home, taken["run_id"])["tasks"]["b"]["reused_from"]["run_id"] == older["run_id"]
+    assert json.loads(flyte(home, "outputs", taken["run_id"], "--json").stdout)["c"] == {"z": 22}  # older b: 11
+
+    paths[older["run_id"]].unlink()
+    refusal = _refused(home, nb, "--only", "c")
+    assert ("--only c: cannot take the outputs of task `b` from an earlier run: the artifact of its output y was "
+            f"deleted from the artifact store (run {taken['run_id']}, the newest that has it); "
+            "include it with --from b") in refusal

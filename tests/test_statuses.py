@@ -65,6 +65,8 @@ def test_every_palette_colours_every_state(palette: str) -> None:
     module, name = palette.split(":")
     colours = getattr(importlib.import_module(f"flyte_lab.{module}"), name)
     assert set(RunStatus) | set(TaskStatus) == set(colours)
+    # a reused task (an earlier run's outputs) reads as neither a success of this run nor a cache hit
+    assert colours[TaskStatus.REUSED] not in [colours[s] for s in TaskStatus if s != TaskStatus.REUSED]
 
 
 def test_the_cli_and_the_kernel_import_it_at_no_cost() -> None:

@@ -54,6 +54,7 @@ class RunPage:
         self.tasks = TaskTable(self.state)
         self.detail = TaskDetail(self.state)
         self.output = TaskOutput(self.state, store)
+        self.detail.relaunch_from.on_click(lambda _e: self._start("relaunch", from_task=self.state.task))
         self.state.param.watch(lambda _e: self.show_run(), "run")
         self.show_run()
 
@@ -103,6 +104,7 @@ class RunPage:
         self.cancel.disabled = status not in RUN_LIVE
         self.resume.disabled = busy or status not in RUN_RESUMABLE
         self.relaunch.disabled = busy
+        self.detail.relaunch_from.disabled = busy or self.state.task is None
 
     # -- acting ----------------------------------------------------------------
 
@@ -122,18 +124,20 @@ class RunPage:
     def _went_to_relaunched(self) -> bool:
         """Once a Relaunch from this page has recorded its run, the page goes to it (the new run is what the user
         asked to see); the old run is one click back."""
-        new = self.action.new_run_id if self.action is not None and self.action.kind == "relaunch" else None
-        if new is None or self.location is None:
+        action = self.action
+        new = action.new_run_id if action is not None and action.kind == "relaunch" else None
+        if action is None or new is None or self.location is None:
             return False
-        self.notice.object = self._notice(f"relaunch of `{self.run_id}` started run `{new}`: opening it")
+        self.notice.object = self._notice(f"{action.name} of `{self.run_id}` started run `{new}`: opening it")
         self.location.reload = True  # a new page for the new run, not a changed URL over the old one
         self.location.search = f"?id={quote(new)}"
         self.action = None
         return True
 
-    def _start(self, kind: str) -> None:
-        self.action = actions.start(kind, self.run_id)
-        self.notice.object = self._notice(f"{kind} of `{self.run_id}` started")
+    def _start(self, kind: str, from_task: str | None = None) -> None:
+        """Resume or Relaunch (`from_task`: of that task and what is downstream of it) in a process of its own."""
+        self.action = actions.start(kind, self.run_id, from_task)
+        self.notice.object = self._notice(f"{self.action.name} of `{self.run_id}` started")
         self._buttons()
 
     def view(self) -> pn.viewable.Viewable:

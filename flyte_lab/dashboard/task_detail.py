@@ -1,6 +1,7 @@
-"""One task of a run in detail: inputs, outputs, error and traceback (all escaped), and each attempt's executed
-notebook as HTML in a sandboxed frame (`notebook_view`); the part shows the task its `RunState` names, as its run
-record has it."""
+"""One task of a run in detail: inputs, outputs, error and traceback (all escaped), where a reused task's outputs
+come from (a link to that run's page), each attempt's executed notebook as HTML in a sandboxed frame
+(`notebook_view`), and the "Relaunch from this task" button (the page acts on it); the part shows the task its
+`RunState` names, as its run record has it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from collections.abc import Mapping
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 import panel as pn
 import param
@@ -15,7 +17,7 @@ import param
 from flyte_lab.dashboard.common import html
 from flyte_lab.dashboard.notebook_view import render
 from flyte_lab.dashboard.run_state import RunPart, RunState
-from flyte_lab.dashboard.table_rows import debug_command, error_text, task_inputs, task_outputs
+from flyte_lab.dashboard.table_rows import debug_command, error_text, run_link, task_inputs, task_outputs
 from flyte_lab.statuses import TaskStatus
 
 PICKER_LIST_MAX = 100
@@ -54,11 +56,23 @@ def _table(rows: list[dict[str, str]], columns: list[str], empty: str) -> str:
     return f'<table class="flyte-io"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def reused_html(source: Mapping[str, Any] | None) -> str:
+    """`reused from run X (attempt N)`, X a link to that run's page; "" for a task this run computed."""
+    if not source:
+        return ""
+    run_id = str(source.get("run_id"))
+    changed = ", its code changed since (--allow-changed)" if source.get("changed") else ""
+    return (f'<p class="flyte-reused-from">reused from run <a class="flyte-reused-link" '
+            f'href="{escape(run_link(quote(run_id)))}">{escape(run_id)}</a> '
+            f"(attempt {escape(str(source.get('attempt')))}{escape(changed)})</p>")
+
+
 def summary_html(graph: Mapping[str, Any], run: Mapping[str, Any], task: str) -> str:
-    """Inputs, outputs, error with traceback and the `debug` command of `task`."""
+    """Inputs, outputs, where a reused task's outputs come from, error with traceback and the `debug` command of
+    `task`."""
     info = (run.get("tasks") or {}).get(task) or {}
     parts = [f'<h3 class="flyte-task-title">{escape(task)} <small>({escape(str(info.get("status")))}, '
-             f'cell {escape(str(info.get("cell")))})</small></h3>',
+             f'cell {escape(str(info.get("cell")))})</small></h3>', reused_html(info.get("reused_from")),
              "<h4>inputs</h4>", _table(task_inputs(graph, run, task), ["name", "type", "from", "preview"],
                                        "no inputs"),
              "<h4>outputs</h4>", _table(task_outputs(run, task), ["name", "type", "preview", "uri"],
@@ -92,18 +106,22 @@ def task_picker(names: list[str], value: str | None) -> pn.widgets.Select | pn.w
 
 
 class TaskDetail(RunPart):
-    """The task picker, the attempt picker, the task's summary and the chosen attempt's executed notebook."""
+    """The task picker, the attempt picker, "Relaunch from this task", the task's summary and the chosen attempt's
+    executed notebook."""
 
     def __init__(self, state: RunState) -> None:
         super().__init__(state)
         self.picker = task_picker(state.task_names, state.task)
         self.attempt = pn.widgets.Select(label="executed notebook of attempt", options=[], width=240)
+        # a new run of this task and everything downstream of it (`--from TASK`); the run page wires it
+        self.relaunch_from = pn.widgets.Button(label="Relaunch from this task", width=190, align="end",
+                                               disabled=state.task is None)
         self.summary = html("")
         self.notebook = html("")
         self.picker.param.watch(lambda event: state.select(event.new), "value")
         self.attempt.param.watch(lambda _e: self._show_notebook(), "value")
-        self._layout = pn.Column(pn.Row(self.picker, self.attempt), self.summary, html("<h4>executed notebook</h4>"),
-                                 self.notebook, sizing_mode="stretch_width")
+        self._layout = pn.Column(pn.Row(self.picker, self.attempt, self.relaunch_from), self.summary,
+                                 html("<h4>executed notebook</h4>"), self.notebook, sizing_mode="stretch_width")
         self._show_task()
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -129,7 +147,10 @@ class TaskDetail(RunPart):
     def _show_notebook(self) -> None:
         url = self.attempt.value
         if not url:
-            self.notebook.object = "<p><i>no executed notebook yet</i></p>"
+            source = ((self.state.run.get("tasks") or {}).get(self.state.task or "") or {}).get("reused_from")
+            self.notebook.object = ("<p><i>no executed notebook yet</i></p>" if not source else
+                                    f"<p><i>reused: its executed notebook is on the page of run "
+                                    f"{escape(str(source.get('run_id')))}</i></p>")
             return
         final = any(a["output_notebook"] == url and a["status"] != TaskStatus.RUNNING
                     for a in attempts(self.state.run, self.state.task or ""))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flyte_lab.engine.attempt_records import ErrorRecord
 from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
-from flyte_lab.engine.reuse_sources import plan_reuse, store_candidates
+from flyte_lab.engine.reuse_sources import artifact_present, plan_reuse, store_candidates
 from flyte_lab.errors import (
     DriverError,
     FlyteLabError,
@@ -228,7 +228,8 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
         store, artifacts = _stores(flyte_home())
         refs = _input_refs(wf, values, artifacts)
         reused = plan_reuse(wf, needed, direct, store_candidates(store, notebook, reuse), refs,
-                            selection=select.describe(), named=reuse, allow_changed=allow_changed)
+                            present=artifact_present(artifacts), selection=select.describe(), named=reuse,
+                            allow_changed=allow_changed)
         tasks = [{"name": n, "cell": wf.tasks[n].cell, "resources": wf.tasks[n].options.resources()}
                  for n in wf.order if n in selected or n in reused]
         options: dict[str, Any] = {"use_cache": use_cache, "shared_fs": shared_fs}
@@ -289,7 +290,8 @@ def _refuse_without_store(wf: Workflow, needed: list[str], direct: list[str], se
     except NoStore:
         if reuse is not None:
             raise RunNotFound(f"--reuse {reuse}: no run `{reuse}`: there are no runs yet", run_id=reuse) from None
-        plan_reuse(wf, needed, direct, [], {}, selection=select.describe())  # raises: nothing ever ran
+        # raises: nothing ever ran (no candidate, so no artifact is asked about)
+        plan_reuse(wf, needed, direct, [], {}, present=lambda _entry: True, selection=select.describe())
 
 
 def resume_run(run_id: str, cluster: str | None = None, workers: int | None = None, shared_fs: bool = False,

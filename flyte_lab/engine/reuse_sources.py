@@ -2,18 +2,20 @@
 
 A task's outputs in an earlier run are valid exactly when a `resume` of that run would reuse the task
 (`resume_plan.plan_resume` with the notebook as it is now: everything upstream reused, the same cache key over
-code, setup cells, cache version and inputs), so that is the one check made here. Candidates come newest first;
-the first that gives every needed task wins (one run, so tasks reading several of them read one run's values).
+code, setup cells, cache version and inputs), so that is the one check made here, with one more: the outputs'
+artifacts must still be in the artifact store (a run whose artifacts were deleted is passed over). Candidates come
+newest first; the first that gives every needed task wins (one run, so tasks reading several of them read one
+run's values).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flyte_lab.engine.resume_plan import ResumePlan, plan_resume
-from flyte_lab.errors import SelectionRefused
+from flyte_lab.errors import ArtifactError, SelectionRefused
 from flyte_lab.graph.model import Workflow
 from flyte_lab.statuses import TASK_DONE, TaskStatus
 
@@ -48,23 +50,56 @@ class ReusedTask:
                 "outputs": self.outputs}
 
 
+Present = Callable[[Mapping[str, Any]], bool]  # a stored output entry -> its artifact is still in the store
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A candidate that did not fit: its plan, and (once everything else fitted) the outputs found gone."""
+
+    cand: Candidate
+    plan: ResumePlan
+    gone: dict[str, list[str]]  # task -> its outputs whose artifacts are no longer in the store
+
+
 def plan_reuse(wf: Workflow, needed: list[str], direct: list[str], candidates: Iterable[Candidate],
-               input_refs: dict[tuple[str, str], dict[str, Any]], *, selection: str, named: str | None = None,
-               allow_changed: bool = False) -> dict[str, ReusedTask]:
+               input_refs: dict[tuple[str, str], dict[str, Any]], *, present: Present, selection: str,
+               named: str | None = None, allow_changed: bool = False) -> dict[str, ReusedTask]:
     """The source of each needed task, or `SelectionRefused` naming the first producer none fits and why.
 
-    `direct`: the needed tasks a selected task reads (named first); `selection`: the options as typed, for the
-    message; `named`: the run `--reuse` names (the only candidate).
+    `direct`: the needed tasks a selected task reads (named first); `present`: whether an output's artifact is
+    still stored (`artifact_present`; asked only of a run that fits otherwise); `selection`: the options as
+    typed, for the message; `named`: the run `--reuse` names (the only candidate).
     """
     if not needed:
         return {}
-    seen: list[tuple[Candidate, ResumePlan]] = []
+    seen: list[Seen] = []
     for cand in candidates:
         plan = plan_resume(wf, cand.tasks, cand.outputs_of, input_refs, edited=True)
+        gone: dict[str, list[str]] = {}
         if all(_fits(cand, plan, t, allow_changed) for t in needed):
-            return {t: _reused(cand, plan, t) for t in needed}
-        seen.append((cand, plan))
+            gone = {t: names for t in needed if (names := [n for n, e in _outputs(cand, plan, t).items()
+                                                           if not present(e)])}
+            if not gone:
+                return {t: _reused(cand, plan, t) for t in needed}
+        seen.append(Seen(cand, plan, gone))
     raise SelectionRefused(_refusal(needed, direct, seen, selection, named, allow_changed))
+
+
+def artifact_present(artifacts: Any) -> Present:
+    """`present` over an `ArtifactStore`: the entry's artifact exists (a list: its manifest and every element,
+    reading the manifest only, never a value); one this store cannot read (another root, a manifest that no
+    longer matches its hash) counts as gone."""
+    def present(entry: Mapping[str, Any]) -> bool:
+        uri = str(entry.get("uri") or "")
+        try:
+            if not artifacts.exists(uri):
+                return False
+            elements = artifacts.manifest_elements(uri) if entry.get("codec") == "manifest" else []
+            return all(artifacts.exists(e) for e in elements)
+        except ArtifactError:
+            return False
+    return present
 
 
 def _fits(cand: Candidate, plan: ResumePlan, task: str, allow_changed: bool) -> bool:
@@ -73,20 +108,24 @@ def _fits(cand: Candidate, plan: ResumePlan, task: str, allow_changed: bool) -> 
     return not plan.reasons.get(task) or (allow_changed and cand.tasks[task]["status"] in TASK_DONE)
 
 
+def _outputs(cand: Candidate, plan: ResumePlan, task: str) -> dict[str, dict[str, Any]]:
+    return plan.outputs.get(task) or cand.outputs_of(task)
+
+
 def _reused(cand: Candidate, plan: ResumePlan, task: str) -> ReusedTask:
     state = cand.tasks[task]
     origin = cand.reused.get(task) if state["status"] == TaskStatus.REUSED else None
     return ReusedTask(
         run_id=str(origin["run_id"]) if origin else cand.run_id,
         attempt=int(origin["attempt"]) if origin else int(state.get("attempts") or 0),
-        outputs=plan.outputs.get(task) or cand.outputs_of(task),
+        outputs=_outputs(cand, plan, task),
         cache_key=state.get("cache_key"),
         output_notebook=state.get("output_notebook"),
         changed=bool(plan.reasons.get(task)) or bool(origin and origin.get("changed")),
     )
 
 
-def _refusal(needed: list[str], direct: list[str], seen: list[tuple[Candidate, ResumePlan]], selection: str,
+def _refusal(needed: list[str], direct: list[str], seen: list[Seen], selection: str,
              named: str | None, allow_changed: bool) -> str:
     """One line: the producer the selection reads whose outputs no run gives, why, and the first stale task to
     include (`--from`)."""
@@ -103,18 +142,23 @@ def _refusal(needed: list[str], direct: list[str], seen: list[tuple[Candidate, R
             f"include it with --from {root} or {hint}")
 
 
-def _why(task: str, seen: list[tuple[Candidate, ResumePlan]], named: str | None, allow_changed: bool) -> str | None:
+def _why(task: str, seen: list[Seen], named: str | None, allow_changed: bool) -> str | None:
     """Why the newest run that has `task` cannot give it; None when it can."""
-    newest = next(((c, p) for c, p in seen if task in c.tasks), None)
+    newest = next((s for s in seen if task in s.cand.tasks), None)
     if newest is None:
         return f"run {named} has no task `{task}`" if named else "it never ran in an earlier run of this notebook"
-    cand, plan = newest
+    cand, plan = newest.cand, newest.plan
     status = cand.tasks[task]["status"]
     if status not in TASK_DONE:
         return f"it was {status} in run {cand.run_id}" + ("" if named else ", the newest that has it")
     reason = plan.reasons.get(task)
     if not reason or allow_changed:
-        return None
+        gone = newest.gone.get(task)
+        if not gone:
+            return None
+        what = f"output {gone[0]} was" if len(gone) == 1 else f"outputs {', '.join(gone)} were"
+        return (f"the artifact of its {what} deleted from the artifact store (run {cand.run_id}"
+                + (")" if named else ", the newest that has it)"))
     origin = cand.reused.get(task) if status == TaskStatus.REUSED else None
     where = origin["run_id"] if origin else cand.run_id  # the run that computed the stale output
     if reason.startswith("downstream of "):
