@@ -19,7 +19,17 @@ import pytest
 from flyte_lab.engine.artifacts import ArtifactStore
 from flyte_lab.errors import ArtifactError
 from tests.conftest import CLI, cli_env
-from tests.process_helpers import DASK, accepts, free_port, procs, spawn, wait_for, write_notebook
+from tests.process_helpers import (
+    DASK,
+    accepts,
+    free_port,
+    only_run_id,
+    open_store,
+    procs,
+    spawn,
+    wait_for,
+    write_notebook,
+)
 from tests.s3_server import S3Server, Unavailable
 
 # The artifact store's own checks (the `store` fixture below replaces the local/memory one).
@@ -151,13 +161,9 @@ def test_a_local_run_puts_notebooks_results_and_outputs_in_the_bucket(s3: S3Serv
     _check_run_in_bucket(s3, prefix, env, ran.stdout, home)
 
 
-@pytest.mark.cluster
-@pytest.mark.timeout(240)
-def test_a_tcp_cluster_needs_no_shared_fs_with_s3(s3: S3Server, home: Path, tmp_path: Path,
-                                                  procs: list[subprocess.Popen[bytes]]) -> None:
-    home.mkdir(parents=True)
-    prefix = f"tcp-{uuid.uuid4().hex[:8]}"
-    env = {**cli_env(home), **s3.env(), "FLYTE_LAB_ARTIFACTS": f"s3://{BUCKET}/{prefix}"}
+def _tcp_cluster(env: dict[str, str], home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> str:
+    """A Dask scheduler and two workers on 127.0.0.1, each worker with a home of its own: the driver's disk is
+    not theirs."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     scheduler = spawn([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -165,8 +171,7 @@ def test_a_tcp_cluster_needs_no_shared_fs_with_s3(s3: S3Server, home: Path, tmp_
     procs.append(scheduler)
     wait_for(lambda: accepts(port) or scheduler.poll() is not None, 30, "the Dask scheduler to listen")
     for i in range(2):
-        # workers get the S3 credentials from their own environment, as on other machines, and a home of
-        # their own: the driver's disk is not theirs
+        # workers get the S3 credentials from their own environment, as on other machines
         with (tmp_path / f"worker{i}.log").open("wb") as log:
             procs.append(subprocess.Popen(
                 [DASK, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard",
@@ -181,12 +186,62 @@ def test_a_tcp_cluster_needs_no_shared_fs_with_s3(s3: S3Server, home: Path, tmp_
             return len(client.scheduler_info()["workers"]) == 2
 
     wait_for(two_workers, 60, "both workers to join", interval=0.5)
+    return address
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(240)
+def test_a_tcp_cluster_needs_no_shared_fs_with_s3(s3: S3Server, home: Path, tmp_path: Path,
+                                                  procs: list[subprocess.Popen[bytes]]) -> None:
+    home.mkdir(parents=True)
+    prefix = f"tcp-{uuid.uuid4().hex[:8]}"
+    env = {**cli_env(home), **s3.env(), "FLYTE_LAB_ARTIFACTS": f"s3://{BUCKET}/{prefix}"}
+    address = _tcp_cluster(env, home, tmp_path, procs)
     ran = subprocess.run([*CLI, "run", str(_notebook(tmp_path)), "--cluster", address, "--json"], env=env,
                          capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     _check_run_in_bucket(s3, prefix, env, ran.stdout, home)
     for i in range(2):  # the workers wrote nothing to a disk of theirs either
         assert not (tmp_path / f"worker{i}-home" / "artifacts").exists()
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(240)
+def test_live_output_of_tcp_workers_that_share_no_disk_with_the_driver(s3: S3Server, home: Path, tmp_path: Path,
+                                                                       procs: list[subprocess.Popen[bytes]]) -> None:
+    """Issue 20: the lines come through Dask (worker events), not through any file of the driver's; the executed
+    notebook saved during the attempt is in the bucket."""
+    from tests.test_live_output import ticker_notebook
+
+    home.mkdir(parents=True)
+    prefix = f"live-{uuid.uuid4().hex[:8]}"
+    env = {**cli_env(home), **s3.env(), "FLYTE_LAB_ARTIFACTS": f"s3://{BUCKET}/{prefix}"}
+    address = _tcp_cluster(env, home, tmp_path, procs)
+    with (tmp_path / "run.log").open("wb") as log:  # the driver's environment names the bucket
+        procs.append(subprocess.Popen([*CLI, "run", str(ticker_notebook(tmp_path / "ticker.ipynb")), "--cluster",
+                                       address], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                      start_new_session=True))
+    run_id = wait_for(lambda: only_run_id(home), 60, "the run to be recorded")
+    follow = subprocess.Popen([*CLI, "logs", run_id, "tick", "--follow"], env=env, stdout=subprocess.PIPE,
+                              text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        seen = [follow.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
+        with open_store(home) as store:
+            assert store.run_tasks(run_id)["tick"]["status"] == "running"  # read before the task ended
+            assert seen == ["tick 0\n", "tick 1\n", "tick 2\n"]
+            url = wait_for(lambda: store.get_run(run_id)["tasks"]["tick"]["output_notebook"], 30,
+                           "the executed notebook's first save")
+            assert url.startswith(f"s3://{BUCKET}/{prefix}/") and url.removeprefix(f"s3://{BUCKET}/") in \
+                s3.keys(BUCKET, prefix + "/")
+            assert store.run_tasks(run_id)["tick"]["status"] == "running"
+        cancel = subprocess.run([*CLI, "cancel", run_id], env=env, capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)
+        assert cancel.returncode == 0, cancel.stderr
+        assert follow.wait(30) == 0  # the run ended: `--follow` stops by itself
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+    assert not any((tmp_path / f"worker{i}-home" / "artifacts").exists() for i in range(2))
 
 
 @pytest.mark.parametrize(("case", "says"), [
