@@ -746,3 +746,15 @@ def test_the_stimulus_log_stays_bounded(plans: list[TaskPlan], size: int, data: 
         for task in {p.name for p in plans}:
             told = [e.id for e in sm.story(task)]
             assert told == sorted(told) and set(told) <= set(ids)
+
+
+def test_a_worker_lost_to_an_oomkilled_pod_closes_the_attempt_out_of_memory() -> None:
+    sm = RunStateMachine([plan("a")], infra_retries=0)
+    sm.handle(RunStarted())
+    sm.handle(TaskStarted("a", 1))
+    oom = AttemptFailed(kind="oom", error=ErrorRecord.pod_out_of_memory("a", 2**30, "g-worker-1", cell=3))
+    out = sm.handle(AttemptRestarted("a", 1, "tcp://w2", failed=oom))
+    assert out == [FinishAttempt("a", 1, oom), StartAttempt("a", 2, "tcp://w2"), Rerun("a", 2, "tcp://w2")]
+    assert oom.error.type == "TaskOutOfMemory" and oom.error.message == (
+        "task `a` ran out of memory: its worker pod g-worker-1 was OOMKilled, over its --mem of 1,024 MiB (the "
+        "pod's memory limit) (raise --mem, or use less)")

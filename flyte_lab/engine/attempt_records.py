@@ -84,6 +84,15 @@ class ErrorRecord:
                    f"{_mib(limit_bytes)}; its kernel was killed (raise --mem, or use less)", cell, 1)
 
     @classmethod
+    def pod_out_of_memory(cls, task: str, limit_bytes: float | None, worker: str | None, *,
+                          cell: int) -> ErrorRecord:
+        """The k8s pod of the worker running the task was OOMKilled: over its memory limit (the task's `--mem`)."""
+        over = f", over its --mem of {_mib(limit_bytes)} (the pod's memory limit)" if limit_bytes else ""
+        pod = f"its worker pod {worker}" if worker else "its worker pod"
+        return cls("TaskOutOfMemory", f"task `{task}` ran out of memory: {pod} was OOMKilled{over} (raise --mem, "
+                   "or use less)", cell, 1)
+
+    @classmethod
     def timeout(cls, task: str, timeout_s: float, *, cell: int) -> ErrorRecord:
         """The attempt spent its `--timeout` (kernel start to outputs saved) and its kernel was killed."""
         return cls("TaskTimeout", f"task `{task}` ran longer than its --timeout of {timeout_s:g}s (kernel start to "

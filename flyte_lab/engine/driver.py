@@ -28,7 +28,9 @@ from flyte_lab.engine.task_notebook import build_split_notebook, build_task_note
 from flyte_lab.engine.worker.live_output import OUTPUT_TOPIC
 from flyte_lab.engine.worker.run_attempt import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import ClusterLost, DriverError, FlyteLabError, LeaseLostError
+from flyte_lab.graph.header import memory_bytes
 from flyte_lab.graph.model import Workflow
+from flyte_lab.k8s.pod_deaths import OOM_KILLED
 from flyte_lab.statuses import TASK_DONE, CancelSource, RunStatus, TaskStatus
 from flyte_lab.store import RunStore
 from flyte_lab.store.task_output import OutputChunk
@@ -95,6 +97,7 @@ class RunDriver:
         self.cache_keys: dict[str, str] = {}
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.output: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()  # live output, stored each turn
+        self.worker_names: dict[str, str | None] = {}  # Dask key -> the name of the worker that last began it
         self.keys: dict[str, tuple[_Attempt, int]] = {}  # every Dask key submitted -> its attempt and element
         # anything the loop must look at (a finished future's key, or None for a worker event) wakes it
         self.wakeups: queue.SimpleQueue[str | None] = queue.SimpleQueue()
@@ -425,10 +428,24 @@ class RunDriver:
                 continue
             count = self.starts.get(key, 0) + 1
             self.starts[key] = count
+            lost = self.worker_names.get(key)
+            self.worker_names[key] = event.get("name")
             if count == 1:
                 self._feed(sm.TaskStarted(record.task, record.attempt, event.get("time")))
             else:
-                self._feed(sm.AttemptRestarted(record.task, record.attempt, event.get("worker")))
+                self._feed(sm.AttemptRestarted(record.task, record.attempt, event.get("worker"),
+                                               failed=self._why_lost(record.task, lost)))
+
+    def _why_lost(self, task: str, worker_name: str | None) -> AttemptFailed | None:
+        """What the cluster says killed the worker that ran `task` (a k8s pod OOMKilled), as the lost attempt's
+        end; None when it cannot tell (then it is a lost worker)."""
+        why = getattr(self.client, "flyte_lab_why_lost", None)
+        if why is None or why(worker_name) != OOM_KILLED:
+            return None
+        mem = self.wf.tasks[task].options.mem
+        error = ErrorRecord.pod_out_of_memory(task, memory_bytes(mem) if mem else None, worker_name,
+                                              cell=self.wf.tasks[task].cell)
+        return AttemptFailed(kind="oom", error=error, worker=worker_name)
 
     def _store_output(self) -> None:
         """What running attempts printed since the last turn, in one write; an attempt's first mid-run save of

@@ -120,6 +120,8 @@ class AttemptRestarted:
     task: str
     attempt: int
     worker: str | None = None
+    # why the lost worker died, when its cluster can tell (a k8s pod OOMKilled: `TaskOutOfMemory`)
+    failed: AttemptFailed | None = None
 
 
 @dataclass(frozen=True)
@@ -488,7 +490,7 @@ class RunStateMachine:
             return []
         # Dask's own rerun, not a retry: no budget is spent, but the rerun is an attempt of its own
         self._attempt[task] = rerun = lost + 1
-        failed = AttemptFailed(kind="infra", error=ErrorRecord.worker_lost(task, event.worker))
+        failed = event.failed or AttemptFailed(kind="infra", error=ErrorRecord.worker_lost(task, event.worker))
         return [FinishAttempt(task, lost, failed), StartAttempt(task, rerun, event.worker),
                 Rerun(task, rerun, event.worker)]
 

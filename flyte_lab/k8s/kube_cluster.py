@@ -10,6 +10,7 @@ run is recorded (`credentials_problem`); every failure to reach the API server i
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import secrets
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from flyte_lab.errors import UserInputError
 from flyte_lab.graph.model import Workflow
+from flyte_lab.k8s.pod_deaths import why_lost
 
 if TYPE_CHECKING:
     from flyte_lab.k8s.autoscaler import OnScale
@@ -123,6 +125,8 @@ def kube_client(wf: Workflow, cluster_factory: Any = None, on_scale: OnScale | N
             per_task, offers = routing(wf, config.base_image)
             client.flyte_lab_task_resources = per_task
             client.flyte_lab_offers = offers  # the groups at 0 replicas still count as places for a task
+            # a lost worker's pod may say OOMKilled: the driver reports the attempt as out of memory
+            client.flyte_lab_why_lost = functools.partial(why_lost, namespace=config.namespace)
             bounds = {p.tag: Bounds(config.min_workers, config.max_workers) for p in profiles}
             scaler = ProfileAutoscaler(client, KubeGroups(cluster, names), bounds, interval_s=POLL_S,
                                        down_after=max(1, math.ceil(config.idle_timeout_s / POLL_S)),

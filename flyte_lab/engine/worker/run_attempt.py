@@ -243,7 +243,8 @@ def _announce(spec: dict[str, Any], warm: bool) -> str | None:
 
         warm_up(worker, kernel_name=spec["kernel_name"], modules=spec.get("setup_modules") or (),
                 scrub=spec.get("scrub") or ())
-    worker.log_event(EVENT_TOPIC, {"key": spec["key"], "worker": worker.address, "pid": os.getpid(),
+    worker.log_event(EVENT_TOPIC, {"key": spec["key"], "worker": worker.address, "name": str(worker.name),
+                                   "pid": os.getpid(),
                                    "time": time.time()})
     return str(worker.address)
 
