@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLI, cli_env
-from tests.process_helpers import DASK, accepts, free_port, procs, spawn, wait_for, write_notebook
+from tests.process_helpers import DASK, accepts, free_port, only_run_id, procs, spawn, wait_for, write_notebook
 
 pytestmark = pytest.mark.cluster
 
@@ -103,6 +103,62 @@ def test_a_worker_with_another_package_version_refuses_the_run_unless_allowed(
     assert (recorded["package"], recorded["driver"], recorded["worker"]) == (PACKAGE, "1.0", "2.0")
     shown = subprocess.run([*CLI, "show", run["run_id"]], env=driver, capture_output=True, text=True, timeout=60)
     assert f"{PACKAGE}: 1.0 here, 2.0 on" in shown.stdout
+
+
+@pytest.mark.timeout(240)
+def test_a_worker_that_joins_after_the_check_checks_itself_before_it_runs_a_task(
+        home: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Every k8s worker starts with the run, after any up-front check could ask it; here a tcp:// worker with the
+    other version joins mid-run and is the only one offering the GPU the second task asks for; the first task
+    (--cpu 1) can only run on the worker that was checked."""
+    home.mkdir(parents=True)
+    old, new = install_version(tmp_path / "v1", "1.0"), install_version(tmp_path / "v2", "2.0")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs.append(spawn([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                        "--dashboard-address", "127.0.0.1:0"], home, tmp_path / "scheduler.log"))
+    wait_for(lambda: accepts(port), 30, "the Dask scheduler to listen")
+
+    def worker(name: str, folder: Path, *extra: str) -> None:
+        procs.append(subprocess.Popen([DASK, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                                       "--no-nanny", "--no-dashboard", "--name", name, *extra],
+                                      env=env_with(home, folder), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True))
+
+    def workers(n: int) -> bool:
+        from distributed import Client
+
+        try:
+            with Client(address, timeout=10) as client:
+                return len(client.scheduler_info()["workers"]) == n
+        except (OSError, TimeoutError):  # a loaded machine: the scheduler answers late; ask again
+            return False
+
+    worker("same", old, "--resources", "CPU=1")  # only it can take `first` (--cpu 1); no GPU yet
+    wait_for(lambda: workers(1), 60, "the first worker to join", interval=0.5)
+    go = tmp_path / "go"
+    nb = write_notebook(tmp_path / "late.ipynb", f"%%flyte_setup\nimport {PACKAGE}",
+                        f"%%flyte_task first() -> x: int --cpu 1\nimport os, time\n"
+                        f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.1)\nx = 1",
+                        f"%%flyte_task gpu(x: int) -> v: str --gpu 1\nv = {PACKAGE}.VERSION")
+    driver = env_with(home, old)
+    driver["FLYTE_LAB_ARTIFACTS"] = str(tmp_path / "artifacts")
+    with (tmp_path / "run.log").open("wb") as log:
+        run = subprocess.Popen([*CLI, "run", str(nb), "--cluster", address, "--shared-fs", "--json"], env=driver,
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    procs.append(run)
+    wait_for(lambda: only_run_id(home), 60, "the run to pass the up-front check and be recorded")
+    worker("other", new, "--resources", "GPU=1")  # joins after the check: the only place for `gpu`
+    wait_for(lambda: workers(2), 60, "the late worker to join", interval=0.5)
+    go.touch()
+    assert run.wait(120) == 1, (tmp_path / "run.log").read_text()[-3000:]
+    show = subprocess.run([*CLI, "show", only_run_id(home) or "", "--json"], env=driver, capture_output=True,
+                          text=True, timeout=60, check=True)
+    gpu = json.loads(show.stdout)["tasks"]["gpu"]
+    assert gpu["status"] == "failed" and gpu["error"]["type"] == "EnvironmentMismatch", gpu
+    assert "cannot run on worker tcp://127.0.0.1:" in gpu["error"]["message"]
+    assert f"{PACKAGE}: 1.0 here, 2.0 on tcp://127.0.0.1:" in gpu["error"]["message"]
 
 
 def test_the_compared_packages_are_the_notebooks_third_party_imports(tmp_path: Path) -> None:

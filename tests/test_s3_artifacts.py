@@ -182,8 +182,11 @@ def _tcp_cluster(env: dict[str, str], home: Path, tmp_path: Path, procs: list[su
     def two_workers() -> bool:
         from distributed import Client
 
-        with Client(address, timeout=5) as client:
-            return len(client.scheduler_info()["workers"]) == 2
+        try:
+            with Client(address, timeout=10) as client:
+                return len(client.scheduler_info()["workers"]) == 2
+        except (OSError, TimeoutError):  # a loaded machine: the scheduler answers late; ask again
+            return False
 
     wait_for(two_workers, 60, "both workers to join", interval=0.5)
     return address

@@ -235,6 +235,8 @@ def run_notebook(path: str, params: dict[str, Any], cluster: str = "local", work
         options: dict[str, Any] = {"use_cache": use_cache, "shared_fs": shared_fs}
         if env_differences:
             options["env_differences"] = [d.as_json() for d in env_differences]
+        if allow_env_mismatch:
+            options["allow_env_mismatch"] = True  # workers that join later check themselves the same way
         if not select.everything:
             options.update(select=select.as_json(), reuse=reuse, allow_changed=allow_changed,
                            reused={t: r.provenance() for t, r in reused.items()})
@@ -404,6 +406,17 @@ def _store_or_env(store: RunStore | None) -> Iterator[RunStore]:
         yield opened
 
 
+def _expected_env(store: Any, run_id: str, wf: Workflow, cluster: str) -> dict[str, Any] | None:
+    """A remote cluster's attempts carry this process's versions: a worker not asked up front (every k8s worker,
+    a tcp:// worker that joined later) checks itself (`env_check.attempt_mismatch`)."""
+    if cluster in ("shared", "local"):
+        return None
+    from flyte_lab.engine.env_check import expected_env
+
+    allow = bool((store.run_record(run_id).get("options") or {}).get("allow_env_mismatch"))
+    return expected_env(wf, allow)
+
+
 def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, refs: Any, secrets: Any,
            scrub: list[str], cluster: str, workers: int | None, use_cache: bool, on_change: OnChange | None,
            on_event: OnEvent | None, keep: bool = False, on_driven: OnDriven | None = None, **prior: Any) -> None:
@@ -420,7 +433,8 @@ def _drive(store: Any, artifacts: Any, wf: Workflow, run_id: str, fence: int, re
             driving = True
             driver = RunDriver(store=store, artifacts=artifacts, wf=wf, run_id=run_id, client=client, fence=fence,
                                input_refs=refs, secrets=secrets, scrub=scrub, use_cache=use_cache,
-                               lease_ttl_s=lease_ttl(), on_change=on_change, on_event=on_event, **prior)
+                               lease_ttl_s=lease_ttl(), on_change=on_change, on_event=on_event,
+                               expected_env=_expected_env(store, run_id, wf, cluster), **prior)
             try:
                 driver.run()
             finally:

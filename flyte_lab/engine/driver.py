@@ -77,7 +77,8 @@ class RunDriver:
                  tasks: list[str] | None = None,
                  lease_ttl_s: float = sm.LEASE_TTL_S,
                  on_change: Callable[[Progress], None] | None = None,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None,
+                 expected_env: dict[str, Any] | None = None) -> None:
         self.store, self.artifacts, self.wf, self.run_id, self.client = store, artifacts, wf, run_id, client
         self.fence = fence
         self.lease_ttl_s = lease_ttl_s
@@ -88,6 +89,7 @@ class RunDriver:
         self.outputs: dict[str, dict[str, Any]] = dict(prior_outputs or {})
         self.on_change = on_change
         self.on_event = on_event
+        self.expected_env = expected_env  # a remote cluster: each worker checks itself against these versions
         plans = [sm.TaskPlan(name=name, upstream=tuple(wf.upstream(name)), retries=wf.tasks[name].options.retries,
                              cache=wf.tasks[name].options.cache and use_cache)
                  for name in wf.order if tasks is None or name in tasks]  # a partial run's tasks: closed upstream
@@ -405,6 +407,9 @@ class RunDriver:
 
     def _track(self, record: _Attempt, specs: list[dict[str, Any]]) -> _Attempt:
         wanted = task_resources(self.client, self.wf, record.task)
+        if self.expected_env is not None:
+            for spec in specs:
+                spec["expected_env"] = self.expected_env
         record.futures = [self.client.submit(run_task_attempt, spec, key=spec["key"], resources=wanted or None,
                                              pure=False) for spec in specs]
         self.by_task[record.task] = record

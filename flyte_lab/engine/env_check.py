@@ -7,11 +7,16 @@ packages a task runs on (papermill, ipykernel, cloudpickle, distributed) and eve
 cells and task bodies import, as `importlib.metadata` resolves them to distributions. A difference refuses the
 run (`EnvironmentMismatch`, one line per package naming both versions and the workers) unless the user allows
 it, and then the run records the differences. `flyte-lab doctor --cluster` prints the same comparison.
+
+A worker that was not there to be asked (every `k8s` worker: they start with the run; a `tcp://` worker that
+joined later) checks itself: each attempt on a remote cluster carries the driver's versions (`expected_env`) and
+the worker compares its own (`attempt_mismatch`, once per worker process) before it starts a kernel.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -123,3 +128,23 @@ def check_workers(client: Any, wf: Workflow, cluster: str, allow: bool) -> list[
             f"--cluster {cluster}: the workers' environment differs from this one (install the same versions, "
             "or run anyway with --allow-env-mismatch):", *(f"  {d.line()}" for d in found)]))
     return found
+
+
+@functools.lru_cache(maxsize=8)
+def _own_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    return versions(names)
+
+
+def attempt_mismatch(expected: Mapping[str, Any] | None, worker: str) -> tuple[list[Difference], bool] | None:
+    """In a worker: how this process differs from the driver's versions an attempt carries (`{"versions",
+    "allow"}`), and whether the run allows it; None when it does not differ (or no versions came)."""
+    if not expected or not expected.get("versions"):
+        return None
+    here: dict[str, str | None] = dict(expected["versions"])
+    found = differences(here, {worker: _own_versions(tuple(here))})
+    return (found, bool(expected.get("allow"))) if found else None
+
+
+def expected_env(wf: Workflow, allow: bool) -> dict[str, Any]:
+    """What each attempt of a remote cluster carries for `attempt_mismatch`."""
+    return {"versions": versions(compared_names(wf)), "allow": allow}

@@ -52,6 +52,12 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
     missing = missing_kernelspec(spec["kernel_name"])
     where: dict[str, Any] = {"worker": _announce(spec, warm=missing is None), "started": time.time()}
     task, cell = spec["task"], spec["cell"]
+    mismatch = _env_mismatch(spec, where["worker"])
+    if mismatch is not None and not mismatch[1]:
+        return AttemptFailed(kind="user", error=ErrorRecord.refused("EnvironmentMismatch", "\n".join([
+            f"task `{task}` cannot run on worker {where['worker']}: its environment differs from the driver's "
+            "(install the same versions, or run with --allow-env-mismatch):",
+            *(f"  {d.line()}" for d in mismatch[0])]), cell=cell), **where)
     if missing:
         return AttemptFailed(kind="user", error=ErrorRecord.refused(
             "NoSuchKernel", f"task `{task}` cannot start: {missing}", cell=cell), **where)
@@ -74,7 +80,10 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
         attempt.finish()  # the kernel is gone (and reaped) from here on, whatever happened
         live.flush(final=True)  # before the result: the driver stores the last lines first
     where["usage"] = attempt.usage.as_json() if attempt.usage is not None else None
-    where["kernel_note"] = fork_refusal(spec["kernel_name"]) or None  # the driver says and records it once per run
+    # the driver says and records each once per run
+    where["kernel_note"] = fork_refusal(spec["kernel_name"]) or (
+        "; ".join(f"environment differs (--allow-env-mismatch): {d.line()}" for d in mismatch[0])
+        if mismatch is not None else None)
     try:
         executed = _publish(local, spec["output_notebook"])
         where["output_notebook"] = spec["output_notebook"] if executed is not None else None
@@ -97,6 +106,15 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
         return AttemptFailed(kind="user", error=_user_error(stopped.exc, executed, spec), **where)
     return AttemptFailed(kind="infra", error=ErrorRecord.infrastructure(
         type(stopped.exc).__name__, f"the kernel of task `{task}` died: {stopped.exc}", cell=cell), **where)
+
+
+def _env_mismatch(spec: dict[str, Any], worker: str | None) -> Any:
+    """This worker against the driver's versions (a remote cluster's attempts carry them): `env_check`'s."""
+    if not spec.get("expected_env"):
+        return None
+    from flyte_lab.engine.env_check import attempt_mismatch
+
+    return attempt_mismatch(spec["expected_env"], worker or "this worker")
 
 
 @dataclass(frozen=True)
