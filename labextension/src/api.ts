@@ -55,6 +55,29 @@ export interface RunSummary {
   progress: { done: number; total: number };
 }
 
+/** One line a task's attempt printed, as the store keeps it (`store/task_output.py`). */
+export interface LogLine {
+  id: number; // the store's row id: a read's `since`
+  task: string;
+  attempt: number;
+  element: number | null; // the map-over element that printed it
+  line: number;
+  stream: string; // 'stdout', 'stderr', 'error' (a traceback) or 'display' (a shown value's text)
+  text: string;
+  at: string;
+}
+
+/** `GET runs/ID/tasks/TASK/log?since=N`: the lines after row id N, oldest first, and the task's state read before
+ * them (a reader told it ended has every line once a read brings none). */
+export interface TaskLog {
+  run_id: string;
+  task: string;
+  status: string;
+  lines: LogLine[];
+  next: number; // the `since` of the following read
+  dropped: string[]; // the attempts whose first lines are no longer kept (`fit`, `fit#2`, `fit[3]`)
+}
+
 export interface Schedule {
   name: string;
   path: string; // the notebook, relative to the Jupyter root
@@ -179,6 +202,11 @@ export class FlyteLabClient {
 
   executedNotebook(runId: string, task: string): Promise<ExecutedNotebook> {
     return this.request('GET', ['runs', runId, 'tasks', task, 'notebook']);
+  }
+
+  /** What `task` of `runId` printed after line id `since` (0: from its first kept line). */
+  taskLog(runId: string, task: string, since: number): Promise<TaskLog> {
+    return this.request('GET', ['runs', runId, 'tasks', task, 'log'], { query: { since: String(since) } });
   }
 
   schedules(path: string): Promise<Schedule[]> {

@@ -1,7 +1,8 @@
 // The followed notebook's recent runs, from the store through `GET runs` (one request for all of them): status,
 // progress, Cancel while live, who cancelled a cancelled run, Resume (after a fix) and Relaunch once ended, a failed
 // task's error (selects its cell) and its executed notebook. Asked every second while one of them is live, else every
-// five seconds, so runs started elsewhere (CLI, scheduler, another tab) show up too.
+// five seconds, so runs started elsewhere (CLI, scheduler, another tab) show up too. A live run lists its tasks,
+// each with the tail of its output (`task_output.ts`), read by a poll of its own about every second.
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Poll } from '@lumino/polling';
 
@@ -10,8 +11,10 @@ import { el } from './dom';
 import { openExecuted, ViewerServices } from './executed';
 import { SidebarModel } from './model';
 import { Section } from './section';
+import { TaskTails } from './task_output';
 
 const LIVE_POLL_MS = 1000;
+const OUTPUT_POLL_MS = 1000; // the open output tails of tasks that may still print
 const IDLE_POLL_MS = 5000;
 const SHOWN = 5; // the newest runs shown
 const DEFAULT_DASHBOARD = 'http://127.0.0.1:5006';
@@ -19,6 +22,8 @@ const DEFAULT_DASHBOARD = 'http://127.0.0.1:5006';
 export class RunsSection extends Section {
   private readonly list = el('ul', { class: 'flyte-run-list' });
   private readonly poller: Poll;
+  private readonly outputs: Poll;
+  private readonly tails: TaskTails;
   private resumable = new Set<string>(); // the run states Resume continues (the server's word)
   private relaunched: string | null = null; // the run a Relaunch here started: shown and scrolled to
 
@@ -30,8 +35,11 @@ export class RunsSection extends Section {
     super('runs');
     this.content.append(el('h3', {}, 'Recent runs'), this.list);
     this.poller = this.poll('runs', IDLE_POLL_MS, () => this.refresh());
+    this.tails = new TaskTails(model.client, () => void this.outputs.refresh()); // an output opened: read it now
+    this.outputs = this.poll('output', OUTPUT_POLL_MS, () => this.tails.refresh());
     model.notebookChanged.connect(() => {
       this.list.replaceChildren();
+      this.tails.keep();
       this.clearError();
       this.refreshPolls();
     }, this);
@@ -52,13 +60,24 @@ export class RunsSection extends Section {
     const live = new Set(config.statuses.run.live); // the run states that may still change (the server's word)
     this.resumable = new Set(config.statuses.run.resumable);
     const runs = summaries.slice(0, SHOWN);
-    this.render(runs, live, config.statuses.cancelled_by, config.dashboard_url || DEFAULT_DASHBOARD);
+    this.render(runs, live, new Set(config.statuses.task.terminal), config.statuses.cancelled_by,
+      config.dashboard_url || DEFAULT_DASHBOARD);
     const interval = runs.some(r => live.has(r.status)) ? LIVE_POLL_MS : IDLE_POLL_MS;
     this.poller.frequency = { ...this.poller.frequency, interval };
   }
 
-  private render(runs: RunSummary[], live: Set<string>, cancelledBy: Record<string, string>, dashboard: string): void {
-    this.list.replaceChildren(...runs.map(run => this.item(run, live.has(run.status), cancelledBy, dashboard)));
+  private render(runs: RunSummary[], live: Set<string>, terminal: Set<string>, cancelledBy: Record<string, string>,
+    dashboard: string): void {
+    this.tails.keep(new Set(runs.map(run => run.run_id)));
+    this.list.replaceChildren(...runs.map(run => {
+      const item = this.item(run, live.has(run.status), cancelledBy, dashboard);
+      const tasks = this.tails.rows(run, live.has(run.status), terminal);
+      if (tasks.length) {
+        item.append(el('div', { class: 'flyte-run-tasks' }, ...tasks));
+      }
+      return item;
+    }));
+    this.tails.keepScroll();
     const started = this.relaunched && this.list.querySelector(`[data-run="${CSS.escape(this.relaunched)}"]`);
     if (started) {
       started.classList.add('flyte-run-new');
