@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -20,15 +21,16 @@ pytestmark = pytest.mark.cluster
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
-def pipeline(path: Path, divisor: str = "0.0") -> Path:
-    """Four tasks; `ratio` (cell 5, line 3) divides by zero, `report` below it is skipped, `total` succeeds."""
+def pipeline(path: Path, divisor: str = "0.0", says: str = "") -> Path:
+    """Four tasks; `ratio` (cell 5, line 3) divides by zero, `report` below it is skipped, `total` succeeds. With
+    `says`, `ratio` prints it first (on line 2: the failing line stays line 3)."""
     nbformat.write(new_notebook(cells=[
         new_markdown_cell("# a pipeline with a failing branch"),
         new_code_cell("%%flyte_setup\nimport math"),
         new_code_cell("%%flyte_task make(n: int = 4) -> xs: list[float]\nxs = [float(i) for i in range(n)]"),
         new_code_cell("%%flyte_task total(xs: list[float]) -> s: float\ns = math.fsum(xs)"),
         new_code_cell(f"%%flyte_task ratio(xs: list[float], divisor: float = {divisor}) -> r: float\n"
-                      "scale = 1.0\nr = scale * xs[-1] / divisor"),
+                      f"scale = 1.0{f'; print({says!r})' if says else ''}\nr = scale * xs[-1] / divisor"),
         new_code_cell("%%flyte_task report(r: float, s: float)\nprint(r, s)"),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
     return path
@@ -231,6 +233,54 @@ def test_resume_and_relaunch_from_the_widget(home: Path, tmp_path: Path) -> None
     models = widget_models(nb)
     buttons = [m["state"]["description"] for m in models if m["model_name"] == "ButtonModel"]
     assert buttons == ["Cancel", "Resume", "Relaunch"]
+
+
+@pytest.mark.timeout(300)
+def test_a_running_tasks_newest_lines_show_while_it_runs_and_stay_when_it_failed(home: Path, tmp_path: Path) -> None:
+    """`tick` prints a line every half second until the test says stop, then fails: the widget shows its lines
+    while the store still says it runs, and its last lines stay once the run has failed."""
+    from flyte_lab.kernel_ext.output_tail import TAIL_LINES
+    from flyte_lab.store import RunStore
+    from tests.test_output_tail import shown
+
+    stop = tmp_path / "stop"
+    path = tmp_path / "ticker.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("%%flyte_setup\nimport os\nimport time"),
+        new_code_cell(f"%%flyte_task tick(stop: str = {str(stop)!r}) -> n: int\nn = 0\n"
+                      "while not os.path.exists(stop) and n < 240:  # at most two minutes\n"
+                      "    print(f'tick {n}', flush=True)\n    n += 1\n    time.sleep(0.5)\n"
+                      "raise RuntimeError(f'stopped after {n} ticks')"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
+    nb = execute(new_notebook(cells=[
+        new_code_cell("%load_ext flyte_lab"),
+        new_code_cell(f"run = %flyte_run {path} --background"),
+        new_code_cell("import json, re, time\nfrom flyte_lab import get_run\ndeadline = time.monotonic() + 180\n"
+                      "while len(re.findall(r'tick \\d+', run.widget.output.value)) < 3:  # the widget, as drawn\n"
+                      "    assert time.monotonic() < deadline and not run.finished.is_set()\n"
+                      "    time.sleep(0.05)\n"
+                      "drawn = run.widget.output.value\n"
+                      "status = get_run(run.run_id)['tasks']['tick']['status']  # read after the widget was\n"
+                      f"open({str(stop)!r}, 'w').close()\n"
+                      "print(json.dumps({'drawn': drawn, 'status': status}))"),
+        new_code_cell("print(run.wait()['status'])"),
+    ]), tmp_path)
+    assert errors_of(nb) == []
+    live = json.loads(nb.cells[2].outputs[-1]["text"])
+    assert live["status"] == "running"  # the lines were in the widget while the task still ran
+    lines = shown(live["drawn"], "tick")
+    assert len(lines) >= 3 and lines == [f"tick {i}" for i in range(len(lines))], lines
+    assert 'data-task="tick" data-status="running"' in live["drawn"]
+    assert nb.cells[3].outputs[-1]["text"].strip() == "failed"
+
+    html = html_values(widget_models(nb))  # the saved picture: the failed task's last lines kept
+    with RunStore.from_env(create=False) as store:
+        [run] = store.list_runs()
+        printed = [x["text"] for x in store.task_output(run["run_id"], "tick")["lines"] if x["stream"] == "stdout"]
+    assert len(printed) >= 3
+    assert 'data-task="tick" data-status="failed"' in html
+    assert shown(html, "tick") == printed[-TAIL_LINES:]
+    assert "stopped after" in html  # the error, in its failure box
 
 
 def test_a_failures_executed_notebook_is_a_link_for_lab() -> None:

@@ -84,7 +84,7 @@ def test_saved_widget_draws_the_final_run_in_chromium(browser: Any, home: Path, 
                                                       site: tuple[Path, str]) -> None:
     from nbconvert import HTMLExporter
 
-    path = pipeline(tmp_path / "pipe.ipynb")
+    path = pipeline(tmp_path / "pipe.ipynb", says="dividing by <b>zero</b>?")
     nb = execute(new_notebook(cells=[new_code_cell("%load_ext flyte_lab"), new_code_cell(f"%flyte_run {path}")],
                               metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                        "language": "python"}}), tmp_path)
@@ -107,6 +107,8 @@ def test_saved_widget_draws_the_final_run_in_chromium(browser: Any, home: Path, 
                              "report": "skipped"}.items():
             assert widget.locator(f'[data-task="{task}"][data-status="{status}"]').count() >= 1
         assert "failed at cell 5, line 3: ZeroDivisionError" in widget.inner_text()
+        # what the failed task printed last stays under the task table, as the text it printed
+        assert widget.locator('.flyte-output[data-task="ratio"] pre').inner_text() == "dividing by <b>zero</b>?"
         assert widget.locator("svg").count() >= 1  # the graph picture, coloured by status
         box = widget.bounding_box()
         assert box is not None and box["width"] > 400 and box["height"] > 300

@@ -15,9 +15,10 @@ import time
 from typing import Any
 
 from flyte_lab.errors import UserInputError
+from flyte_lab.presentation.formats import attempt_label
 from flyte_lab.statuses import RUN_TERMINAL, TASK_TERMINAL
 from flyte_lab.store import RunStore
-from flyte_lab.store.task_output import KEEP_LINES, READ_LIMIT, attempt_label
+from flyte_lab.store.task_output import KEEP_LINES, READ_LIMIT
 
 POLL_S = 0.5
 

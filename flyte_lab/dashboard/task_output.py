@@ -11,8 +11,8 @@ import param
 
 from flyte_lab.dashboard.common import html
 from flyte_lab.dashboard.run_state import RunPart, RunState
+from flyte_lab.presentation.formats import attempt_label
 from flyte_lab.statuses import TASK_TERMINAL
-from flyte_lab.store.task_output import attempt_label
 
 SHOWN_LINES = 200
 

@@ -3,7 +3,9 @@
 The engine runs in a background thread of the kernel (the same
 `engine.api.run_notebook` as `flyte-lab run`); the widget never looks at the
 driver: a poller reads the store every `POLL_S` seconds, and once more when
-the engine returns, so the final picture is exact.
+the engine returns, so the final picture is exact. Each poll also reads the
+lines the run's tasks printed since the last one (`RunStore.task_output` from
+`since`), kept per task by `output_tail.OutputTails`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from flyte_lab.kernel_ext.output_tail import OutputTails
 from flyte_lab.kernel_ext.run_widget import RunWidget
 from flyte_lab.run_progress import ListLength, element_counts, manifest_lengths
 from flyte_lab.statuses import CancelSource, RunStatus
@@ -38,6 +41,7 @@ class RunFollower:
         self._store: Any = None
         self._list_length: ListLength | None = None
         self._sizes: dict[str, int] = {}
+        self._tails: OutputTails | None = None  # of the run followed now (a Relaunch starts another)
 
     def __repr__(self) -> str:
         state = RunStatus.RUNNING if not self.finished.is_set() else (self.record or {}).get("status", "refused")
@@ -132,7 +136,8 @@ class RunFollower:
         run = store.get_run(self.run_id)
         graph = store.get_graph(self.run_id)
         self._count_elements(run, graph)
-        self.widget.show(run, graph, self._sizes)
+        tails = self._read_output(store, self.run_id)
+        self.widget.show(run, graph, self._sizes, output=tails.by_task)
 
     def error_message(self) -> str:
         """Why the run was refused or failed to drive, in one line."""
@@ -152,6 +157,18 @@ class RunFollower:
 
             self._store = RunStore.from_env(str(flyte_home()))
         return self._store
+
+    def _read_output(self, store: Any, run_id: str) -> OutputTails:
+        """What the run's tasks printed since the last poll, read on while a page comes back full."""
+        from flyte_lab.store.task_output import READ_LIMIT
+
+        if self._tails is None or self._tails.run_id != run_id:
+            self._tails = OutputTails(run_id)
+        while True:
+            page = store.task_output(run_id, since=self._tails.since)
+            self._tails.add(page)
+            if len(page["lines"]) < READ_LIMIT:
+                return self._tails
 
     def _count_elements(self, run: Mapping[str, Any], graph: Mapping[str, Any]) -> None:
         """Element counts of map-over tasks, kept once found (a manifest, once stored, does not change)."""

@@ -1,9 +1,10 @@
 """The live picture of one run in a notebook (an ipywidget), drawn from the run store's records.
 
-`RunWidget.show(run, graph, sizes)` takes the `show --json` object, the graph
-stored at launch and the element counts of map-over tasks, and sets plain
-widget values (a progress bar and HTML), so the notebook keeps the final
-picture in its saved widget state. Nothing here reads the store or the
+`RunWidget.show(run, graph, sizes, output=)` takes the `show --json` object, the
+graph stored at launch, the element counts of map-over tasks and the newest
+lines its tasks printed (`output_tail`), and sets plain widget values (a
+progress bar and HTML), so the notebook keeps the final picture in its saved
+widget state. Nothing here reads the store or the
 driver: `run_follow` polls the store and calls `show`.
 """
 
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from flyte_lab.kernel_ext.output_tail import output_html
 from flyte_lab.presentation.formats import (
     cached_text,
     cancel_line,
@@ -37,7 +39,8 @@ def debug_hint(run_id: str, task: str) -> str:
 
 
 class RunWidget:
-    """Title, progress bar, graph coloured by status, task table, and each failure with where it happened."""
+    """Title, progress bar, graph coloured by status, task table, the running and failed tasks' newest output
+    lines, and each failure with where it happened."""
 
     def __init__(self, source_note: str, on_cancel: Callable[[], None] | None = None,
                  on_resume: Callable[[], None] | None = None, on_relaunch: Callable[[], None] | None = None) -> None:
@@ -62,9 +65,10 @@ class RunWidget:
             self.relaunch.on_click(lambda _button: on_relaunch())
         self.graph = w.HTML(value="")
         self.table = w.HTML(value="")
+        self.output = w.HTML(value="")
         self.failures = w.HTML(value="")
         self.box = w.VBox([self.title, w.HBox([self.bar, self.cancel, self.resume, self.relaunch]), self.graph,
-                           self.table, self.failures])
+                           self.table, self.output, self.failures])
 
     def _no_cancel(self) -> None:
         # plain grey when there is nothing to cancel: a disabled "warning" button still looks like an action
@@ -100,7 +104,8 @@ class RunWidget:
         self._no_cancel()
 
     def show(self, run: Mapping[str, Any], graph: Mapping[str, Any], sizes: Mapping[str, int],
-             now: datetime | None = None) -> None:
+             now: datetime | None = None, output: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
+        """`output`: each task's newest lines (`output_tail.OutputTails.by_task`)."""
         status = str(run.get("status"))
         tasks: Mapping[str, Mapping[str, Any]] = run.get("tasks") or {}
         done, total = progress(tasks, sizes)
@@ -122,6 +127,7 @@ class RunWidget:
         states = {n: str(t.get("status")) for n, t in tasks.items()}
         self.graph.value = f'<div class="flyte-graph-box">{render_svg(wf, states, GRAPH_HEIGHT)}</div>'
         self.table.value = tasks_html(tasks, sizes)
+        self.output.value = output_html(str(run.get("run_id")), tasks, output or {})
         cancelled = cancel_line(run)  # who stopped it; its stopped tasks are nobody's failure: nothing to debug
         self.failures.value = failures_html(str(run.get("run_id")), tasks, run.get("error")) + (
             f'<div class="flyte-cancelled" style="color:#ca6f1e">{escape(cancelled)}</div>' if cancelled else "")

@@ -1,6 +1,6 @@
-"""The one text form of times, durations, resources, parameters, notebook names and a task's error line, for
-the CLI's tables, the run widget (in a kernel) and the dashboard. Pure and stdlib only: no store, no terminal, no
-clock unless asked."""
+"""The one text form of times, durations, resources, parameters, notebook names, a task's error line and the source
+of an output line, for the CLI's tables, the run widget (in a kernel) and the dashboard. Pure and stdlib only: no
+store, no terminal, no clock unless asked."""
 
 from __future__ import annotations
 
@@ -151,3 +151,10 @@ def cached_text(task: Mapping[str, Any], no: str = "no") -> str:
     if source:
         return f"from {source.get('run_id')}"
     return "yes" if task.get("status") == TaskStatus.CACHED else no
+
+
+def attempt_label(task: str, attempt: int, element: int | None) -> str:
+    """How a line's source is named when several are shown together: `fit`, `fit#2` (its second attempt),
+    `fit[3]` (map-over element 3)."""
+    label = task + (f"[{element}]" if element is not None and element >= 0 else "")
+    return label + (f"#{attempt}" if attempt > 1 else "")

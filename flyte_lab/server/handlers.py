@@ -31,6 +31,7 @@ from flyte_lab.server.models import (
     ResumeRequest,
     RunCreated,
     RunRequest,
+    SelectBody,
     too_deep,
 )
 from flyte_lab.server.paths import resolve_notebook
@@ -143,7 +144,7 @@ class RunsHandler(FlyteHandler):
                                             "cluster": req.cluster, "workers": req.workers,
                                             "no_cache": req.no_cache, "reuse": req.reuse,
                                             "allow_changed": req.allow_changed,
-                                            "select": req.select.model_dump(by_alias=True) if req.select else None})
+                                            "select": SelectBody.request(req.select)})
         self.reply(RunCreated(run_id=run_id), 201)
 
 
@@ -165,8 +166,10 @@ class ResumeHandler(FlyteHandler):
 class RelaunchHandler(FlyteHandler):
     @answers
     async def post(self, run_id: str) -> None:
-        self.body(RelaunchRequest)  # nothing to choose yet: an unknown field is refused, not ignored
-        started = await self.launcher.start({"action": "relaunch", "run_id": self.run["run_id"]})
+        req = self.body(RelaunchRequest)  # an unknown field is refused, not ignored
+        # the selection is checked where it is used (the launched process): a refusal comes back as its one line
+        started = await self.launcher.start({"action": "relaunch", "run_id": self.run["run_id"],
+                                             "select": SelectBody.request(req.select)})
         self.reply(RunCreated(run_id=started), 201)
 
 

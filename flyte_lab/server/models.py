@@ -43,6 +43,11 @@ class SelectBody(_Body):
     from_task: str | None = Field(default=None, alias="from")
     to: str | None = None
 
+    @staticmethod
+    def request(select: SelectBody | None) -> dict[str, Any] | None:
+        """As `run_launch`'s requests carry it (`{"only", "from", "to"}`), None for a whole run."""
+        return select.model_dump(by_alias=True) if select is not None else None
+
 
 class RunRequest(_Body):
     path: str
@@ -66,7 +71,10 @@ class CancelRequest(_Body):
 
 
 class RelaunchRequest(_Body):
-    """A new run of the run's notebook with its parameters and cluster (`run_launch`'s `relaunch`)."""
+    """A new run of the run's notebook with its parameters and cluster (`run_launch`'s `relaunch`); `select` makes
+    it a partial run, as in `RunRequest`."""
+
+    select: SelectBody | None = None
 
 
 class RunCreated(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select
 
+from flyte_lab.presentation.formats import attempt_label
 from flyte_lab.store.rows import iso, to_db_time
 from flyte_lab.store.schema import TaskOutputLine
 from flyte_lab.store.store_part import StorePart
@@ -90,10 +91,3 @@ class TaskOutputMixin(StorePart):
             dropped = [attempt_label(t, a, e) for t, a, e, first in conn.execute(firsts).all() if first > 1]
         lines = [line_view(r) for r in rows]
         return {"run_id": run_id, "lines": lines, "next": lines[-1]["id"] if lines else since, "dropped": dropped}
-
-
-def attempt_label(task: str, attempt: int, element: int | None) -> str:
-    """How a line's source is named when several are shown together: `fit`, `fit#2` (its second attempt),
-    `fit[3]` (map-over element 3)."""
-    label = task + (f"[{element}]" if element is not None and element >= 0 else "")
-    return label + (f"#{attempt}" if attempt > 1 else "")
