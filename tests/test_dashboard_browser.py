@@ -313,13 +313,13 @@ def test_resume_after_the_fix_makes_the_run_succeed(tab: Any, dashboard: Any, tm
     tab.goto(url + f"/run?id={run['run_id']}")
     tab.locator('.flyte-run-status [data-status="failed"]').wait_for()
     pipeline(notebook, "2.0")  # the fix
-    tab.get_by_role("button", name="Resume").click()
+    tab.get_by_role("button", name="Resume", exact=True).click()
     tab.locator('.flyte-run-status [data-status="succeeded"]').wait_for(timeout=RUN_TIMEOUT_MS)
     assert status_cell(tab, "ratio").inner_text() == "succeeded"
     assert status_cell(tab, "report").inner_text() == "succeeded"
     tab.locator(".flyte-notice", has_text="succeeded").wait_for(timeout=RUN_TIMEOUT_MS)
     # Relaunch: a new run of the same notebook and parameters; the page goes to it as soon as it is recorded
-    tab.get_by_role("button", name="Relaunch").click()
+    tab.get_by_role("button", name="Relaunch", exact=True).click()
     tab.wait_for_url(lambda now: f"id={run['run_id']}" not in now and "id=" in now, timeout=RUN_TIMEOUT_MS)
     new_id = tab.url.split("id=", 1)[1]
     tab.locator(".flyte-run-title", has_text=new_id).wait_for(timeout=60_000)
