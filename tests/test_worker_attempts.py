@@ -331,3 +331,52 @@ def test_an_error_in_a_setup_helper_points_at_the_calling_task_line(tmp_path: Pa
 def _error(result: AttemptResult) -> ErrorRecord:
     assert isinstance(result, AttemptFailed), result
     return result.error
+
+
+# -- 9. a kernel that dies starting ------------------------------------------------------------------------------
+
+
+def kill_started_kernels(monkeypatch: pytest.MonkeyPatch, how_many: int) -> list[int]:
+    """The first `how_many` kernels the attempt starts (pooled or its own) are killed as soon as they are the
+    attempt's, before they can answer: what a kernel whose port was taken by another process meanwhile does."""
+    from flyte_lab.engine.worker.kernels import TaskKernelManager
+
+    killed: list[int] = []
+    real_launch = TaskKernelManager._async_launch_kernel
+
+    async def launch_then_kill(self: TaskKernelManager, kernel_cmd: list[str], **kw: Any) -> None:
+        await real_launch(self, kernel_cmd, **kw)
+        if len(killed) < how_many:
+            proc = self.provisioner.process  # type: ignore[union-attr]
+            proc.kill()
+            proc.wait(10)
+            killed.append(proc.pid)
+
+    monkeypatch.setattr(TaskKernelManager, "_async_launch_kernel", launch_then_kill)
+    return killed
+
+
+def test_a_kernel_that_dies_before_answering_is_replaced_and_the_attempt_runs_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flyte_lab.engine.worker.papermill_engine import START_TRIES
+
+    marks = tmp_path / "marks"
+    killed = kill_started_kernels(monkeypatch, START_TRIES - 1)
+    spec = make_spec(tmp_path, [f"%%flyte_task make() -> n: int\nopen({str(marks)!r}, 'a').write('ran\\n')\nn = 7"],
+                     "make")
+    result = run_task_attempt(spec)
+    assert isinstance(result, AttemptSucceeded), result
+    assert result.outputs["n"]["value"] == 7
+    assert len(killed) == START_TRIES - 1 and not any(alive(pid) for pid in killed)
+    assert marks.read_text() == "ran\n"  # the task's code ran once, in the kernel that answered
+
+
+def test_a_kernelspec_whose_kernels_always_die_starting_fails_the_attempt_after_a_few(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flyte_lab.engine.worker.papermill_engine import START_TRIES
+
+    killed = kill_started_kernels(monkeypatch, 100)
+    result = run_task_attempt(make_spec(tmp_path, ["%%flyte_task make() -> n: int\nn = 7"], "make"))
+    assert isinstance(result, AttemptFailed) and result.kind == "infra", result
+    assert "Kernel died before replying to kernel_info" in result.error.message
+    assert len(killed) == START_TRIES

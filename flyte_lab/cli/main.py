@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
 
     decline_unused_imports()
     args = _parser().parse_args(argv)
+    if not args.debug:
+        from flyte_lab.library_logs import quiet_in_this_process
+
+        quiet_in_this_process()
     try:
         code: int = _load(args.handler)(args)
         return code

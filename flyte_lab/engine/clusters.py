@@ -62,6 +62,9 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
     their scale events (`k8s.autoscaler.ScaleEvent`)."""
     from distributed import Client
 
+    from flyte_lab.library_logs import after_dask_import
+
+    after_dask_import()  # the CLI reports a lost cluster in one line: Dask's own records would bury it
     if cluster == "shared":
         from flyte_lab.engine.api import flyte_home
         from flyte_lab.engine.shared_executor import executor_client

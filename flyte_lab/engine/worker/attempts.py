@@ -69,8 +69,10 @@ class Attempt:
             if self._done or self.stopped_by is not None:
                 self._kill_locked()
                 raise AttemptStopped(self.key)
+            if self._sampler is not None:  # its first kernel died starting (`papermill_engine.START_TRIES`)
+                self._sampler.stop()
             self._sampler = UsageSampler(pid, self.mem_limit_bytes, self._out_of_memory)
-            if self.timeout_s is not None:
+            if self.timeout_s is not None and self._timer is None:  # one budget for the attempt, not per kernel
                 self._timer = threading.Timer(self.timeout_s, self._expire)
                 self._timer.name = f"flyte-lab-timeout-{self.key}"
                 self._timer.daemon = True

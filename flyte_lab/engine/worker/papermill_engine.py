@@ -6,6 +6,7 @@ It is papermill's nbclient engine, but
   and while a longer attempt runs, at most every `LIVE_SAVE_S` once it has run that long, so opening it mid-run
   shows the cells done so far; a short task pays no write on its critical path;
 - every output a cell makes also goes to the attempt's live output (`live_output.LiveOutput`) as it comes;
+- a kernel that dies while starting, before any cell, is replaced (`START_TRIES`);
 - its client takes the notebook's `language_info` from the kernel_info reply the kernel gave to be ready
   (`kernels.FastReadyClient`) instead of asking again after the cells: one round trip less per task.
 Only a worker imports this module (`run_attempt._execute`): papermill is not a cheap import.
@@ -23,6 +24,11 @@ from papermill.log import logger
 
 ENGINE_NAME = "flyte_lab"
 LIVE_SAVE_S = 2.0
+# A kernel that dies before answering its first kernel_info ran none of the task's code (e.g. one of the ports
+# chosen for it was taken by another process before it could bind them): the attempt starts another, silently,
+# up to this many kernels in all. A kernel that dies once the cells began is the attempt's failure, as ever.
+START_TRIES = 3
+DIED_STARTING = "Kernel died before replying to kernel_info"  # `kernels.FastReadyClient.wait_for_ready`
 
 
 class LiveSave(NotebookExecutionManager):  # type: ignore[misc]
@@ -70,13 +76,22 @@ class ReadyInfoClient(PapermillNotebookClient):  # type: ignore[misc]
         return output
 
     def execute(self, **kwargs: Any) -> Any:
-        self.reset_execution_trackers()
-        with self.setup_kernel(**kwargs):
-            self.papermill_execute_cells()
-            reply = getattr(self.kc, "kernel_info_reply", None) or self.wait_for_reply(self.kc.kernel_info())
-            self.nb.metadata["language_info"] = reply["content"]["language_info"]
-            self.set_widgets_metadata()
-        return self.nb
+        for tries_left in reversed(range(START_TRIES)):
+            self.reset_execution_trackers()
+            started = False
+            try:
+                with self.setup_kernel(**kwargs):
+                    started = True
+                    self.papermill_execute_cells()
+                    reply = getattr(self.kc, "kernel_info_reply", None) or self.wait_for_reply(self.kc.kernel_info())
+                    self.nb.metadata["language_info"] = reply["content"]["language_info"]
+                    self.set_widgets_metadata()
+                return self.nb
+            except RuntimeError as exc:
+                # nbclient has shut that kernel down and forgotten it (`_async_cleanup_kernel`): a new one
+                if started or tries_left == 0 or not str(exc).startswith(DIED_STARTING):
+                    raise
+        raise AssertionError("unreachable")
 
 
 class FlyteLabEngine(NBClientEngine):  # type: ignore[misc]
