@@ -556,3 +556,38 @@ def test_relaunch_from_a_task_makes_a_partial_run_on_reused_upstream_tasks(home:
             "with --from b or name a run with --reuse RUN_ID</p>")
         assert page.location.search == "" and not page.detail.relaunch_from.disabled
         assert len(store.list_runs()) == 2  # nothing stored
+
+
+def test_an_ended_tasks_output_shows_its_newest_lines_however_many_pages_they_take(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of issue 20: the first read of an ended task with more lines than one page (READ_LIMIT) showed that
+    page's tail, not the task's last lines, and never read again."""
+    from flyte_lab.dashboard import task_output as shown
+    from flyte_lab.dashboard.run_state import RunState
+    from flyte_lab.store import RunStore
+    from flyte_lab.store.task_output import OutputChunk
+
+    monkeypatch.setattr(shown, "READ_LIMIT", 4)
+    monkeypatch.setattr(shown, "SHOWN_LINES", 3)
+    tasks = [{"name": t["name"], "cell": t["cell"]} for t in GRAPH["tasks"]]
+    name = tasks[0]["name"]
+    with RunStore.from_env() as store:
+        run_id = store.create_run("/nb/pipe.ipynb", {}, GRAPH, tasks, "local")
+        store.append_output(run_id, [OutputChunk(name, 1, None, 1, [("stdout", f"l{i}") for i in range(1, 11)],
+                                                 1.0)])
+        run = dict(store.get_run(run_id))
+        run["tasks"] = {name: {"status": "succeeded"}}
+        state = RunState(dict(store.get_graph(run_id)), run)
+        state.select(name)
+        view = shown.TaskOutput(state, _PagedStore(store, 4))
+        assert "l8\nl9\nl10</pre>" in view.pane.object, view.pane.object
+
+
+class _PagedStore:
+    """The store, read a page of `limit` lines at a time as the dashboard's READ_LIMIT says."""
+
+    def __init__(self, store: Any, limit: int) -> None:
+        self.store, self.limit = store, limit
+
+    def task_output(self, run_id: str, task: str | None = None, since: int = 0) -> dict[str, Any]:
+        return self.store.task_output(run_id, task, since=since, limit=self.limit)  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import CLI, cli_env
@@ -119,11 +120,12 @@ def test_a_worker_that_joins_after_the_check_checks_itself_before_it_runs_a_task
                         "--dashboard-address", "127.0.0.1:0"], home, tmp_path / "scheduler.log"))
     wait_for(lambda: accepts(port), 30, "the Dask scheduler to listen")
 
-    def worker(name: str, folder: Path, *extra: str) -> None:
+    def worker(name: str, folder: Path, *extra: str) -> subprocess.Popen[bytes]:
         procs.append(subprocess.Popen([DASK, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
                                        "--no-nanny", "--no-dashboard", "--name", name, *extra],
                                       env=env_with(home, folder), stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
+        return procs[-1]
 
     def workers(n: int) -> bool:
         from distributed import Client
@@ -149,7 +151,7 @@ def test_a_worker_that_joins_after_the_check_checks_itself_before_it_runs_a_task
                                start_new_session=True)
     procs.append(run)
     wait_for(lambda: only_run_id(home), 60, "the run to pass the up-front check and be recorded")
-    worker("other", new, "--resources", "GPU=1")  # joins after the check: the only place for `gpu`
+    late = worker("other", new, "--resources", "GPU=1")  # joins after the check: the only place for `gpu`
     wait_for(lambda: workers(2), 60, "the late worker to join", interval=0.5)
     go.touch()
     assert run.wait(120) == 1, (tmp_path / "run.log").read_text()[-3000:]
@@ -159,6 +161,9 @@ def test_a_worker_that_joins_after_the_check_checks_itself_before_it_runs_a_task
     assert gpu["status"] == "failed" and gpu["error"]["type"] == "EnvironmentMismatch", gpu
     assert "cannot run on worker tcp://127.0.0.1:" in gpu["error"]["message"]
     assert f"{PACKAGE}: 1.0 here, 2.0 on tcp://127.0.0.1:" in gpu["error"]["message"]
+    # refused before anything started there: no kernel template, no kernel (they would import the package)
+    started = [" ".join(c.cmdline()) for c in psutil.Process(late.pid).children(recursive=True)]
+    assert not any("kernel_template" in c or "ipykernel" in c for c in started), started
 
 
 def test_the_compared_packages_are_the_notebooks_third_party_imports(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from flyte_lab.dashboard.common import html
 from flyte_lab.dashboard.run_state import RunPart, RunState
 from flyte_lab.presentation.formats import attempt_label
 from flyte_lab.statuses import TASK_TERMINAL
+from flyte_lab.store.task_output import READ_LIMIT
 
 SHOWN_LINES = 200
 
@@ -45,12 +46,15 @@ class TaskOutput(RunPart):
             return
         status = ((self.state.run.get("tasks") or {}).get(task) or {}).get("status")
         ended = status in TASK_TERMINAL
-        page = self.store.task_output(self.state.run_id, task, since=self._since)
-        self._since = page["next"]
-        for line in page["lines"]:
-            # a retry's or a map element's lines say whose they are; a first attempt's are the task's own
-            label = attempt_label(line["task"], line["attempt"], line["element"])
-            self._lines.append(f"{label} | {line['text']}" if label != task else str(line["text"]))
+        while True:  # a full page has more after it: the newest lines are the ones to show
+            page = self.store.task_output(self.state.run_id, task, since=self._since)
+            self._since = page["next"]
+            for line in page["lines"]:
+                # a retry's or a map element's lines say whose they are; a first attempt's are the task's own
+                label = attempt_label(line["task"], line["attempt"], line["element"])
+                self._lines.append(f"{label} | {line['text']}" if label != task else str(line["text"]))
+            if len(page["lines"]) < READ_LIMIT:
+                break
         self._finished_read = ended
         self._draw(status, page["dropped"])
 

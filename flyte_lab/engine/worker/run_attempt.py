@@ -50,10 +50,10 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
 
         hide_memory()
     missing = missing_kernelspec(spec["kernel_name"])
-    where: dict[str, Any] = {"worker": _announce(spec, warm=missing is None), "started": time.time()}
+    where: dict[str, Any] = {"worker": _announce(spec), "started": time.time()}
     task, cell = spec["task"], spec["cell"]
     mismatch = _env_mismatch(spec, where["worker"])
-    if mismatch is not None and not mismatch[1]:
+    if mismatch is not None and not mismatch[1]:  # refused before any kernel or template starts here
         return AttemptFailed(kind="user", error=ErrorRecord.refused("EnvironmentMismatch", "\n".join([
             f"task `{task}` cannot run on worker {where['worker']}: its environment differs from the driver's "
             "(install the same versions, or run with --allow-env-mismatch):",
@@ -61,6 +61,8 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
     if missing:
         return AttemptFailed(kind="user", error=ErrorRecord.refused(
             "NoSuchKernel", f"task `{task}` cannot start: {missing}", cell=cell), **where)
+    if where["worker"] is not None:
+        _warm(spec)
     try:
         attempt = attempts.begin(str(spec.get("key") or uuid.uuid4().hex), spec.get("timeout_s"),
                                  spec.get("mem_limit_bytes"))
@@ -248,7 +250,17 @@ def _publish(local: str, url: str) -> Any:
         return None
 
 
-def _announce(spec: dict[str, Any], warm: bool) -> str | None:
+def _warm(spec: dict[str, Any]) -> None:
+    """This worker's kernel pool for the attempt's kernelspec, setup modules and secrets, filling from now on."""
+    from distributed import get_worker
+
+    from flyte_lab.engine.worker.kernels import warm_up
+
+    warm_up(get_worker(), kernel_name=spec["kernel_name"], modules=spec.get("setup_modules") or (),
+            scrub=spec.get("scrub") or ())
+
+
+def _announce(spec: dict[str, Any]) -> str | None:
     """Tell the driver an attempt began here, so a rerun after a lost worker is seen as a new attempt."""
     try:
         from distributed import get_worker
@@ -256,11 +268,6 @@ def _announce(spec: dict[str, Any], warm: bool) -> str | None:
         worker = get_worker()
     except (ImportError, ValueError):
         return None
-    if warm:
-        from flyte_lab.engine.worker.kernels import warm_up
-
-        warm_up(worker, kernel_name=spec["kernel_name"], modules=spec.get("setup_modules") or (),
-                scrub=spec.get("scrub") or ())
     worker.log_event(EVENT_TOPIC, {"key": spec["key"], "worker": worker.address, "name": str(worker.name),
                                    "pid": os.getpid(),
                                    "time": time.time()})
