@@ -42,3 +42,28 @@ def test_no_api_server_is_no_answer(monkeypatch: Any, tmp_path: Any) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     assert why_lost("grp-worker-aaa", "ns") is None
     assert why_lost(None, "ns") is None
+
+
+def test_a_hung_api_server_is_no_answer_within_the_time_allowed(monkeypatch: Any, tmp_path: Any) -> None:
+    """The driver asks from its loop (lease renewals, cancels): an API server that accepts and never answers (a
+    real socket here) must not hold it longer than the time allowed."""
+    import socket
+    import time
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+    port = hung.getsockname()[1]
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: hung\n"
+        f"clusters:\n- name: hung\n  cluster:\n    server: http://127.0.0.1:{port}\n"
+        "contexts:\n- name: hung\n  context:\n    cluster: hung\n    user: hung\n    namespace: ns\n"
+        "users:\n- name: hung\n  user:\n    token: abc\n")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    try:
+        started = time.monotonic()
+        assert why_lost("grp-worker-aaa", "ns", timeout_s=1.0) is None
+        assert time.monotonic() - started < 3.0
+    finally:
+        hung.close()

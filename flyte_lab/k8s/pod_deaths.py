@@ -10,10 +10,12 @@ Any failure to ask is no answer: the attempt stays a lost worker.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 OOM_KILLED = "OOMKilled"
+ASK_TIMEOUT_S = 5.0
 
 
 def termination_reason(pod: Mapping[str, Any]) -> str | None:
@@ -38,13 +40,23 @@ def worker_death(worker_name: str, pods: Iterable[Mapping[str, Any]]) -> str | N
     return None
 
 
-def why_lost(worker_name: str | None, namespace: str) -> str | None:
-    """Ask the API server why the worker `worker_name` died (None: not known)."""
+def why_lost(worker_name: str | None, namespace: str, timeout_s: float = ASK_TIMEOUT_S) -> str | None:
+    """Ask the API server why the worker `worker_name` died (None: not known, or not answered in `timeout_s`).
+
+    Asked from the driver's loop, which renews the run's lease and hears cancels: a slow or hung API server
+    (kr8s waits without limit) must not hold it, so the question runs in a thread of its own, abandoned if late."""
     if not worker_name:
         return None
-    with contextlib.suppress(Exception):  # no API server, no rights, a pod already gone: not known
-        import kr8s
+    answer: list[str | None] = []
 
-        pods = kr8s.get("pods", namespace=namespace, label_selector={"dask.org/component": "worker"}, raw=True)
-        return worker_death(worker_name, pods)
-    return None
+    def ask() -> None:
+        with contextlib.suppress(Exception):  # no API server, no rights, a pod already gone: not known
+            import kr8s
+
+            pods = kr8s.get("pods", namespace=namespace, label_selector={"dask.org/component": "worker"}, raw=True)
+            answer.append(worker_death(worker_name, pods))
+
+    asking = threading.Thread(target=ask, name="flyte-lab-why-lost", daemon=True)
+    asking.start()
+    asking.join(timeout_s)
+    return answer[0] if answer else None
