@@ -11,6 +11,7 @@ import subprocess
 import threading
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given
@@ -77,21 +78,65 @@ def test_a_tasks_own_secret_is_masked_and_a_burst_is_cut_to_the_newest_lines(mon
     assert burst["first"] == 2 + 15 and burst["skipped"] == 15  # numbered as printed: readers see the gap
 
 
-@given(st.lists(st.text(alphabet="ab\n", max_size=12), max_size=12))
-def test_lines_reassemble_whatever_the_chunks(chunks: list[str]) -> None:
+@given(st.lists(st.text(alphabet="ab\r\n", max_size=12), max_size=12), st.sampled_from([live_output.MAX_LINE, 3]),
+       st.sampled_from([(), ("abab",)]))
+def test_lines_reassemble_whatever_the_chunks(chunks: list[str], max_line: int, secrets: tuple[str, ...]) -> None:
+    """Each line as if printed at once: a CRLF's `\r` dropped, the text after its last `\r` (a progress bar's
+    last state), secrets masked, cut at `max_line`; however the text was chunked, and what waits for its newline
+    kept short."""
     messages: list[dict[str, Any]] = []
-    live = LiveOutput("k", messages.append)
-    for chunk in chunks:
-        live.add({"output_type": "stream", "name": "stdout", "text": chunk})
-        live.flush()
-    live.flush(final=True)
+    live = LiveOutput("k", messages.append, secrets=secrets)
+    with patch.object(live_output, "MAX_LINE", max_line):
+        for chunk in chunks:
+            live.add({"output_type": "stream", "name": "stdout", "text": chunk})
+            assert all(len(p) <= max_line + 5 for p in live._partial.values())
+            live.flush()
+        live.flush(final=True)
     text = "".join(chunks)
     expected = text.split("\n")
     if expected[-1] == "":
         expected.pop()
+    expected = [_shown(line, secrets)[:max_line] for line in expected]
     assert [t for _, t in _lines(messages)] == expected
     numbers = [m["first"] + i for m in messages for i in range(len(m["lines"]))]
     assert numbers == list(range(1, len(expected) + 1))
+
+
+def _shown(line: str, secrets: tuple[str, ...]) -> str:
+    shown = line.removesuffix("\r").rsplit("\r", 1)[-1]
+    for secret in secrets:
+        shown = shown.replace(secret, "***")
+    return shown
+
+
+def test_crlf_lines_keep_their_text_and_nul_is_replaced() -> None:
+    messages, live = _sent()
+    live.add({"output_type": "stream", "name": "stdout", "text": "x\r\ny\r"})
+    live.add({"output_type": "stream", "name": "stdout", "text": "\nnul\x00here\n 50%\r100%\r\n"})
+    live.add({"output_type": "stream", "name": "stderr", "text": "last\x00\r"})
+    live.flush(final=True)
+    assert _lines(messages) == [("stdout", "x"), ("stdout", "y"), ("stdout", "nul\ufffdhere"), ("stdout", "100%"),
+                                ("stderr", "last\ufffd")]
+
+
+def test_a_progress_bar_or_a_long_line_without_newline_is_kept_bounded() -> None:
+    messages, live = _sent()
+    for i in range(20_000):  # tqdm redrawing its bar in one cell: the old buffer grew to every state drawn
+        live.add({"output_type": "stream", "name": "stderr", "text": f"\r{i / 200:5.1f}%|{'#' * (i // 400)}"})
+    assert len(live._partial["stderr"]) < 60
+    for _ in range(50):
+        live.add({"output_type": "stream", "name": "stdout", "text": "y" * 1000})
+    assert len(live._partial["stdout"]) <= live_output.MAX_LINE + len("hunter2-secret")
+    live.add({"output_type": "stream", "name": "stdout", "text": "and more\n"})
+    live.flush(final=True)
+    assert _lines(messages) == [("stdout", "y" * live_output.MAX_LINE), ("stderr", "100.0%|" + "#" * 49)]
+    # a secret across the cut, after one that shortened the line: masked, no half of it shown
+    messages.clear()
+    live.add({"output_type": "stream", "name": "stdout",
+              "text": "hunter2-secret" + "y" * (live_output.MAX_LINE - 5) + "hunter2"})
+    live.add({"output_type": "stream", "name": "stdout", "text": "-secret tail\n"})
+    live.flush()
+    assert _lines(messages) == [("stdout", "***" + "y" * (live_output.MAX_LINE - 5) + "**")]
 
 
 def test_the_store_keeps_the_newest_lines_of_each_attempt_and_pages_by_id(home: Path,
@@ -178,3 +223,39 @@ def test_logs_of_an_unknown_task_or_run_is_one_line_and_exit_2(home: Path, tmp_p
         done = subprocess.run([*CLI, "logs", *argv], env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_failure_to_store_output_is_said_once_and_the_run_goes_on_but_a_lost_lease_stops_it(
+        home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from sqlalchemy import text
+
+    from flyte_lab.engine.driver import RunDriver, _Attempt
+    from flyte_lab.errors import LeaseLostError
+    from flyte_lab.graph.validate import graph_json, validate_notebook
+    from flyte_lab.store.leases import driver_identity
+
+    wf = validate_notebook(str(ticker_notebook(tmp_path / "ticker.ipynb")))
+    with RunStore.from_env() as store:
+        run_id = store.create_run(str(tmp_path / "ticker.ipynb"), {}, graph_json(wf),
+                                  [{"name": n, "cell": t.cell} for n, t in wf.tasks.items()], "local")
+        fence = store.claim_run(run_id, driver_identity(), 60)
+        driver = RunDriver(store=store, artifacts=None, wf=wf, run_id=run_id, client=None,  # type: ignore[arg-type]
+                           fence=fence, input_refs={}, secrets={})
+        driver.keys["k"] = (_Attempt(task="tick", attempt=1, futures=[]), 0)
+
+        def printed(first: int) -> None:
+            driver.output.put({"key": "k", "first": first, "lines": [["stdout", f"tick {first}"]], "time": 1.0})
+
+        printed(1)
+        driver._store_output()
+        with store._write() as conn:  # the store now refuses every output line (a real database error)
+            conn.execute(text("DROP TABLE task_output"))
+        for first in (2, 3):
+            printed(first)
+            driver._store_output()  # no exception: the driver goes on driving the run
+        said = [r.getMessage() for r in caplog.records if "live output not stored" in r.getMessage()]
+        assert len(said) == 1 and "task_output" in said[0], said
+        store.claim_run(run_id, driver_identity(), 60)  # another driver took the run: this one must stop
+        printed(4)
+        with pytest.raises(LeaseLostError):
+            driver._store_output()

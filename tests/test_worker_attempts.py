@@ -380,3 +380,63 @@ def test_a_kernelspec_whose_kernels_always_die_starting_fails_the_attempt_after_
     assert isinstance(result, AttemptFailed) and result.kind == "infra", result
     assert "Kernel died before replying to kernel_info" in result.error.message
     assert len(killed) == START_TRIES
+
+
+# -- 10. the live view never fails the task ------------------------------------------------------------------------
+
+
+def test_only_secret_env_values_are_masked_in_the_live_output(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from flyte_lab.engine.worker import run_attempt
+
+    messages: list[dict[str, Any]] = []
+    monkeypatch.setattr(run_attempt, "worker_sender", lambda: messages.append)
+    # `--env MODE=fast --env TOKEN=$SECRET_TOKEN`: the driver scrubs the secret's source and its key, not MODE
+    spec = make_spec(tmp_path, ["%%flyte_setup\nimport os",
+                                "%%flyte_task show() -> None\nprint('mode', os.environ['MODE'])\n"
+                                "print('token', os.environ['TOKEN'])"],
+                     "show", env={"MODE": "fast", "TOKEN": "s3cr3t-value"}, scrub=["SECRET_TOKEN", "TOKEN"])
+    result = run_task_attempt(spec)
+    assert isinstance(result, AttemptSucceeded), result
+    assert [text for m in messages for _, text in m.get("lines", [])] == ["mode fast", "token ***"]
+
+
+def failing_mid_run_saves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every mid-run save of the executed notebook fails (its folder unwritable, S3 refusing); the final write
+    at the attempt's end works. Returns the URLs the failed saves were for."""
+    from flyte_lab.engine.worker import files
+    from flyte_lab.engine.worker.papermill_engine import LiveSave
+
+    refused: list[str] = []
+    real_write = files.write_bytes
+
+    def write_bytes(url: str, data: bytes) -> None:
+        if sys._getframe(1).f_code is LiveSave.save.__code__:
+            refused.append(url)
+            raise PermissionError(13, "Permission denied", url)
+        real_write(url, data)
+
+    monkeypatch.setattr(files, "write_bytes", write_bytes)
+    return refused
+
+
+def test_a_failed_mid_run_save_neither_fails_the_attempt_nor_is_retried(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = failing_mid_run_saves(monkeypatch)
+    spec = make_spec(tmp_path, ["%%flyte_setup\nimport time",
+                                "%%flyte_task slow() -> n: int\nfor i in range(6):\n    print(i, flush=True)\n"
+                                "    time.sleep(0.5)\nn = 3"], "slow")
+    result = run_task_attempt(spec)
+    assert isinstance(result, AttemptSucceeded), result
+    assert refused == [spec["output_notebook"]]  # tried once (a save every 2 s after 2 s), then left alone
+    assert "n = 3" in executed_text(spec)  # the final write is the attempt's own, as ever
+
+
+def test_a_failed_mid_run_save_does_not_hide_the_tasks_own_error(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = failing_mid_run_saves(monkeypatch)
+    spec = make_spec(tmp_path, ["%%flyte_setup\nimport time",
+                                "%%flyte_task boom() -> None\ntime.sleep(2.5)\nraise ValueError('mine')"], "boom")
+    error = _error(run_task_attempt(spec))
+    assert (error.type, error.message) == ("ValueError", "mine")
+    assert refused  # the save as the cell ended, after its 2.5 s

@@ -109,6 +109,7 @@ class RunDriver:
         self.notebooks: dict[str, Any] = {}  # task -> its task notebook, built once, reused by every attempt
         self.setup_modules = setup_modules(wf)
         self.notes: set[str] = set()  # said and recorded already (`_note`)
+        self.output_failed = False  # a live output write failed (said once: `_view_write`)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> str:
@@ -474,9 +475,24 @@ class RunDriver:
                                           lines=[(str(s), str(t)) for s, t in message["lines"]],
                                           at=float(message.get("time") or time.time())))
             if message.get("notebook") and record.size is None:
-                self.store.record_attempt_notebook(self.run_id, record.task, record.attempt,
-                                                   str(message["notebook"]), fence=self.fence)
-        self.store.append_output(self.run_id, chunks, fence=self.fence)
+                self._view_write(self.store.record_attempt_notebook, self.run_id, record.task, record.attempt,
+                                 str(message["notebook"]), fence=self.fence)
+        self._view_write(self.store.append_output, self.run_id, chunks, fence=self.fence)
+
+    def _view_write(self, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Output is only a view of the run: a failure to store it (a full disk, a line the database refuses)
+        is said once and the run goes on; a lost lease still stops this driver."""
+        try:
+            write(*args, **kwargs)
+        except LeaseLostError:
+            raise
+        except Exception as exc:
+            if not self.output_failed:
+                self.output_failed = True
+                # the first line only: a database error goes on with the statement and the lines it carried
+                said = (str(exc).splitlines() or [""])[0][:300]
+                log.warning("flyte_lab: run %s: live output not stored (%s: %s); the run goes on, its executed "
+                            "notebooks keep everything", self.run_id, type(exc).__name__, said)
 
     def _collect(self) -> None:
         finished, self.finished = self.finished, []

@@ -191,7 +191,8 @@ class TaskLogHandler(FlyteHandler):
     @answers
     async def get(self, run_id: str, task: str) -> None:
         since = self.get_query_argument("since", "0")
-        if not since.isdigit():
+        # ASCII digits only (`"²".isdigit()`), and few enough for SQLite's 64-bit integers: else a 500
+        if not (since.isascii() and since.isdigit() and len(since) <= 18):
             raise BadRequest(f"`since` must be a line id (a whole number >= 0), got `{since[:40]}`")
         # the task's state as `answers` read it, before the lines: a reader told "ended" has every line
         self.reply(await self.blocking(service.task_log, self.run, task, int(since)))

@@ -45,3 +45,17 @@ async def test_the_log_route_serves_a_running_tasks_lines_page_by_page(root: Pat
         assert cancelled.code == 202
     finally:
         await launcher.wait_all()  # no run process outlives its test
+
+
+async def test_a_since_that_is_no_line_id_is_refused_with_400_not_500(root: Path, fetch: Any) -> None:
+    from flyte_lab.store import RunStore
+
+    with RunStore.from_env() as store:  # a run of a notebook under the server's root (the routes confine runs)
+        run_id = store.create_run(str(root / "t.ipynb"), {}, {"tasks": [], "edges": []},
+                                  [{"name": "tick", "cell": 1}], "local")
+    for bad in ("²", "١٢", "9" * 19, "99999999999999999999999999", "+1", "-0", ""):
+        refused = await fetch(f"runs/{run_id}/tasks/tick/log", params={"since": bad})
+        assert refused.code == 400, (bad, refused.code, refused.body)
+        assert "`since` must be a line id" in as_json(refused)["message"]
+    largest = await fetch(f"runs/{run_id}/tasks/tick/log", params={"since": "9" * 18})
+    assert largest.code == 200 and as_json(largest)["lines"] == []

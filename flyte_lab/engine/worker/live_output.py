@@ -70,14 +70,29 @@ class LiveOutput:
         with self._lock:
             pieces = (self._partial.pop(stream, "") + text).split("\n")
             if pieces[-1]:
-                self._partial[stream] = pieces[-1]
-            for piece in pieces[:-1]:
-                # a progress bar redraws its line after "\r": what is shown is the text after the last one
-                self._lines.append([stream, self._masked(piece.rsplit("\r", 1)[-1])[:MAX_LINE]])
+                self._partial[stream] = self._pending(pieces[-1])
+            self._lines += [[stream, self._line(piece)] for piece in pieces[:-1]]
             arm = not self._armed
             self._armed = True
         if arm:
             self._arm()
+
+    def _line(self, piece: str) -> str:
+        """A line as shown: a CRLF's `\\r` dropped; a progress bar redraws its line after `\\r`, so the text after
+        the last one; the task's secrets masked; NUL (which PostgreSQL text cannot hold) replaced; cut."""
+        shown = piece.removesuffix("\r").rsplit("\r", 1)[-1]
+        return self._masked(shown).replace("\x00", "\ufffd")[:MAX_LINE]
+
+    def _pending(self, text: str) -> str:
+        """The unfinished line kept until its newline, bounded: a progress bar's latest state only (after its
+        last `\\r`; a trailing one is kept, it may be half a CRLF), else redrawing a bar for the life of a cell
+        costs quadratic time; a longer line's head only (masked first: no half secret is left at the cut)."""
+        text = text[text.rfind("\r", 0, len(text) - 1) + 1:]
+        keep = MAX_LINE + (len(self._secrets[0]) if self._secrets else 0)
+        if len(text) <= keep:
+            return text
+        crlf_half = "\r" if text.endswith("\r") else ""
+        return self._masked(text.removesuffix("\r"))[:keep] + crlf_half
 
     def _masked(self, text: str) -> str:
         for secret in self._secrets:
@@ -102,7 +117,7 @@ class LiveOutput:
         with self._lock:
             self._armed = False
             if final:
-                self._lines += [[stream, self._masked(text)[:MAX_LINE]] for stream, text in self._partial.items()]
+                self._lines += [[stream, self._line(text)] for stream, text in self._partial.items()]
                 self._partial.clear()
             lines, self._lines, extra, self._extra = self._lines, [], self._extra, {}
             if not lines and not extra:

@@ -14,6 +14,7 @@ Only a worker imports this module (`run_attempt._execute`): papermill is not a c
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from papermill.engines import NBClientEngine, NotebookExecutionManager, papermil
 from papermill.iorw import write_ipynb
 from papermill.log import logger
 
+log = logging.getLogger(__name__)
 ENGINE_NAME = "flyte_lab"
 LIVE_SAVE_S = 2.0
 # A kernel that dies before answering its first kernel_info ran none of the task's code (e.g. one of the ports
@@ -46,10 +48,18 @@ class LiveSave(NotebookExecutionManager):  # type: ignore[misc]
         now = time.monotonic()
         if self.live_url is None or now - self._began < LIVE_SAVE_S or now - self._saved < LIVE_SAVE_S:
             return
-        from flyte_lab.engine.worker.files import write_bytes
+        from flyte_lab.engine.worker import files
 
         self._saved = now
-        write_bytes(self.live_url, nbformat_bytes(self.nb))
+        try:
+            files.write_bytes(self.live_url, nbformat_bytes(self.nb))
+        except Exception as exc:
+            # a mid-run save is only a view: a folder gone unwritable, or S3 refusing, must not fail a working
+            # task nor hide its own error; the final write says what is wrong, if anything still is
+            log.warning("flyte_lab: the executed notebook %s could not be saved mid-run (%s: %s); not retried "
+                        "before the attempt ends", self.live_url, type(exc).__name__, exc)
+            self.live_url = None
+            return
         if not self._told and self.live is not None:
             self._told = True
             self.live.note(notebook=self.live_url)

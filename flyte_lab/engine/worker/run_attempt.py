@@ -75,7 +75,7 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
         return AttemptFailed(kind="infra", error=ErrorRecord.infrastructure("NoArtifactKey", context, cell=cell),
                              **where)
     local = os.path.join(private_subdir("notebooks"), f"{uuid.uuid4().hex}.ipynb")
-    live = LiveOutput(str(spec.get("key")), worker_sender(), secrets=list((spec.get("env") or {}).values()))
+    live = LiveOutput(str(spec.get("key")), worker_sender(), secrets=_secret_values(spec))
     try:
         stopped = _execute(spec, context, local, attempt, live)
     finally:
@@ -108,6 +108,13 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
         return AttemptFailed(kind="user", error=_user_error(stopped.exc, executed, spec), **where)
     return AttemptFailed(kind="infra", error=ErrorRecord.infrastructure(
         type(stopped.exc).__name__, f"the kernel of task `{task}` died: {stopped.exc}", cell=cell), **where)
+
+
+def _secret_values(spec: dict[str, Any]) -> list[str]:
+    """What the live output masks: the values of this task's `--env` names that carry a secret (`scrub`, every
+    `K` of a `K=$NAME`); a plain `--env MODE=fast` is no secret, and masking `fast` would garble its lines."""
+    scrub = set(spec.get("scrub") or ())
+    return [value for name, value in (spec.get("env") or {}).items() if name in scrub]
 
 
 def _env_mismatch(spec: dict[str, Any], worker: str | None) -> Any:
