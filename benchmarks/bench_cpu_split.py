@@ -24,9 +24,8 @@ from pathlib import Path
 
 import nbformat
 import psutil
-from nbformat.v4 import new_code_cell, new_notebook
-
 from bench_peers import install_kernelspec
+from nbformat.v4 import new_code_cell, new_notebook
 
 FLYTE_LAB = [sys.executable, "-m", "flyte_lab.cli.main"]  # `flyte-lab`: `__main__` is its `entry()`
 
