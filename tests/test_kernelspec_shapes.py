@@ -191,3 +191,19 @@ def test_a_kernelspec_that_cannot_fork_says_why_once_in_the_run_and_in_show(tmp_
     text = subprocess.run([*cli, "show", record["run_id"]], env=dict(env, COLUMNS="400"), capture_output=True,
                           text=True, check=True).stdout
     assert f"note: {why}" in text
+
+
+def test_a_task_that_cannot_fork_on_a_worker_that_differs_reports_both_notes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of issue 20: the environment's differences (allowed by --allow-env-mismatch) were dropped whenever
+    the kernelspec's own note (kernels started, not forked) was there too. One note per line, both kept."""
+    kernelspec(tmp_path / "specs", "wrapped", ["/usr/bin/env", *launcher(sys.executable)])
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "specs"))
+    spec = make_spec(tmp_path, ["%%flyte_task one() -> a: int\na = 1"], "one", kernel_name="wrapped",
+                     expected_env={"versions": {"psutil": "0.0.1"}, "allow": True})
+    result = run_task_attempt(spec)
+    assert isinstance(result, AttemptSucceeded), result
+    notes = (result.kernel_note or "").splitlines()
+    assert len(notes) == 2, notes
+    assert notes[0].startswith("kernelspec `wrapped`: each task's kernel is started as a new process")
+    assert notes[1].startswith("environment differs (--allow-env-mismatch): psutil: 0.0.1 here, "), notes[1]

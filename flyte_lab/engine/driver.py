@@ -203,15 +203,16 @@ class RunDriver:
 
     def _note(self, note: Any) -> None:
         """What a worker reports about how this run's tasks run (e.g. why their kernels are started, not forked):
-        said and recorded on the run once, however many tasks and workers report it."""
-        if not note or note in self.notes:
-            return
-        self.notes.add(str(note))
-        self.store.add_run_note(self.run_id, str(note), fence=self.fence)
-        if self.on_event:
-            self._say(f"note: {note}")
-        else:
-            log.warning("flyte_lab: run %s: %s", self.run_id, note)
+        said and recorded on the run once, however many tasks and workers report it; one note per line."""
+        for one in str(note or "").splitlines():
+            if not one or one in self.notes:
+                continue
+            self.notes.add(one)
+            self.store.add_run_note(self.run_id, one, fence=self.fence)
+            if self.on_event:
+                self._say(f"note: {one}")
+            else:
+                log.warning("flyte_lab: run %s: %s", self.run_id, one)
 
     def _say(self, text: str) -> None:
         if self.on_event:

@@ -83,9 +83,9 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
         live.flush(final=True)  # before the result: the driver stores the last lines first
     where["usage"] = attempt.usage.as_json() if attempt.usage is not None else None
     # the driver says and records each once per run
-    where["kernel_note"] = fork_refusal(spec["kernel_name"]) or (
-        "; ".join(f"environment differs (--allow-env-mismatch): {d.line()}" for d in mismatch[0])
-        if mismatch is not None else None)
+    notes = [fork_refusal(spec["kernel_name"]),
+             *(f"environment differs (--allow-env-mismatch): {d.line()}" for d in (mismatch or ([], False))[0])]
+    where["kernel_note"] = "\n".join(n for n in notes if n) or None  # one note per line
     try:
         executed = _publish(local, spec["output_notebook"])
         where["output_notebook"] = spec["output_notebook"] if executed is not None else None
