@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4.nbbase import nbformat as NBFORMAT
+from nbformat.v4.nbbase import nbformat_minor as NBFORMAT_MINOR
+from nbformat.v4.nbbase import random_cell_id
 
 from flyte_lab.graph.model import Task, Workflow
 
@@ -26,10 +28,11 @@ INPUTS_TAG = "flyte-inputs"
 PRELUDE_TAG = "flyte-prelude"
 
 
-def _cell(source: str, *tags: str) -> Any:
-    cell = new_code_cell(source)
-    cell.metadata["tags"] = list(tags)
-    return cell
+def _cell(source: str, *tags: str) -> dict[str, Any]:
+    # a plain dict, not nbformat's `new_code_cell`: that validates each cell against the schema (jsonschema),
+    # several ms per task in the driver for cells whose shape is fixed here (a test validates the result)
+    return {"id": random_cell_id(), "cell_type": "code", "metadata": {"tags": list(tags)}, "execution_count": None,
+            "source": source, "outputs": []}
 
 
 def task_cell_source(task: Task) -> str:
@@ -51,10 +54,8 @@ def build_split_notebook(wf: Workflow, task_name: str) -> Any:
 
 
 def _notebook(wf: Workflow, task: Task, body: bool) -> Any:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": wf.kernel_name, "display_name": wf.kernel_name, "language": "python"}
-    nb.metadata["flyte_lab"] = {"task": task.name, "cell": task.cell, "body_line": task.body_line,
-                                "notebook": wf.path}
+    metadata = {"kernelspec": {"name": wf.kernel_name, "display_name": wf.kernel_name, "language": "python"},
+                "flyte_lab": {"task": task.name, "cell": task.cell, "body_line": task.body_line, "notebook": wf.path}}
     # no `parameters` cell: papermill then injects the run context as the first cell, one kernel round trip
     # fewer per task than a placeholder cell followed by the injected one
     prelude = "from flyte_lab.engine import task_runtime as _flyte_runtime\n_flyte_runtime.enter(flyte_context)"
@@ -68,5 +69,5 @@ def _notebook(wf: Workflow, task: Task, body: bool) -> Any:
     if body:
         cells.append(_cell(task_cell_source(task), BODY_TAG))
     cells.append(_cell("_flyte_runtime.save_outputs(flyte_context, globals())", OUTPUTS_TAG))
-    nb.cells = cells
-    return nbformat.from_dict(nb)
+    return nbformat.from_dict({"nbformat": NBFORMAT, "nbformat_minor": NBFORMAT_MINOR, "metadata": metadata,
+                               "cells": cells})

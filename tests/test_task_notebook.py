@@ -1,0 +1,37 @@
+"""The notebook papermill executes for a task is a valid nbformat 4 notebook, built without validating each
+cell as it is made (that cost several ms per task in the driver): validated here once per shape instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from flyte_lab.engine.task_notebook import BODY_TAG, OUTPUTS_TAG, build_split_notebook, build_task_notebook
+from flyte_lab.graph.validate import validate_notebook
+
+
+def workflow(tmp_path: Path, cells: list[str]) -> object:
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "pipeline.ipynb"
+    nbformat.write(nb, path)
+    wf = validate_notebook(str(path))
+    assert not wf.errors, wf.errors
+    return wf
+
+
+@pytest.mark.parametrize("setup", [[], ["%%flyte_setup\nimport os"]], ids=["no-setup", "setup"])
+def test_each_task_notebook_is_valid_nbformat_with_unique_cell_ids(tmp_path: Path, setup: list[str]) -> None:
+    wf = workflow(tmp_path, [*setup, "%%flyte_task make() -> xs: list[int]\nxs = [1, 2]",
+                             "%%flyte_task sq(xs: int) -> y: int --map-over xs\ny = xs * xs"])
+    for nb in (build_task_notebook(wf, "make"), build_task_notebook(wf, "sq"), build_split_notebook(wf, "sq")):
+        nbformat.validate(nb)  # raises if not valid
+        ids = [c.id for c in nb.cells]
+        assert len(set(ids)) == len(ids)
+        assert isinstance(nb, nbformat.NotebookNode) and isinstance(nb.cells[0].metadata, nbformat.NotebookNode)
+        assert nb.cells[-1].metadata.tags == [OUTPUTS_TAG]
+    body = [c for c in build_task_notebook(wf, "sq").cells if BODY_TAG in c.metadata.tags]
+    assert len(body) == 1 and body[0].source.endswith("y = xs * xs")
