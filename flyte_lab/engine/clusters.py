@@ -42,8 +42,13 @@ def local_cluster(n: int, security: Any = None) -> Iterator[Any]:
     # 0.0.0.0:8787 nor every interface
     listen: dict[str, Any] = {} if security is None else {"protocol": "tls://", "host": "127.0.0.1",
                                                           "security": security}
-    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+    # no memory manager either (`memory_limit=0`): the workers are threads of one process whose memory is the
+    # process's, not theirs, and a task's memory is its kernel's (`attempts`' sampler enforces --mem); its 100 ms
+    # polling, and the system monitor's every 500 ms, were most of what an idle shared executor spent
+    with dask.config.set({"distributed.worker.profile.enabled": False,
+                          "distributed.admin.system-monitor.interval": "5s"}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=False,  # inproc: nothing listens
+                         memory_limit=0,
                          dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, **listen,
                          worker_class="flyte_lab.engine.worker.local_worker.LoopbackWorker",
                          resources=machine_resources(n), silence_logs=logging.ERROR) as local:
