@@ -173,6 +173,13 @@ def warm_up(plan: Plan, timeout_s: float) -> None:
     proc = _run_group(plan.command(-1), plan.folder, plan.env, timeout_s)
     if proc.returncode != 0:
         raise RunFailed(f"warm-up run: exit {proc.returncode}: {_tail(proc.stderr or proc.stdout)}")
+    # then the pause a user takes: the executor starts its warm driver template once its first run is over
+    # (~3 s of imports), and a `flyte-lab run` started before that drives itself, as a cold one does
+    home = plan.env.get("FLYTE_LAB_HOME")
+    if home and plan.tool == "flyte_lab":
+        deadline = time.monotonic() + 60
+        while not list(Path(home).glob("executors/*/driver.sock")) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def stop_executors(plan: Plan, env: dict[str, str]) -> None:
