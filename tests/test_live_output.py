@@ -65,6 +65,19 @@ def test_outputs_become_lines_per_stream_partial_lines_wait_and_progress_bars_sh
     assert [m["first"] + i for m in messages for i in range(len(m["lines"]))] == list(range(1, 9))
 
 
+def test_each_element_of_a_batch_has_its_own_lines_numbered_from_one() -> None:
+    """A batch of map-over elements prints through one attempt: each element's lines say whose they are, its
+    unfinished line is its own (sent when the next element begins), and each is numbered from 1."""
+    messages, live = _sent()
+    live.element(3)
+    live.add({"output_type": "stream", "name": "stdout", "text": "three\nthree, no newline"})
+    live.element(4)
+    live.add({"output_type": "stream", "name": "stdout", "text": "four\n"})
+    live.flush(final=True)
+    said = [(m["element"], m["first"] + i, text) for m in messages for i, (_, text) in enumerate(m["lines"])]
+    assert said == [(3, 1, "three"), (3, 2, "three, no newline"), (4, 1, "four")]
+
+
 def test_a_tasks_own_secret_is_masked_and_a_burst_is_cut_to_the_newest_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     messages, live = _sent()
     live.add({"output_type": "stream", "name": "stdout", "text": "token=hunter2-secret ok\n"})

@@ -73,6 +73,30 @@ def attempt_spec(*, wf: Workflow, task: str, run_id: str, number: int, inputs: d
                  input_specs, outputs, modules)
 
 
+def batch_spec(*, wf: Workflow, task: str, run_id: str, number: int, inputs: dict[str, dict[str, Any]],
+               artifacts: Any, artifact_key: str, secrets: dict[str, str] | None, scrub: list[str],
+               split: set[tuple[str, str]], notebook: Any, elements: list[tuple[int, str]],
+               modules: list[str] | None = None) -> dict[str, Any]:
+    """The attempt of one kernel that runs several map-over `elements` ((index, element uri), consecutive) one
+    after the other (`task_notebook.build_batch_notebook`): each element keeps its own input and result file."""
+    spec = attempt_spec(wf=wf, task=task, run_id=run_id, number=number, inputs=inputs, artifacts=artifacts,
+                        artifact_key=artifact_key, secrets=secrets, scrub=scrub, split=split, notebook=notebook,
+                        modules=modules)
+    first, last = elements[0][0], elements[-1][0]
+    suffix = f"attempt-{number}-items-{first}-{last}"
+    folder = run_folder(artifacts, run_id, task)
+    mapped = wf.tasks[task].options.map_over
+    context = spec["context"]
+    del context["result_path"]
+    context["inputs"] = [{**s, "uri": None} if s["name"] == mapped else s for s in context["inputs"]]
+    context["map_over"] = mapped
+    context["elements"] = {index: {"uri": uri, "result_path": f"{folder}/attempt-{number}-item-{index}.outputs.json"}
+                           for index, uri in elements}
+    spec.update(key=f"flyte-{run_id}-{task}-{suffix}", output_notebook=f"{folder}/{suffix}.ipynb",
+                elements=[index for index, _ in elements])
+    return spec
+
+
 def split_spec(*, wf: Workflow, task: str, run_id: str, number: int, uri: str, artifacts: Any, artifact_key: str,
                scrub: list[str], notebook: Any, modules: list[str] | None = None) -> dict[str, Any]:
     """The attempt of the kernel that stores the list at `uri`, fed to `task`'s `--map-over` input, element by

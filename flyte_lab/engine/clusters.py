@@ -77,6 +77,7 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
         n = local_workers(workers)
         with executor_client(flyte_home(), n) as client:
             client.flyte_lab_offers = [machine_resources(n)]
+            client.flyte_lab_slots = n  # map-over elements are batched to keep these busy (`element_batches`)
             _warm(client, kernel_name, wf)
             yield client
         return
@@ -90,6 +91,7 @@ def connect(cluster: str, workers: int | None = None, kernel_name: str = "python
                 Client(local, set_as_default=False) as client:
             # adapt() adds and removes workers, all alike: judge placement by their configuration
             client.flyte_lab_offers = [machine_resources(n)]
+            client.flyte_lab_slots = n
             _warm(client, kernel_name, wf)
             yield client
         return

@@ -21,10 +21,18 @@ from typing import Any
 from flyte_lab.engine import state_machine as sm
 from flyte_lab.engine.artifacts import ArtifactStore
 from flyte_lab.engine.attempt_records import AttemptFailed, AttemptResult, AttemptSucceeded, ErrorRecord
-from flyte_lab.engine.attempt_spec import attempt_spec, gathered_type, setup_modules, split_outputs, split_spec
+from flyte_lab.engine.attempt_spec import (
+    attempt_spec,
+    batch_spec,
+    gathered_type,
+    setup_modules,
+    split_outputs,
+    split_spec,
+)
 from flyte_lab.engine.cache_keys import cache_key
 from flyte_lab.engine.clusters import task_resources, unplaceable
-from flyte_lab.engine.task_notebook import build_split_notebook, build_task_notebook
+from flyte_lab.engine.element_batches import batch_size, batches
+from flyte_lab.engine.task_notebook import build_batch_notebook, build_split_notebook, build_task_notebook
 from flyte_lab.engine.worker.live_output import OUTPUT_TOPIC
 from flyte_lab.engine.worker.run_attempt import EVENT_TOPIC, cancel_attempts, run_task_attempt
 from flyte_lab.errors import ClusterLost, DriverError, FlyteLabError, LeaseLostError
@@ -48,6 +56,8 @@ class _Attempt:
     futures: list[Any]
     results: dict[int, AttemptResult] = field(default_factory=dict)  # by map element (0: the one task)
     size: int | None = None  # map-over fan-out
+    batches: list[list[int]] = field(default_factory=lambda: [[0]])  # each future's elements (`element_batches`)
+    concluded: int = 0  # futures whose results are in
     splitting: bool = False  # its one future is the kernel splitting the mapped list (`_split_in_kernel`)
     _index: dict[str, int] = field(default_factory=dict)
 
@@ -377,22 +387,40 @@ class RunDriver:
 
     def _fan_out(self, task: str, attempt: int, inputs: dict[str, dict[str, Any]],
                  elements: list[str] | None) -> list[sm.Event]:
-        """Submit the attempt: one Dask task, or one per element of a map-over (`elements`)."""
+        """Submit the attempt: one Dask task, or for a map-over (`elements`) one per batch of its elements."""
+        if elements is None:
+            return self._submit_specs(_Attempt(task, attempt, []), [self._element_spec(task, attempt, inputs)])
+        size = batch_size(len(elements), getattr(self.client, "flyte_lab_slots", None),
+                          self.wf.tasks[task].options.batch)
+        groups = batches(len(elements), size)
+        specs = [self._element_spec(task, attempt, inputs, group[0], elements[group[0]]) if len(group) == 1
+                 else batch_spec(wf=self.wf, task=task, run_id=self.run_id, number=attempt, inputs=inputs,
+                                 artifacts=self.artifacts, artifact_key=self.artifacts.hmac_key_hex,
+                                 secrets=self.secrets.get(task), scrub=self.scrub, split=self.split,
+                                 notebook=build_batch_notebook(self.wf, task, group),
+                                 elements=[(i, elements[i]) for i in group], modules=self.setup_modules)
+                 for group in groups]
+        record = _Attempt(task, attempt, [], size=len(elements), batches=groups)
+        if not specs:  # an empty list: nothing to run
+            self.by_task[task] = record
+            return [sm.TaskStarted(task, attempt), *self._finish_map(record)]
+        return self._submit_specs(record, specs)
+
+    def _element_spec(self, task: str, attempt: int, inputs: dict[str, dict[str, Any]], index: int | None = None,
+                      element: str | None = None) -> dict[str, Any]:
+        """The attempt of the task (`index` None) or of one map-over element, in a kernel of its own."""
         notebook = self.notebooks.get(task)
         if notebook is None:
             notebook = self.notebooks[task] = build_task_notebook(self.wf, task)
-        specs = [attempt_spec(wf=self.wf, task=task, run_id=self.run_id, number=attempt, inputs=inputs,
-                              artifacts=self.artifacts, artifact_key=self.artifacts.hmac_key_hex,
-                              secrets=self.secrets.get(task), scrub=self.scrub, split=self.split,
-                              notebook=notebook, map_index=index if elements is not None else None,
-                              element_uri=element, modules=self.setup_modules)
-                 for index, element in enumerate(elements if elements is not None else [None])]
-        record = self._track(_Attempt(task, attempt, [], size=None if elements is None else len(elements)),
-                             specs)
+        return attempt_spec(wf=self.wf, task=task, run_id=self.run_id, number=attempt, inputs=inputs,
+                            artifacts=self.artifacts, artifact_key=self.artifacts.hmac_key_hex,
+                            secrets=self.secrets.get(task), scrub=self.scrub, split=self.split, notebook=notebook,
+                            map_index=index, element_uri=element, modules=self.setup_modules)
+
+    def _submit_specs(self, record: _Attempt, specs: list[dict[str, Any]]) -> list[sm.Event]:
         # the task is marked running when a worker reports it started (`_drain_events`), so durations
         # exclude time spent queued
-        if record.size == 0:
-            return [sm.TaskStarted(task, attempt), *self._finish_map(record)]
+        self._track(record, specs)
         return []
 
     def _split_in_kernel(self, task: str, attempt: int, uri: str) -> list[sm.Event]:
@@ -415,8 +443,8 @@ class RunDriver:
         record.futures = [self.client.submit(run_task_attempt, spec, key=spec["key"], resources=wanted or None,
                                              pure=False) for spec in specs]
         self.by_task[record.task] = record
-        for element, future in enumerate(record.futures):
-            self.keys[str(future.key)] = (record, element)
+        for future, group in zip(record.futures, record.batches, strict=True):
+            self.keys[str(future.key)] = (record, group[0])
             self.inflight[future.key] = record
             future.add_done_callback(self._on_future_done)  # called at once if it is already done
         return record
@@ -470,6 +498,7 @@ class RunDriver:
             if record.splitting:
                 continue  # the kernel splitting a mapped list runs no task code
             if message.get("lines"):
+                element = int(message.get("element", element))  # a batch says which of its elements printed
                 chunks.append(OutputChunk(task=record.task, attempt=record.attempt,
                                           element=element if record.size is not None else None,
                                           first=int(message["first"]),
@@ -515,18 +544,23 @@ class RunDriver:
             del self.inflight[key]
             if future.status == "cancelled" and self.client.status != "running":
                 raise self._cluster_lost()
+            results: list[AttemptResult]
             if future.status == "error":
                 exc = future.exception()
-                record.results[index] = AttemptFailed(kind="infra", error=ErrorRecord.infrastructure(
-                    type(exc).__name__, f"infrastructure error: {exc}"))
+                results = [AttemptFailed(kind="infra", error=ErrorRecord.infrastructure(
+                    type(exc).__name__, f"infrastructure error: {exc}"))]
             elif future.status == "cancelled":
-                record.results[index] = AttemptFailed(kind="cancelled",
-                                                      error=ErrorRecord.cancelled("the Dask task was cancelled"))
+                results = [AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled("the Dask task was cancelled"))]
             else:
-                record.results[index] = values[key] if key in values else future.result()
-                self._note(record.results[index].kernel_note)
+                value = values[key] if key in values else future.result()
+                results = value if isinstance(value, list) else [value]  # a batch: one per element that ran
+                for result in results:
+                    self._note(result.kernel_note)
+            # a batch that failed part way: its elements after the failing one have no result (never ran)
+            record.results.update(zip(record.batches[index], results, strict=False))
+            record.concluded += 1
             future.release()
-            if len(record.results) == len(record.futures):
+            if record.concluded == len(record.futures):
                 for other in record.futures:
                     self.inflight.pop(other.key, None)
                 self._apply_events(self._finish(record))
@@ -547,7 +581,7 @@ class RunDriver:
     def _finish(self, record: _Attempt) -> list[sm.Event]:
         if record.size is not None:
             return self._finish_map(record)
-        (result,) = record.results.values()
+        result = record.results[0]
         if record.splitting and isinstance(result, AttemptSucceeded):
             return self._split_done(record, result)
         return self._conclude(record, result)
@@ -574,6 +608,11 @@ class RunDriver:
         if failed is not None:
             return self._conclude(record, failed)
         results = [r for r in ordered if isinstance(r, AttemptSucceeded)]
+        if len(results) != record.size:  # never expected: a batch that ended early without saying why
+            error = ErrorRecord.infrastructure("MissingElements", f"task `{record.task}`: {len(results)} of its "
+                                               f"{record.size} elements reported a result",
+                                               cell=self.wf.tasks[record.task].cell)
+            return self._conclude(record, AttemptFailed(kind="infra", error=error))
         gathered: dict[str, dict[str, Any]] = {}
         for out in self.wf.tasks[record.task].outputs:
             # a manifest of the elements' own artifacts: the driver never reads or decodes a value

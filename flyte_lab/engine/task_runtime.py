@@ -1,7 +1,8 @@
 """Runs inside a task's kernel: load typed inputs, then check and save typed outputs.
 
 The task notebook calls `enter`, `load_inputs` and `save_outputs` with the
-`flyte_context` papermill injected. Values travel only as artifacts; the
+`flyte_context` papermill injected; a batch of map-over elements' notebook calls
+`load_element` and `save_element` once per element instead. Values travel only as artifacts; the
 result (output artifact references) is written as JSON to `result_path` (a
 path or fsspec URL), never parsed back out of printed text. The artifact HMAC
 key comes from the driver through a private 0600 file the worker wrote
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 from flyte_lab.engine.artifacts import ArtifactStore
@@ -51,9 +53,39 @@ def _annotation(text: str, namespace: dict[str, Any]) -> Any:
 
 
 def load_inputs(ctx: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
+    return _load(ctx, ctx["inputs"], namespace)
+
+
+# what IPython itself binds as cells run (`_`, `__`, `_i`, `_ii`, `_i7`, `_7`): left alone by the reset
+_IPYTHON_NAMES = re.compile(r"_(_{0,2}|i{1,3}|i?[0-9]+)")
+# the names a batch's kernel had after its setup cells, before its first element's inputs (`load_element`)
+_setup_names: dict[str, Any] | None = None
+
+
+def load_element(ctx: dict[str, Any], namespace: dict[str, Any], index: int) -> dict[str, Any]:
+    """Element `index` of a batch of map-over elements: the namespace put back to what the setup cells left
+    (names bound by an earlier element removed, the setup's names rebound), then the element's inputs."""
+    global _setup_names
+    if _setup_names is None:
+        _setup_names = dict(namespace)
+    else:
+        for name in [n for n in namespace if n not in _setup_names and not _IPYTHON_NAMES.fullmatch(n)]:
+            del namespace[name]
+        namespace.update(_setup_names)
+    element = ctx["elements"][index]
+    specs = [{**spec, "uri": element["uri"]} if spec["name"] == ctx["map_over"] else spec for spec in ctx["inputs"]]
+    return _load(ctx, specs, namespace)
+
+
+def save_element(ctx: dict[str, Any], namespace: dict[str, Any], index: int) -> None:
+    """Element `index`'s outputs, checked and saved; its result file is its own."""
+    _save(ctx, namespace, ctx["elements"][index]["result_path"])
+
+
+def _load(ctx: dict[str, Any], inputs: list[dict[str, Any]], namespace: dict[str, Any]) -> dict[str, Any]:
     store = open_store(ctx)
     values: dict[str, Any] = {}
-    for spec in ctx["inputs"]:
+    for spec in inputs:
         ref = typeref_from_json(spec["type"])  # a mapped input arrives as its element's uri and type
         value = store.get(spec["uri"], ref, namespace)
         annotation = _annotation(ref.text or ref.canonical(), namespace)
@@ -66,6 +98,10 @@ def load_inputs(ctx: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any
 
 
 def save_outputs(ctx: dict[str, Any], namespace: dict[str, Any]) -> None:
+    _save(ctx, namespace, ctx["result_path"])
+
+
+def _save(ctx: dict[str, Any], namespace: dict[str, Any], result_path: str) -> None:
     store = open_store(ctx)
     result: dict[str, Any] = {}
     for spec in ctx["outputs"]:
@@ -91,7 +127,7 @@ def save_outputs(ctx: dict[str, Any], namespace: dict[str, Any]) -> None:
         if art.warning:
             print(f"flyte_lab: {art.warning}")
         result[name] = entry
-    write_bytes(ctx["result_path"], json.dumps(result).encode())
+    write_bytes(result_path, json.dumps(result).encode())
 
 
 def _plain(value: Any) -> bool:
@@ -102,4 +138,4 @@ def _plain(value: Any) -> bool:
     return True
 
 
-__all__ = ["describe", "enter", "load_inputs", "open_store", "save_outputs"]
+__all__ = ["describe", "enter", "load_element", "load_inputs", "open_store", "save_element", "save_outputs"]

@@ -30,6 +30,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _FLAG_OPTIONS = {"--cache"}
 _VALUE_OPTIONS = {
     "--cpu", "--mem", "--gpu", "--retries", "--timeout", "--cache-version", "--image", "--env", "--map-over",
+    "--batch",
 }
 
 
@@ -394,6 +395,9 @@ def _parse_options(task: str, text: str, inputs: set[str]) -> TaskOptions:
         values["env"] = tuple(env)
     if "timeout" in values:
         values["timeout_s"] = values.pop("timeout")
+    if "batch" in values and "map_over" not in values:
+        raise HeaderError(f"task `{task}`: `--batch {values['batch']}` needs `--map-over`: only a map-over task's "
+                          "elements run in batches")
     return TaskOptions(**values)
 
 
@@ -407,6 +411,10 @@ def _option_value(task: str, opt: str, value: str, inputs: set[str]) -> Any:
         if not math.isfinite(cpu) or cpu <= 0:  # float() also reads nan and inf
             raise HeaderError(f"{bad}: CPU count must be a positive number like 2 or 0.5")
         return int(cpu) if cpu.is_integer() else cpu
+    if opt == "--batch":
+        if not _WHOLE.match(value) or int(value) < 1:
+            raise HeaderError(f"{bad}: the number of elements per kernel must be a whole number >= 1")
+        return int(value)
     if opt in ("--gpu", "--retries"):
         if not _WHOLE.match(value):  # not str.isdigit: it accepts `²`, which int() then refuses
             raise HeaderError(f"{bad}: must be a whole number >= 0")
@@ -471,6 +479,8 @@ def format_header(spec: HeaderSpec) -> str:
         parts += ["--env", f"{k}={v}"]
     if opts.map_over is not None:
         parts += ["--map-over", opts.map_over]
+    if opts.batch is not None:
+        parts += ["--batch", str(opts.batch)]
     if parts:
         text += " " + " ".join(shlex.quote(p) for p in parts)
     return text

@@ -56,10 +56,11 @@ class TaskOptions:
     image: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     map_over: str | None = None
+    batch: int | None = None  # map-over elements per kernel (None: chosen by the driver, `engine/element_batches`)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key in ("cpu", "mem", "gpu", "image", "cache_version", "map_over", "timeout_s"):
+        for key in ("cpu", "mem", "gpu", "image", "cache_version", "map_over", "batch", "timeout_s"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value

@@ -21,6 +21,7 @@ from flyte_lab.errors import UserInputError
 from flyte_lab.statuses import TaskStatus
 
 BODY_TAG = "flyte-body"
+ELEMENT_TAG = "flyte-element-"  # `engine/task_notebook.py`'s (not imported: this module runs in the user's kernel)
 SETUP_TAG_PREFIX = "flyte-setup-cell-"
 
 
@@ -134,11 +135,33 @@ def read_attempt(store: Any, run_id: str, task: str) -> AttemptRecord:
                 setup.append((int(tag.removeprefix(SETUP_TAG_PREFIX)), _strip_setup_magic(source)))
     graph = store.get_graph(run_id)
     graph_task: dict[str, Any] = next((t for t in graph.get("tasks", []) if t.get("name") == task), {})
+    inputs, map_index = list(context.get("inputs") or []), context.get("map_index")
+    if context.get("elements"):  # a batch of map-over elements: the one that failed (else the last that ran)
+        map_index = batch_element(nb)
+        element = context["elements"].get(map_index) or {}
+        inputs = [{**spec, "uri": element.get("uri")} if spec["name"] == context.get("map_over") else spec
+                  for spec in inputs]
     return AttemptRecord(
         run_id=run_id, task=task, notebook=run["notebook"], cell=state.get("cell"), status=last["status"],
         number=last["number"], attempts=len(attempts), error=last.get("error") or state.get("error"),
-        executed=executed, inputs=list(context.get("inputs") or []), map_index=context.get("map_index"),
+        executed=executed, inputs=inputs, map_index=map_index,
         body=body, body_line=body_line, setup=setup, graph_task=graph_task, written_header=header)
+
+
+def batch_element(nb: dict[str, Any]) -> int | None:
+    """Which element of a batch's executed notebook failed: the one whose cell holds an error, else the last
+    whose cell ran (a timeout, a cancel, a dead kernel), else its first."""
+    ran: list[int] = []
+    for cell in nb.get("cells", []):
+        tags = (cell.get("metadata") or {}).get("tags") or []
+        index = next((int(t.removeprefix(ELEMENT_TAG)) for t in tags if t.startswith(ELEMENT_TAG)), None)
+        if index is None:
+            continue
+        if any(o.get("output_type") == "error" for o in cell.get("outputs") or []):
+            return index
+        if cell.get("execution_count") is not None or not ran:
+            ran.append(index)
+    return ran[-1] if ran else None
 
 
 def _split_body_cell(source: str, body_line: int) -> tuple[str, str]:
@@ -146,7 +169,8 @@ def _split_body_cell(source: str, body_line: int) -> tuple[str, str]:
     (so that line numbers are the cell's), else it is absent and comes from the stored graph."""
     lines = source.split("\n")
     head = lines[:body_line - 1]
-    if head and head[0].startswith("# %%flyte_task"):
+    if head and "# %%flyte_task" in head[0]:  # a batch's cell loads the element's inputs before it on line 1
+        head[0] = head[0][head[0].index("# %%flyte_task"):]
         return "\n".join(line.removeprefix("# ") for line in head), "\n".join(lines[body_line - 1:])
     return "", source
 

@@ -73,10 +73,22 @@ class Attempt:
                 self._sampler.stop()
             self._sampler = UsageSampler(pid, self.mem_limit_bytes, self._out_of_memory)
             if self.timeout_s is not None and self._timer is None:  # one budget for the attempt, not per kernel
-                self._timer = threading.Timer(self.timeout_s, self._expire)
-                self._timer.name = f"flyte-lab-timeout-{self.key}"
-                self._timer.daemon = True
-                self._timer.start()
+                self._start_timer_locked()
+
+    def restart_clock(self) -> None:
+        """A batch's next map-over element begins: the `--timeout` budget is each element's, so it starts again."""
+        with _lock:
+            if self._timer is None or self._done or self.stopped_by is not None:
+                return
+            self._timer.cancel()
+            self._start_timer_locked()
+
+    def _start_timer_locked(self) -> None:
+        assert self.timeout_s is not None
+        self._timer = threading.Timer(self.timeout_s, self._expire)
+        self._timer.name = f"flyte-lab-timeout-{self.key}"
+        self._timer.daemon = True
+        self._timer.start()
 
     def running_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Papermill runs this attempt on `loop` (None: no longer; the caller closes it only after this)."""

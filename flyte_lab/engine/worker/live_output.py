@@ -57,7 +57,8 @@ class LiveOutput:
         self._lock = threading.Lock()
         self._lines: list[list[str]] = []  # [stream, text], waiting for the next flush
         self._partial: dict[str, str] = {}  # per stream: text after its last newline
-        self._next = 1  # the number of the next line (1-based, per attempt)
+        self._element: int | None = None  # the map-over element of a batch that prints now (`element`)
+        self._next: dict[int | None, int] = {}  # the number of the next line (1-based, per attempt or element)
         self._skipped = 0
         self._armed = False
         self._extra: dict[str, Any] = {}
@@ -105,6 +106,15 @@ class LiveOutput:
             self._extra.update(fields)
         self.flush()
 
+    def element(self, index: int) -> None:
+        """A batch's next element begins: what came before is sent as the previous one's (its unfinished line
+        too), what comes after is `index`'s, numbered from 1."""
+        if index == self._element:
+            return
+        self.flush(final=True)
+        with self._lock:
+            self._element = index
+
     def _arm(self) -> None:
         import asyncio
 
@@ -122,8 +132,9 @@ class LiveOutput:
             lines, self._lines, extra, self._extra = self._lines, [], self._extra, {}
             if not lines and not extra:
                 return
-            first = self._next
-            self._next += len(lines)
+            first = self._next.get(self._element, 1)
+            self._next[self._element] = first + len(lines)
+            element = self._element
             cut = max(len(lines) - MAX_LINES_PER_FLUSH, 0)  # a burst: the newest lines, the rest counted
             size = sum(len(text) for _, text in lines[cut:])
             while size > MAX_FLUSH_CHARS:
@@ -137,7 +148,7 @@ class LiveOutput:
         # a worker shutting down: output is a view, never a reason to fail the task
         with contextlib.suppress(Exception):
             self._send({"key": self.key, "first": first, "lines": lines, "skipped": self._skipped,
-                        "time": time.time(), **extra})
+                        "time": time.time(), **({"element": element} if element is not None else {}), **extra})
 
 
 def worker_sender() -> Send | None:

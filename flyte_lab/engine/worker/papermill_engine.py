@@ -7,6 +7,8 @@ It is papermill's nbclient engine, but
   shows the cells done so far; a short task pays no write on its critical path;
 - every output a cell makes also goes to the attempt's live output (`live_output.LiveOutput`) as it comes;
 - a kernel that dies while starting, before any cell, is replaced (`START_TRIES`);
+- each cell of a batch's element (tagged `flyte-element-I`) tells `on_element` which element runs (its live output
+  and its `--timeout` budget are the element's own);
 - its client takes the notebook's `language_info` from the kernel_info reply the kernel gave to be ready
   (`kernels.FastReadyClient`) instead of asking again after the cells: one round trip less per task.
 Only a worker imports this module (`run_attempt._execute`): papermill is not a cheap import.
@@ -16,12 +18,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 from papermill.iorw import write_ipynb
 from papermill.log import logger
+
+from flyte_lab.engine.task_notebook import ELEMENT_TAG
 
 log = logging.getLogger(__name__)
 ENGINE_NAME = "flyte_lab"
@@ -37,8 +42,9 @@ class LiveSave(NotebookExecutionManager):  # type: ignore[misc]
     """papermill's execution manager, saving during execution only to `live_url` (an attempt's executed notebook)
     and only every `LIVE_SAVE_S` from `LIVE_SAVE_S` after the start; the live output is told of the first save."""
 
-    def __init__(self, *args: Any, live_url: str | None = None, live: Any = None, **kwargs: Any) -> None:
-        self.live_url, self.live = live_url, live
+    def __init__(self, *args: Any, live_url: str | None = None, live: Any = None,
+                 on_element: Callable[[int], None] | None = None, **kwargs: Any) -> None:
+        self.live_url, self.live, self.on_element = live_url, live, on_element
         self._began = self._saved = time.monotonic()
         self._told = False
         super().__init__(*args, **kwargs)
@@ -63,6 +69,13 @@ class LiveSave(NotebookExecutionManager):  # type: ignore[misc]
         if not self._told and self.live is not None:
             self._told = True
             self.live.note(notebook=self.live_url)
+
+    def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+        if self.on_element is not None:
+            for tag in cell.metadata.get("tags", ()):
+                if tag.startswith(ELEMENT_TAG):
+                    self.on_element(int(tag.removeprefix(ELEMENT_TAG)))
+        super().cell_start(cell, cell_index, **kwargs)
 
     def autosave_cell(self) -> None:
         self.save()  # a long cell that prints: its outputs so far, at the same pace
@@ -108,9 +121,10 @@ class FlyteLabEngine(NBClientEngine):  # type: ignore[misc]
     @classmethod
     def execute_notebook(cls, nb: Any, kernel_name: str, output_path: str | None = None,
                          progress_bar: bool = False, log_output: bool = False, autosave_cell_every: int = 0,
-                         live_output: Any = None, live_url: str | None = None, **kwargs: Any) -> Any:
+                         live_output: Any = None, live_url: str | None = None,
+                         on_element: Callable[[int], None] | None = None, **kwargs: Any) -> Any:
         nb_man = LiveSave(nb, output_path=None, progress_bar=False, log_output=log_output, autosave_cell_every=0,
-                          live_url=live_url, live=live_output)
+                          live_url=live_url, live=live_output, on_element=on_element)
         nb_man.notebook_start()
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)

@@ -36,7 +36,9 @@ _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
 EVENT_TOPIC = "flyte-lab"
 
 
-def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
+def run_task_attempt(spec: dict[str, Any]) -> AttemptResult | list[AttemptResult]:
+    """One attempt; a batch of map-over elements (`spec["elements"]`) returns one result per element that ran, in
+    order: those that succeeded, then the one that failed (if one did; the batch ends there)."""
     from flyte_lab.engine.worker.files import private_subdir
     from flyte_lab.engine.worker.kernels import fork_refusal
     from flyte_lab.engine.worker.kernelspecs import missing_kernelspec
@@ -76,8 +78,9 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
                              **where)
     local = os.path.join(private_subdir("notebooks"), f"{uuid.uuid4().hex}.ipynb")
     live = LiveOutput(str(spec.get("key")), worker_sender(), secrets=_secret_values(spec))
+    elements = _Elements(attempt, live) if spec.get("elements") else None
     try:
-        stopped = _execute(spec, context, local, attempt, live)
+        stopped = _execute(spec, context, local, attempt, live, elements)
     finally:
         attempt.finish()  # the kernel is gone (and reaped) from here on, whatever happened
         live.flush(final=True)  # before the result: the driver stores the last lines first
@@ -92,10 +95,53 @@ def run_task_attempt(spec: dict[str, Any]) -> AttemptResult:
     finally:
         if os.path.exists(local):
             os.unlink(local)
+    if elements is not None:
+        return _batch_results(spec, stopped, attempt, executed, where, elements.current)
     if stopped is None:
         from flyte_lab.engine.worker.files import read_bytes
 
         return AttemptSucceeded(outputs=json.loads(read_bytes(spec["context"]["result_path"])), **where)
+    return _failure(spec, stopped, attempt, executed, where)
+
+
+class _Elements:
+    """Which element of a batch runs now: each one's start labels the live output that follows and starts its
+    own `--timeout` budget."""
+
+    def __init__(self, attempt: attempts.Attempt, live: LiveOutput) -> None:
+        self.attempt, self.live = attempt, live
+        self.current: int | None = None
+
+    def begin(self, index: int) -> None:
+        if index != self.current:
+            if self.current is not None:
+                self.attempt.restart_clock()
+            self.current = index
+            self.live.element(index)
+
+
+def _batch_results(spec: dict[str, Any], stopped: _Stopped | None, attempt: attempts.Attempt, executed: Any,
+                   where: dict[str, Any], current: int | None) -> list[AttemptResult]:
+    """One result per element of the batch that ran; the kernel's usage and notes go with the first only (the
+    driver sums a map's CPU and takes its largest peak)."""
+    from flyte_lab.engine.worker.files import read_bytes
+
+    order: list[int] = list(spec["elements"])
+    failed_at = None if stopped is None else order.index(current) if current in order else 0
+    results: list[AttemptResult] = []
+    shared = {k: v for k, v in where.items() if k not in ("usage", "kernel_note")}
+    for position, index in enumerate(order[:failed_at]):
+        extra = where if position == 0 else shared
+        path = spec["context"]["elements"][index]["result_path"]
+        results.append(AttemptSucceeded(outputs=json.loads(read_bytes(path)), **extra))
+    if stopped is not None:
+        results.append(_failure(spec, stopped, attempt, executed, where if not results else shared))
+    return results
+
+
+def _failure(spec: dict[str, Any], stopped: _Stopped, attempt: attempts.Attempt, executed: Any,
+             where: dict[str, Any]) -> AttemptFailed:
+    task, cell = spec["task"], spec["cell"]
     if attempt.stopped_by == "cancelled":
         return AttemptFailed(kind="cancelled", error=ErrorRecord.cancelled(f"task `{task}` was cancelled", cell=cell),
                              **where)
@@ -137,7 +183,7 @@ class _Stopped:
 
 
 def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt: attempts.Attempt,
-             live: LiveOutput) -> _Stopped | None:
+             live: LiveOutput, elements: _Elements | None = None) -> _Stopped | None:
     """Run papermill; None on success."""
     import asyncio
 
@@ -160,6 +206,7 @@ def _execute(spec: dict[str, Any], context: dict[str, Any], local: str, attempt:
             execution_timeout=spec.get("timeout_s"), kernel_manager_class=manager, shutdown_kernel="immediate",
             request_save_on_cell_execute=True,  # our engine: mid-run saves of longer attempts only
             live_output=live, live_url=spec["output_notebook"],
+            on_element=elements.begin if elements is not None else None,
         )
     except PapermillExecutionError as exc:
         return _Stopped("user", exc)
