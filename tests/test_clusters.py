@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +132,44 @@ def test_the_local_cluster_listens_on_loopback_only_and_has_no_dask_dashboard(ho
         scheduler = client.cluster.scheduler
         assert scheduler.http_server.address == "127.0.0.1"  # its /metrics server: never 0.0.0.0:8787
         assert scheduler.http_server.port != 8787
+
+
+def test_adaptive_scale_down_never_picks_a_worker_running_a_task() -> None:
+    """Dask's `workers_to_close` asks each scheduler plugin which workers may go: a busy one never may (its running
+    task would be run again elsewhere, a second attempt nothing failed)."""
+    from types import SimpleNamespace
+
+    from flyte_lab.engine.clusters import keep_busy_workers
+
+    busy, idle = SimpleNamespace(processing={"t3"}), SimpleNamespace(processing=set())
+    assert keep_busy_workers().valid_workers_downscaling(None, [busy, idle]) == [idle]
+
+
+_RELEASE = threading.Event()  # module level: the in-process workers run `_hold` by reference
+
+
+def _hold() -> None:
+    _RELEASE.wait(30)
+
+
+@pytest.mark.cluster
+def test_the_local_cluster_keeps_its_busy_workers_when_its_target_drops() -> None:
+    """On a real local cluster: asked to close down to one worker while both run a task, the scheduler offers
+    neither."""
+    from distributed import Client
+
+    from flyte_lab.engine.clusters import local_cluster
+
+    release = _RELEASE
+    release.clear()
+    with local_cluster(2) as local, Client(local, set_as_default=False) as client:
+        client.wait_for_workers(2)
+        futures = [client.submit(_hold, pure=False, workers=[w], key=f"hold-{i}")
+                   for i, w in enumerate(client.scheduler_info()["workers"])]
+        try:
+            while sum(len(ws.processing) for ws in local.scheduler.workers.values()) < 2:
+                release.wait(0.05)
+            assert local.scheduler.workers_to_close(target=1) == []
+        finally:
+            release.set()
+        client.gather(futures)

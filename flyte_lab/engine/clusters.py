@@ -27,6 +27,21 @@ def local_workers(workers: int | None) -> int:
     return max(1, workers or min(os.cpu_count() or 1, 4))
 
 
+def keep_busy_workers() -> Any:
+    """A scheduler plugin: adaptive scale-down never retires a worker that is running a task. Dask picks one
+    when its target asks for fewer workers than are busy, and a retired worker's running task is run again
+    elsewhere: a second attempt of a task nothing failed (a suite run caught it)."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class KeepBusyWorkers(SchedulerPlugin):  # type: ignore[misc]
+        name = "flyte-lab-keep-busy-workers"
+
+        def valid_workers_downscaling(self, scheduler: Any, workers: list[Any]) -> list[Any]:
+            return [ws for ws in workers if not ws.processing]
+
+    return KeepBusyWorkers()
+
+
 @contextlib.contextmanager
 def local_cluster(n: int, security: Any = None) -> Iterator[Any]:
     """The local cluster of `n` workers, open as long as the block. With `security` (the shared executor's),
@@ -52,6 +67,7 @@ def local_cluster(n: int, security: Any = None) -> Iterator[Any]:
                          dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, **listen,
                          worker_class="flyte_lab.engine.worker.local_worker.LoopbackWorker",
                          resources=machine_resources(n), silence_logs=logging.ERROR) as local:
+        local.scheduler.add_plugin(keep_busy_workers())
         # short target/interval: the default 5 s target never scales short tasks past one worker
         local.adapt(minimum=1, maximum=n, interval="200ms", target_duration="1s", wait_count=20)
         yield local
